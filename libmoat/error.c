@@ -1,0 +1,78 @@
+#include "error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Used when even the message cannot be allocated: the code still tells the story. */
+static char oom_message[] = "out of memory while formatting an error";
+
+static void set_message(moat_error *err, char *msg)
+{
+    if (err->message != oom_message)
+        free(err->message);
+    err->message = msg ? msg : oom_message;
+}
+
+int moat_error_set(moat_error *err, moat_error_code code, const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    va_list ap;
+    char *msg = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    err->code = code;
+    err->errno_value = 0;
+    set_message(err, msg);
+    return -1;
+}
+
+int moat_error_set_errno(moat_error *err, int errnum, const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    va_list ap;
+    char *head = NULL, *msg = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&head, fmt, ap) < 0)
+        head = NULL;
+    va_end(ap);
+    if (head && asprintf(&msg, "%s: %s", head, strerror(errnum)) < 0)
+        msg = NULL;
+    free(head);
+    err->code = MOAT_E_IO;
+    err->errno_value = errnum;
+    set_message(err, msg);
+    return -1;
+}
+
+int moat_error_prefix(moat_error *err, const char *fmt, ...)
+{
+    if (!err || !err->message)
+        return -1;
+    va_list ap;
+    char *ctx = NULL, *msg = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&ctx, fmt, ap) < 0)
+        ctx = NULL;
+    va_end(ap);
+    if (ctx && asprintf(&msg, "%s: %s", ctx, err->message) >= 0)
+        set_message(err, msg);
+    free(ctx);
+    return -1;
+}
+
+void moat_error_clear(moat_error *err)
+{
+    if (!err)
+        return;
+    if (err->message != oom_message)
+        free(err->message);
+    err->message = NULL;
+    err->code = MOAT_E_OK;
+    err->errno_value = 0;
+}

@@ -1,0 +1,42 @@
+/* Errors that carry context up to the one place that logs them (crun's libcrun_error_t).
+ *
+ * A fallible function returns an int < 0 (or NULL) and, on failure only, fills the
+ * caller's moat_error. Callers that pass the error on add context with
+ * moat_error_prefix() rather than replacing the message. */
+#ifndef MOAT_ERROR_H
+#define MOAT_ERROR_H
+
+#include "macro.h"
+
+typedef enum {
+    MOAT_E_OK = 0,
+    MOAT_E_INVALID,  /* bad input: a config key, a field, a parse */
+    MOAT_E_RANGE,    /* a value outside its allowed range */
+    MOAT_E_NOMEM,    /* allocation failed or a named cap was exceeded */
+    MOAT_E_IO,       /* a system call failed; see errno_value */
+    MOAT_E_NOTFOUND, /* the thing asked for does not exist */
+} moat_error_code;
+
+typedef struct {
+    moat_error_code code;
+    int errno_value; /* the errno behind MOAT_E_IO, else 0 */
+    char *message;   /* owned; NULL while no error is set */
+} moat_error;
+
+#define MOAT_ERROR_INIT {MOAT_E_OK, 0, NULL}
+#define _cleanup_error_ _cleanup_(moat_error_clear)
+
+/* Sets the error (replacing any earlier one) and returns -1, so a failing function can
+ * end with `return moat_error_set(err, ...)`. A NULL err is allowed: nothing is kept. */
+int moat_error_set(moat_error *err, moat_error_code code, const char *fmt, ...) _printf_(3, 4);
+
+/* Like moat_error_set with MOAT_E_IO and errno_value = errnum; appends strerror(errnum). */
+int moat_error_set_errno(moat_error *err, int errnum, const char *fmt, ...) _printf_(3, 4);
+
+/* Prepends "<context>: " to the message of a set error; returns -1. */
+int moat_error_prefix(moat_error *err, const char *fmt, ...) _printf_(2, 3);
+
+/* Frees the message and resets the error; accepts NULL. */
+void moat_error_clear(moat_error *err);
+
+#endif

@@ -1,0 +1,67 @@
+/* The names every part of Moat shares: API group, labels, annotations, RuntimeClasses and
+ * containerd handlers. crds/NAMES.md documents each one; this header is the only place
+ * code takes them from. Changing a value here changes the wire contract between the
+ * operator, the CRI shim and the node agent. */
+#ifndef MOAT_NAMES_H
+#define MOAT_NAMES_H
+
+/* The Sandbox API. */
+#define MOAT_API_GROUP    "moat.dev"
+#define MOAT_API_VERSION  "v1alpha1"
+#define MOAT_API_GV       "moat.dev/v1alpha1"
+#define MOAT_SANDBOX_KIND "Sandbox"
+#define MOAT_SANDBOX_PLURAL "sandboxes"
+
+/* Labels on a sandbox Pod. */
+#define MOAT_LABEL_SANDBOX "moat.dev/sandbox" /* value: the Sandbox's name */
+#define MOAT_LABEL_EGRESS  "moat.dev/egress"  /* value: "none" or "internet" */
+
+/* Annotations the operator puts on a sandbox Pod; the CRI shim reads them from the pod
+ * sandbox config. */
+#define MOAT_ANNOTATION_GPU_COUNT   "moat.dev/gpu-count"   /* decimal, "0".."8" */
+#define MOAT_ANNOTATION_GPU_PRODUCT "moat.dev/gpu-product" /* e.g. NVIDIA-H100-80GB-HBM3 */
+#define MOAT_ANNOTATION_NETWORK     "moat.dev/network"     /* "none" or "internet" */
+#define MOAT_ANNOTATION_ISOLATION   "moat.dev/isolation"   /* the Sandbox's requested mode */
+
+/* The shim's decision, added to the pod sandbox's annotations (reported by
+ * PodSandboxStatus), and the node agent's report of it on the Pod. */
+#define MOAT_ANNOTATION_DECISION_RUNTIME "moat.dev/decision-runtime" /* "gvisor", "kata" */
+#define MOAT_ANNOTATION_DECISION_HANDLER "moat.dev/decision-handler" /* concrete handler */
+#define MOAT_ANNOTATION_DECISION_REASON  "moat.dev/decision-reason"
+/* On the Pod, written by the node agent: JSON {"runtime","handler","reason","verified"}. */
+#define MOAT_ANNOTATION_ISOLATION_REPORT "moat.dev/isolation-report"
+
+/* Node labels, written by the node agent from the host probe. */
+#define MOAT_NODE_LABEL_MANAGED    "moat.dev/managed"    /* "true" */
+#define MOAT_NODE_LABEL_HYPERVISOR "moat.dev/hypervisor" /* "kvm", "mshv" or "none" */
+#define MOAT_NODE_LABEL_GPU_MODE   "moat.dev/gpu-mode"   /* "container", "vm-passthrough", "none" */
+/* One label per available runtime: "moat.dev/runtime.<name>" = "true". */
+#define MOAT_NODE_LABEL_RUNTIME_PREFIX "moat.dev/runtime."
+#define MOAT_NODE_LABEL_RUNTIME_GVISOR "moat.dev/runtime.gvisor"
+#define MOAT_NODE_LABEL_RUNTIME_KATA   "moat.dev/runtime.kata"
+
+/* Values of the labels and annotations above. */
+#define MOAT_EGRESS_NONE     "none"
+#define MOAT_EGRESS_INTERNET "internet"
+#define MOAT_RUNTIME_GVISOR  "gvisor"
+#define MOAT_RUNTIME_KATA    "kata"
+#define MOAT_HYPERVISOR_KVM  "kvm"
+#define MOAT_HYPERVISOR_MSHV "mshv"
+#define MOAT_HYPERVISOR_NONE "none"
+#define MOAT_GPU_MODE_CONTAINER "container"
+#define MOAT_GPU_MODE_VM        "vm-passthrough"
+#define MOAT_GPU_MODE_NONE      "none"
+
+/* RuntimeClasses: logical handlers that kubelet passes to the CRI shim. */
+#define MOAT_RUNTIMECLASS_AUTO   "moat-auto"
+#define MOAT_RUNTIMECLASS_VM     "moat-vm"
+#define MOAT_RUNTIMECLASS_GVISOR "moat-gvisor"
+
+/* Concrete containerd handlers the shim chooses among. */
+#define MOAT_HANDLER_RUNSC            "runsc"
+#define MOAT_HANDLER_RUNSC_NVPROXY    "runsc-nvproxy"
+#define MOAT_HANDLER_RUNSC_NONET      "runsc-nonet"
+#define MOAT_HANDLER_KATA_CLH         "kata-clh"
+#define MOAT_HANDLER_KATA_QEMU_NV_GPU "kata-qemu-nvidia-gpu"
+
+#endif
