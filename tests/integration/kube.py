@@ -1,0 +1,52 @@
+"""A small kubectl wrapper shared by the integration tests. The cluster comes from
+$KUBECONFIG and kubectl from $KUBECTL (the v1.35 build), so the tests run against any
+cluster."""
+import json
+import os
+import subprocess
+import time
+
+KUBECTL = os.environ.get("KUBECTL", "kubectl")
+
+
+class KubectlError(Exception):
+    def __init__(self, args, returncode, stderr):
+        super().__init__(f"kubectl {' '.join(args)} exited {returncode}: {stderr.strip()}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def kubectl(*args, stdin=None, check=True, timeout=60):
+    """Runs kubectl; returns (returncode, stdout, stderr), raising on failure if check."""
+    if not os.environ.get("KUBECONFIG"):
+        raise RuntimeError("KUBECONFIG is not set: the integration tests need a cluster")
+    p = subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise KubectlError(args, p.returncode, p.stderr)
+    return p.returncode, p.stdout, p.stderr
+
+
+def get_json(*args):
+    return json.loads(kubectl("get", *args, "-o", "json")[1])
+
+
+def wait_for(predicate, timeout=60, interval=0.25, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def create_namespace(prefix):
+    name = f"{prefix}-{os.getpid()}-{int(time.time() * 1000) % 100000}"
+    kubectl("create", "namespace", name)
+    return name
+
+
+def delete_namespace(name):
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
