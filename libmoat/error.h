@@ -23,7 +23,10 @@ typedef struct {
     char *message;   /* owned; NULL while no error is set */
 } moat_error;
 
-#define MOAT_ERROR_INIT {MOAT_E_OK, 0, NULL}
+#define MOAT_ERROR_INIT                                                                            \
+    {                                                                                              \
+        MOAT_E_OK, 0, NULL                                                                         \
+    }
 #define _cleanup_error_ _cleanup_(moat_error_clear)
 
 /* Sets the error (replacing any earlier one) and returns -1, so a failing function can

@@ -6,10 +6,10 @@
 #define MOAT_NAMES_H
 
 /* The Sandbox API. */
-#define MOAT_API_GROUP    "moat.dev"
-#define MOAT_API_VERSION  "v1alpha1"
-#define MOAT_API_GV       "moat.dev/v1alpha1"
-#define MOAT_SANDBOX_KIND "Sandbox"
+#define MOAT_API_GROUP      "moat.dev"
+#define MOAT_API_VERSION    "v1alpha1"
+#define MOAT_API_GV         "moat.dev/v1alpha1"
+#define MOAT_SANDBOX_KIND   "Sandbox"
 #define MOAT_SANDBOX_PLURAL "sandboxes"
 
 /* Labels on a sandbox Pod. */
@@ -41,13 +41,13 @@
 #define MOAT_NODE_LABEL_RUNTIME_KATA   "moat.dev/runtime.kata"
 
 /* Values of the labels and annotations above. */
-#define MOAT_EGRESS_NONE     "none"
-#define MOAT_EGRESS_INTERNET "internet"
-#define MOAT_RUNTIME_GVISOR  "gvisor"
-#define MOAT_RUNTIME_KATA    "kata"
-#define MOAT_HYPERVISOR_KVM  "kvm"
-#define MOAT_HYPERVISOR_MSHV "mshv"
-#define MOAT_HYPERVISOR_NONE "none"
+#define MOAT_EGRESS_NONE        "none"
+#define MOAT_EGRESS_INTERNET    "internet"
+#define MOAT_RUNTIME_GVISOR     "gvisor"
+#define MOAT_RUNTIME_KATA       "kata"
+#define MOAT_HYPERVISOR_KVM     "kvm"
+#define MOAT_HYPERVISOR_MSHV    "mshv"
+#define MOAT_HYPERVISOR_NONE    "none"
 #define MOAT_GPU_MODE_CONTAINER "container"
 #define MOAT_GPU_MODE_VM        "vm-passthrough"
 #define MOAT_GPU_MODE_NONE      "none"

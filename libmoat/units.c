@@ -92,8 +92,7 @@ int moat_quantity_parse(int64_t *ret_milli, const char *text, moat_error *err)
         p += strlen(p);
     }
     if (*p)
-        return moat_error_set(err, MOAT_E_INVALID, "quantity \"%s\" has trailing characters",
-                              text);
+        return moat_error_set(err, MOAT_E_INVALID, "quantity \"%s\" has trailing characters", text);
 
     /* "1.000Ei" is 1Ei: trailing fractional zeros must not make an exact value overflow. */
     while (frac > 0 && mantissa != 0 && mantissa % 10 == 0) {
@@ -133,9 +132,14 @@ int moat_duration_parse(int64_t *ret_ns, const char *text, moat_error *err)
         const char *unit;
         int64_t ns;
     } units[] = {
-        {"ns", 1},          {"us", 1000},           {"\xc2\xb5s", 1000}, /* U+00B5 micro */
-        {"\xce\xbcs", 1000}, /* U+03BC mu */ {"ms", 1000000}, {"s", 1000000000LL},
-        {"m", 60000000000LL}, {"h", 3600000000000LL},
+        {"ns", 1},
+        {"us", 1000},
+        {"\xc2\xb5s", 1000}, /* U+00B5 micro */
+        {"\xce\xbcs", 1000},
+        /* U+03BC mu */ {"ms", 1000000},
+        {"s", 1000000000LL},
+        {"m", 60000000000LL},
+        {"h", 3600000000000LL},
     };
 
     if (!text || !*text)
@@ -170,8 +174,8 @@ int moat_duration_parse(int64_t *ret_ns, const char *text, moat_error *err)
                 }
         }
         if (!any)
-            return moat_error_set(err, MOAT_E_INVALID, "duration \"%s\" has a unit without a number",
-                                  text);
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "duration \"%s\" has a unit without a number", text);
         size_t i, len = 0;
         for (i = 0; i < ELEMENTSOF(units); i++) {
             len = strlen(units[i].unit);

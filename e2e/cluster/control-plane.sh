@@ -155,6 +155,8 @@ up() {
         --initial-cluster="moat-local=http://127.0.0.1:$((etcd_port + 10))" \
         --unsafe-no-fsync --quota-backend-bytes=4294967296
 
+    # --kubelet-preferred-address-types=InternalIP: by default the API server dials kubelet
+    # by hostname, which sends a DNS query off the machine; the node IP is local.
     start kube-apiserver "$bin/kube-apiserver" \
         --etcd-servers="http://127.0.0.1:$etcd_port" \
         --bind-address="$api_addr" --advertise-address="$api_addr" --secure-port="$api_port" \
@@ -169,6 +171,7 @@ up() {
         --service-account-signing-key-file="$pki/sa.key" \
         --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
         --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+        --kubelet-preferred-address-types=InternalIP \
         --profiling=false --v=1
     wait_ready
 

@@ -64,9 +64,8 @@ int main(int argc, char **argv)
         }
         for (int j = 0; j < n; j++) {
             char path[4096];
-            if (names[j]->d_name[0] != '.' &&
-                snprintf(path, sizeof(path), "%s/%s", argv[i], names[j]->d_name) <
-                    (int)sizeof(path)) {
+            if (names[j]->d_name[0] != '.' && snprintf(path, sizeof(path), "%s/%s", argv[i],
+                                                       names[j]->d_name) < (int)sizeof(path)) {
                 if (run_file(path) < 0)
                     return 1;
                 files++;

@@ -73,10 +73,8 @@ static void test_log_writes_json_lines(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_set_and_prefix),
-        cmocka_unit_test(test_errno),
-        cmocka_unit_test(test_null_error_is_allowed),
-        cmocka_unit_test(test_log_level_parse),
+        cmocka_unit_test(test_set_and_prefix),        cmocka_unit_test(test_errno),
+        cmocka_unit_test(test_null_error_is_allowed), cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_writes_json_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

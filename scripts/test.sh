@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The README's test command, and what .ci/run calls. On a fresh machine it installs the
+# Debian packages, builds the real components from their Go modules into $MOAT_CACHE
+# (cached), builds Moat normally and with ASan/UBSan, checks formatting, and runs every
+# test ctest knows: unit tests, fuzz corpus replays, and the integration tests against the
+# local control plane and node, which ctest starts and stops as fixtures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
+jobs=$(nproc)
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "Debian packages"
+bash scripts/install-deps.sh
+command -v go >/dev/null || { echo "test: Go (1.25 or newer) is required to build the components" >&2; exit 1; }
+
+step "Real components from their Go modules (cache: $MOAT_CACHE)"
+bash e2e/tools/build.sh
+bash e2e/images/build.sh
+
+step "Format (clang-format)"
+bad=$(git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror 2>&1 | grep -c 'error:' || true)
+if [ "$bad" != 0 ]; then
+    git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+    exit 1
+fi
+
+step "Sanitizer build (ASan + UBSan): unit tests and fuzz corpora"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan -L 'unit|fuzz' --output-on-failure -j "$jobs"
+
+step "libFuzzer targets (clang)"
+CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOAT_FUZZ=ON \
+    -DMOAT_SANITIZE=ON >/dev/null
+cmake --build build-fuzz -j "$jobs"
+
+step "Build and every test: unit, fuzz corpora, integration against the real components"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure
