@@ -6,7 +6,7 @@
 #   $MOAT_CACHE/go/       Go's module and build caches
 #   $MOAT_CACHE/stamps/   one stamp per component: the hash of what built it
 #
-# A component is rebuilt only when its go.mod, go.sum, this script or the Go version
+# A component is rebuilt only when its go.mod, go.sum, its recipe below or the Go version
 # changes. Usage: build.sh [component...]   (default: all; see COMPONENTS below)
 set -euo pipefail
 
@@ -64,7 +64,7 @@ build_helm() {
 build_gvisor() {
     # gVisor's Go module is its `go` branch, served as pseudo-versions; gVisor itself
     # builds runsc without cgo.
-    local v src overlay
+    local v
     v=$(go list -m -f '{{.Version}}' gvisor.dev/gvisor)
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X gvisor.dev/gvisor/runsc/version.version=$v" \
         -o "$bin/runsc" gvisor.dev/gvisor/runsc
@@ -72,23 +72,32 @@ build_gvisor() {
     # The shim lowers its own oom_score_adj to -999 and fails on EACCES when it runs as root.
     # This machine's kernel has no CAP_SYS_RESOURCE in the bounding set, so any lowering is
     # refused (ENVIRONMENT.md) and every gVisor pod would fail with "failed to set OOM Score
-    # on shim: permission denied". For this machine only, the shim is built with one line
-    # changed through a `go build -overlay`: EACCES there is tolerated, as upstream already
-    # does for unprivileged shims. Real nodes run gVisor's shim unmodified (see README).
-    src=$(go list -m -f '{{.Dir}}' gvisor.dev/gvisor)/pkg/shim/v1/manager.go
-    overlay=$MOAT_CACHE/overlay/gvisor
-    mkdir -p "$overlay"
-    local want='if err := sys.SetOOMScore(cmd.Process.Pid, oomScoreMax); err != nil {'
-    grep -qF "$want" "$src" || { echo "build.sh: gVisor shim changed; revisit the OOM-score overlay" >&2; return 1; }
+    # on shim: permission denied". For this machine only, the shim is built from a copy of
+    # the pinned module with that one call tolerating EACCES, as upstream already does for
+    # unprivileged shims. (Go refuses -overlay on files in the module cache, hence the copy:
+    # hard links, and one real file for the changed source.) Real nodes run gVisor's shim
+    # unmodified; see the README's limitations.
+    local src work want file
+    src=$(go list -m -f '{{.Dir}}' gvisor.dev/gvisor)
+    work=$MOAT_CACHE/patched/gvisor
+    rm -rf "$work" && mkdir -p "$work"
+    cp -al "$src" "$work/src"
+    file=pkg/shim/v1/manager.go
+    want='if err := sys.SetOOMScore(cmd.Process.Pid, oomScoreMax); err != nil {'
+    grep -qF "$want" "$src/$file" || { echo "build.sh: gVisor's shim changed; revisit the OOM-score patch" >&2; return 1; }
+    rm -f "$work/src/$file"
     sed "s|$want|if err := sys.SetOOMScore(cmd.Process.Pid, oomScoreMax); err != nil \&\& !os.IsPermission(err) {|" \
-        "$src" >"$overlay/manager.go"
-    printf '{"Replace":{"%s":"%s"}}\n' "$src" "$overlay/manager.go" >"$overlay/overlay.json"
-    CGO_ENABLED=0 go build -trimpath -overlay "$overlay/overlay.json" -ldflags="-s -w" \
-        -o "$bin/containerd-shim-runsc-v1" gvisor.dev/gvisor/shim
+        "$src/$file" >"$work/src/$file"
+    cp go.mod go.sum "$work/"
+    (cd "$work" && go mod edit -replace "gvisor.dev/gvisor=$work/src" &&
+        CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin/containerd-shim-runsc-v1" \
+            gvisor.dev/gvisor/shim)
 }
 
 stamp_of() {
-    { cat "$here/$1/go.mod" "$here/$1/go.sum" "$here/build.sh"; go version; } | sha256sum | cut -d' ' -f1
+    # The pins, the component's own recipe (and the versions it names), and the toolchain.
+    { cat "$here/$1/go.mod" "$here/$1/go.sum"; declare -f "build_$1"
+      echo "$K8S_VERSION $CONTAINERD_VERSION $HELM_VERSION"; go version; } | sha256sum | cut -d' ' -f1
 }
 
 up_to_date() {
