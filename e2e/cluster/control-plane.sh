@@ -211,7 +211,7 @@ down() {
     stop_all
     # kubelet (the node scripts) may leave mounts below $dir; unmount before removing.
     if [ -d "$dir" ]; then
-        grep -F " $dir/" /proc/self/mounts | awk '{print $2}' | sort -r |
+        { grep -F " $dir/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r |
             while read -r m; do umount -l "$m" 2>/dev/null || true; done
         rm -rf "$dir"
     fi

@@ -251,10 +251,10 @@ down() {
         tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$dir/" && kill -KILL "${p#/proc/}" 2>/dev/null
     done
     sleep 0.3
-    "$bin/runsc" --root "$dir/runsc/root" list -q 2>/dev/null | while read -r id; do
+    { "$bin/runsc" --root "$dir/runsc/root" list -q 2>/dev/null || true; } | while read -r id; do
         "$bin/runsc" --root "$dir/runsc/root" delete -force "$id" >/dev/null 2>&1 || true
     done
-    grep -F " $dir/" /proc/self/mounts | awk '{print $2}' | sort -r |
+    { grep -F " $dir/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r |
         while read -r m; do umount -l "$m" 2>/dev/null || true; done
     # kubelet's cgroups (cgroupfs driver): every controller's kubepods tree, deepest first.
     local c
