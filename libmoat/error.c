@@ -15,6 +15,14 @@ static void set_message(moat_error *err, char *msg)
     err->message = msg ? msg : oom_message;
 }
 
+static void clear_kube(moat_error *err)
+{
+    free(err->body);
+    err->body = NULL;
+    err->kube_reason = 0;
+    err->http_status = 0;
+}
+
 int moat_error_set(moat_error *err, moat_error_code code, const char *fmt, ...)
 {
     if (!err)
@@ -25,6 +33,7 @@ int moat_error_set(moat_error *err, moat_error_code code, const char *fmt, ...)
     if (vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     va_end(ap);
+    clear_kube(err);
     err->code = code;
     err->errno_value = 0;
     set_message(err, msg);
@@ -44,6 +53,7 @@ int moat_error_set_errno(moat_error *err, int errnum, const char *fmt, ...)
     if (head && asprintf(&msg, "%s: %s", head, strerror(errnum)) < 0)
         msg = NULL;
     free(head);
+    clear_kube(err);
     err->code = MOAT_E_IO;
     err->errno_value = errnum;
     set_message(err, msg);
@@ -75,4 +85,5 @@ void moat_error_clear(moat_error *err)
     err->message = NULL;
     err->code = MOAT_E_OK;
     err->errno_value = 0;
+    clear_kube(err);
 }

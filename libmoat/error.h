@@ -15,17 +15,24 @@ typedef enum {
     MOAT_E_NOMEM,    /* allocation failed or a named cap was exceeded */
     MOAT_E_IO,       /* a system call failed; see errno_value */
     MOAT_E_NOTFOUND, /* the thing asked for does not exist */
+    MOAT_E_KUBE,     /* the API server answered with an error: see the kube_* fields */
+    MOAT_E_NETWORK,  /* the request did not get an answer (connect, TLS, timeout) */
+    MOAT_E_CANCELED, /* the operation was stopped by its caller */
 } moat_error_code;
 
 typedef struct {
     moat_error_code code;
     int errno_value; /* the errno behind MOAT_E_IO, else 0 */
     char *message;   /* owned; NULL while no error is set */
+    /* Set with MOAT_E_KUBE only (see libmoat/kube.h): */
+    int kube_reason;  /* a kube_reason: from the Status body's reason, never guessed */
+    long http_status; /* the HTTP status of the answer */
+    char *body;       /* owned: the response body as received, never dropped */
 } moat_error;
 
 #define MOAT_ERROR_INIT                                                                            \
     {                                                                                              \
-        MOAT_E_OK, 0, NULL                                                                         \
+        MOAT_E_OK, 0, NULL, 0, 0, NULL                                                             \
     }
 #define _cleanup_error_ _cleanup_(moat_error_clear)
 
