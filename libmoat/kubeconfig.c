@@ -1,0 +1,1079 @@
+#include "kubeconfig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <yaml.h>
+
+/* A CA bundle, client certificate, key or token file. A full public CA bundle is ~250 KiB. */
+#define KUBE_CREDENTIAL_MAX_BYTES (1024 * 1024)
+/* A token file is re-read at least this often even when its stat looks unchanged: an
+ * in-place rewrite of the same size within one mtime tick (a few ms on most file systems)
+ * is otherwise invisible. client-go re-reads on the same period. */
+#define KUBE_TOKEN_MAX_AGE_NS (60LL * 1000000000LL)
+#define KUBE_SA_DIR           "/var/run/secrets/kubernetes.io/serviceaccount"
+#define KUBE_NAMESPACE_MAX    63
+
+typedef struct {
+    unsigned char *data; /* followed by a NUL that len does not count */
+    size_t len;
+} blob;
+
+struct kube_config {
+    char *server;
+    char *namespace;
+    char *context;
+    char *tls_server_name;
+    blob ca, cert, key;
+    bool insecure;
+
+    char *token_file; /* absolute, so a later chdir() does not lose it; NULL for none */
+    pthread_mutex_t lock;
+    /* The static token (immutable), or the token file's contents as last read (under lock). */
+    char *token;
+    struct stat token_st;
+    struct timespec token_read_at; /* CLOCK_MONOTONIC */
+};
+
+/* ---- secrets ---------------------------------------------------------------------------- */
+
+static void secret_free(void *p, size_t size)
+{
+    if (!p)
+        return;
+    explicit_bzero(p, size);
+    free(p);
+}
+
+static void secret_free_str(char *s)
+{
+    if (s)
+        secret_free(s, strlen(s));
+}
+
+static void secret_freep(char **s)
+{
+    secret_free_str(*s);
+}
+#define _cleanup_secret_ _cleanup_(secret_freep)
+
+static void blob_clear(blob *b)
+{
+    if (b->data)
+        secret_free(b->data, b->len + 1);
+    b->data = NULL;
+    b->len = 0;
+}
+#define _cleanup_blob_ _cleanup_(blob_clear)
+
+/* Bytes outside printable ASCII, or a space: not allowed in a name, URL or header value. */
+static bool has_ctl_or_space(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return true;
+    return false;
+}
+
+/* asprintf() that returns the string, or NULL (asprintf leaves its pointer undefined then). */
+_printf_(1, 2) static char *format(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    va_start(ap, fmt);
+    int r = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    return r < 0 ? NULL : s;
+}
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+/* Reads the regular file at `path`, at most `max` bytes, into a NUL-terminated blob. A
+ * buffer that already holds data is never left behind unzeroed when it grows, since the
+ * file may be a key. Errors start with the path. */
+static int read_file(blob *ret, struct stat *ret_st, const char *path, size_t max, moat_error *err)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return moat_error_set_errno(err, errno, "%s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return moat_error_set_errno(err, errno, "%s", path);
+    if (!S_ISREG(st.st_mode))
+        return moat_error_set(err, MOAT_E_INVALID, "%s: not a regular file", path);
+    if ((uintmax_t)st.st_size > max)
+        return moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path, max);
+
+    _cleanup_blob_ blob b = {NULL, 0};
+    size_t cap = (size_t)st.st_size; /* bytes of data room; one more for the NUL */
+    b.data = malloc(cap + 1);
+    if (!b.data)
+        return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
+    for (;;) {
+        if (b.len == cap) {
+            /* Full: the file grew since fstat (or /proc-style size 0). Room for one byte
+             * past the cap shows whether the file is over it. */
+            if (cap > max)
+                return moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path, max);
+            size_t ncap = cap < 2048 ? 4096 : cap * 2;
+            if (ncap > max + 1)
+                ncap = max + 1;
+            unsigned char *n = malloc(ncap + 1);
+            if (!n)
+                return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
+            memcpy(n, b.data, b.len);
+            secret_free(b.data, cap + 1);
+            b.data = n;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, b.data + b.len, cap - b.len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return moat_error_set_errno(err, errno, "%s", path);
+        if (r == 0)
+            break;
+        b.len += (size_t)r;
+    }
+    if (b.len > max)
+        return moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path, max);
+    b.data[b.len] = '\0';
+    if (ret_st)
+        *ret_st = st;
+    *ret = b;
+    b = (blob){NULL, 0};
+    return 0;
+}
+
+/* `path` as written in the config, resolved against base_dir when relative. */
+static char *resolve_path(const char *base_dir, const char *path)
+{
+    if (path[0] == '/' || !base_dir || !*base_dir)
+        return strdup(path);
+    return format("%s%s%s", base_dir, base_dir[strlen(base_dir) - 1] == '/' ? "" : "/", path);
+}
+
+/* Makes *path absolute against the current directory. Not realpath(): the kubelet rotates a
+ * projected token by swapping a symlink, which must be followed anew on every read. */
+static int make_absolute(char **path)
+{
+    if ((*path)[0] == '/')
+        return 0;
+    _cleanup_free_ char *cwd = get_current_dir_name();
+    char *r = cwd ? format("%s/%s", cwd, *path) : NULL;
+    if (!r)
+        return -1;
+    free(*path);
+    *path = r;
+    return 0;
+}
+
+/* ---- tokens ----------------------------------------------------------------------------- */
+
+/* Trims surrounding whitespace of the *len bytes at s in place (zeroing what it moves away
+ * from) and checks that what is left can go into an Authorization header. Returns NULL, or
+ * what is wrong; *len is the trimmed length either way. */
+static const char *token_normalize(char *s, size_t *ret_len)
+{
+    size_t len = *ret_len;
+    size_t start = 0, end = len;
+    while (start < end && strchr(" \t\r\n", s[start]) && s[start])
+        start++;
+    while (end > start && strchr(" \t\r\n", s[end - 1]) && s[end - 1])
+        end--;
+    memmove(s, s + start, end - start);
+    explicit_bzero(s + (end - start), len - (end - start));
+    len = end - start;
+    *ret_len = len;
+    if (len == 0)
+        return "no token in it";
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+            return "the token has characters an HTTP header cannot carry";
+    return NULL;
+}
+
+static int64_t elapsed_ns(const struct timespec *since, const struct timespec *now)
+{
+    return (int64_t)(now->tv_sec - since->tv_sec) * 1000000000LL + (now->tv_nsec - since->tv_nsec);
+}
+
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Re-reads c->token_file into c->token when the file changed or the copy is old. Called
+ * with c->lock held, or before c is shared. Errors start with the path. */
+static int token_refresh(kube_config *c, moat_error *err)
+{
+    struct timespec now;
+    struct stat st;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (c->token && stat(c->token_file, &st) == 0 && same_file_state(&st, &c->token_st) &&
+        elapsed_ns(&c->token_read_at, &now) < KUBE_TOKEN_MAX_AGE_NS)
+        return 0;
+
+    _cleanup_blob_ blob b = {NULL, 0};
+    if (read_file(&b, &st, c->token_file, KUBE_CREDENTIAL_MAX_BYTES, err) < 0)
+        return -1;
+    size_t len = b.len;
+    const char *problem = token_normalize((char *)b.data, &len);
+    if (problem)
+        return moat_error_set(err, MOAT_E_INVALID, "%s: %s", c->token_file, problem);
+    secret_free_str(c->token);
+    c->token = (char *)TAKE_PTR(b.data);
+    c->token_st = st;
+    c->token_read_at = now;
+    return 0;
+}
+
+/* ---- base64 ----------------------------------------------------------------------------- */
+
+static int base64_value(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+')
+        return 62;
+    if (ch == '/')
+        return 63;
+    return -1;
+}
+
+/* Strict standard base64 (RFC 4648 section 4): the alphabet with '+' and '/', padding
+ * required, no data after it, no bits set past the end of the data. ASCII whitespace is
+ * skipped anywhere, since the value may be folded over lines. Returns 0 and a
+ * NUL-terminated *ret, or -1 with errno EINVAL (malformed) or ENOMEM. */
+static int base64_decode(blob *ret, const char *in, size_t len)
+{
+    size_t size = len / 4 * 3 + 4;
+    _cleanup_blob_ blob b = {malloc(size), 0};
+    if (!b.data) {
+        errno = ENOMEM;
+        return -1;
+    }
+    uint32_t acc = 0;
+    int q = 0; /* characters of the current quantum seen, padding included */
+    bool pad = false, done = false;
+    unsigned char *out = b.data;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
+            continue;
+        if (done)
+            goto bad;
+        if (ch == '=') {
+            if (q == 2 && !pad) { /* "xx=": one more '=' must follow */
+                pad = true;
+                q = 3;
+            } else if (q == 3 && pad) { /* "xx==": 12 bits, one byte */
+                if (acc & 0xf)
+                    goto bad;
+                *out++ = (unsigned char)(acc >> 4);
+                done = true;
+            } else if (q == 3) { /* "xxx=": 18 bits, two bytes */
+                if (acc & 0x3)
+                    goto bad;
+                *out++ = (unsigned char)(acc >> 10);
+                *out++ = (unsigned char)(acc >> 2);
+                done = true;
+            } else {
+                goto bad;
+            }
+            continue;
+        }
+        int v = base64_value(ch);
+        if (v < 0 || pad)
+            goto bad;
+        acc = acc << 6 | (uint32_t)v;
+        if (++q == 4) {
+            *out++ = (unsigned char)(acc >> 16);
+            *out++ = (unsigned char)(acc >> 8);
+            *out++ = (unsigned char)acc;
+            q = 0;
+            acc = 0;
+        }
+    }
+    if (q != 0 && !done)
+        goto bad;
+    *out = '\0';
+    b.len = (size_t)(out - b.data);
+    explicit_bzero(&acc, sizeof(acc));
+    *ret = b;
+    b = (blob){NULL, 0};
+    return 0;
+bad:
+    explicit_bzero(&acc, sizeof(acc));
+    b.len = size - 1; /* blob_clear zeroes len + 1 bytes: all of them */
+    errno = EINVAL;
+    return -1;
+}
+
+/* ---- YAML access ------------------------------------------------------------------------ */
+
+static const char *dot(const char *path)
+{
+    return *path ? "." : "";
+}
+
+static bool scalar_eq(const yaml_node_t *n, const char *s, size_t len)
+{
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.length == len &&
+           memcmp(n->data.scalar.value, s, len) == 0;
+}
+
+/* An absent value, or YAML's null: an empty or "~"/"null" plain scalar. */
+static bool is_null(const yaml_node_t *n)
+{
+    if (!n)
+        return true;
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    for (size_t i = 0; i < ELEMENTSOF(nulls); i++)
+        if (scalar_eq(n, nulls[i], strlen(nulls[i])))
+            return true;
+    return false;
+}
+
+static const char *type_name(yaml_node_type_t t)
+{
+    return t == YAML_MAPPING_NODE    ? "a mapping"
+           : t == YAML_SEQUENCE_NODE ? "a sequence"
+                                     : "a string";
+}
+
+/* Finds `key` in the mapping `map` (NULL = empty) found at `path`; *ret is NULL when the key is
+ * absent or null. A key given twice is an error: which one wins would be a guess. When
+ * `type` is not YAML_NO_NODE, a present value must be of that type. */
+static int map_get(yaml_node_t **ret, yaml_document_t *doc, const yaml_node_t *map,
+                   const char *path, const char *key, yaml_node_type_t type, moat_error *err)
+{
+    yaml_node_t *found = NULL;
+    bool seen = false;
+    size_t klen = strlen(key);
+    if (map)
+        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *k = yaml_document_get_node(doc, p->key);
+            if (!k || !scalar_eq(k, key, klen))
+                continue;
+            if (seen)
+                return moat_error_set(err, MOAT_E_INVALID, "%s%s%s: duplicate key", path, dot(path),
+                                      key);
+            seen = true;
+            found = yaml_document_get_node(doc, p->value);
+        }
+    if (is_null(found))
+        found = NULL;
+    if (found && type != YAML_NO_NODE && found->type != type)
+        return moat_error_set(err, MOAT_E_INVALID, "%s%s%s: expected %s", path, dot(path), key,
+                              type_name(type));
+    *ret = found;
+    return 0;
+}
+
+/* The string value of `key`, or NULL when absent or null. The value is used as a C string,
+ * so a NUL inside (possible with "\0" in double quotes) is refused. */
+static int map_get_str(char **ret, yaml_document_t *doc, const yaml_node_t *map, const char *path,
+                       const char *key, moat_error *err)
+{
+    yaml_node_t *n;
+    if (map_get(&n, doc, map, path, key, YAML_SCALAR_NODE, err) < 0)
+        return -1;
+    if (!n) {
+        *ret = NULL;
+        return 0;
+    }
+    const char *v = (const char *)n->data.scalar.value;
+    size_t len = n->data.scalar.length;
+    if (memchr(v, '\0', len))
+        return moat_error_set(err, MOAT_E_INVALID, "%s%s%s: contains a NUL byte", path, dot(path),
+                              key);
+    char *s = strndup(v, len);
+    if (!s)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    *ret = s;
+    return 0;
+}
+
+/* A boolean, false when absent. YAML 1.1 spellings too, as the Go decoder kubectl uses
+ * accepts them. */
+static int map_get_bool(bool *ret, yaml_document_t *doc, const yaml_node_t *map, const char *path,
+                        const char *key, moat_error *err)
+{
+    static const struct {
+        const char *word;
+        bool value;
+    } words[] = {
+        {"true", true},   {"True", true},   {"TRUE", true}, {"yes", true}, {"Yes", true},
+        {"YES", true},    {"on", true},     {"On", true},   {"ON", true},  {"false", false},
+        {"False", false}, {"FALSE", false}, {"no", false},  {"No", false}, {"NO", false},
+        {"off", false},   {"Off", false},   {"OFF", false},
+    };
+    yaml_node_t *n;
+    if (map_get(&n, doc, map, path, key, YAML_SCALAR_NODE, err) < 0)
+        return -1;
+    if (!n) {
+        *ret = false;
+        return 0;
+    }
+    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+        for (size_t i = 0; i < ELEMENTSOF(words); i++)
+            if (scalar_eq(n, words[i].word, strlen(words[i].word))) {
+                *ret = words[i].value;
+                return 0;
+            }
+    return moat_error_set(err, MOAT_E_INVALID, "%s%s%s: expected true or false", path, dot(path),
+                          key);
+}
+
+/* The `name` of a list entry, already checked by check_list(). */
+static yaml_node_t *entry_name(yaml_document_t *doc, const yaml_node_t *entry)
+{
+    yaml_node_t *n = NULL;
+    map_get(&n, doc, entry, "", "name", YAML_SCALAR_NODE, NULL);
+    return n;
+}
+
+/* Checks the top-level list `list` (contexts, clusters, users): a sequence of mappings that
+ * each have a name. *ret is the sequence, or NULL when absent. */
+static int check_list(yaml_node_t **ret, yaml_document_t *doc, const yaml_node_t *root,
+                      const char *list, moat_error *err)
+{
+    yaml_node_t *seq;
+    if (map_get(&seq, doc, root, "", list, YAML_SEQUENCE_NODE, err) < 0)
+        return -1;
+    if (seq)
+        for (yaml_node_item_t *it = seq->data.sequence.items.start;
+             it < seq->data.sequence.items.top; it++) {
+            size_t i = (size_t)(it - seq->data.sequence.items.start);
+            yaml_node_t *e = yaml_document_get_node(doc, *it);
+            if (!e || e->type != YAML_MAPPING_NODE)
+                return moat_error_set(err, MOAT_E_INVALID, "%s[%zu]: expected a mapping", list, i);
+            _cleanup_free_ char *path = format("%s[%zu]", list, i);
+            if (!path)
+                return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+            _cleanup_free_ char *name = NULL;
+            if (map_get_str(&name, doc, e, path, "name", err) < 0)
+                return -1;
+            if (!name || !*name)
+                return moat_error_set(err, MOAT_E_INVALID, "%s.name: missing", path);
+        }
+    *ret = seq;
+    return 0;
+}
+
+/* Finds the entry called `name` in a list checked by check_list() and returns its `body`
+ * mapping ("context", "cluster", "user"). Returns 1 and *ret_body, 0 when there is no such
+ * entry, or -1. */
+static int find_entry(yaml_node_t **ret_body, yaml_document_t *doc, const yaml_node_t *seq,
+                      const char *list, const char *name, const char *body, moat_error *err)
+{
+    yaml_node_t *found = NULL;
+    size_t len = strlen(name);
+    if (seq)
+        for (yaml_node_item_t *it = seq->data.sequence.items.start;
+             it < seq->data.sequence.items.top; it++) {
+            yaml_node_t *e = yaml_document_get_node(doc, *it);
+            yaml_node_t *n = entry_name(doc, e);
+            if (!n || !scalar_eq(n, name, len))
+                continue;
+            if (found)
+                return moat_error_set(err, MOAT_E_INVALID, "%s[%s]: duplicate name", list, name);
+            found = e;
+        }
+    if (!found)
+        return 0;
+    _cleanup_free_ char *path = format("%s[%s]", list, name);
+    if (!path)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    yaml_node_t *b;
+    if (map_get(&b, doc, found, path, body, YAML_MAPPING_NODE, err) < 0)
+        return -1;
+    if (!b)
+        return moat_error_set(err, MOAT_E_INVALID, "%s.%s: missing", path, body);
+    *ret_body = b;
+    return 1;
+}
+
+/* ---- the selected context --------------------------------------------------------------- */
+
+/* A credential given as a path (`file_key`) or inline as base64 (`data_key`), not both.
+ * *ret stays empty when neither is set. */
+static int load_pem(blob *ret, yaml_document_t *doc, const yaml_node_t *map, const char *path,
+                    const char *file_key, const char *data_key, const char *base_dir,
+                    moat_error *err)
+{
+    _cleanup_free_ char *file = NULL;
+    yaml_node_t *data;
+    if (map_get_str(&file, doc, map, path, file_key, err) < 0 ||
+        map_get(&data, doc, map, path, data_key, YAML_SCALAR_NODE, err) < 0)
+        return -1;
+    if (file && *file && data)
+        return moat_error_set(err, MOAT_E_INVALID, "%s: %s and %s are both set", path, file_key,
+                              data_key);
+
+    _cleanup_blob_ blob b = {NULL, 0};
+    if (data) {
+        if (base64_decode(&b, (const char *)data->data.scalar.value, data->data.scalar.length) < 0)
+            return errno == ENOMEM ? moat_error_set(err, MOAT_E_NOMEM, "out of memory")
+                                   : moat_error_set(err, MOAT_E_INVALID, "%s.%s: invalid base64",
+                                                    path, data_key);
+        if (b.len == 0) /* "" decodes to nothing: as if unset, like Go's empty []byte */
+            blob_clear(&b);
+    } else if (file && *file) {
+        _cleanup_free_ char *full = resolve_path(base_dir, file);
+        if (!full)
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        if (read_file(&b, NULL, full, KUBE_CREDENTIAL_MAX_BYTES, err) < 0)
+            return moat_error_prefix(err, "%s.%s", path, file_key);
+        if (b.len == 0)
+            return moat_error_set(err, MOAT_E_INVALID, "%s.%s: %s: file is empty", path, file_key,
+                                  full);
+    }
+    *ret = b;
+    b = (blob){NULL, 0};
+    return 0;
+}
+
+/* Checks a server URL and strips its trailing slashes; returns NULL or what is wrong. */
+static const char *server_normalize(char *s)
+{
+    size_t scheme;
+    if (strncasecmp(s, "https://", 8) == 0)
+        scheme = 8;
+    else if (strncasecmp(s, "http://", 7) == 0)
+        scheme = 7;
+    else
+        return "must start with https:// or http://";
+    if (has_ctl_or_space(s, strlen(s)))
+        return "contains whitespace or control characters";
+    size_t len = strlen(s);
+    while (len > scheme && s[len - 1] == '/')
+        s[--len] = '\0';
+    if (len == scheme || strchr("/?#", s[scheme]))
+        return "has no host";
+    return NULL;
+}
+
+/* A DNS-1123 label, as the API server requires of a namespace: it goes into URL paths. */
+static bool namespace_valid(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > KUBE_NAMESPACE_MAX || s[0] == '-' || s[len - 1] == '-')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static int parse_cluster(kube_config *c, yaml_document_t *doc, const yaml_node_t *m,
+                         const char *path, const char *base_dir, moat_error *err)
+{
+    yaml_node_t *proxy;
+    if (map_get(&proxy, doc, m, path, "proxy-url", YAML_NO_NODE, err) < 0)
+        return -1;
+    if (proxy)
+        return moat_error_set(err, MOAT_E_INVALID, "%s.proxy-url: proxies are not supported", path);
+
+    _cleanup_free_ char *server = NULL;
+    if (map_get_str(&server, doc, m, path, "server", err) < 0)
+        return -1;
+    if (!server || !*server)
+        return moat_error_set(err, MOAT_E_INVALID, "%s.server: missing", path);
+    const char *problem = server_normalize(server);
+    if (problem)
+        return moat_error_set(err, MOAT_E_INVALID, "%s.server: \"%s\" %s", path, server, problem);
+
+    _cleanup_free_ char *sni = NULL;
+    if (map_get_str(&sni, doc, m, path, "tls-server-name", err) < 0)
+        return -1;
+    if (sni && has_ctl_or_space(sni, strlen(sni)))
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "%s.tls-server-name: contains whitespace or control characters",
+                              path);
+    if (sni && !*sni) {
+        free(sni);
+        sni = NULL;
+    }
+
+    if (map_get_bool(&c->insecure, doc, m, path, "insecure-skip-tls-verify", err) < 0 ||
+        load_pem(&c->ca, doc, m, path, "certificate-authority", "certificate-authority-data",
+                 base_dir, err) < 0)
+        return -1;
+    /* client-go refuses this too: which of the two was meant is a guess. */
+    if (c->insecure && c->ca.data)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "%s: insecure-skip-tls-verify together with a certificate authority",
+                              path);
+    c->server = TAKE_PTR(server);
+    c->tls_server_name = TAKE_PTR(sni);
+    return 0;
+}
+
+static int parse_user(kube_config *c, yaml_document_t *doc, const yaml_node_t *m, const char *path,
+                      const char *base_dir, moat_error *err)
+{
+    static const struct {
+        const char *key, *why;
+    } unsupported[] = {
+        {"exec", "exec credential plugins are not supported"},
+        {"auth-provider", "auth-provider plugins are not supported"},
+        {"username", "basic authentication is not supported"},
+        {"password", "basic authentication is not supported"},
+        {"as", "impersonation is not supported"},
+        {"as-uid", "impersonation is not supported"},
+        {"as-groups", "impersonation is not supported"},
+        {"as-user-extra", "impersonation is not supported"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(unsupported); i++) {
+        yaml_node_t *n;
+        if (map_get(&n, doc, m, path, unsupported[i].key, YAML_NO_NODE, err) < 0)
+            return -1;
+        if (n)
+            return moat_error_set(err, MOAT_E_INVALID, "%s.%s: %s", path, unsupported[i].key,
+                                  unsupported[i].why);
+    }
+
+    if (load_pem(&c->cert, doc, m, path, "client-certificate", "client-certificate-data", base_dir,
+                 err) < 0 ||
+        load_pem(&c->key, doc, m, path, "client-key", "client-key-data", base_dir, err) < 0)
+        return -1;
+    if (c->cert.data && !c->key.data)
+        return moat_error_set(err, MOAT_E_INVALID, "%s: client-certificate without client-key",
+                              path);
+    if (c->key.data && !c->cert.data)
+        return moat_error_set(err, MOAT_E_INVALID, "%s: client-key without client-certificate",
+                              path);
+
+    _cleanup_secret_ char *token = NULL;
+    _cleanup_free_ char *token_file = NULL;
+    if (map_get_str(&token, doc, m, path, "token", err) < 0 ||
+        map_get_str(&token_file, doc, m, path, "tokenFile", err) < 0)
+        return -1;
+    if (token && *token && token_file && *token_file)
+        return moat_error_set(err, MOAT_E_INVALID, "%s: token and tokenFile are both set", path);
+    if (token && *token) {
+        size_t len = strlen(token);
+        const char *problem = token_normalize(token, &len);
+        if (problem)
+            return moat_error_set(err, MOAT_E_INVALID, "%s.token: %s", path, problem);
+        c->token = TAKE_PTR(token);
+    } else if (token_file && *token_file) {
+        c->token_file = resolve_path(base_dir, token_file);
+        if (!c->token_file || make_absolute(&c->token_file) < 0)
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        if (token_refresh(c, err) < 0)
+            return moat_error_prefix(err, "%s.tokenFile", path);
+    }
+    return 0;
+}
+
+static int parse_document(kube_config *c, yaml_document_t *doc, const char *base_dir,
+                          const char *context, moat_error *err)
+{
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    if (is_null(root))
+        root = NULL; /* an empty file: no context to find */
+    if (root && root->type != YAML_MAPPING_NODE)
+        return moat_error_set(err, MOAT_E_INVALID, "expected a mapping at the top level");
+
+    yaml_node_t *contexts, *clusters, *users;
+    _cleanup_free_ char *current = NULL;
+    if (check_list(&contexts, doc, root, "contexts", err) < 0 ||
+        check_list(&clusters, doc, root, "clusters", err) < 0 ||
+        check_list(&users, doc, root, "users", err) < 0 ||
+        map_get_str(&current, doc, root, "", "current-context", err) < 0)
+        return -1;
+
+    const char *name = context && *context ? context : current;
+    if (!name || !*name)
+        return moat_error_set(err, MOAT_E_INVALID, "no current-context and no context given");
+    yaml_node_t *ctx;
+    int r = find_entry(&ctx, doc, contexts, "contexts", name, "context", err);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return moat_error_set(err, MOAT_E_NOTFOUND, "%scontext \"%s\" not found",
+                              name == current ? "current-context: " : "", name);
+
+    _cleanup_free_ char *cpath = format("contexts[%s]", name);
+    _cleanup_free_ char *bpath = format("contexts[%s].context", name);
+    _cleanup_free_ char *cluster = NULL, *user = NULL, *ns = NULL;
+    if (!cpath || !bpath)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (map_get_str(&cluster, doc, ctx, bpath, "cluster", err) < 0 ||
+        map_get_str(&user, doc, ctx, bpath, "user", err) < 0 ||
+        map_get_str(&ns, doc, ctx, bpath, "namespace", err) < 0)
+        return -1;
+    if (!cluster || !*cluster)
+        return moat_error_set(err, MOAT_E_INVALID, "%s.cluster: missing", bpath);
+    if (ns && *ns && !namespace_valid(ns))
+        return moat_error_set(err, MOAT_E_INVALID, "%s.namespace: \"%s\" is not a valid namespace",
+                              bpath, ns);
+
+    yaml_node_t *body;
+    _cleanup_free_ char *path = NULL;
+    r = find_entry(&body, doc, clusters, "clusters", cluster, "cluster", err);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return moat_error_set(err, MOAT_E_NOTFOUND, "%s: cluster \"%s\" not found", cpath, cluster);
+    if (!(path = format("clusters[%s].cluster", cluster)))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (parse_cluster(c, doc, body, path, base_dir, err) < 0)
+        return -1;
+
+    if (user && *user) { /* no user: anonymous, or authenticated by the proxy in front */
+        r = find_entry(&body, doc, users, "users", user, "user", err);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return moat_error_set(err, MOAT_E_NOTFOUND, "%s: user \"%s\" not found", cpath, user);
+        free(path);
+        if (!(path = format("users[%s].user", user)))
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        if (parse_user(c, doc, body, path, base_dir, err) < 0)
+            return -1;
+    }
+
+    c->namespace = ns && *ns ? TAKE_PTR(ns) : strdup("default");
+    c->context = strdup(name);
+    if (!c->namespace || !c->context)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    return 0;
+}
+
+/* ---- YAML parsing ----------------------------------------------------------------------- */
+
+/* libyaml frees without zeroing; the scalars hold any inline key or token. */
+static void document_destroy(yaml_document_t *doc)
+{
+    for (yaml_node_t *n = doc->nodes.start; n && n < doc->nodes.top; n++)
+        if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
+            explicit_bzero(n->data.scalar.value, n->data.scalar.length);
+    yaml_document_delete(doc);
+}
+
+/* Zeroes what the parser still holds of the text. The scanner's intermediate string buffers
+ * are freed inside libyaml and cannot be reached. */
+static void parser_destroy(yaml_parser_t *p)
+{
+    if (p->buffer.start)
+        explicit_bzero(p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
+    if (p->raw_buffer.start)
+        explicit_bzero(p->raw_buffer.start, (size_t)(p->raw_buffer.end - p->raw_buffer.start));
+    for (yaml_token_t *t = p->tokens.head; t && t < p->tokens.tail; t++)
+        if (t->type == YAML_SCALAR_TOKEN && t->data.scalar.value)
+            explicit_bzero(t->data.scalar.value, t->data.scalar.length);
+    yaml_parser_delete(p);
+}
+
+static int yaml_error(const yaml_parser_t *p, moat_error *err)
+{
+    const char *problem = p->problem ? p->problem : "invalid YAML";
+    switch (p->error) {
+    case YAML_MEMORY_ERROR:
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory parsing YAML");
+    case YAML_READER_ERROR:
+        return moat_error_set(err, MOAT_E_INVALID, "byte %zu: %s", p->problem_offset, problem);
+    default:
+        if (p->context)
+            return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s (%s at line %zu)",
+                                  p->problem_mark.line + 1, p->problem_mark.column + 1, problem,
+                                  p->context, p->context_mark.line + 1);
+        return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s",
+                              p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
+    }
+}
+
+static kube_config *config_new(void)
+{
+    kube_config *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void kube_config_freep(kube_config **c)
+{
+    kube_config_free(*c);
+}
+
+static int parse_text(kube_config **out, const char *text, size_t len, const char *base_dir,
+                      const char *context, moat_error *err)
+{
+    if (!text && len > 0)
+        return moat_error_set(err, MOAT_E_INVALID, "no text");
+    if (len > KUBE_CONFIG_MAX_BYTES)
+        return moat_error_set(err, MOAT_E_NOMEM, "larger than %d bytes", KUBE_CONFIG_MAX_BYTES);
+
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""), len);
+
+    yaml_document_t doc, extra;
+    if (!yaml_parser_load(&parser, &doc)) {
+        yaml_error(&parser, err);
+        parser_destroy(&parser);
+        return -1;
+    }
+    /* A second document would be ignored by a reader that stops at the first: refuse it. */
+    int r = 0;
+    if (!yaml_parser_load(&parser, &extra)) {
+        r = yaml_error(&parser, err);
+    } else {
+        if (yaml_document_get_root_node(&extra))
+            r = moat_error_set(err, MOAT_E_INVALID, "more than one YAML document");
+        document_destroy(&extra);
+    }
+
+    _cleanup_(kube_config_freep) kube_config *c = NULL;
+    if (r == 0) {
+        c = config_new();
+        r = c ? parse_document(c, &doc, base_dir, context, err)
+              : moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
+    document_destroy(&doc);
+    parser_destroy(&parser);
+    if (r < 0)
+        return -1;
+    *out = TAKE_PTR(c);
+    return 0;
+}
+
+/* ---- public API ------------------------------------------------------------------------- */
+
+int kube_config_parse(kube_config **out, const char *text, size_t len, const char *origin,
+                      const char *base_dir, const char *context, moat_error *err)
+{
+    if (parse_text(out, text, len, base_dir, context, err) < 0)
+        return origin ? moat_error_prefix(err, "kubeconfig %s", origin)
+                      : moat_error_prefix(err, "kubeconfig");
+    return 0;
+}
+
+int kube_config_load_file(kube_config **out, const char *path, const char *context, moat_error *err)
+{
+    _cleanup_blob_ blob text = {NULL, 0};
+    if (read_file(&text, NULL, path, KUBE_CONFIG_MAX_BYTES, err) < 0)
+        return moat_error_prefix(err, "kubeconfig");
+
+    _cleanup_free_ char *dir = NULL;
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+        if (!dir)
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
+    return kube_config_parse(out, (const char *)text.data, text.len, path, dir, context, err);
+}
+
+/* Moves src's error into dst (which may be NULL), keeping its code and errno. */
+static int error_move(moat_error *dst, moat_error *src)
+{
+    if (dst) {
+        moat_error_clear(dst);
+        *dst = *src;
+        *src = (moat_error)MOAT_ERROR_INIT;
+    }
+    return -1;
+}
+
+static int in_cluster(kube_config **out, const char *sa_dir, moat_error *err)
+{
+    const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
+    if (!host || !*host || !port || !*port)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set");
+    if (has_ctl_or_space(host, strlen(host)) || strpbrk(host, "/?#@"))
+        return moat_error_set(err, MOAT_E_INVALID, "KUBERNETES_SERVICE_HOST \"%s\" is not a host",
+                              host);
+    size_t plen = strlen(port);
+    if (plen > 5 || strspn(port, "0123456789") != plen || atoi(port) < 1 || atoi(port) > 65535)
+        return moat_error_set(err, MOAT_E_INVALID, "KUBERNETES_SERVICE_PORT \"%s\" is not a port",
+                              port);
+
+    _cleanup_(kube_config_freep) kube_config *c = config_new();
+    if (!c)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    bool v6 = strchr(host, ':') && host[0] != '[';
+    c->server = format("https://%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    if (!c->server)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+
+    const char *dir = sa_dir ? sa_dir : KUBE_SA_DIR;
+    _cleanup_free_ char *ca_path = format("%s/ca.crt", dir);
+    _cleanup_free_ char *ns_path = format("%s/namespace", dir);
+    c->token_file = format("%s/token", dir);
+    if (!ca_path || !ns_path || !c->token_file)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (read_file(&c->ca, NULL, ca_path, KUBE_CREDENTIAL_MAX_BYTES, err) < 0)
+        return -1;
+    if (c->ca.len == 0)
+        return moat_error_set(err, MOAT_E_INVALID, "%s: file is empty", ca_path);
+    if (make_absolute(&c->token_file) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (token_refresh(c, err) < 0)
+        return -1;
+
+    _cleanup_blob_ blob ns = {NULL, 0};
+    _cleanup_error_ moat_error ns_err = MOAT_ERROR_INIT;
+    if (read_file(&ns, NULL, ns_path, 4096, &ns_err) < 0) {
+        if (ns_err.errno_value != ENOENT)
+            return error_move(err, &ns_err);
+    } else {
+        size_t len = ns.len;
+        token_normalize((char *)ns.data, &len);
+        if (len > 0 && (strlen((char *)ns.data) != len || !namespace_valid((char *)ns.data)))
+            return moat_error_set(err, MOAT_E_INVALID, "%s: not a valid namespace", ns_path);
+        if (len > 0)
+            c->namespace = (char *)TAKE_PTR(ns.data);
+    }
+    if (!c->namespace && !(c->namespace = strdup("default")))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (!(c->context = strdup("in-cluster")))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    *out = TAKE_PTR(c);
+    return 0;
+}
+
+int kube_config_in_cluster(kube_config **out, const char *sa_dir, moat_error *err)
+{
+    if (in_cluster(out, sa_dir, err) < 0)
+        return moat_error_prefix(err, "in-cluster config");
+    return 0;
+}
+
+int kube_config_load_default(kube_config **out, const char *context, moat_error *err)
+{
+    const char *list = getenv("KUBECONFIG");
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ":");
+        if (n > 0) {
+            _cleanup_free_ char *path = strndup(p, n);
+            if (!path)
+                return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+            return kube_config_load_file(out, path, context, err);
+        }
+        p++;
+    }
+    const char *host = getenv("KUBERNETES_SERVICE_HOST");
+    if (host && *host)
+        return kube_config_in_cluster(out, NULL, err);
+    const char *home = getenv("HOME");
+    if (!home || !*home)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "kubeconfig: no $KUBECONFIG, no $HOME and not in a cluster");
+    _cleanup_free_ char *path = format("%s/.kube/config", home);
+    if (!path)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    return kube_config_load_file(out, path, context, err);
+}
+
+const char *kube_config_server(const kube_config *c)
+{
+    return c->server;
+}
+
+const char *kube_config_namespace(const kube_config *c)
+{
+    return c->namespace;
+}
+
+const char *kube_config_context(const kube_config *c)
+{
+    return c->context;
+}
+
+const char *kube_config_tls_server_name(const kube_config *c)
+{
+    return c->tls_server_name;
+}
+
+static const unsigned char *blob_get(const blob *b, size_t *ret_len)
+{
+    if (ret_len)
+        *ret_len = b->data ? b->len : 0;
+    return b->data;
+}
+
+const unsigned char *kube_config_ca(const kube_config *c, size_t *ret_len)
+{
+    return blob_get(&c->ca, ret_len);
+}
+
+const unsigned char *kube_config_client_cert(const kube_config *c, size_t *ret_len)
+{
+    return blob_get(&c->cert, ret_len);
+}
+
+const unsigned char *kube_config_client_key(const kube_config *c, size_t *ret_len)
+{
+    return blob_get(&c->key, ret_len);
+}
+
+bool kube_config_insecure(const kube_config *c)
+{
+    return c->insecure;
+}
+
+int kube_config_token(kube_config *c, char **ret_token, moat_error *err)
+{
+    char *t;
+    if (!c->token_file) { /* a static token never changes: no lock needed */
+        if (!c->token) {
+            *ret_token = NULL;
+            return 0;
+        }
+        t = strdup(c->token);
+    } else {
+        pthread_mutex_lock(&c->lock);
+        int r = token_refresh(c, err);
+        t = r < 0 ? NULL : strdup(c->token);
+        pthread_mutex_unlock(&c->lock);
+        if (r < 0)
+            return moat_error_prefix(err, "token file");
+    }
+    if (!t)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    *ret_token = t;
+    return 0;
+}
+
+void kube_config_free(kube_config *c)
+{
+    if (!c)
+        return;
+    free(c->server);
+    free(c->namespace);
+    free(c->context);
+    free(c->tls_server_name);
+    blob_clear(&c->ca);
+    blob_clear(&c->cert);
+    blob_clear(&c->key);
+    free(c->token_file);
+    secret_free_str(c->token);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
