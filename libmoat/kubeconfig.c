@@ -322,6 +322,16 @@ bad:
     return -1;
 }
 
+/* Walks the selected context through a loaded document. Every mapping key looked at costs
+ * one step: aliases let a small text make the same large mapping appear in many places, and
+ * the budget keeps that from turning into minutes of lookups. */
+#define KUBE_CONFIG_MAX_STEPS (16 * 1024 * 1024)
+
+typedef struct {
+    yaml_document_t *doc;
+    size_t steps;
+} walk;
+
 /* ---- YAML access ------------------------------------------------------------------------ */
 
 static const char *dot(const char *path)
@@ -359,8 +369,8 @@ static const char *type_name(yaml_node_type_t t)
 /* Finds `key` in the mapping `map` (NULL = empty) found at `path`; *ret is NULL when the key is
  * absent or null. A key given twice is an error: which one wins would be a guess. When
  * `type` is not YAML_NO_NODE, a present value must be of that type. */
-static int map_get(yaml_node_t **ret, yaml_document_t *doc, const yaml_node_t *map,
-                   const char *path, const char *key, yaml_node_type_t type, moat_error *err)
+static int map_get(yaml_node_t **ret, walk *w, const yaml_node_t *map, const char *path,
+                   const char *key, yaml_node_type_t type, moat_error *err)
 {
     yaml_node_t *found = NULL;
     bool seen = false;
@@ -368,14 +378,18 @@ static int map_get(yaml_node_t **ret, yaml_document_t *doc, const yaml_node_t *m
     if (map)
         for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
              p++) {
-            yaml_node_t *k = yaml_document_get_node(doc, p->key);
+            if (++w->steps > KUBE_CONFIG_MAX_STEPS)
+                return moat_error_set(err, MOAT_E_NOMEM,
+                                      "too complex: more than %d mapping keys looked at",
+                                      KUBE_CONFIG_MAX_STEPS);
+            yaml_node_t *k = yaml_document_get_node(w->doc, p->key);
             if (!k || !scalar_eq(k, key, klen))
                 continue;
             if (seen)
                 return moat_error_set(err, MOAT_E_INVALID, "%s%s%s: duplicate key", path, dot(path),
                                       key);
             seen = true;
-            found = yaml_document_get_node(doc, p->value);
+            found = yaml_document_get_node(w->doc, p->value);
         }
     if (is_null(found))
         found = NULL;
@@ -388,11 +402,11 @@ static int map_get(yaml_node_t **ret, yaml_document_t *doc, const yaml_node_t *m
 
 /* The string value of `key`, or NULL when absent or null. The value is used as a C string,
  * so a NUL inside (possible with "\0" in double quotes) is refused. */
-static int map_get_str(char **ret, yaml_document_t *doc, const yaml_node_t *map, const char *path,
+static int map_get_str(char **ret, walk *w, const yaml_node_t *map, const char *path,
                        const char *key, moat_error *err)
 {
     yaml_node_t *n;
-    if (map_get(&n, doc, map, path, key, YAML_SCALAR_NODE, err) < 0)
+    if (map_get(&n, w, map, path, key, YAML_SCALAR_NODE, err) < 0)
         return -1;
     if (!n) {
         *ret = NULL;
@@ -412,7 +426,7 @@ static int map_get_str(char **ret, yaml_document_t *doc, const yaml_node_t *map,
 
 /* A boolean, false when absent. YAML 1.1 spellings too, as the Go decoder kubectl uses
  * accepts them. */
-static int map_get_bool(bool *ret, yaml_document_t *doc, const yaml_node_t *map, const char *path,
+static int map_get_bool(bool *ret, walk *w, const yaml_node_t *map, const char *path,
                         const char *key, moat_error *err)
 {
     static const struct {
@@ -425,7 +439,7 @@ static int map_get_bool(bool *ret, yaml_document_t *doc, const yaml_node_t *map,
         {"off", false},   {"Off", false},   {"OFF", false},
     };
     yaml_node_t *n;
-    if (map_get(&n, doc, map, path, key, YAML_SCALAR_NODE, err) < 0)
+    if (map_get(&n, w, map, path, key, YAML_SCALAR_NODE, err) < 0)
         return -1;
     if (!n) {
         *ret = false;
@@ -441,34 +455,26 @@ static int map_get_bool(bool *ret, yaml_document_t *doc, const yaml_node_t *map,
                           key);
 }
 
-/* The `name` of a list entry, already checked by check_list(). */
-static yaml_node_t *entry_name(yaml_document_t *doc, const yaml_node_t *entry)
-{
-    yaml_node_t *n = NULL;
-    map_get(&n, doc, entry, "", "name", YAML_SCALAR_NODE, NULL);
-    return n;
-}
-
 /* Checks the top-level list `list` (contexts, clusters, users): a sequence of mappings that
  * each have a name. *ret is the sequence, or NULL when absent. */
-static int check_list(yaml_node_t **ret, yaml_document_t *doc, const yaml_node_t *root,
-                      const char *list, moat_error *err)
+static int check_list(yaml_node_t **ret, walk *w, const yaml_node_t *root, const char *list,
+                      moat_error *err)
 {
     yaml_node_t *seq;
-    if (map_get(&seq, doc, root, "", list, YAML_SEQUENCE_NODE, err) < 0)
+    if (map_get(&seq, w, root, "", list, YAML_SEQUENCE_NODE, err) < 0)
         return -1;
     if (seq)
         for (yaml_node_item_t *it = seq->data.sequence.items.start;
              it < seq->data.sequence.items.top; it++) {
             size_t i = (size_t)(it - seq->data.sequence.items.start);
-            yaml_node_t *e = yaml_document_get_node(doc, *it);
+            yaml_node_t *e = yaml_document_get_node(w->doc, *it);
             if (!e || e->type != YAML_MAPPING_NODE)
                 return moat_error_set(err, MOAT_E_INVALID, "%s[%zu]: expected a mapping", list, i);
             _cleanup_free_ char *path = format("%s[%zu]", list, i);
             if (!path)
                 return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
             _cleanup_free_ char *name = NULL;
-            if (map_get_str(&name, doc, e, path, "name", err) < 0)
+            if (map_get_str(&name, w, e, path, "name", err) < 0)
                 return -1;
             if (!name || !*name)
                 return moat_error_set(err, MOAT_E_INVALID, "%s.name: missing", path);
@@ -480,16 +486,17 @@ static int check_list(yaml_node_t **ret, yaml_document_t *doc, const yaml_node_t
 /* Finds the entry called `name` in a list checked by check_list() and returns its `body`
  * mapping ("context", "cluster", "user"). Returns 1 and *ret_body, 0 when there is no such
  * entry, or -1. */
-static int find_entry(yaml_node_t **ret_body, yaml_document_t *doc, const yaml_node_t *seq,
-                      const char *list, const char *name, const char *body, moat_error *err)
+static int find_entry(yaml_node_t **ret_body, walk *w, const yaml_node_t *seq, const char *list,
+                      const char *name, const char *body, moat_error *err)
 {
     yaml_node_t *found = NULL;
     size_t len = strlen(name);
     if (seq)
         for (yaml_node_item_t *it = seq->data.sequence.items.start;
              it < seq->data.sequence.items.top; it++) {
-            yaml_node_t *e = yaml_document_get_node(doc, *it);
-            yaml_node_t *n = entry_name(doc, e);
+            yaml_node_t *e = yaml_document_get_node(w->doc, *it), *n;
+            if (map_get(&n, w, e, list, "name", YAML_SCALAR_NODE, err) < 0) /* the budget */
+                return -1;
             if (!n || !scalar_eq(n, name, len))
                 continue;
             if (found)
@@ -502,7 +509,7 @@ static int find_entry(yaml_node_t **ret_body, yaml_document_t *doc, const yaml_n
     if (!path)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     yaml_node_t *b;
-    if (map_get(&b, doc, found, path, body, YAML_MAPPING_NODE, err) < 0)
+    if (map_get(&b, w, found, path, body, YAML_MAPPING_NODE, err) < 0)
         return -1;
     if (!b)
         return moat_error_set(err, MOAT_E_INVALID, "%s.%s: missing", path, body);
@@ -514,14 +521,14 @@ static int find_entry(yaml_node_t **ret_body, yaml_document_t *doc, const yaml_n
 
 /* A credential given as a path (`file_key`) or inline as base64 (`data_key`), not both.
  * *ret stays empty when neither is set. */
-static int load_pem(blob *ret, yaml_document_t *doc, const yaml_node_t *map, const char *path,
+static int load_pem(blob *ret, walk *w, const yaml_node_t *map, const char *path,
                     const char *file_key, const char *data_key, const char *base_dir,
                     moat_error *err)
 {
     _cleanup_free_ char *file = NULL;
     yaml_node_t *data;
-    if (map_get_str(&file, doc, map, path, file_key, err) < 0 ||
-        map_get(&data, doc, map, path, data_key, YAML_SCALAR_NODE, err) < 0)
+    if (map_get_str(&file, w, map, path, file_key, err) < 0 ||
+        map_get(&data, w, map, path, data_key, YAML_SCALAR_NODE, err) < 0)
         return -1;
     if (file && *file && data)
         return moat_error_set(err, MOAT_E_INVALID, "%s: %s and %s are both set", path, file_key,
@@ -582,17 +589,17 @@ static bool namespace_valid(const char *s)
     return true;
 }
 
-static int parse_cluster(kube_config *c, yaml_document_t *doc, const yaml_node_t *m,
-                         const char *path, const char *base_dir, moat_error *err)
+static int parse_cluster(kube_config *c, walk *w, const yaml_node_t *m, const char *path,
+                         const char *base_dir, moat_error *err)
 {
     yaml_node_t *proxy;
-    if (map_get(&proxy, doc, m, path, "proxy-url", YAML_NO_NODE, err) < 0)
+    if (map_get(&proxy, w, m, path, "proxy-url", YAML_NO_NODE, err) < 0)
         return -1;
     if (proxy)
         return moat_error_set(err, MOAT_E_INVALID, "%s.proxy-url: proxies are not supported", path);
 
     _cleanup_free_ char *server = NULL;
-    if (map_get_str(&server, doc, m, path, "server", err) < 0)
+    if (map_get_str(&server, w, m, path, "server", err) < 0)
         return -1;
     if (!server || !*server)
         return moat_error_set(err, MOAT_E_INVALID, "%s.server: missing", path);
@@ -601,7 +608,7 @@ static int parse_cluster(kube_config *c, yaml_document_t *doc, const yaml_node_t
         return moat_error_set(err, MOAT_E_INVALID, "%s.server: \"%s\" %s", path, server, problem);
 
     _cleanup_free_ char *sni = NULL;
-    if (map_get_str(&sni, doc, m, path, "tls-server-name", err) < 0)
+    if (map_get_str(&sni, w, m, path, "tls-server-name", err) < 0)
         return -1;
     if (sni && has_ctl_or_space(sni, strlen(sni)))
         return moat_error_set(err, MOAT_E_INVALID,
@@ -612,8 +619,8 @@ static int parse_cluster(kube_config *c, yaml_document_t *doc, const yaml_node_t
         sni = NULL;
     }
 
-    if (map_get_bool(&c->insecure, doc, m, path, "insecure-skip-tls-verify", err) < 0 ||
-        load_pem(&c->ca, doc, m, path, "certificate-authority", "certificate-authority-data",
+    if (map_get_bool(&c->insecure, w, m, path, "insecure-skip-tls-verify", err) < 0 ||
+        load_pem(&c->ca, w, m, path, "certificate-authority", "certificate-authority-data",
                  base_dir, err) < 0)
         return -1;
     /* client-go refuses this too: which of the two was meant is a guess. */
@@ -626,7 +633,7 @@ static int parse_cluster(kube_config *c, yaml_document_t *doc, const yaml_node_t
     return 0;
 }
 
-static int parse_user(kube_config *c, yaml_document_t *doc, const yaml_node_t *m, const char *path,
+static int parse_user(kube_config *c, walk *w, const yaml_node_t *m, const char *path,
                       const char *base_dir, moat_error *err)
 {
     static const struct {
@@ -643,16 +650,16 @@ static int parse_user(kube_config *c, yaml_document_t *doc, const yaml_node_t *m
     };
     for (size_t i = 0; i < ELEMENTSOF(unsupported); i++) {
         yaml_node_t *n;
-        if (map_get(&n, doc, m, path, unsupported[i].key, YAML_NO_NODE, err) < 0)
+        if (map_get(&n, w, m, path, unsupported[i].key, YAML_NO_NODE, err) < 0)
             return -1;
         if (n)
             return moat_error_set(err, MOAT_E_INVALID, "%s.%s: %s", path, unsupported[i].key,
                                   unsupported[i].why);
     }
 
-    if (load_pem(&c->cert, doc, m, path, "client-certificate", "client-certificate-data", base_dir,
+    if (load_pem(&c->cert, w, m, path, "client-certificate", "client-certificate-data", base_dir,
                  err) < 0 ||
-        load_pem(&c->key, doc, m, path, "client-key", "client-key-data", base_dir, err) < 0)
+        load_pem(&c->key, w, m, path, "client-key", "client-key-data", base_dir, err) < 0)
         return -1;
     if (c->cert.data && !c->key.data)
         return moat_error_set(err, MOAT_E_INVALID, "%s: client-certificate without client-key",
@@ -663,8 +670,8 @@ static int parse_user(kube_config *c, yaml_document_t *doc, const yaml_node_t *m
 
     _cleanup_secret_ char *token = NULL;
     _cleanup_free_ char *token_file = NULL;
-    if (map_get_str(&token, doc, m, path, "token", err) < 0 ||
-        map_get_str(&token_file, doc, m, path, "tokenFile", err) < 0)
+    if (map_get_str(&token, w, m, path, "token", err) < 0 ||
+        map_get_str(&token_file, w, m, path, "tokenFile", err) < 0)
         return -1;
     if (token && *token && token_file && *token_file)
         return moat_error_set(err, MOAT_E_INVALID, "%s: token and tokenFile are both set", path);
@@ -684,10 +691,10 @@ static int parse_user(kube_config *c, yaml_document_t *doc, const yaml_node_t *m
     return 0;
 }
 
-static int parse_document(kube_config *c, yaml_document_t *doc, const char *base_dir,
-                          const char *context, moat_error *err)
+static int parse_document(kube_config *c, walk *w, const char *base_dir, const char *context,
+                          moat_error *err)
 {
-    yaml_node_t *root = yaml_document_get_root_node(doc);
+    yaml_node_t *root = yaml_document_get_root_node(w->doc);
     if (is_null(root))
         root = NULL; /* an empty file: no context to find */
     if (root && root->type != YAML_MAPPING_NODE)
@@ -695,17 +702,17 @@ static int parse_document(kube_config *c, yaml_document_t *doc, const char *base
 
     yaml_node_t *contexts, *clusters, *users;
     _cleanup_free_ char *current = NULL;
-    if (check_list(&contexts, doc, root, "contexts", err) < 0 ||
-        check_list(&clusters, doc, root, "clusters", err) < 0 ||
-        check_list(&users, doc, root, "users", err) < 0 ||
-        map_get_str(&current, doc, root, "", "current-context", err) < 0)
+    if (check_list(&contexts, w, root, "contexts", err) < 0 ||
+        check_list(&clusters, w, root, "clusters", err) < 0 ||
+        check_list(&users, w, root, "users", err) < 0 ||
+        map_get_str(&current, w, root, "", "current-context", err) < 0)
         return -1;
 
     const char *name = context && *context ? context : current;
     if (!name || !*name)
         return moat_error_set(err, MOAT_E_INVALID, "no current-context and no context given");
     yaml_node_t *ctx;
-    int r = find_entry(&ctx, doc, contexts, "contexts", name, "context", err);
+    int r = find_entry(&ctx, w, contexts, "contexts", name, "context", err);
     if (r < 0)
         return -1;
     if (r == 0)
@@ -717,9 +724,9 @@ static int parse_document(kube_config *c, yaml_document_t *doc, const char *base
     _cleanup_free_ char *cluster = NULL, *user = NULL, *ns = NULL;
     if (!cpath || !bpath)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (map_get_str(&cluster, doc, ctx, bpath, "cluster", err) < 0 ||
-        map_get_str(&user, doc, ctx, bpath, "user", err) < 0 ||
-        map_get_str(&ns, doc, ctx, bpath, "namespace", err) < 0)
+    if (map_get_str(&cluster, w, ctx, bpath, "cluster", err) < 0 ||
+        map_get_str(&user, w, ctx, bpath, "user", err) < 0 ||
+        map_get_str(&ns, w, ctx, bpath, "namespace", err) < 0)
         return -1;
     if (!cluster || !*cluster)
         return moat_error_set(err, MOAT_E_INVALID, "%s.cluster: missing", bpath);
@@ -729,18 +736,18 @@ static int parse_document(kube_config *c, yaml_document_t *doc, const char *base
 
     yaml_node_t *body;
     _cleanup_free_ char *path = NULL;
-    r = find_entry(&body, doc, clusters, "clusters", cluster, "cluster", err);
+    r = find_entry(&body, w, clusters, "clusters", cluster, "cluster", err);
     if (r < 0)
         return -1;
     if (r == 0)
         return moat_error_set(err, MOAT_E_NOTFOUND, "%s: cluster \"%s\" not found", cpath, cluster);
     if (!(path = format("clusters[%s].cluster", cluster)))
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (parse_cluster(c, doc, body, path, base_dir, err) < 0)
+    if (parse_cluster(c, w, body, path, base_dir, err) < 0)
         return -1;
 
     if (user && *user) { /* no user: anonymous, or authenticated by the proxy in front */
-        r = find_entry(&body, doc, users, "users", user, "user", err);
+        r = find_entry(&body, w, users, "users", user, "user", err);
         if (r < 0)
             return -1;
         if (r == 0)
@@ -748,7 +755,7 @@ static int parse_document(kube_config *c, yaml_document_t *doc, const char *base
         free(path);
         if (!(path = format("users[%s].user", user)))
             return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-        if (parse_user(c, doc, body, path, base_dir, err) < 0)
+        if (parse_user(c, w, body, path, base_dir, err) < 0)
             return -1;
     }
 
@@ -851,7 +858,8 @@ static int parse_text(kube_config **out, const char *text, size_t len, const cha
     _cleanup_(kube_config_freep) kube_config *c = NULL;
     if (r == 0) {
         c = config_new();
-        r = c ? parse_document(c, &doc, base_dir, context, err)
+        walk w = {&doc, 0};
+        r = c ? parse_document(c, &w, base_dir, context, err)
               : moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     }
     document_destroy(&doc);

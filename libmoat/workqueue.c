@@ -37,7 +37,7 @@ typedef struct item {
 struct workqueue {
     pthread_mutex_t lock;
     pthread_cond_t ready_cond; /* getters: a key may be ready, or the queue shut down */
-    pthread_cond_t idle_cond;  /* shutdown_drain: a key's processing ended */
+    pthread_cond_t idle_cond;  /* shutdown_drain: a key was done, or the queue shut down */
     const moat_clock *clock;
     bool system_clock; /* deadlines are CLOCK_MONOTONIC, so getters can sleep until them */
     int64_t base_delay_ns;
@@ -621,12 +621,12 @@ void workqueue_done(workqueue *q, const char *key)
         } else {
             item_release_if_idle(q, it);
         }
-        if (q->n_processing == 0)
-            pthread_cond_broadcast(&q->idle_cond);
         /* While draining, a getter waiting for this key to come back must learn that it
-         * will not, and return -1. */
-        if (q->draining)
+         * will not, and return -1; and the drain may be complete. */
+        if (q->draining) {
             pthread_cond_broadcast(&q->ready_cond);
+            pthread_cond_broadcast(&q->idle_cond);
+        }
     }
     pthread_mutex_unlock(&q->lock);
 }
@@ -644,6 +644,7 @@ void workqueue_shutdown(workqueue *q)
     pthread_mutex_lock(&q->lock);
     q->shutting_down = true;
     pthread_cond_broadcast(&q->ready_cond);
+    pthread_cond_broadcast(&q->idle_cond);
     pthread_mutex_unlock(&q->lock);
 }
 
@@ -654,7 +655,9 @@ void workqueue_shutdown_drain(workqueue *q)
         promote_due(q);
     q->draining = true;
     pthread_cond_broadcast(&q->ready_cond);
-    while (q->n_processing > 0)
+    /* Waiting for in-flight keys alone would return in the moment between a done that
+     * queues its dirty key again and the get that takes it. */
+    while (!q->shutting_down && (q->n_processing > 0 || q->ring_len > 0))
         pthread_cond_wait(&q->idle_cond, &q->lock);
     pthread_mutex_unlock(&q->lock);
 }

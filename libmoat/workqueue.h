@@ -104,15 +104,17 @@ void workqueue_done(workqueue *q, const char *key);
 size_t workqueue_len(workqueue *q);
 
 /* Shuts down at once: new adds fail, every blocked getter returns -1, and so does every
- * later get. Keys being processed may still be passed to workqueue_done(). */
+ * later get; a workqueue_shutdown_drain() in progress returns. Keys being processed may
+ * still be passed to workqueue_done(). */
 void workqueue_shutdown(workqueue *q);
 
 /* Shuts down gracefully: new adds fail, getters keep receiving keys that are ready (and
  * keys queued again by done), then return -1; delayed keys not yet due at this call are
- * dropped.
- * Blocks until no key handed out is still being processed (as client-go's
- * ShutDownWithDrain), so a worker must not call it while holding a key. Workers may still
- * be taking the last ready keys when it returns: join them before workqueue_free(). */
+ * dropped. Blocks until no key is ready or being processed, as client-go's
+ * ShutDownWithDrain: workers must keep calling get and done meanwhile (so a worker must
+ * not call it while holding a key), or it waits until workqueue_shutdown() is called
+ * from another thread, which ends the wait at once. Join the workers before
+ * workqueue_free(). */
 void workqueue_shutdown_drain(workqueue *q);
 
 /* Returns true once workqueue_shutdown() or workqueue_shutdown_drain() has been called. */

@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -85,8 +84,12 @@ static void assert_parse_error(const char *yaml, const char *context, moat_error
         fail_msg("error \"%s\": code %d, want %d", err.message, err.code, code);
 }
 
-static void assert_blob(const unsigned char *data, size_t len, const char *want)
+typedef const unsigned char *(*blob_getter)(const kube_config *c, size_t *ret_len);
+
+static void assert_blob(const kube_config *c, blob_getter get, const char *want)
 {
+    size_t len = 12345;
+    const unsigned char *data = get(c, &len);
     assert_non_null(data);
     assert_int_equal(len, strlen(want));
     assert_memory_equal(data, want, len);
@@ -136,15 +139,14 @@ static void test_inline_data(void **state)
                               "    client-key-data: \"a2V5LXBlbQo=\"\n"
                               "preferences: {}\n",
                               NULL);
-    size_t len;
     assert_string_equal(kube_config_server(c), "https://127.0.0.1:6443");
     assert_string_equal(kube_config_namespace(c), "sandboxes");
     assert_string_equal(kube_config_context(c), "admin@local");
     assert_string_equal(kube_config_tls_server_name(c), "kubernetes.default");
     assert_false(kube_config_insecure(c));
-    assert_blob(kube_config_ca(c, &len), len, "ca-pem\n");
-    assert_blob(kube_config_client_cert(c, &len), len, "cert-pem\n");
-    assert_blob(kube_config_client_key(c, &len), len, "key-pem\n");
+    assert_blob(c, kube_config_ca, "ca-pem\n");
+    assert_blob(c, kube_config_client_cert, "cert-pem\n");
+    assert_blob(c, kube_config_client_key, "key-pem\n");
     assert_token(c, NULL);
     kube_config_free(c);
     kube_config_free(NULL);
@@ -217,17 +219,16 @@ static void test_file_paths(void **state)
     kube_config *c = NULL;
     if (kube_config_load_file(&c, path, NULL, &err) < 0)
         fail_msg("%s", err.message);
-    size_t len;
-    assert_blob(kube_config_ca(c, &len), len, "ca from file\n");
-    assert_blob(kube_config_client_cert(c, &len), len, "cert from file\n");
-    assert_blob(kube_config_client_key(c, &len), len, "key from file\n");
+    assert_blob(c, kube_config_ca, "ca from file\n");
+    assert_blob(c, kube_config_client_cert, "cert from file\n");
+    assert_blob(c, kube_config_client_key, "key from file\n");
     assert_token(c, "file-token");
     kube_config_free(c);
 
     /* The same text parsed from memory resolves against base_dir. */
     _cleanup_free_ char *dir = tmp_path("kube");
     assert_int_equal(kube_config_parse(&c, yaml, strlen(yaml), "mem", dir, NULL, &err), 0);
-    assert_blob(kube_config_ca(c, &len), len, "ca from file\n");
+    assert_blob(c, kube_config_ca, "ca from file\n");
     kube_config_free(c);
 
     /* A file that cannot be read names the key, the path and the reason. */
@@ -492,6 +493,25 @@ static void test_unused_entries_not_read(void **state)
     kube_config_free(c);
 }
 
+static void test_alias_budget(void **state)
+{
+    /* 60 KB of text: one mapping of 5000 keys, aliased as 5000 contexts. Looking up the name
+     * of each would take 25M key comparisons; the walk gives up instead. */
+    size_t cap = 128 * 1024, len = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    len += (size_t)snprintf(text + len, cap - len, "big: &a {name: n");
+    for (int i = 0; i < 5000; i++)
+        len += (size_t)snprintf(text + len, cap - len, ", k%d: 0", i);
+    len += (size_t)snprintf(text + len, cap - len, "}\ncontexts: [*a");
+    for (int i = 1; i < 5000; i++)
+        len += (size_t)snprintf(text + len, cap - len, ", *a");
+    len += (size_t)snprintf(text + len, cap - len, "]\n");
+    assert_true(len < cap);
+    assert_parse_error(text, NULL, MOAT_E_NOMEM, "too complex");
+    free(text);
+}
+
 static void test_server_forms(void **state)
 {
     static const struct {
@@ -565,6 +585,8 @@ static void assert_base64_invalid(const char *data)
         fail_msg("base64 %s decoded", data);
 }
 
+#define PEM "-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAKHHIG...\n-----END CERTIFICATE-----\n"
+
 static void test_base64(void **state)
 {
     assert_base64("YQ==", "a", 1);
@@ -575,13 +597,12 @@ static void test_base64(void **state)
     assert_base64("+/+/", "\xfb\xff\xbf", 3);
     assert_base64("'  YW\tJj\r\n  ZA = = '", "abcd", 4);
     assert_base64("|\n      YWJj\n      ZA==\n", "abcd", 4); /* folded over lines */
-    assert_base64("YWJj\n      ZA==", "abcd", 4);             /* a multi-line plain scalar */
-    assert_base64("''", NULL, 0);                             /* empty: as if unset */
+    assert_base64("YWJj\n      ZA==", "abcd", 4);            /* a multi-line plain scalar */
+    assert_base64("''", NULL, 0);                            /* empty: as if unset */
     assert_base64("' '", NULL, 0);
     assert_base64("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENCK3dJSkFLSEhJRy4uLgotLS0tLUVORCBD"
                   "RVJUSUZJQ0FURS0tLS0tCg==",
-                  "-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAKHHIG...\n-----END CERTIFICATE-----\n",
-                  70);
+                  PEM, strlen(PEM));
 
     assert_base64_invalid("YQ");       /* padding is required */
     assert_base64_invalid("YQ=");      /* and complete */
@@ -591,9 +612,9 @@ static void test_base64(void **state)
     assert_base64_invalid("=YWJ");     /* padding first */
     assert_base64_invalid("YQ==YQ=="); /* data after padding */
     assert_base64_invalid("YWI=YQ==");
-    assert_base64_invalid("YR==");  /* bits set past the data */
-    assert_base64_invalid("YWJ=");  /* same, two bytes */
-    assert_base64_invalid("YW-j");  /* the URL alphabet is not accepted */
+    assert_base64_invalid("YR=="); /* bits set past the data */
+    assert_base64_invalid("YWJ="); /* same, two bytes */
+    assert_base64_invalid("YW-j"); /* the URL alphabet is not accepted */
     assert_base64_invalid("YW_j");
     assert_base64_invalid("YW.j");
     assert_base64_invalid("\"YW\\0j\""); /* a NUL */
@@ -748,13 +769,12 @@ static void test_in_cluster(void **state)
     kube_config *c = NULL;
     if (kube_config_in_cluster(&c, sa, &err) < 0)
         fail_msg("%s", err.message);
-    size_t len;
     assert_string_equal(kube_config_server(c), "https://10.96.0.1:443");
     assert_string_equal(kube_config_namespace(c), "moat-system");
     assert_string_equal(kube_config_context(c), "in-cluster");
     assert_null(kube_config_tls_server_name(c));
     assert_false(kube_config_insecure(c));
-    assert_blob(kube_config_ca(c, &len), len, "cluster ca\n");
+    assert_blob(c, kube_config_ca, "cluster ca\n");
     assert_null(kube_config_client_cert(c, NULL));
     assert_token(c, "sa-token-1");
     write_file("sa/token", "sa-token-rotated\n");
@@ -817,8 +837,9 @@ static void test_in_cluster(void **state)
 static void test_load_default(void **state)
 {
     make_dir("a");
-    write_file("a/config", "current-context: from-env\n"
-                           "contexts: [{name: from-env, context: {cluster: local}}]\n" SIMPLE_CLUSTER);
+    write_file("a/config",
+               "current-context: from-env\n"
+               "contexts: [{name: from-env, context: {cluster: local}}]\n" SIMPLE_CLUSTER);
     make_dir(".kube");
     write_file(".kube/config", "current-context: from-home\n"
                                "contexts: [{name: from-home, context: {cluster: local}}, "
@@ -877,6 +898,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_context_selection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unused_entries_not_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alias_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_base64, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_rotation, setup, teardown),

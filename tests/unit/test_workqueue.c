@@ -694,6 +694,23 @@ static void test_drain_wakes_blocked_getter(void **state)
     workqueue_free(g.q);
 }
 
+/* A drain with nobody to take the ready keys waits; shutdown ends it. */
+static void test_shutdown_ends_drain(void **state)
+{
+    drainer d = {.q = new_queue(NULL)};
+    add_ok(d.q, "ns/a");
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, drain_thread, &d), 0);
+    sleep_ms(20);
+    assert_false(atomic_load(&d.finished));
+    workqueue_shutdown(d.q);
+    pthread_join(thread, NULL);
+    assert_true(atomic_load(&d.finished));
+    char *key = NULL;
+    assert_int_equal(workqueue_get(d.q, &key), -1);
+    workqueue_free(d.q);
+}
+
 static void test_drain_empty_returns_at_once(void **state)
 {
     workqueue *q = new_queue(NULL);
@@ -754,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_get_with_fake_clock),
         cmocka_unit_test(test_drain),
         cmocka_unit_test(test_drain_wakes_blocked_getter),
+        cmocka_unit_test(test_shutdown_ends_drain),
         cmocka_unit_test(test_drain_empty_returns_at_once),
         cmocka_unit_test(test_key_cap),
     };

@@ -2,7 +2,10 @@
 rule catches pass through unchanged (kubectl works through it, on kept-alive connections,
 watches stream incrementally), and each fault does what it says: status answers with a
 Kubernetes Status body, watch_error, drop, stall, cut, /drop-all, the stats, impersonation
-headers forwarded, and the proxy survives bad clients and a dead upstream."""
+headers forwarded, and the proxy survives bad clients and a dead upstream.
+
+Needs the local control plane (e2e/cluster/control-plane.sh): its PKI in
+$MOAT_CLUSTER_DIR/pki and its API server on 127.0.0.1:$MOAT_APISERVER_PORT (6443)."""
 import http.client
 import json
 import os
@@ -27,11 +30,12 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 from kube import KUBECTL, create_namespace, delete_namespace, kubectl, wait_for  # noqa: E402
 
 PROXY = os.path.join(HERE, "fault_proxy.py")
+UPSTREAM = f"https://127.0.0.1:{os.environ.get('MOAT_APISERVER_PORT', '6443')}"
 CA = os.path.join(PKI, "ca.crt")
 N_CONFIGMAPS = 5
 
 
-def start_proxy(tmpdir, name, upstream="https://127.0.0.1:6443"):
+def start_proxy(tmpdir, name, upstream=UPSTREAM):
     """Starts fault_proxy.py on port 0; returns (process, listen, control, log path)."""
     ready = os.path.join(tmpdir, f"{name}.ready.json")
     logpath = os.path.join(tmpdir, f"{name}.log")
