@@ -1,5 +1,6 @@
 #include "informer.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,6 +37,9 @@ struct kube_informer {
     char *label_indexes[MAX_LABEL_INDEXES];
     size_t n_label_indexes;
     bool index_owners;
+    bool keep_managed_fields;
+    void (*transform)(void *user, json_t *obj);
+    void *transform_user;
     kube_informer_handlers handlers;
 
     /* The cache, its indexes and the sync flag: read by any thread, written by the loop. */
@@ -182,6 +186,14 @@ static void call_delete(kube_informer *inf, json_t *obj)
         inf->handlers.on_delete(inf->handlers.user, obj);
 }
 
+static void trim(kube_informer *inf, json_t *obj)
+{
+    if (!inf->keep_managed_fields)
+        json_object_del(json_object_get(obj, "metadata"), "managedFields");
+    if (inf->transform)
+        inf->transform(inf->transform_user, obj);
+}
+
 /* An object as the server now has it: added, updated, or (same resourceVersion) nothing. */
 static void apply_upsert(kube_informer *inf, const char *key, json_t *obj)
 {
@@ -261,6 +273,7 @@ static int handle_list_page(kube_informer *inf, moat_error *err)
         inf->listing = json_object();
     json_array_foreach (items, i, obj) {
         _cleanup_free_ char *key = kobj_key(obj);
+        trim(inf, obj);
         if (key)
             json_object_set(inf->listing, key, obj);
     }
@@ -272,8 +285,15 @@ static int handle_list_page(kube_informer *inf, moat_error *err)
     free(inf->cont);
     inf->cont = cont && *cont ? strdup(cont) : NULL;
     json_decref(page);
-    if (!inf->cont)
+    if (!inf->cont) {
         finish_list(inf);
+        /* A list's pages are the informer's largest transient allocation: give the buffer
+         * and the freed pages back rather than keep them resident until the next relist. */
+        free(inf->body);
+        inf->body = NULL;
+        inf->body_cap = 0;
+        malloc_trim(0);
+    }
     return 0;
 }
 
@@ -304,6 +324,7 @@ static int on_event(void *user, kube_event_type type, json_t *obj)
             return -1;
         }
         atomic_fetch_add(&inf->n_events, 1);
+        trim(inf, obj);
         if (type == KUBE_EVENT_DELETED) {
             json_t *old = cache_remove(inf, key);
             if (old)
@@ -706,6 +727,9 @@ int kube_informer_new(kube_informer **out, kube_loop *loop, const kube_informer_
         inf->label_indexes[inf->n_label_indexes++] = strdup(opts->label_indexes[i]);
     }
     inf->index_owners = opts->index_owners;
+    inf->keep_managed_fields = opts->keep_managed_fields;
+    inf->transform = opts->transform;
+    inf->transform_user = opts->transform_user;
     if (handlers)
         inf->handlers = *handlers;
     inf->cache = json_object();
@@ -824,4 +848,16 @@ void kube_informer_get_stats(kube_informer *inf, kube_informer_stats *out)
     out->watch_failures = atomic_load(&inf->n_watch_failures);
     out->events = atomic_load(&inf->n_events);
     out->handler_calls = atomic_load(&inf->n_handler_calls);
+}
+
+int kube_informer_apply_stream(kube_informer *inf, const char *data, size_t len,
+                               moat_error *err)
+{
+    moat_error_clear(&inf->stream_err);
+    int r = kube_watch_decoder_feed(inf->decoder, data, len, on_event, inf, err);
+    if (r < 0 && inf->stream_err.message) {
+        moat_error_set(err, inf->stream_err.code, "%s", inf->stream_err.message);
+        moat_error_clear(&inf->stream_err);
+    }
+    return r < 0 ? -1 : 0;
 }

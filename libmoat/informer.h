@@ -56,6 +56,14 @@ typedef struct {
     /* Label keys to index (NULL-terminated), for kube_informer_by_label. */
     const char *const *label_indexes;
     bool index_owners; /* index by metadata.ownerReferences[].uid */
+    /* metadata.managedFields is a third of a typical object and controllers never read it:
+     * the cache drops it unless this is set. */
+    bool keep_managed_fields;
+    /* Called on every object before it is cached (list items and watch events), to drop
+     * what the caller never reads: the cache's memory is mostly jansson's per-value cost
+     * (about ten times the compact JSON text). May modify obj in place; NULL: none. */
+    void (*transform)(void *user, json_t *obj);
+    void *transform_user;
 } kube_informer_options;
 
 /* Adds an informer to the loop, which owns it from now on. handlers may be NULL. The
@@ -93,5 +101,11 @@ typedef struct {
 } kube_informer_stats;
 
 void kube_informer_get_stats(kube_informer *inf, kube_informer_stats *out);
+
+/* Applies watch-stream bytes (JSON lines) to the cache exactly as the informer's own watch
+ * does, handlers included. For benchmarks and tests that replay a recorded stream; only on
+ * an informer whose loop is not running. Returns 0, or -1 for a bad line (err set). */
+int kube_informer_apply_stream(kube_informer *inf, const char *data, size_t len,
+                               moat_error *err);
 
 #endif
