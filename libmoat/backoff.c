@@ -53,8 +53,7 @@ uint64_t moat_random_u64(void)
      * nanosecond still get different values. */
     struct timespec ts;
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return splitmix64(((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^
-                      (uint64_t)(uintptr_t)&x);
+    return splitmix64(((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&x);
 }
 
 double moat_random_unit(void)

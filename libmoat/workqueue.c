@@ -222,8 +222,7 @@ static item *ring_pop(workqueue *q)
 
 static bool heap_less(const item *a, const item *b)
 {
-    return a->deadline_ns < b->deadline_ns ||
-           (a->deadline_ns == b->deadline_ns && a->seq < b->seq);
+    return a->deadline_ns < b->deadline_ns || (a->deadline_ns == b->deadline_ns && a->seq < b->seq);
 }
 
 static void heap_set(workqueue *q, size_t i, item *it)
@@ -651,8 +650,15 @@ void workqueue_shutdown(workqueue *q)
 void workqueue_shutdown_drain(workqueue *q)
 {
     pthread_mutex_lock(&q->lock);
-    if (!q->draining && !q->shutting_down)
+    if (!q->draining && !q->shutting_down) {
         promote_due(q);
+        /* What is not due yet is dropped (keeping only the failure counts). */
+        while (q->heap_len > 0) {
+            item *it = q->heap[--q->heap_len];
+            it->heap_index = NOT_IN_HEAP;
+            item_release_if_idle(q, it);
+        }
+    }
     q->draining = true;
     pthread_cond_broadcast(&q->ready_cond);
     /* Waiting for in-flight keys alone would return in the moment between a done that

@@ -26,18 +26,30 @@ if [ "$bad" != 0 ]; then
     exit 1
 fi
 
-step "Sanitizer build (ASan + UBSan): unit tests and fuzz corpora"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON >/dev/null
-cmake --build build-asan -j "$jobs"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-asan -L 'unit|fuzz' --output-on-failure -j "$jobs"
+step "Release build (-O2 -Werror), unit tests under valgrind"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$jobs"
+for t in build/tests/test_*; do
+    valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q "$t" \
+        >/dev/null || { echo "valgrind: $t failed" >&2; exit 1; }
+    echo "valgrind clean: $(basename "$t")"
+done
 
-step "libFuzzer targets (clang)"
+step "libFuzzer targets (clang), 10 s each beyond their corpora"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOAT_FUZZ=ON \
     -DMOAT_SANITIZE=ON >/dev/null
 cmake --build build-fuzz -j "$jobs"
+for f in build-fuzz/tests/fuzz_*; do
+    name=$(basename "$f")
+    scratch=$(mktemp -d)
+    "$f" -max_total_time=10 -print_final_stats=0 "$scratch" "tests/fuzz/corpus/$name" \
+        >/dev/null 2>"$scratch.log" || { tail -30 "$scratch.log" >&2; exit 1; }
+    rm -rf "$scratch" "$scratch.log"
+    echo "fuzzed: $name"
+done
 
-step "Build and every test: unit, fuzz corpora, integration against the real components"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure
+step "Every test under ASan + UBSan: unit, fuzz corpora, integration against the real components"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$jobs"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+ctest --test-dir build-asan --output-on-failure

@@ -612,6 +612,8 @@ static void test_drain(void **state)
     add_ok(d.q, "ns/b");
     add_ok(d.q, "ns/c");
     assert_int_equal(workqueue_add_after(d.q, "ns/delayed", 1 * S, &err), 0);
+    assert_int_equal(workqueue_add_after(d.q, "ns/due", 1 * MS, &err), 0);
+    moat_fake_clock_advance(&clock, 1 * MS); /* due when the drain starts: still handed out */
     char *a = NULL, *b = NULL;
     assert_int_equal(workqueue_try_get(d.q, &a), 0);
     assert_string_equal(a, "ns/a");
@@ -629,6 +631,7 @@ static void test_drain(void **state)
     assert_int_equal(workqueue_try_get(d.q, &b), 0);
     assert_string_equal(b, "ns/b");
     expect_key(d.q, "ns/c");
+    expect_key(d.q, "ns/due");
     /* nothing ready, but ns/a will come back: not the end yet */
     expect_nothing(d.q);
     sleep_ms(20);
@@ -649,6 +652,7 @@ static void test_drain(void **state)
     pthread_join(thread, NULL);
     assert_true(atomic_load(&d.finished));
     /* the delayed key was dropped, even once due */
+    assert_int_equal(workqueue_len(d.q), 0);
     moat_fake_clock_advance(&clock, 2 * S);
     assert_int_equal(workqueue_try_get(d.q, &key), -1);
     workqueue_free(d.q);
