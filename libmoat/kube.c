@@ -337,6 +337,10 @@ int kube_client_new(kube_client **out, kube_config *cfg, const kube_client_optio
     static const kube_client_options defaults = {0};
     if (!opts)
         opts = &defaults;
+    if (kube_config_tls_server_name(cfg) && !opts->transport)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "kubeconfig context %s: tls-server-name is not supported yet",
+                              kube_config_context(cfg));
     kube_client *c = calloc(1, sizeof(*c));
     if (!c)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");

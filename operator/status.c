@@ -1,0 +1,368 @@
+#include "status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "libmoat/kobj.h"
+#include "libmoat/macro.h"
+#include "libmoat/names.h"
+
+#define MAX_MESSAGE 4096 /* of a container's termination message kept in status */
+
+int64_t rfc3339_parse(const char *text)
+{
+    struct tm tm = {0};
+    if (!text)
+        return -1;
+    const char *end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return -1;
+    if (*end == '.')
+        for (end++; *end >= '0' && *end <= '9'; end++)
+            ;
+    if (*end != 'Z' || end[1])
+        return -1; /* the API server always writes UTC with Z */
+    return (int64_t)timegm(&tm);
+}
+
+void rfc3339_format(char *buf, size_t len, int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static bool is_final(const char *phase)
+{
+    return phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0 ||
+                     strcmp(phase, "Expired") == 0);
+}
+
+/* Appends a condition, keeping the old lastTransitionTime while its status is the same. */
+static void condition(json_t *conds, const json_t *old_status, const char *type,
+                      const char *status, const char *reason, const char *message,
+                      int64_t generation, int64_t now)
+{
+    char ts[32];
+    const char *since = NULL;
+    json_t *old = kobj_get(old_status, "conditions"), *c;
+    size_t i;
+    json_array_foreach(old, i, c)
+    {
+        const char *t = kobj_str(c, "type"), *s = kobj_str(c, "status");
+        if (t && s && strcmp(t, type) == 0 && strcmp(s, status) == 0)
+            since = kobj_str(c, "lastTransitionTime");
+    }
+    if (!since || rfc3339_parse(since) < 0) {
+        rfc3339_format(ts, sizeof(ts), now);
+        since = ts;
+    }
+    json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "type", type,
+                                           "status", status, "reason", reason, "message",
+                                           message ? message : "", "lastTransitionTime", since,
+                                           "observedGeneration", (json_int_t)generation));
+}
+
+static const json_t *find_container_status(const json_t *pod)
+{
+    json_t *all = kobj_get(pod, "status.containerStatuses"), *c;
+    size_t i;
+    json_array_foreach(all, i, c)
+    {
+        const char *n = kobj_str(c, "name");
+        if (n && strcmp(n, "sandbox") == 0)
+            return c;
+    }
+    return json_array_get(all, 0);
+}
+
+static const json_t *find_pod_condition(const json_t *pod, const char *type)
+{
+    json_t *all = kobj_get(pod, "status.conditions"), *c;
+    size_t i;
+    json_array_foreach(all, i, c)
+    {
+        const char *t = kobj_str(c, "type");
+        if (t && strcmp(t, type) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static void set_str(json_t *obj, const char *key, const char *value)
+{
+    if (value)
+        json_object_set_new(obj, key, json_string(value));
+}
+
+static void set_time(json_t *obj, const char *key, int64_t t)
+{
+    char ts[32];
+    rfc3339_format(ts, sizeof(ts), t);
+    json_object_set_new(obj, key, json_string(ts));
+}
+
+/* status.isolation from the node agent's report on the Pod; NULL report: unknown. */
+static bool isolation_from_report(json_t *status, const json_t *pod, char *msg, size_t len)
+{
+    const char *report = kobj_annotation(pod, MOAT_ANNOTATION_ISOLATION_REPORT);
+    json_t *r = report ? json_loads(report, 0, NULL) : NULL;
+    const char *runtime = kobj_str(r, "runtime"), *handler = kobj_str(r, "handler");
+    const char *reason = kobj_str(r, "reason");
+    bool ok = runtime && (strcmp(runtime, MOAT_RUNTIME_GVISOR) == 0 ||
+                          strcmp(runtime, MOAT_RUNTIME_KATA) == 0);
+    if (ok) {
+        json_object_set_new(status, "isolation",
+                            json_pack("{s:s, s:s, s:s, s:b}", "runtime", runtime, "handler",
+                                      handler ? handler : "", "reason", reason ? reason : "",
+                                      "verified", kobj_bool(r, "verified", false)));
+        snprintf(msg, len, "%s (%s): %s", runtime, handler ? handler : "?",
+                 reason ? reason : "reported by the node");
+    } else {
+        json_object_set_new(status, "isolation",
+                            json_pack("{s:s, s:s, s:s, s:b}", "runtime", "", "handler", "",
+                                      "reason", "", "verified", 0));
+    }
+    json_decref(r);
+    return ok;
+}
+
+static void finish(json_t *status, const char *phase, const char *message, int64_t when)
+{
+    json_object_set_new(status, "phase", json_string(phase));
+    if (message)
+        json_object_set_new(status, "message", json_string(message));
+    set_time(status, "completionTime", when);
+}
+
+void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluster_facts *facts)
+{
+    const json_t *sbx = view->sandbox, *pod = view->pod;
+    const json_t *old = kobj_get(sbx, "status");
+    const char *old_phase = kobj_str(old, "phase");
+    int64_t generation = 0, now = facts->now_s;
+    char msg[512];
+    kobj_int(sbx, "metadata.generation", &generation);
+
+    *out = (sandbox_plan){0};
+    json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
+    json_t *conds = json_array();
+    json_object_set_new(st, "observedGeneration", json_integer(generation));
+
+    /* A final phase never changes; only the TTL runs. */
+    if (is_final(old_phase)) {
+        int64_t done = rfc3339_parse(kobj_str(old, "completionTime"));
+        if (done < 0) {
+            done = now;
+            set_time(st, "completionTime", now);
+        }
+        int64_t left = done + view->ttl_s - now;
+        if (left <= 0)
+            out->action = SANDBOX_ACTION_DELETE_SANDBOX;
+        else
+            out->requeue_after_s = left;
+        /* A late isolation report still makes status.isolation true. */
+        if (pod && !kobj_bool(old, "isolation.verified", false)) {
+            char imsg[512];
+            if (isolation_from_report(st, pod, imsg, sizeof(imsg))) {
+                json_t *oc = kobj_get(old, "conditions"), *c;
+                size_t i;
+                json_array_foreach(oc, i, c)
+                {
+                    const char *t = kobj_str(c, "type");
+                    if (t && strcmp(t, "Isolated") != 0)
+                        json_array_append(conds, c);
+                }
+                condition(conds, old, "Isolated", "True", "NodeReported", imsg, generation,
+                          now);
+                json_object_set_new(st, "conditions", conds);
+                conds = NULL;
+            }
+        }
+        json_decref(conds);
+        out->status = st;
+        return;
+    }
+
+    const char *phase = "Pending";
+    const char *final_reason = NULL;
+
+    if (view->spec_error) {
+        snprintf(msg, sizeof(msg), "invalid spec: %s", view->spec_error);
+        finish(st, "Failed", msg, now);
+        condition(conds, old, "Scheduled", "False", "InvalidSpec", msg, generation, now);
+        condition(conds, old, "Ready", "False", "InvalidSpec", msg, generation, now);
+        condition(conds, old, "Isolated", "Unknown", "InvalidSpec", "no pod was created",
+                  generation, now);
+        condition(conds, old, "Finished", "True", "InvalidSpec", msg, generation, now);
+        json_object_set_new(st, "conditions", conds);
+        out->status = st;
+        out->requeue_after_s = view->ttl_s > 0 ? view->ttl_s : 1;
+        return;
+    }
+
+    if (!pod) {
+        if (kobj_str(old, "startTime")) {
+            const char *m = "the sandbox's pod was deleted while it ran";
+            finish(st, "Failed", m, now);
+            condition(conds, old, "Scheduled", "True", "Scheduled", "", generation, now);
+            condition(conds, old, "Ready", "False", "PodDeleted", m, generation, now);
+            condition(conds, old, "Isolated",
+                      kobj_bool(old, "isolation.verified", false) ? "True" : "Unknown",
+                      "PodDeleted", "", generation, now);
+            condition(conds, old, "Finished", "True", "PodDeleted", m, generation, now);
+            json_object_set_new(st, "conditions", conds);
+            out->status = st;
+            out->requeue_after_s = view->ttl_s > 0 ? view->ttl_s : 1;
+            return;
+        }
+        const char *reason = "PodCreating", *m = "creating the sandbox's pod";
+        if (view->wants_vm && !facts->hypervisor_available) {
+            reason = "NoHypervisor";
+            m = "no Moat-managed node has a usable hypervisor; isolation VM never falls back "
+                "to a weaker runtime";
+        } else if (view->wants_vm && view->gpus > 0 && !facts->gpu_vm_available) {
+            reason = "NoGPUPassthroughNode";
+            m = "no Moat-managed node with a usable hypervisor passes GPUs through to VMs";
+        } else {
+            out->action = SANDBOX_ACTION_CREATE_POD;
+        }
+        json_object_set_new(st, "phase", json_string("Pending"));
+        json_object_set_new(st, "message", json_string(m));
+        condition(conds, old, "Scheduled", "False", reason, m, generation, now);
+        condition(conds, old, "Ready", "False", reason, "", generation, now);
+        condition(conds, old, "Isolated", "Unknown", "AwaitingNodeReport",
+                  "the node has not reported the runtime yet", generation, now);
+        condition(conds, old, "Finished", "False", reason, "", generation, now);
+        isolation_from_report(st, NULL, msg, sizeof(msg));
+        json_object_set_new(st, "conditions", conds);
+        out->status = st;
+        return;
+    }
+
+    /* The Pod exists: its state is the truth. */
+    set_str(st, "podName", kobj_name(pod));
+    set_str(st, "nodeName", kobj_str(pod, "spec.nodeName"));
+    const char *pod_phase = kobj_str(pod, "status.phase");
+    const json_t *cs = find_container_status(pod);
+    const json_t *sched = find_pod_condition(pod, "PodScheduled");
+    const char *sched_status = kobj_str(sched, "status");
+    if (sched_status && strcmp(sched_status, "True") == 0) {
+        snprintf(msg, sizeof(msg), "on node %s", kobj_str(pod, "spec.nodeName") ?: "?");
+        condition(conds, old, "Scheduled", "True", "Scheduled", msg, generation, now);
+    } else if (sched) {
+        condition(conds, old, "Scheduled", "False", kobj_str(sched, "reason") ?: "Pending",
+                  kobj_str(sched, "message"), generation, now);
+    } else {
+        condition(conds, old, "Scheduled", "False", "Pending", "waiting for the scheduler",
+                  generation, now);
+    }
+
+    int64_t pod_start = rfc3339_parse(kobj_str(pod, "status.startTime"));
+    if (!kobj_str(old, "startTime") && pod_start >= 0)
+        set_time(st, "startTime", pod_start);
+    int64_t started = rfc3339_parse(kobj_str(st, "startTime"));
+
+    int64_t exit_code = 0;
+    bool terminated = kobj_int(cs, "state.terminated.exitCode", &exit_code);
+    const char *term_msg = kobj_str(cs, "state.terminated.message");
+    const char *term_reason = kobj_str(cs, "state.terminated.reason");
+    int64_t finished_at = rfc3339_parse(kobj_str(cs, "state.terminated.finishedAt"));
+    if (finished_at < 0)
+        finished_at = now;
+    char term[MAX_MESSAGE + 1];
+    snprintf(term, sizeof(term), "%s", term_msg ? term_msg : term_reason ? term_reason : "");
+
+    if (pod_phase && strcmp(pod_phase, "Succeeded") == 0) {
+        phase = "Succeeded";
+        final_reason = "Succeeded";
+        json_object_set_new(st, "exitCode", json_integer(terminated ? exit_code : 0));
+        finish(st, phase, term, finished_at);
+    } else if (pod_phase && strcmp(pod_phase, "Failed") == 0) {
+        const char *preason = kobj_str(pod, "status.reason");
+        if (preason && strcmp(preason, "DeadlineExceeded") == 0) {
+            phase = "Expired";
+            final_reason = "Expired";
+            snprintf(msg, sizeof(msg), "exceeded its timeout of %lds", (long)view->timeout_s);
+            finish(st, phase, msg, now);
+        } else {
+            phase = "Failed";
+            final_reason = "Failed";
+            if (terminated)
+                json_object_set_new(st, "exitCode", json_integer(exit_code));
+            const char *pm = kobj_str(pod, "status.message");
+            finish(st, phase, *term ? term : pm ? pm : preason ? preason : "the pod failed",
+                   terminated ? finished_at : now);
+        }
+    } else if (pod_phase && strcmp(pod_phase, "Running") == 0) {
+        phase = "Running";
+        json_object_del(st, "message");
+    } else {
+        phase = "Pending";
+        const char *waiting = kobj_str(cs, "state.waiting.reason");
+        const char *wmsg = kobj_str(cs, "state.waiting.message");
+        if (waiting) {
+            snprintf(msg, sizeof(msg), "%s%s%s", waiting, wmsg ? ": " : "", wmsg ? wmsg : "");
+            json_object_set_new(st, "message", json_string(msg));
+        }
+    }
+
+    /* The timeout, by status times: kubelet enforces activeDeadlineSeconds, but a Sandbox
+     * whose node is gone must still end. */
+    if (!final_reason && started >= 0 && view->timeout_s > 0) {
+        int64_t left = started + view->timeout_s - now;
+        if (left <= 0) {
+            phase = "Expired";
+            final_reason = "Expired";
+            snprintf(msg, sizeof(msg), "exceeded its timeout of %lds", (long)view->timeout_s);
+            finish(st, phase, msg, now);
+        } else {
+            out->requeue_after_s = left + 1;
+        }
+    }
+    json_object_set_new(st, "phase", json_string(phase));
+
+    const json_t *ready = find_pod_condition(pod, "Ready");
+    const char *ready_status = kobj_str(ready, "status");
+    if (!final_reason && strcmp(phase, "Running") == 0 && ready_status &&
+        strcmp(ready_status, "True") == 0)
+        condition(conds, old, "Ready", "True", "Running", "", generation, now);
+    else
+        condition(conds, old, "Ready", "False", final_reason ? final_reason : phase,
+                  kobj_str(st, "message"), generation, now);
+
+    char imsg[512];
+    if (isolation_from_report(st, pod, imsg, sizeof(imsg)))
+        condition(conds, old, "Isolated", "True", "NodeReported", imsg, generation, now);
+    else
+        condition(conds, old, "Isolated", "Unknown", "AwaitingNodeReport",
+                  "the node has not reported the runtime yet", generation, now);
+
+    if (final_reason) {
+        condition(conds, old, "Finished", "True", final_reason, kobj_str(st, "message"),
+                  generation, now);
+        out->requeue_after_s = view->ttl_s > 0 ? view->ttl_s : 1;
+    } else {
+        condition(conds, old, "Finished", "False", phase, "", generation, now);
+    }
+    json_object_set_new(st, "conditions", conds);
+    out->status = st;
+}
+
+void sandbox_plan_clear(sandbox_plan *p)
+{
+    if (!p)
+        return;
+    json_decref(p->status);
+    p->status = NULL;
+}
+
+bool sandbox_status_changed(const json_t *old_status, const json_t *new_status)
+{
+    if (!old_status)
+        return new_status != NULL;
+    return !json_equal((json_t *)old_status, (json_t *)new_status);
+}

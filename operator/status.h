@@ -1,0 +1,64 @@
+/* What a Sandbox's status should be, and what to do next, from the Sandbox, its Pod and
+ * what the cluster offers. A pure function: the controller reads the cache, calls it, and
+ * carries the plan out; unit tests call it with hand-written objects.
+ *
+ * Phases: Pending (no Pod yet, or the Pod not running), Running, and the final Succeeded,
+ * Failed and Expired, which never change again. Conditions (standard shape): Scheduled,
+ * Ready, Finished, Isolated; a condition's lastTransitionTime changes only when its status
+ * flips. status.isolation comes only from the node's own report on the Pod (the
+ * MOAT_ANNOTATION_ISOLATION_REPORT annotation the node agent writes), never from the
+ * RuntimeClass: until the report arrives, runtime is "" and verified false. Timers (the
+ * timeout, ttlAfterFinished) are computed from status times, so they survive a restart. */
+#ifndef MOAT_OPERATOR_STATUS_H
+#define MOAT_OPERATOR_STATUS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "libmoat/error.h"
+
+typedef struct {
+    int64_t now_s;             /* wall-clock seconds since the epoch */
+    bool hypervisor_available; /* some Moat-managed node has a usable hypervisor */
+    bool gpu_vm_available;     /* ... is in VM-passthrough GPU mode */
+    bool gpu_container_available; /* ... is in container GPU mode */
+} cluster_facts;
+
+typedef enum {
+    SANDBOX_ACTION_NONE = 0,
+    SANDBOX_ACTION_CREATE_POD,     /* create the Pod the caller built */
+    SANDBOX_ACTION_DELETE_SANDBOX, /* its ttlAfterFinished is over */
+} sandbox_action;
+
+typedef struct {
+    json_t *status; /* the status the Sandbox should have (owned) */
+    sandbox_action action;
+    int64_t requeue_after_s; /* > 0: look at it again after this long */
+} sandbox_plan;
+
+typedef struct {
+    const json_t *sandbox;
+    const json_t *pod;       /* the Sandbox's Pod from the cache, or NULL */
+    const char *spec_error;  /* the Pod could not be built: why (the spec is nonsense) */
+    bool wants_vm;           /* isolation: VM */
+    int gpus;                /* GPUs requested */
+    int64_t timeout_s, ttl_s;
+} sandbox_view;
+
+/* Fills *out with the plan. Never fails for any input: a nonsense Sandbox or Pod gives a
+ * Failed status with a message. */
+void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluster_facts *facts);
+
+void sandbox_plan_clear(sandbox_plan *p);
+
+/* True when two statuses differ in anything but the order of keys. */
+bool sandbox_status_changed(const json_t *old_status, const json_t *new_status);
+
+/* Seconds since the epoch of an RFC 3339 time ("2026-11-24T05:30:00Z"), or -1. */
+int64_t rfc3339_parse(const char *text);
+
+/* Formats seconds since the epoch as RFC 3339 UTC into buf (at least 32 bytes). */
+void rfc3339_format(char *buf, size_t len, int64_t t);
+
+#endif
