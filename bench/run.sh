@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
+export KUBECTL=$MOAT_CACHE/bin/kubectl
 cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOAT_TESTS=OFF >/dev/null
 cmake --build build-bench >/dev/null
 started=0
@@ -18,3 +19,6 @@ trap '[ $started = 1 ] && bash e2e/cluster/control-plane.sh down' EXIT
 
 echo "== Kubernetes client (bench/kube_bench.c): 1,000 Pods, 20 rounds of watch events"
 build-bench/bench/kube_bench 1000 20
+
+echo "== moat-operator (bench/operator_bench.py): 1,000 Sandboxes at once, then 10,000 held"
+/usr/bin/python3 bench/operator_bench.py build-bench/operator/moat-operator "${BENCH_SANDBOXES:-1000}" "${BENCH_HELD:-10000}"

@@ -1,2 +1,608 @@
-/* Placeholder until the configuration parser lands; see config.h. */
 #include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "libmoat/names.h"
+#include "libmoat/units.h"
+
+/* The file, and the text handed to operator_config_parse(). */
+#define OPERATOR_CONFIG_MAX_BYTES (1024 * 1024)
+
+/* ---- the keys --------------------------------------------------------------------------- */
+
+typedef enum {
+    KIND_SECTION,  /* a mapping of further keys */
+    KIND_STRING,   /* a non-empty string */
+    KIND_POLICY,   /* an imagePullPolicy */
+    KIND_QUANTITY, /* a positive Kubernetes quantity */
+    KIND_DURATION, /* a positive Go duration */
+    KIND_INT,      /* a whole number between min and max */
+    KIND_LABELS,   /* a non-empty mapping of label name to value */
+} setting_kind;
+
+typedef enum {
+    S_RUNTIME_CLASSES,
+    S_RC_AUTO,
+    S_RC_VM,
+    S_RC_GVISOR,
+    S_NODES,
+    S_MANAGED_LABEL,
+    S_HYPERVISOR_LABEL,
+    S_GPU_MODE_LABEL,
+    S_DEFAULTS,
+    S_DEFAULT_CPU,
+    S_DEFAULT_MEMORY,
+    S_DEFAULT_STORAGE,
+    S_DEFAULT_TIMEOUT,
+    S_DEFAULT_TTL,
+    S_MAXIMUMS,
+    S_MAX_CPU,
+    S_MAX_MEMORY,
+    S_MAX_STORAGE,
+    S_MAX_GPUS,
+    S_MAX_TIMEOUT,
+    S_IMAGE_PULL_POLICY,
+    S_GPU,
+    S_GPU_CONTAINER_RESOURCE,
+    S_GPU_VM_RESOURCE,
+    S_GPU_PRODUCT_LABEL,
+    S_GPU_TAINT_KEY,
+    S_NETWORK,
+    S_DNS_NAMESPACE,
+    S_DNS_POD_LABELS,
+    S_WORKERS,
+    S_COUNT
+} setting_id;
+
+typedef struct {
+    const char *path; /* dotted, as errors name it */
+    setting_kind kind;
+    const char *def; /* the default, as the file would spell it; NULL for sections and labels */
+    bool has_str;    /* the text is kept in the char * at offset str */
+    size_t str;
+    size_t num; /* offset of the int64_t (quantity, duration) or int (KIND_INT) */
+    int min, max;
+} setting;
+
+#define STR(f) .has_str = true, .str = offsetof(operator_config, f)
+#define NUM(f) .num = offsetof(operator_config, f)
+
+/* Every key operator.yaml may hold; config.h documents them. The defaults go through the
+ * same conversion as the file's values, so the two cannot disagree. */
+static const setting settings[S_COUNT] = {
+    [S_RUNTIME_CLASSES] = {"runtimeClasses", KIND_SECTION},
+    [S_RC_AUTO] = {"runtimeClasses.auto", KIND_STRING, MOAT_RUNTIMECLASS_AUTO,
+                   STR(runtime_class_auto)},
+    [S_RC_VM] = {"runtimeClasses.vm", KIND_STRING, MOAT_RUNTIMECLASS_VM, STR(runtime_class_vm)},
+    [S_RC_GVISOR] = {"runtimeClasses.gvisor", KIND_STRING, MOAT_RUNTIMECLASS_GVISOR,
+                     STR(runtime_class_gvisor)},
+
+    [S_NODES] = {"nodes", KIND_SECTION},
+    [S_MANAGED_LABEL] = {"nodes.managedLabel", KIND_STRING, MOAT_NODE_LABEL_MANAGED,
+                         STR(managed_node_label)},
+    [S_HYPERVISOR_LABEL] = {"nodes.hypervisorLabel", KIND_STRING, MOAT_NODE_LABEL_HYPERVISOR,
+                            STR(hypervisor_node_label)},
+    [S_GPU_MODE_LABEL] = {"nodes.gpuModeLabel", KIND_STRING, MOAT_NODE_LABEL_GPU_MODE,
+                          STR(gpu_mode_node_label)},
+
+    [S_DEFAULTS] = {"defaults", KIND_SECTION},
+    [S_DEFAULT_CPU] = {"defaults.cpu", KIND_QUANTITY, "1", STR(default_cpu),
+                       NUM(default_cpu_milli)},
+    [S_DEFAULT_MEMORY] = {"defaults.memory", KIND_QUANTITY, "512Mi", STR(default_memory),
+                          NUM(default_memory_milli)},
+    [S_DEFAULT_STORAGE] = {"defaults.ephemeralStorage", KIND_QUANTITY, "1Gi", STR(default_storage),
+                           NUM(default_storage_milli)},
+    [S_DEFAULT_TIMEOUT] = {"defaults.timeout", KIND_DURATION, "5m", NUM(default_timeout_ns)},
+    [S_DEFAULT_TTL] = {"defaults.ttlAfterFinished", KIND_DURATION, "10m", NUM(default_ttl_ns)},
+
+    [S_MAXIMUMS] = {"maximums", KIND_SECTION},
+    [S_MAX_CPU] = {"maximums.cpu", KIND_QUANTITY, "8", NUM(max_cpu_milli)},
+    [S_MAX_MEMORY] = {"maximums.memory", KIND_QUANTITY, "32Gi", NUM(max_memory_milli)},
+    [S_MAX_STORAGE] = {"maximums.ephemeralStorage", KIND_QUANTITY, "100Gi", NUM(max_storage_milli)},
+    [S_MAX_GPUS] = {"maximums.gpus", KIND_INT, "8", NUM(max_gpus), .min = 0, .max = 8},
+    [S_MAX_TIMEOUT] = {"maximums.timeout", KIND_DURATION, "24h", NUM(max_timeout_ns)},
+
+    [S_IMAGE_PULL_POLICY] = {"imagePullPolicy", KIND_POLICY, "IfNotPresent",
+                             STR(image_pull_policy)},
+
+    [S_GPU] = {"gpu", KIND_SECTION},
+    [S_GPU_CONTAINER_RESOURCE] = {"gpu.containerResource", KIND_STRING, "nvidia.com/gpu",
+                                  STR(gpu_container_resource)},
+    [S_GPU_VM_RESOURCE] = {"gpu.vmResource", KIND_STRING, "nvidia.com/pgpu", STR(gpu_vm_resource)},
+    [S_GPU_PRODUCT_LABEL] = {"gpu.productLabel", KIND_STRING, "nvidia.com/gpu.product",
+                             STR(gpu_product_label)},
+    [S_GPU_TAINT_KEY] = {"gpu.taintKey", KIND_STRING, "nvidia.com/gpu", STR(gpu_taint_key)},
+
+    [S_NETWORK] = {"network", KIND_SECTION},
+    [S_DNS_NAMESPACE] = {"network.dnsNamespace", KIND_STRING, "kube-system", STR(dns_namespace)},
+    [S_DNS_POD_LABELS] = {"network.dnsPodLabels", KIND_LABELS},
+
+    [S_WORKERS] = {"workers", KIND_INT, "4", NUM(workers), .min = 1, .max = 64},
+};
+
+/* Each default, checked against its maximum once the whole file is read. */
+static const struct {
+    setting_id def, max;
+} limits[] = {
+    {S_DEFAULT_CPU, S_MAX_CPU},
+    {S_DEFAULT_MEMORY, S_MAX_MEMORY},
+    {S_DEFAULT_STORAGE, S_MAX_STORAGE},
+    {S_DEFAULT_TIMEOUT, S_MAX_TIMEOUT},
+};
+
+#define DEFAULT_DNS_LABEL_KEY   "k8s-app"
+#define DEFAULT_DNS_LABEL_VALUE "kube-dns"
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static void *field_at(operator_config *c, size_t offset)
+{
+    return (char *)c + offset;
+}
+
+static void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+static void strv_freep(char ***v)
+{
+    strv_free(*v);
+}
+#define _cleanup_strv_ _cleanup_(strv_freep)
+
+static void operator_config_freep(operator_config **c)
+{
+    operator_config_free(*c);
+}
+
+/* A whole number written in decimal digits only; saturates at a billion, which is above every
+ * range checked. Returns false for anything else ("+4", "0x10", "4.0", ""). */
+static bool parse_int(int64_t *ret, const char *text)
+{
+    if (!*text)
+        return false;
+    int64_t v = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        if (v < 1000000000)
+            v = v * 10 + (*p - '0');
+    }
+    *ret = v;
+    return true;
+}
+
+/* Converts `text` for st and stores it in c. Nothing is written when it fails; the error does
+ * not name the key (the caller adds it). */
+static int set_value(operator_config *c, const setting *st, const char *text, moat_error *err)
+{
+    int64_t v = 0;
+    switch (st->kind) {
+    case KIND_STRING:
+        if (!*text)
+            return moat_error_set(err, MOAT_E_INVALID, "must not be empty");
+        break;
+    case KIND_POLICY:
+        if (strcmp(text, "Always") != 0 && strcmp(text, "IfNotPresent") != 0 &&
+            strcmp(text, "Never") != 0)
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "\"%s\" is not Always, IfNotPresent or Never", text);
+        break;
+    case KIND_QUANTITY:
+        if (moat_quantity_parse(&v, text, err) < 0)
+            return -1;
+        if (v <= 0)
+            return moat_error_set(err, MOAT_E_RANGE, "quantity \"%s\" is not positive", text);
+        break;
+    case KIND_DURATION:
+        if (moat_duration_parse(&v, text, err) < 0)
+            return -1;
+        if (v <= 0)
+            return moat_error_set(err, MOAT_E_RANGE, "duration \"%s\" is not positive", text);
+        break;
+    case KIND_INT:
+        if (!parse_int(&v, text))
+            return moat_error_set(err, MOAT_E_INVALID, "\"%s\" is not a whole number", text);
+        if (v < st->min || v > st->max)
+            return moat_error_set(err, MOAT_E_RANGE, "%s is not between %d and %d", text, st->min,
+                                  st->max);
+        break;
+    case KIND_SECTION:
+    case KIND_LABELS:
+        return moat_error_set(err, MOAT_E_INVALID, "not a single value");
+    }
+
+    if (st->has_str) {
+        char *s = strdup(text);
+        if (!s)
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        char **slot = field_at(c, st->str);
+        free(*slot);
+        *slot = s;
+    }
+    if (st->kind == KIND_QUANTITY || st->kind == KIND_DURATION)
+        *(int64_t *)field_at(c, st->num) = v;
+    else if (st->kind == KIND_INT)
+        *(int *)field_at(c, st->num) = (int)v;
+    return 0;
+}
+
+/* Replaces c's DNS pod labels with keys/values (NULL-terminated, owned; taken on success). */
+static void set_labels(operator_config *c, char ***keys, char ***values)
+{
+    strv_free(c->dns_pod_label_keys);
+    strv_free(c->dns_pod_label_values);
+    c->dns_pod_label_keys = TAKE_PTR(*keys);
+    c->dns_pod_label_values = TAKE_PTR(*values);
+}
+
+/* ---- YAML ------------------------------------------------------------------------------- */
+
+typedef struct {
+    operator_config *c;
+    yaml_document_t *doc;
+    bool seen[S_COUNT];
+    const char *text[S_COUNT]; /* each value the file gave, pointing into doc */
+} parse_state;
+
+static const char *type_name(const yaml_node_t *n)
+{
+    if (!n)
+        return "nothing";
+    return n->type == YAML_MAPPING_NODE    ? "a mapping"
+           : n->type == YAML_SEQUENCE_NODE ? "a sequence"
+                                           : "a string";
+}
+
+/* YAML's null: an empty or "~"/"null" plain scalar. */
+static bool is_null(const yaml_node_t *n)
+{
+    if (!n)
+        return true;
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    for (size_t i = 0; i < ELEMENTSOF(nulls); i++)
+        if (n->data.scalar.length == strlen(nulls[i]) &&
+            memcmp(n->data.scalar.value, nulls[i], n->data.scalar.length) == 0)
+            return true;
+    return false;
+}
+
+/* The text of a scalar, which libyaml NUL-terminates; NULL when a NUL inside (possible with
+ * "\0" in double quotes) would cut it short. */
+static const char *scalar_text(const yaml_node_t *n)
+{
+    const char *s = (const char *)n->data.scalar.value;
+    return strlen(s) == n->data.scalar.length ? s : NULL;
+}
+
+static const char *text_of(const parse_state *s, setting_id id)
+{
+    return s->text[id] ? s->text[id] : settings[id].def;
+}
+
+static int sorted_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int parse_labels(parse_state *s, const yaml_node_t *map, const char *path, moat_error *err)
+{
+    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+    /* An empty podSelector would let sandboxes reach every pod in the DNS namespace. */
+    if (n == 0)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "%s: no labels; an empty selector matches every pod", path);
+
+    _cleanup_strv_ char **keys = calloc(n + 1, sizeof(char *));
+    _cleanup_strv_ char **values = calloc(n + 1, sizeof(char *));
+    _cleanup_free_ char **sorted = calloc(n, sizeof(char *));
+    if (!keys || !values || !sorted)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_pair_t *p = &map->data.mapping.pairs.start[i];
+        const yaml_node_t *k = yaml_document_get_node(s->doc, p->key);
+        const yaml_node_t *v = yaml_document_get_node(s->doc, p->value);
+        if (!k || k->type != YAML_SCALAR_NODE)
+            return moat_error_set(err, MOAT_E_INVALID, "%s: a label name is %s, not a string", path,
+                                  type_name(k));
+        const char *key = scalar_text(k);
+        if (!key)
+            return moat_error_set(err, MOAT_E_INVALID, "%s: a label name contains a NUL byte",
+                                  path);
+        if (!*key)
+            return moat_error_set(err, MOAT_E_INVALID, "%s: a label name is empty", path);
+        const char *value = "";
+        if (!is_null(v)) {
+            if (v->type != YAML_SCALAR_NODE)
+                return moat_error_set(err, MOAT_E_INVALID, "%s.%s: expected a string, found %s",
+                                      path, key, type_name(v));
+            if (!(value = scalar_text(v)))
+                return moat_error_set(err, MOAT_E_INVALID, "%s.%s: contains a NUL byte", path, key);
+        }
+        if (!(keys[i] = strdup(key)) || !(values[i] = strdup(value)))
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        sorted[i] = keys[i];
+    }
+
+    qsort(sorted, n, sizeof(char *), sorted_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0)
+            return moat_error_set(err, MOAT_E_INVALID, "%s.%s: duplicate key", path, sorted[i]);
+
+    set_labels(s->c, &keys, &values);
+    return 0;
+}
+
+/* The setting named `key` (klen bytes, maybe with NULs) inside the section at `prefix` ("" at
+ * the top), or -1. */
+static int find_setting(const char *prefix, const char *key, size_t klen)
+{
+    size_t plen = strlen(prefix);
+    for (int i = 0; i < S_COUNT; i++) {
+        const char *path = settings[i].path;
+        const char *dot = strrchr(path, '.');
+        size_t parent_len = dot ? (size_t)(dot - path) : 0;
+        const char *name = dot ? dot + 1 : path;
+        if (parent_len == plen && memcmp(path, prefix, plen) == 0 && strlen(name) == klen &&
+            memcmp(name, key, klen) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int walk_mapping(parse_state *s, const yaml_node_t *map, const char *prefix,
+                        moat_error *err);
+
+static int take_value(parse_state *s, setting_id id, const yaml_node_t *v, moat_error *err)
+{
+    const setting *st = &settings[id];
+    /* Which of two values wins would be a guess. */
+    if (s->seen[id])
+        return moat_error_set(err, MOAT_E_INVALID, "%s: duplicate key", st->path);
+    s->seen[id] = true;
+    if (is_null(v))
+        return 0; /* "cpu:" alone keeps the default */
+
+    bool mapping = st->kind == KIND_SECTION || st->kind == KIND_LABELS;
+    if (v->type != (mapping ? YAML_MAPPING_NODE : YAML_SCALAR_NODE))
+        return moat_error_set(err, MOAT_E_INVALID, "%s: expected %s, found %s", st->path,
+                              mapping ? "a mapping" : "a string", type_name(v));
+    if (st->kind == KIND_SECTION)
+        return walk_mapping(s, v, st->path, err);
+    if (st->kind == KIND_LABELS)
+        return parse_labels(s, v, st->path, err);
+
+    const char *text = scalar_text(v);
+    if (!text)
+        return moat_error_set(err, MOAT_E_INVALID, "%s: contains a NUL byte", st->path);
+    if (set_value(s->c, st, text, err) < 0)
+        return moat_error_prefix(err, "%s", st->path);
+    s->text[id] = text;
+    return 0;
+}
+
+/* Takes every key of `map`, the section at `prefix` ("" at the top). The schema is two levels
+ * deep, so an alias that makes a mapping contain itself cannot send this round in circles. */
+static int walk_mapping(parse_state *s, const yaml_node_t *map, const char *prefix, moat_error *err)
+{
+    const char *sep = *prefix ? "." : "";
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *k = yaml_document_get_node(s->doc, p->key);
+        if (!k || k->type != YAML_SCALAR_NODE)
+            return moat_error_set(err, MOAT_E_INVALID, "%s%sa key is %s, not a string", prefix,
+                                  *prefix ? ": " : "", type_name(k));
+        const char *key = (const char *)k->data.scalar.value;
+        size_t klen = k->data.scalar.length;
+        int id = find_setting(prefix, key, klen);
+        if (id < 0)
+            return moat_error_set(err, MOAT_E_INVALID, "%s%s%.*s: unknown key", prefix, sep,
+                                  (int)klen, key);
+        if (take_value(s, (setting_id)id, yaml_document_get_node(s->doc, p->value), err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int check_limits(const parse_state *s, moat_error *err)
+{
+    for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
+        const setting *def = &settings[limits[i].def], *max = &settings[limits[i].max];
+        int64_t d = *(const int64_t *)field_at(s->c, def->num);
+        int64_t m = *(const int64_t *)field_at(s->c, max->num);
+        if (d > m)
+            return moat_error_set(err, MOAT_E_RANGE, "%s: %s is above %s %s", def->path,
+                                  text_of(s, limits[i].def), max->path, text_of(s, limits[i].max));
+    }
+    return 0;
+}
+
+static int parse_document(operator_config *c, yaml_document_t *doc, moat_error *err)
+{
+    parse_state s = {.c = c, .doc = doc};
+    const yaml_node_t *root = yaml_document_get_root_node(doc);
+    if (!is_null(root)) { /* an empty file or document: every default */
+        if (root->type != YAML_MAPPING_NODE)
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "expected a mapping at the top level, found %s", type_name(root));
+        if (walk_mapping(&s, root, "", err) < 0)
+            return -1;
+    }
+    return check_limits(&s, err);
+}
+
+static int yaml_error(const yaml_parser_t *p, moat_error *err)
+{
+    const char *problem = p->problem ? p->problem : "invalid YAML";
+    switch (p->error) {
+    case YAML_MEMORY_ERROR:
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory parsing YAML");
+    case YAML_READER_ERROR:
+        return moat_error_set(err, MOAT_E_INVALID, "byte %zu: %s", p->problem_offset, problem);
+    default:
+        if (p->context)
+            return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s (%s at line %zu)",
+                                  p->problem_mark.line + 1, p->problem_mark.column + 1, problem,
+                                  p->context, p->context_mark.line + 1);
+        return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s",
+                              p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
+    }
+}
+
+static int parse_text(operator_config **out, const char *text, size_t len, moat_error *err)
+{
+    if (!text && len > 0)
+        return moat_error_set(err, MOAT_E_INVALID, "no text");
+    if (len > OPERATOR_CONFIG_MAX_BYTES)
+        return moat_error_set(err, MOAT_E_NOMEM, "larger than 1 MiB");
+
+    _cleanup_(operator_config_freep) operator_config *c = NULL;
+    if (operator_config_new_default(&c, err) < 0)
+        return -1;
+
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""), len);
+
+    yaml_document_t doc, extra;
+    if (!yaml_parser_load(&parser, &doc)) {
+        yaml_error(&parser, err);
+        yaml_parser_delete(&parser);
+        return -1;
+    }
+    /* A second document would be ignored by a reader that stops at the first: refuse it. */
+    int r = 0;
+    if (!yaml_parser_load(&parser, &extra)) {
+        r = yaml_error(&parser, err);
+    } else {
+        if (yaml_document_get_root_node(&extra))
+            r = moat_error_set(err, MOAT_E_INVALID, "more than one YAML document");
+        yaml_document_delete(&extra);
+    }
+    if (r == 0)
+        r = parse_document(c, &doc, err);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    if (r < 0)
+        return -1;
+    *out = TAKE_PTR(c);
+    return 0;
+}
+
+/* Reads all of path, at most OPERATOR_CONFIG_MAX_BYTES, NUL-terminated. Errors start with the
+ * path. */
+static int read_text(char **ret, size_t *ret_len, const char *path, moat_error *err)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return moat_error_set_errno(err, errno, "%s", path);
+
+    _cleanup_free_ char *buf = NULL;
+    size_t len = 0, cap = 0; /* cap: bytes of data room; one more for the NUL */
+    for (;;) {
+        if (len == cap) {
+            /* Room for one byte past the cap shows whether the file is over it. */
+            if (cap > OPERATOR_CONFIG_MAX_BYTES)
+                return moat_error_set(err, MOAT_E_NOMEM, "%s: larger than 1 MiB", path);
+            size_t ncap = cap ? cap * 2 : 4096;
+            if (ncap > OPERATOR_CONFIG_MAX_BYTES + 1)
+                ncap = OPERATOR_CONFIG_MAX_BYTES + 1;
+            char *n = realloc(buf, ncap + 1);
+            if (!n)
+                return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
+            buf = n;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return moat_error_set_errno(err, errno, "%s", path);
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    *ret = TAKE_PTR(buf);
+    *ret_len = len;
+    return 0;
+}
+
+/* ---- public API ------------------------------------------------------------------------- */
+
+int operator_config_new_default(operator_config **out, moat_error *err)
+{
+    _cleanup_(operator_config_freep) operator_config *c = calloc(1, sizeof(*c));
+    if (!c)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < S_COUNT; i++)
+        if (settings[i].def && set_value(c, &settings[i], settings[i].def, err) < 0)
+            return moat_error_prefix(err, "default %s", settings[i].path);
+
+    _cleanup_strv_ char **keys = calloc(2, sizeof(char *));
+    _cleanup_strv_ char **values = calloc(2, sizeof(char *));
+    if (!keys || !values || !(keys[0] = strdup(DEFAULT_DNS_LABEL_KEY)) ||
+        !(values[0] = strdup(DEFAULT_DNS_LABEL_VALUE)))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    set_labels(c, &keys, &values);
+
+    *out = TAKE_PTR(c);
+    return 0;
+}
+
+int operator_config_parse(operator_config **out, const char *text, size_t len, const char *origin,
+                          moat_error *err)
+{
+    if (parse_text(out, text, len, err) < 0)
+        return moat_error_prefix(err, "%s", origin ? origin : "operator config");
+    return 0;
+}
+
+int operator_config_load(operator_config **out, const char *path, moat_error *err)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    if (read_text(&text, &len, path, err) < 0)
+        return -1;
+    return operator_config_parse(out, text, len, path, err);
+}
+
+void operator_config_free(operator_config *c)
+{
+    if (!c)
+        return;
+    free(c->runtime_class_auto);
+    free(c->runtime_class_vm);
+    free(c->runtime_class_gvisor);
+    free(c->managed_node_label);
+    free(c->hypervisor_node_label);
+    free(c->gpu_mode_node_label);
+    free(c->default_cpu);
+    free(c->default_memory);
+    free(c->default_storage);
+    free(c->image_pull_policy);
+    free(c->gpu_container_resource);
+    free(c->gpu_vm_resource);
+    free(c->gpu_product_label);
+    free(c->gpu_taint_key);
+    free(c->dns_namespace);
+    strv_free(c->dns_pod_label_keys);
+    strv_free(c->dns_pod_label_values);
+    free(c);
+}

@@ -69,8 +69,8 @@ typedef struct {
 int operator_config_new_default(operator_config **out, moat_error *err);
 
 /* Parses YAML text; origin names it in errors. Caller frees. */
-int operator_config_parse(operator_config **out, const char *text, size_t len,
-                          const char *origin, moat_error *err);
+int operator_config_parse(operator_config **out, const char *text, size_t len, const char *origin,
+                          moat_error *err);
 
 /* Reads and parses a file (at most 1 MiB). */
 int operator_config_load(operator_config **out, const char *path, moat_error *err);

@@ -42,16 +42,14 @@ static bool is_final(const char *phase)
 }
 
 /* Appends a condition, keeping the old lastTransitionTime while its status is the same. */
-static void condition(json_t *conds, const json_t *old_status, const char *type,
-                      const char *status, const char *reason, const char *message,
-                      int64_t generation, int64_t now)
+static void condition(json_t *conds, const json_t *old_status, const char *type, const char *status,
+                      const char *reason, const char *message, int64_t generation, int64_t now)
 {
     char ts[32];
     const char *since = NULL;
     json_t *old = kobj_get(old_status, "conditions"), *c;
     size_t i;
-    json_array_foreach(old, i, c)
-    {
+    json_array_foreach (old, i, c) {
         const char *t = kobj_str(c, "type"), *s = kobj_str(c, "status");
         if (t && s && strcmp(t, type) == 0 && strcmp(s, status) == 0)
             since = kobj_str(c, "lastTransitionTime");
@@ -60,8 +58,8 @@ static void condition(json_t *conds, const json_t *old_status, const char *type,
         rfc3339_format(ts, sizeof(ts), now);
         since = ts;
     }
-    json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "type", type,
-                                           "status", status, "reason", reason, "message",
+    json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "type", type, "status",
+                                           status, "reason", reason, "message",
                                            message ? message : "", "lastTransitionTime", since,
                                            "observedGeneration", (json_int_t)generation));
 }
@@ -70,8 +68,7 @@ static const json_t *find_container_status(const json_t *pod)
 {
     json_t *all = kobj_get(pod, "status.containerStatuses"), *c;
     size_t i;
-    json_array_foreach(all, i, c)
-    {
+    json_array_foreach (all, i, c) {
         const char *n = kobj_str(c, "name");
         if (n && strcmp(n, "sandbox") == 0)
             return c;
@@ -83,8 +80,7 @@ static const json_t *find_pod_condition(const json_t *pod, const char *type)
 {
     json_t *all = kobj_get(pod, "status.conditions"), *c;
     size_t i;
-    json_array_foreach(all, i, c)
-    {
+    json_array_foreach (all, i, c) {
         const char *t = kobj_str(c, "type");
         if (t && strcmp(t, type) == 0)
             return c;
@@ -170,14 +166,12 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
             if (isolation_from_report(st, pod, imsg, sizeof(imsg))) {
                 json_t *oc = kobj_get(old, "conditions"), *c;
                 size_t i;
-                json_array_foreach(oc, i, c)
-                {
+                json_array_foreach (oc, i, c) {
                     const char *t = kobj_str(c, "type");
                     if (t && strcmp(t, "Isolated") != 0)
                         json_array_append(conds, c);
                 }
-                condition(conds, old, "Isolated", "True", "NodeReported", imsg, generation,
-                          now);
+                condition(conds, old, "Isolated", "True", "NodeReported", imsg, generation, now);
                 json_object_set_new(st, "conditions", conds);
                 conds = NULL;
             }
@@ -294,7 +288,11 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
             if (terminated)
                 json_object_set_new(st, "exitCode", json_integer(exit_code));
             const char *pm = kobj_str(pod, "status.message");
-            finish(st, phase, *term ? term : pm ? pm : preason ? preason : "the pod failed",
+            finish(st, phase,
+                   *term     ? term
+                   : pm      ? pm
+                   : preason ? preason
+                             : "the pod failed",
                    terminated ? finished_at : now);
         }
     } else if (pod_phase && strcmp(pod_phase, "Running") == 0) {
@@ -342,8 +340,8 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
                   "the node has not reported the runtime yet", generation, now);
 
     if (final_reason) {
-        condition(conds, old, "Finished", "True", final_reason, kobj_str(st, "message"),
-                  generation, now);
+        condition(conds, old, "Finished", "True", final_reason, kobj_str(st, "message"), generation,
+                  now);
         out->requeue_after_s = view->ttl_s > 0 ? view->ttl_s : 1;
     } else {
         condition(conds, old, "Finished", "False", phase, "", generation, now);

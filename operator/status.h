@@ -19,9 +19,9 @@
 #include "libmoat/error.h"
 
 typedef struct {
-    int64_t now_s;             /* wall-clock seconds since the epoch */
-    bool hypervisor_available; /* some Moat-managed node has a usable hypervisor */
-    bool gpu_vm_available;     /* ... is in VM-passthrough GPU mode */
+    int64_t now_s;                /* wall-clock seconds since the epoch */
+    bool hypervisor_available;    /* some Moat-managed node has a usable hypervisor */
+    bool gpu_vm_available;        /* ... is in VM-passthrough GPU mode */
     bool gpu_container_available; /* ... is in container GPU mode */
 } cluster_facts;
 
@@ -39,10 +39,10 @@ typedef struct {
 
 typedef struct {
     const json_t *sandbox;
-    const json_t *pod;       /* the Sandbox's Pod from the cache, or NULL */
-    const char *spec_error;  /* the Pod could not be built: why (the spec is nonsense) */
-    bool wants_vm;           /* isolation: VM */
-    int gpus;                /* GPUs requested */
+    const json_t *pod;      /* the Sandbox's Pod from the cache, or NULL */
+    const char *spec_error; /* the Pod could not be built: why (the spec is nonsense) */
+    bool wants_vm;          /* isolation: VM */
+    int gpus;               /* GPUs requested */
     int64_t timeout_s, ttl_s;
 } sandbox_view;
 

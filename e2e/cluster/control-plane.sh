@@ -8,6 +8,7 @@
 #   control-plane.sh down     stop every process and remove all state
 #   control-plane.sh status   say what runs
 #   control-plane.sh env      print "export KUBECONFIG=..."
+#   control-plane.sh restart-apiserver   restart kube-apiserver alone (tests)
 #
 # Environment: MOAT_CACHE (binaries, default /var/cache/moat), MOAT_CLUSTER_DIR (state,
 # default /var/tmp/moat-cluster), MOAT_APISERVER_PORT (6443), MOAT_ETCD_PORT (23790).
@@ -132,6 +133,27 @@ wait_ready() {
     die "kube-apiserver not ready after 120 s"
 }
 
+start_apiserver() {
+    # --kubelet-preferred-address-types=InternalIP: by default the API server dials kubelet
+    # by hostname, which sends a DNS query off the machine; the node IP is local.
+    start kube-apiserver "$bin/kube-apiserver" \
+        --etcd-servers="http://127.0.0.1:$etcd_port" \
+        --bind-address="$api_addr" --advertise-address="$api_addr" --secure-port="$api_port" \
+        --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+        --client-ca-file="$pki/ca.crt" \
+        --authorization-mode=Node,RBAC \
+        --enable-admission-plugins=NodeRestriction \
+        --allow-privileged=true \
+        --service-cluster-ip-range="$service_cidr" \
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file="$pki/sa.pub" \
+        --service-account-signing-key-file="$pki/sa.key" \
+        --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+        --kubelet-preferred-address-types=InternalIP \
+        --profiling=false --v=1
+}
+
 up() {
     for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
         [ -x "$bin/$b" ] || die "$bin/$b is missing; run e2e/tools/build.sh first"
@@ -155,24 +177,7 @@ up() {
         --initial-cluster="moat-local=http://127.0.0.1:$((etcd_port + 10))" \
         --unsafe-no-fsync --quota-backend-bytes=4294967296
 
-    # --kubelet-preferred-address-types=InternalIP: by default the API server dials kubelet
-    # by hostname, which sends a DNS query off the machine; the node IP is local.
-    start kube-apiserver "$bin/kube-apiserver" \
-        --etcd-servers="http://127.0.0.1:$etcd_port" \
-        --bind-address="$api_addr" --advertise-address="$api_addr" --secure-port="$api_port" \
-        --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-        --client-ca-file="$pki/ca.crt" \
-        --authorization-mode=Node,RBAC \
-        --enable-admission-plugins=NodeRestriction \
-        --allow-privileged=true \
-        --service-cluster-ip-range="$service_cidr" \
-        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-        --service-account-key-file="$pki/sa.pub" \
-        --service-account-signing-key-file="$pki/sa.key" \
-        --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
-        --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
-        --kubelet-preferred-address-types=InternalIP \
-        --profiling=false --v=1
+    start_apiserver
     wait_ready
 
     start kube-controller-manager "$bin/kube-controller-manager" \
@@ -217,6 +222,18 @@ down() {
     fi
 }
 
+# Restarts kube-apiserver alone (etcd and the state stay), for tests of what survives it.
+restart_apiserver() {
+    local pid i
+    pid=$(cat "$dir/run/kube-apiserver.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    start_apiserver
+    wait_ready
+    say "kube-apiserver restarted"
+}
+
 status() {
     local c
     [ -d "$dir/run" ] || { say "not running"; return 1; }
@@ -230,6 +247,7 @@ case ${1:-} in
 up) up ;;
 down) down ;;
 status) status ;;
+restart-apiserver) restart_apiserver ;;
 env) echo "export KUBECONFIG=$dir/admin.kubeconfig" ;;
-*) die "usage: $0 up|down|status|env" ;;
+*) die "usage: $0 up|down|status|env|restart-apiserver" ;;
 esac

@@ -1,0 +1,679 @@
+#include "controller.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "libmoat/informer.h"
+#include "libmoat/kobj.h"
+#include "libmoat/lease.h"
+#include "libmoat/log.h"
+#include "libmoat/names.h"
+#include "libmoat/recorder.h"
+#include "libmoat/workqueue.h"
+#include "netpol.h"
+#include "pod.h"
+#include "status.h"
+
+#define MAX_WORKERS     64
+#define FIELD_MANAGER   "moat-operator"
+#define CONFLICT_RETRY  (5 * 1000000LL)
+#define SYNC_TIMEOUT_NS (120 * 1000000000LL)
+
+/* Reconcile latency histogram buckets, in seconds. */
+static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,   0.25,   0.5,   1,    2.5,   5};
+#define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+struct operator_controller {
+    kube_client *client;
+    const operator_config *cfg;
+    char *identity, *lease_namespace, *lease_name;
+    bool leader_elect;
+
+    kube_loop *loop;
+    kube_informer *sandboxes, *pods, *nodes;
+    workqueue *queue;
+    kube_recorder *recorder;
+    kube_leader *leader;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop, lost, ready;
+
+    pthread_mutex_t ns_lock;
+    json_t *policies_applied; /* namespaces whose NetworkPolicies are in place */
+
+    atomic_uint_fast64_t reconciles, reconcile_errors, requeues, pods_created, status_writes,
+        conflicts, deletes;
+    atomic_uint_fast64_t latency_buckets[N_BUCKETS + 1];
+    _Atomic double latency_sum;
+    atomic_bool leading;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void enqueue(operator_controller *c, const char *key)
+{
+    moat_error err = MOAT_ERROR_INIT;
+    if (workqueue_add(c->queue, key, &err) < 0 && err.code != MOAT_E_CANCELED)
+        log_warn(key, "cannot queue: %s", err.message);
+    moat_error_clear(&err);
+}
+
+/* ---- informer handlers (on the informer thread) -------------------------------------- */
+
+static void sandbox_changed(void *user, json_t *obj)
+{
+    operator_controller *c = user;
+    _cleanup_free_ char *key = kobj_key(obj);
+    if (key)
+        enqueue(c, key);
+}
+
+static void sandbox_updated(void *user, json_t *old, json_t *obj)
+{
+    sandbox_changed(user, obj);
+}
+
+static void pod_changed(void *user, json_t *pod)
+{
+    operator_controller *c = user;
+    const char *owner = kobj_label(pod, MOAT_LABEL_SANDBOX), *ns = kobj_namespace(pod);
+    char key[512];
+    if (owner && ns && snprintf(key, sizeof(key), "%s/%s", ns, owner) < (int)sizeof(key))
+        enqueue(c, key);
+}
+
+static void pod_updated(void *user, json_t *old, json_t *pod)
+{
+    pod_changed(user, pod);
+}
+
+/* A node's labels say what it can run: Sandboxes waiting for a node may now have one. */
+static void node_changed(void *user, json_t *node)
+{
+    operator_controller *c = user;
+    json_t *all = kube_informer_list(c->sandboxes), *s;
+    size_t i;
+    json_array_foreach (all, i, s) {
+        const char *phase = kobj_str(s, "status.phase");
+        if (!phase || strcmp(phase, "Pending") == 0)
+            sandbox_changed(c, s);
+    }
+    json_decref(all);
+}
+
+static void node_updated(void *user, json_t *old, json_t *node)
+{
+    node_changed(user, node);
+}
+
+/* Drop what the controller never reads from cached Pods: their memory is the operator's. */
+static void prune_pod(void *user, json_t *pod)
+{
+    json_t *spec = json_object_get(pod, "spec");
+    if (json_is_object(spec)) {
+        json_t *keep = json_object();
+        const char *fields[] = {"nodeName", "runtimeClassName"};
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+            json_t *v = json_object_get(spec, fields[i]);
+            if (v)
+                json_object_set(keep, fields[i], v);
+        }
+        json_object_set_new(pod, "spec", keep);
+    }
+}
+
+/* ---- facts about the nodes ----------------------------------------------------------- */
+
+static void cluster_facts_read(operator_controller *c, cluster_facts *f)
+{
+    *f = (cluster_facts){.now_s = time(NULL)};
+    json_t *nodes = kube_informer_list(c->nodes), *n;
+    size_t i;
+    json_array_foreach (nodes, i, n) {
+        const char *managed = kobj_label(n, c->cfg->managed_node_label);
+        if (!managed || strcmp(managed, "true") != 0)
+            continue;
+        const char *hv = kobj_label(n, c->cfg->hypervisor_node_label);
+        bool vm =
+            hv && (strcmp(hv, MOAT_HYPERVISOR_KVM) == 0 || strcmp(hv, MOAT_HYPERVISOR_MSHV) == 0);
+        const char *gpu = kobj_label(n, c->cfg->gpu_mode_node_label);
+        f->hypervisor_available |= vm;
+        if (gpu && strcmp(gpu, MOAT_GPU_MODE_VM) == 0 && vm)
+            f->gpu_vm_available = true;
+        if (gpu && strcmp(gpu, MOAT_GPU_MODE_CONTAINER) == 0)
+            f->gpu_container_available = true;
+    }
+    json_decref(nodes);
+}
+
+/* ---- writes ------------------------------------------------------------------------- */
+
+/* Every write first asks whether this replica still leads. */
+static bool may_write(operator_controller *c)
+{
+    return !c->leader_elect || (c->leader && kube_leader_is_leading(c->leader));
+}
+
+static int ensure_policies(operator_controller *c, const char *ns, moat_error *err)
+{
+    pthread_mutex_lock(&c->ns_lock);
+    bool done = json_object_get(c->policies_applied, ns) != NULL;
+    pthread_mutex_unlock(&c->ns_lock);
+    if (done)
+        return 0;
+    json_t *policies = NULL, *p;
+    size_t i;
+    if (sandbox_netpols_build(&policies, ns, c->cfg, err) < 0)
+        return -1;
+    kube_patch_options po = {.field_manager = FIELD_MANAGER, .force = true};
+    json_array_foreach (policies, i, p) {
+        if (kube_patch(c->client, NULL, &KUBE_NETWORKPOLICIES, ns, kobj_name(p), KUBE_PATCH_APPLY,
+                       p, &po, err) < 0) {
+            json_decref(policies);
+            return -1;
+        }
+    }
+    json_decref(policies);
+    pthread_mutex_lock(&c->ns_lock);
+    json_object_set_new(c->policies_applied, ns, json_true());
+    pthread_mutex_unlock(&c->ns_lock);
+    return 0;
+}
+
+static bool owned_by(const json_t *pod, const char *uid)
+{
+    json_t *refs = kobj_get(pod, "metadata.ownerReferences"), *r;
+    size_t i;
+    json_array_foreach (refs, i, r) {
+        const char *u = kobj_str(r, "uid");
+        if (u && uid && strcmp(u, uid) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void record_transitions(operator_controller *c, const json_t *sbx, const json_t *old,
+                               const json_t *new)
+{
+    const char *op = kobj_str(old, "phase"), *np = kobj_str(new, "phase");
+    const char *on = kobj_str(old, "nodeName"), *nn = kobj_str(new, "nodeName");
+    if (nn && !on)
+        kube_recorder_event(c->recorder, sbx, "Normal", "Scheduled", "Pod scheduled to %s", nn);
+    if (!np || (op && strcmp(op, np) == 0))
+        return;
+    const char *msg = kobj_str(new, "message");
+    if (strcmp(np, "Running") == 0)
+        kube_recorder_event(c->recorder, sbx, "Normal", "Started", "the sandbox is running");
+    else if (strcmp(np, "Succeeded") == 0)
+        kube_recorder_event(c->recorder, sbx, "Normal", "Succeeded", "exited with code 0");
+    else if (strcmp(np, "Failed") == 0)
+        kube_recorder_event(c->recorder, sbx, "Warning", "Failed", "%s", msg ? msg : "failed");
+    else if (strcmp(np, "Expired") == 0)
+        kube_recorder_event(c->recorder, sbx, "Warning", "Expired", "%s",
+                            msg ? msg : "exceeded its timeout");
+    else if (strcmp(np, "Pending") == 0 && msg && strstr(msg, "hypervisor"))
+        kube_recorder_event(c->recorder, sbx, "Warning", "NoHypervisor", "%s", msg);
+}
+
+/* ---- reconcile ----------------------------------------------------------------------- */
+
+typedef enum { DONE, REQUEUE_NOW, FAILED } outcome;
+
+static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_after_s,
+                         moat_error *err)
+{
+    *ret_after_s = 0;
+    json_t *sbx = kube_informer_get(c->sandboxes, key);
+    if (!sbx)
+        return DONE; /* deleted: its Pod goes with it (owner reference) */
+    if (kobj_get(sbx, "metadata.deletionTimestamp")) {
+        json_decref(sbx);
+        return DONE;
+    }
+    const char *ns = kobj_namespace(sbx), *name = kobj_name(sbx), *uid = kobj_uid(sbx);
+    outcome result = DONE;
+    json_t *pod = NULL, *built = NULL;
+    _cleanup_error_ moat_error spec_err = MOAT_ERROR_INIT;
+    sandbox_plan plan = {0};
+
+    if (sandbox_pod_build(&built, sbx, c->cfg, &spec_err) < 0 && spec_err.code != MOAT_E_INVALID) {
+        moat_error_set(err, spec_err.code, "building the pod: %s", spec_err.message);
+        result = FAILED;
+        goto out;
+    }
+    sandbox_view view = {.sandbox = sbx, .spec_error = built ? NULL : spec_err.message};
+    int64_t timeout_ns = c->cfg->default_timeout_ns, ttl_ns = c->cfg->default_ttl_ns;
+    if (built) {
+        _cleanup_error_ moat_error e2 = MOAT_ERROR_INIT;
+        sandbox_timeout_ns(&timeout_ns, sbx, c->cfg, &e2);
+        sandbox_ttl_ns(&ttl_ns, sbx, c->cfg, &e2);
+        const char *iso = kobj_str(sbx, "spec.isolation");
+        view.wants_vm = iso && strcmp(iso, "VM") == 0;
+        int64_t gpus = 0;
+        kobj_int(sbx, "spec.resources.gpu.count", &gpus);
+        view.gpus = (int)gpus;
+    }
+    view.timeout_s = (timeout_ns + 999999999LL) / 1000000000LL; /* as activeDeadlineSeconds */
+    view.ttl_s = ttl_ns / 1000000000LL;
+
+    pod = kube_informer_get(c->pods, key);
+    if (pod && !owned_by(pod, uid)) {
+        if (kobj_get(pod, "metadata.deletionTimestamp") || kobj_label(pod, MOAT_LABEL_SANDBOX)) {
+            /* A Pod of an earlier Sandbox of the same name, on its way out: wait for it. */
+            *ret_after_s = 1;
+            goto out;
+        }
+        view.spec_error = "a Pod of that name exists and does not belong to this Sandbox";
+        json_decref(pod);
+        pod = NULL;
+    }
+    view.pod = pod;
+
+    cluster_facts facts;
+    cluster_facts_read(c, &facts);
+    sandbox_plan_make(&plan, &view, &facts);
+
+    if (!may_write(c))
+        goto out;
+    if (plan.action == SANDBOX_ACTION_CREATE_POD) {
+        if (ensure_policies(c, ns, err) < 0) {
+            moat_error_prefix(err, "network policies in %s", ns);
+            result = FAILED;
+            goto out;
+        }
+        if (kube_create(c->client, NULL, &KUBE_PODS, ns, built, err) < 0) {
+            if (!kube_error_is(err, KUBE_REASON_ALREADY_EXISTS)) {
+                result = FAILED;
+                goto out;
+            }
+            moat_error_clear(err); /* made by an earlier pass: the cache will show it */
+        } else {
+            atomic_fetch_add(&c->pods_created, 1);
+            kube_recorder_event(c->recorder, sbx, "Normal", "PodCreated", "created pod %s", name);
+        }
+    }
+    json_t *old_status = kobj_get(sbx, "status");
+    if (sandbox_status_changed(old_status, plan.status)) {
+        json_t *copy = json_deep_copy(sbx);
+        json_object_set(copy, "status", plan.status);
+        int r = kube_update_status(c->client, NULL, &KUBE_SANDBOXES, copy, err);
+        json_decref(copy);
+        if (r < 0) {
+            if (kube_error_is(err, KUBE_REASON_CONFLICT)) {
+                atomic_fetch_add(&c->conflicts, 1);
+                moat_error_clear(err);
+                result = REQUEUE_NOW; /* the cache has a newer Sandbox, or soon will */
+            } else if (kube_error_is(err, KUBE_REASON_NOT_FOUND)) {
+                moat_error_clear(err);
+            } else {
+                result = FAILED;
+            }
+            goto out;
+        }
+        atomic_fetch_add(&c->status_writes, 1);
+        record_transitions(c, sbx, old_status, plan.status);
+    }
+    if (plan.action == SANDBOX_ACTION_DELETE_SANDBOX) {
+        kube_delete_options d = {.precondition_uid = uid, .propagation = "Background"};
+        if (kube_delete(c->client, NULL, &KUBE_SANDBOXES, ns, name, &d, err) < 0) {
+            if (!kube_error_is(err, KUBE_REASON_NOT_FOUND) &&
+                !kube_error_is(err, KUBE_REASON_CONFLICT)) {
+                result = FAILED;
+                goto out;
+            }
+            moat_error_clear(err);
+        } else {
+            atomic_fetch_add(&c->deletes, 1);
+            log_info(key, "ttlAfterFinished is over: deleted the sandbox");
+        }
+    }
+    *ret_after_s = plan.requeue_after_s;
+out:
+    sandbox_plan_clear(&plan);
+    json_decref(built);
+    json_decref(pod);
+    json_decref(sbx);
+    return result;
+}
+
+static void observe_latency(operator_controller *c, double seconds)
+{
+    size_t i = 0;
+    while (i < N_BUCKETS && seconds > buckets[i])
+        i++;
+    atomic_fetch_add(&c->latency_buckets[i], 1);
+    double cur = atomic_load(&c->latency_sum);
+    while (!atomic_compare_exchange_weak(&c->latency_sum, &cur, cur + seconds))
+        ;
+}
+
+static void *worker(void *arg)
+{
+    operator_controller *c = arg;
+    char *key;
+    while (workqueue_get(c->queue, &key) == 0) {
+        _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+        int64_t after = 0, t0 = mono_ns();
+        outcome o = reconcile(c, key, &after, &err);
+        observe_latency(c, (double)(mono_ns() - t0) / 1e9);
+        atomic_fetch_add(&c->reconciles, 1);
+        moat_error qerr = MOAT_ERROR_INIT;
+        if (o == FAILED) {
+            atomic_fetch_add(&c->reconcile_errors, 1);
+            log_warn(key, "reconcile failed (retry %d): %s", workqueue_num_requeues(c->queue, key),
+                     err.message);
+            workqueue_add_rate_limited(c->queue, key, &qerr);
+        } else if (o == REQUEUE_NOW) {
+            atomic_fetch_add(&c->requeues, 1);
+            workqueue_add_after(c->queue, key, CONFLICT_RETRY, &qerr);
+        } else {
+            workqueue_forget(c->queue, key);
+            if (after > 0)
+                workqueue_add_after(c->queue, key, after * 1000000000LL, &qerr);
+        }
+        moat_error_clear(&qerr);
+        workqueue_done(c->queue, key);
+        free(key);
+    }
+    return NULL;
+}
+
+/* ---- leadership and lifetime --------------------------------------------------------- */
+
+static void wake(operator_controller *c, bool lost)
+{
+    pthread_mutex_lock(&c->lock);
+    if (lost && !c->stop)
+        c->lost = true;
+    c->stop = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void on_started(void *user)
+{
+    operator_controller *c = user;
+    atomic_store(&c->leading, true);
+    pthread_mutex_lock(&c->lock);
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void on_stopped(void *user)
+{
+    operator_controller *c = user;
+    atomic_store(&c->leading, false);
+    wake(c, true);
+}
+
+void controller_stop(operator_controller *c)
+{
+    wake(c, false);
+}
+
+bool controller_ready(operator_controller *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool r = c->ready;
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int controller_new(operator_controller **out, const controller_options *o, moat_error *err)
+{
+    operator_controller *c = calloc(1, sizeof(*c));
+    if (!c)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    c->client = o->client;
+    c->cfg = o->config;
+    c->identity = strdup(o->identity ? o->identity : "moat-operator");
+    c->lease_namespace = strdup(o->lease_namespace ? o->lease_namespace : "moat-system");
+    c->lease_name = strdup(o->lease_name ? o->lease_name : "moat-operator");
+    c->leader_elect = o->leader_elect;
+    c->policies_applied = json_object();
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    pthread_mutex_init(&c->ns_lock, NULL);
+
+    static const char *const pod_indexes[] = {MOAT_LABEL_SANDBOX, NULL};
+    kube_informer_options so = {.resource = &KUBE_SANDBOXES};
+    kube_informer_options po = {.resource = &KUBE_PODS,
+                                .label_selector = MOAT_LABEL_SANDBOX,
+                                .label_indexes = pod_indexes,
+                                .transform = prune_pod};
+    kube_informer_options no = {.resource = &KUBE_NODES};
+    kube_informer_handlers sh = {sandbox_changed, sandbox_updated, sandbox_changed, c};
+    kube_informer_handlers ph = {pod_changed, pod_updated, pod_changed, c};
+    kube_informer_handlers nh = {node_changed, node_updated, node_changed, c};
+    workqueue_options qo = {0};
+    if (kube_loop_new(&c->loop, c->client, err) < 0 ||
+        kube_informer_new(&c->sandboxes, c->loop, &so, &sh, err) < 0 ||
+        kube_informer_new(&c->pods, c->loop, &po, &ph, err) < 0 ||
+        kube_informer_new(&c->nodes, c->loop, &no, &nh, err) < 0 ||
+        workqueue_new(&c->queue, &qo, err) < 0 ||
+        kube_recorder_new(&c->recorder, c->client, FIELD_MANAGER, c->identity, err) < 0) {
+        controller_free(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+int controller_run(operator_controller *c, moat_error *err)
+{
+    pthread_t workers[MAX_WORKERS];
+    int n = c->cfg->workers > 0 && c->cfg->workers <= MAX_WORKERS ? c->cfg->workers : 4;
+    int started = 0;
+
+    if (kube_loop_start(c->loop, err) < 0)
+        return -1;
+    kube_informer *all[] = {c->sandboxes, c->pods, c->nodes};
+    for (size_t i = 0; i < ELEMENTSOF(all); i++)
+        if (kube_informer_wait_synced(all[i], SYNC_TIMEOUT_NS) < 0)
+            return moat_error_set(err, MOAT_E_NETWORK, "caches did not sync in %llds",
+                                  SYNC_TIMEOUT_NS / 1000000000LL);
+    pthread_mutex_lock(&c->lock);
+    c->ready = true;
+    pthread_mutex_unlock(&c->lock);
+    log_info(NULL, "caches synced: %zu sandboxes, %zu pods, %zu nodes",
+             kube_informer_size(c->sandboxes), kube_informer_size(c->pods),
+             kube_informer_size(c->nodes));
+
+    if (c->leader_elect) {
+        kube_leader_options lo = {.namespace = c->lease_namespace,
+                                  .name = c->lease_name,
+                                  .identity = c->identity,
+                                  .on_started = on_started,
+                                  .on_stopped = on_stopped,
+                                  .user = c};
+        if (kube_leader_start(&c->leader, c->client, &lo, err) < 0)
+            return -1;
+        pthread_mutex_lock(&c->lock);
+        while (!c->stop && !atomic_load(&c->leading))
+            pthread_cond_wait(&c->cond, &c->lock);
+        pthread_mutex_unlock(&c->lock);
+    } else {
+        atomic_store(&c->leading, true);
+    }
+
+    pthread_mutex_lock(&c->lock);
+    bool stopping = c->stop;
+    pthread_mutex_unlock(&c->lock);
+    if (!stopping) {
+        /* Everything in the cache gets one pass; the handlers queued it already, but a
+         * Sandbox may need work with nothing changing (a TTL, a timeout). */
+        json_t *sbxs = kube_informer_list(c->sandboxes), *s;
+        size_t i;
+        json_array_foreach (sbxs, i, s)
+            sandbox_changed(c, s);
+        json_decref(sbxs);
+        for (; started < n; started++)
+            if (pthread_create(&workers[started], NULL, worker, c) != 0)
+                break;
+        log_info(NULL, "%s leads: %d workers reconciling", c->identity, started);
+    }
+
+    pthread_mutex_lock(&c->lock);
+    while (!c->stop)
+        pthread_cond_wait(&c->cond, &c->lock);
+    bool lost = c->lost;
+    pthread_mutex_unlock(&c->lock);
+
+    if (lost) {
+        /* Not the leader any more: stop at once; what is in flight cannot write (may_write). */
+        workqueue_shutdown(c->queue);
+    } else {
+        workqueue_shutdown_drain(c->queue);
+        workqueue_shutdown(c->queue);
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(workers[i], NULL);
+    kube_leader_stop(c->leader); /* gives the Lease up if still held */
+    c->leader = NULL;
+    kube_loop_stop(c->loop);
+    if (lost)
+        return moat_error_set(err, MOAT_E_CANCELED, "lost the leader lease");
+    return 0;
+}
+
+void controller_free(operator_controller *c)
+{
+    if (!c)
+        return;
+    kube_leader_stop(c->leader);
+    kube_loop_free(c->loop);
+    workqueue_free(c->queue);
+    if (c->recorder)
+        kube_recorder_free(c->recorder, 2 * 1000000000LL);
+    json_decref(c->policies_applied);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->ns_lock);
+    free(c->identity);
+    free(c->lease_namespace);
+    free(c->lease_name);
+    free(c);
+}
+
+/* ---- metrics -------------------------------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} textbuf;
+
+static void appendf(textbuf *b, const char *fmt, ...) _printf_(2, 3);
+static void appendf(textbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->buf ? b->buf + b->len : NULL, b->buf ? room : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *p = realloc(b->buf, cap);
+        if (!p)
+            return;
+        b->buf = p;
+        b->cap = cap;
+    }
+}
+
+char *controller_metrics_render(operator_controller *c)
+{
+    textbuf b = {0};
+    appendf(&b, "# HELP moat_operator_reconciles_total Reconciles done, by result.\n"
+                "# TYPE moat_operator_reconciles_total counter\n");
+    uint64_t total = atomic_load(&c->reconciles), errors = atomic_load(&c->reconcile_errors),
+             requeues = atomic_load(&c->requeues);
+    appendf(&b, "moat_operator_reconciles_total{result=\"success\"} %llu\n",
+            (unsigned long long)(total - errors - requeues));
+    appendf(&b, "moat_operator_reconciles_total{result=\"error\"} %llu\n",
+            (unsigned long long)errors);
+    appendf(&b, "moat_operator_reconciles_total{result=\"requeue\"} %llu\n",
+            (unsigned long long)requeues);
+    appendf(&b,
+            "# HELP moat_operator_reconcile_errors_total Reconciles that failed.\n"
+            "# TYPE moat_operator_reconcile_errors_total counter\n"
+            "moat_operator_reconcile_errors_total %llu\n",
+            (unsigned long long)errors);
+    appendf(&b,
+            "# HELP moat_operator_pods_created_total Sandbox pods created.\n"
+            "# TYPE moat_operator_pods_created_total counter\n"
+            "moat_operator_pods_created_total %llu\n",
+            (unsigned long long)atomic_load(&c->pods_created));
+    appendf(&b,
+            "# HELP moat_operator_status_conflicts_total Status writes refused as stale.\n"
+            "# TYPE moat_operator_status_conflicts_total counter\n"
+            "moat_operator_status_conflicts_total %llu\n",
+            (unsigned long long)atomic_load(&c->conflicts));
+    appendf(&b,
+            "# HELP moat_operator_workqueue_depth Keys waiting to be reconciled.\n"
+            "# TYPE moat_operator_workqueue_depth gauge\n"
+            "moat_operator_workqueue_depth %zu\n",
+            workqueue_len(c->queue));
+    appendf(&b,
+            "# HELP moat_operator_leader 1 while this replica holds the lease.\n"
+            "# TYPE moat_operator_leader gauge\nmoat_operator_leader %d\n",
+            atomic_load(&c->leading) ? 1 : 0);
+    appendf(&b, "# HELP moat_operator_reconcile_duration_seconds Time one reconcile takes.\n"
+                "# TYPE moat_operator_reconcile_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        cum += atomic_load(&c->latency_buckets[i]);
+        appendf(&b, "moat_operator_reconcile_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[i],
+                (unsigned long long)cum);
+    }
+    cum += atomic_load(&c->latency_buckets[N_BUCKETS]);
+    appendf(&b, "moat_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+            (unsigned long long)cum);
+    appendf(&b, "moat_operator_reconcile_duration_seconds_sum %.6f\n",
+            atomic_load(&c->latency_sum));
+    appendf(&b, "moat_operator_reconcile_duration_seconds_count %llu\n", (unsigned long long)cum);
+
+    /* Sandboxes by phase and by runtime, from the cache. */
+    static const char *const phases[] = {"Pending", "Running", "Succeeded", "Failed", "Expired"};
+    static const char *const runtimes[] = {"gvisor", "kata", ""};
+    size_t by_phase[ELEMENTSOF(phases)] = {0}, by_runtime[ELEMENTSOF(runtimes)] = {0};
+    json_t *all = kube_informer_list(c->sandboxes), *s;
+    size_t i;
+    json_array_foreach (all, i, s) {
+        const char *p = kobj_str(s, "status.phase"), *r = kobj_str(s, "status.isolation.runtime");
+        for (size_t k = 0; k < ELEMENTSOF(phases); k++)
+            if (strcmp(p ? p : "Pending", phases[k]) == 0)
+                by_phase[k]++;
+        for (size_t k = 0; k < ELEMENTSOF(runtimes); k++)
+            if (strcmp(r ? r : "", runtimes[k]) == 0)
+                by_runtime[k]++;
+    }
+    json_decref(all);
+    appendf(&b, "# HELP moat_sandboxes Sandboxes by phase.\n# TYPE moat_sandboxes gauge\n");
+    for (size_t k = 0; k < ELEMENTSOF(phases); k++)
+        appendf(&b, "moat_sandboxes{phase=\"%s\"} %zu\n", phases[k], by_phase[k]);
+    appendf(&b, "# HELP moat_sandboxes_by_runtime Sandboxes by the runtime their node reported "
+                "(\"\" until it has).\n# TYPE moat_sandboxes_by_runtime gauge\n");
+    for (size_t k = 0; k < ELEMENTSOF(runtimes); k++)
+        appendf(&b, "moat_sandboxes_by_runtime{runtime=\"%s\"} %zu\n", runtimes[k], by_runtime[k]);
+    return b.buf;
+}

@@ -1,0 +1,225 @@
+/* moat-operator: wires the configuration, the API client, the controller, the HTTP
+ * endpoint and the signals together. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "controller.h"
+#include "http.h"
+#include "libmoat/kube.h"
+#include "libmoat/kubeconfig.h"
+#include "libmoat/log.h"
+
+#define VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "Usage: moat-operator [OPTIONS]\n"
+        "Reconciles every Sandbox (moat.dev/v1alpha1) into one hardened, isolated Pod.\n\n"
+        "  --config PATH           operator configuration (YAML); defaults when absent\n"
+        "  --kubeconfig PATH       kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)\n"
+        "  --context NAME          kubeconfig context (default: current-context)\n"
+        "  --metrics-addr ADDR     /healthz, /readyz, /metrics (default :8080)\n"
+        "  --leader-elect=BOOL     elect a leader with a Lease (default true)\n"
+        "  --lease-namespace NS    the Lease's namespace (default: the pod's, or moat-system)\n"
+        "  --identity NAME         this replica's name (default: $POD_NAME or hostname-pid)\n"
+        "  --log-level LEVEL       debug, info, warn, error (default info)\n"
+        "  --version, --help\n");
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    if (!s || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+        *out = true;
+        return true;
+    }
+    if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+typedef struct {
+    sigset_t set;
+    operator_controller *controller;
+} signal_waiter;
+
+/* Signals are blocked in every thread and taken here: SIGTERM/SIGINT stop the controller
+ * gracefully (finish in-flight reconciles, give the Lease up). */
+static void *wait_signals(void *arg)
+{
+    signal_waiter *w = arg;
+    int sig;
+    while (sigwait(&w->set, &sig) == 0) {
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info(NULL, "signal %d: stopping", sig);
+            controller_stop(w->controller);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL, *kubeconfig = NULL, *context = NULL;
+    const char *metrics_addr = ":8080", *lease_ns = NULL, *identity = NULL, *level = "info";
+    bool leader_elect = true;
+    enum { O_CONFIG = 256, O_KUBECONFIG, O_CONTEXT, O_METRICS, O_LEADER, O_LEASE_NS, O_ID, O_LOG };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, O_CONFIG},
+        {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
+        {"context", required_argument, NULL, O_CONTEXT},
+        {"metrics-addr", required_argument, NULL, O_METRICS},
+        {"leader-elect", optional_argument, NULL, O_LEADER},
+        {"lease-namespace", required_argument, NULL, O_LEASE_NS},
+        {"identity", required_argument, NULL, O_ID},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        switch (o) {
+        case O_CONFIG:
+            config_path = optarg;
+            break;
+        case O_KUBECONFIG:
+            kubeconfig = optarg;
+            break;
+        case O_CONTEXT:
+            context = optarg;
+            break;
+        case O_METRICS:
+            metrics_addr = optarg;
+            break;
+        case O_LEADER:
+            if (!parse_bool(optarg, &leader_elect)) {
+                fprintf(stderr, "moat-operator: --leader-elect: \"%s\" is not true or false\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_LEASE_NS:
+            lease_ns = optarg;
+            break;
+        case O_ID:
+            identity = optarg;
+            break;
+        case O_LOG:
+            level = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("moat-operator %s\n", VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "moat-operator: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    moat_log_level lvl;
+    if (moat_log_level_parse(&lvl, level) < 0) {
+        fprintf(stderr, "moat-operator: --log-level: \"%s\" is not debug, info, warn or error\n",
+                level);
+        return 2;
+    }
+    moat_log_init("moat-operator", lvl, STDERR_FILENO);
+
+    /* Block the signals before any thread starts, so only the waiter receives them. */
+    signal_waiter waiter = {0};
+    sigemptyset(&waiter.set);
+    sigaddset(&waiter.set, SIGTERM);
+    sigaddset(&waiter.set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &waiter.set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    moat_error err = MOAT_ERROR_INIT;
+    operator_config *cfg = NULL;
+    kube_config *kcfg = NULL;
+    kube_client *client = NULL;
+    operator_controller *ctl = NULL;
+    operator_http *http = NULL;
+    int rc = 1;
+    char id[256];
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error(NULL, "curl_global_init failed");
+        return 1;
+    }
+    if ((config_path ? operator_config_load(&cfg, config_path, &err)
+                     : operator_config_new_default(&cfg, &err)) < 0) {
+        log_error(NULL, "configuration: %s", err.message);
+        goto out;
+    }
+    if ((kubeconfig ? kube_config_load_file(&kcfg, kubeconfig, context, &err)
+                    : kube_config_load_default(&kcfg, context, &err)) < 0 ||
+        kube_client_new(&client, kcfg, NULL, &err) < 0) {
+        log_error(NULL, "API client: %s", err.message);
+        goto out;
+    }
+    if (!identity) {
+        identity = getenv("POD_NAME");
+        if (!identity) {
+            char host[128] = "moat-operator";
+            gethostname(host, sizeof(host) - 1);
+            snprintf(id, sizeof(id), "%s-%d", host, (int)getpid());
+            identity = id;
+        }
+    }
+    if (!lease_ns) {
+        const char *ns = getenv("POD_NAMESPACE");
+        lease_ns = ns && *ns ? ns : "moat-system";
+    }
+    controller_options co = {.client = client,
+                             .config = cfg,
+                             .identity = identity,
+                             .leader_elect = leader_elect,
+                             .lease_namespace = lease_ns};
+    if (controller_new(&ctl, &co, &err) < 0) {
+        log_error(NULL, "controller: %s", err.message);
+        goto out;
+    }
+    if (metrics_addr && *metrics_addr && operator_http_start(&http, metrics_addr, ctl, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        goto out;
+    }
+    waiter.controller = ctl;
+    pthread_t sig_thread;
+    pthread_create(&sig_thread, NULL, wait_signals, &waiter);
+    pthread_detach(sig_thread);
+
+    log_info(NULL, "moat-operator %s starting as %s (server %s, leader election %s)", VERSION,
+             identity, kube_config_server(kcfg), leader_elect ? "on" : "off");
+    if (controller_run(ctl, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        goto out;
+    }
+    log_info(NULL, "stopped");
+    rc = 0;
+out:
+    operator_http_stop(http);
+    controller_free(ctl);
+    kube_client_free(client);
+    kube_config_free(kcfg);
+    operator_config_free(cfg);
+    moat_error_clear(&err);
+    curl_global_cleanup();
+    return rc;
+}
