@@ -20,7 +20,7 @@ from kube import create_namespace, delete_namespace, kubectl  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLUSTER = os.environ.get("MOAT_CLUSTER_DIR", "/var/tmp/moat-cluster")
 PKI = os.path.join(CLUSTER, "pki")
-DRIVER = os.environ["MOAT_INFORMER_DRIVER"]
+DRIVER = os.environ.get("MOAT_INFORMER_DRIVER", "informer_driver")
 
 
 class Proxy:
