@@ -40,6 +40,7 @@ struct kube_informer {
     bool keep_managed_fields;
     void (*transform)(void *user, json_t *obj);
     void *transform_user;
+    bool compact;
     kube_informer_handlers handlers;
 
     /* The cache, its indexes and the sync flag: read by any thread, written by the loop. */
@@ -142,14 +143,45 @@ static void index_object(kube_informer *inf, const char *key, json_t *obj, bool 
     }
 }
 
-/* Puts obj (a new reference is taken) under key; returns the previous object (a reference
- * the caller owns) or NULL. */
+/* A cache entry is the object itself, or with compact_cache [resourceVersion, compact JSON
+ * text]: a parsed jansson object takes about ten times the memory of its text. */
+static json_t *entry_make(kube_informer *inf, json_t *obj)
+{
+    if (!inf->compact)
+        return json_incref(obj);
+    char *text = json_dumps(obj, JSON_COMPACT);
+    const char *rv = kobj_resource_version(obj);
+    json_t *e = text ? json_pack("[s, s]", rv ? rv : "", text) : NULL;
+    free(text);
+    return e;
+}
+
+/* The object of an entry: a new reference the caller owns, or NULL. */
+static json_t *entry_object(kube_informer *inf, json_t *e)
+{
+    if (!e)
+        return NULL;
+    if (!inf->compact)
+        return json_incref(e);
+    return json_loads(json_string_value(json_array_get(e, 1)), 0, NULL);
+}
+
+static const char *entry_rv(kube_informer *inf, json_t *e)
+{
+    return inf->compact ? json_string_value(json_array_get(e, 0)) : kobj_resource_version(e);
+}
+
+/* Puts obj under key; returns the previous object (a reference the caller owns) or NULL. */
 static json_t *cache_put(kube_informer *inf, const char *key, json_t *obj)
 {
+    json_t *entry = entry_make(inf, obj);
     pthread_rwlock_wrlock(&inf->lock);
-    json_t *old = json_incref(json_object_get(inf->cache, key));
+    json_t *old = entry_object(inf, json_object_get(inf->cache, key));
     index_object(inf, key, old, false);
-    json_object_set(inf->cache, key, obj);
+    if (entry)
+        json_object_set_new(inf->cache, key, entry);
+    else
+        json_object_del(inf->cache, key); /* out of memory: better absent than stale */
     index_object(inf, key, obj, true);
     pthread_rwlock_unlock(&inf->lock);
     return old;
@@ -158,7 +190,7 @@ static json_t *cache_put(kube_informer *inf, const char *key, json_t *obj)
 static json_t *cache_remove(kube_informer *inf, const char *key)
 {
     pthread_rwlock_wrlock(&inf->lock);
-    json_t *old = json_incref(json_object_get(inf->cache, key));
+    json_t *old = entry_object(inf, json_object_get(inf->cache, key));
     index_object(inf, key, old, false);
     json_object_del(inf->cache, key);
     pthread_rwlock_unlock(&inf->lock);
@@ -199,7 +231,7 @@ static void apply_upsert(kube_informer *inf, const char *key, json_t *obj)
 {
     pthread_rwlock_rdlock(&inf->lock);
     json_t *cur = json_object_get(inf->cache, key);
-    const char *cur_rv = kobj_resource_version(cur), *rv = kobj_resource_version(obj);
+    const char *cur_rv = cur ? entry_rv(inf, cur) : NULL, *rv = kobj_resource_version(obj);
     bool same = cur && cur_rv && rv && strcmp(cur_rv, rv) == 0;
     pthread_rwlock_unlock(&inf->lock);
     if (same)
@@ -729,6 +761,7 @@ int kube_informer_new(kube_informer **out, kube_loop *loop, const kube_informer_
     inf->index_owners = opts->index_owners;
     inf->keep_managed_fields = opts->keep_managed_fields;
     inf->transform = opts->transform;
+    inf->compact = opts->compact_cache;
     inf->transform_user = opts->transform_user;
     if (handlers)
         inf->handlers = *handlers;
@@ -789,7 +822,7 @@ int kube_informer_wait_synced(kube_informer *inf, int64_t timeout_ns)
 json_t *kube_informer_get(kube_informer *inf, const char *key)
 {
     pthread_rwlock_rdlock(&inf->lock);
-    json_t *obj = json_incref(json_object_get(inf->cache, key));
+    json_t *obj = entry_object(inf, json_object_get(inf->cache, key));
     pthread_rwlock_unlock(&inf->lock);
     return obj;
 }
@@ -800,7 +833,7 @@ json_t *kube_informer_list(kube_informer *inf)
     const char *key;
     pthread_rwlock_rdlock(&inf->lock);
     json_object_foreach (inf->cache, key, obj)
-        json_array_append(arr, obj);
+        json_array_append_new(arr, entry_object(inf, obj));
     pthread_rwlock_unlock(&inf->lock);
     return arr;
 }
@@ -810,9 +843,9 @@ static json_t *objects_of(kube_informer *inf, json_t *set)
     json_t *arr = json_array(), *v;
     const char *key;
     json_object_foreach (set, key, v) {
-        json_t *obj = json_object_get(inf->cache, key);
+        json_t *obj = entry_object(inf, json_object_get(inf->cache, key));
         if (obj)
-            json_array_append(arr, obj);
+            json_array_append_new(arr, obj);
     }
     return arr;
 }

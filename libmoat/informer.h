@@ -64,6 +64,10 @@ typedef struct {
      * (about ten times the compact JSON text). May modify obj in place; NULL: none. */
     void (*transform)(void *user, json_t *obj);
     void *transform_user;
+    /* Keep each object as compact JSON text (about a tenth of the memory) and parse it on
+     * every read: for caches of many objects read a few at a time. Reads then return
+     * fresh copies. */
+    bool compact_cache;
 } kube_informer_options;
 
 /* Adds an informer to the loop, which owns it from now on. handlers may be NULL. The
@@ -78,7 +82,7 @@ bool kube_informer_has_synced(kube_informer *inf);
 int kube_informer_wait_synced(kube_informer *inf, int64_t timeout_ns);
 
 /* The cached object with that key ("ns/name", or "name"), or NULL. New reference: the
- * caller json_decref()s it and must not modify it. */
+ * caller json_decref()s it and must not modify it (it may be shared with the cache). */
 json_t *kube_informer_get(kube_informer *inf, const char *key);
 
 /* Every cached object, as a new JSON array the caller owns (the objects are shared: read

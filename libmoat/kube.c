@@ -20,6 +20,7 @@
 #define DEFAULT_RETRY_CAP   (10 * 1000000000LL)
 #define DEFAULT_PAGE_SIZE   500L
 #define CONNECT_TIMEOUT_MS  10000L
+#define KUBE_MAX_IDLE_CONNECTIONS 64
 
 const kube_resource KUBE_PODS = {"", "v1", "pods", "Pod", true};
 const kube_resource KUBE_NODES = {"", "v1", "nodes", "Node", false};
@@ -227,6 +228,10 @@ int kube_client_setup_easy(kube_client *c, CURL *h, const char *path,
     curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* gzip when the server offers it */
+    /* The shared connection cache closes connections beyond this, counted over all the
+     * client's threads: libcurl's default (5) made concurrent workers open a new TLS
+     * connection for almost every request. */
+    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, (long)KUBE_MAX_IDLE_CONNECTIONS);
 
     const unsigned char *pem = kube_config_ca(c->config, &len);
     if (pem) {

@@ -121,6 +121,11 @@ static void node_updated(void *user, json_t *old, json_t *node)
 /* Drop what the controller never reads from cached Pods: their memory is the operator's. */
 static void prune_pod(void *user, json_t *pod)
 {
+    json_t *status = json_object_get(pod, "status");
+    static const char *const unread[] = {"hostIP", "hostIPs", "podIP", "podIPs", "qosClass",
+                                         "initContainerStatuses", "ephemeralContainerStatuses"};
+    for (size_t i = 0; json_is_object(status) && i < ELEMENTSOF(unread); i++)
+        json_object_del(status, unread[i]);
     json_t *spec = json_object_get(pod, "spec");
     if (json_is_object(spec)) {
         json_t *keep = json_object();
@@ -448,11 +453,13 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     pthread_mutex_init(&c->ns_lock, NULL);
 
     static const char *const pod_indexes[] = {MOAT_LABEL_SANDBOX, NULL};
-    kube_informer_options so = {.resource = &KUBE_SANDBOXES};
+    /* Sandboxes and their Pods are many and read one at a time: compact caches. */
+    kube_informer_options so = {.resource = &KUBE_SANDBOXES, .compact_cache = true};
     kube_informer_options po = {.resource = &KUBE_PODS,
                                 .label_selector = MOAT_LABEL_SANDBOX,
                                 .label_indexes = pod_indexes,
-                                .transform = prune_pod};
+                                .transform = prune_pod,
+                                .compact_cache = true};
     kube_informer_options no = {.resource = &KUBE_NODES};
     kube_informer_handlers sh = {sandbox_changed, sandbox_updated, sandbox_changed, c};
     kube_informer_handlers ph = {pod_changed, pod_updated, pod_changed, c};

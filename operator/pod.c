@@ -122,7 +122,7 @@ static int opt_array(const json_t **out, const json_t *parent, const char *key, 
 static int req_string(const char **out, const json_t *parent, const char *key, const char *prefix,
                       moat_error *err)
 {
-    const char *s;
+    const char *s = NULL;
     if (opt_string(&s, parent, key, prefix, err) < 0)
         return -1;
     if (!s)
@@ -194,7 +194,7 @@ static void format_quantity(char *buf, size_t size, int64_t milli, bool bytes)
 static int check_timeout(int64_t *ret_ns, const json_t *spec, const operator_config *cfg,
                          moat_error *err)
 {
-    const char *text;
+    const char *text = NULL;
     char max[32];
     int64_t ns;
 
@@ -226,7 +226,7 @@ static int check_timeout(int64_t *ret_ns, const json_t *spec, const operator_con
 static int check_ttl(int64_t *ret_ns, const json_t *spec, const operator_config *cfg,
                      moat_error *err)
 {
-    const char *text;
+    const char *text = NULL;
     char max[32];
     int64_t ns;
 
@@ -334,7 +334,7 @@ static int check_gpu(sandbox_params *p, const json_t *resources, const operator_
                 cfg->max_gpus);
     }
 
-    const char *product;
+    const char *product = NULL;
     if (opt_string(&product, gpu, "product", "spec.resources.gpu", err) < 0)
         return -1;
     if (product) {
@@ -356,7 +356,7 @@ static int check_sandbox(sandbox_params *ret, const json_t *sandbox, const opera
 {
     sandbox_params p = {0};
     const json_t *metadata = NULL, *spec, *resources = NULL, *network = NULL;
-    const char *s;
+    const char *s = NULL;
 
     if (!json_is_object(sandbox))
         return invalid(err, "sandbox: not an object");
@@ -463,7 +463,7 @@ static bool is_env_name(const char *s)
 
 static int build_env_var(json_t **out, const json_t *item, const char *field, moat_error *err)
 {
-    const char *name, *value, *secret, *key;
+    const char *name = NULL, *value = NULL, *secret = NULL, *key = NULL;
     const json_t *from = NULL, *ref = NULL;
     char ref_field[FIELD_MAX + sizeof ".valueFrom.secretKeyRef"];
 
@@ -606,7 +606,7 @@ static int build_toleration(json_t **out, const json_t *item, const char *field,
 {
     static const char *const operators[] = {"Exists", "Equal", NULL};
     static const char *const effects[] = {"NoSchedule", "PreferNoSchedule", "NoExecute", NULL};
-    const char *key, *op, *value, *effect;
+    const char *key = NULL, *op = NULL, *value = NULL, *effect = NULL;
 
     if (!json_is_object(item))
         return invalid(err, "%s: not an object", field);

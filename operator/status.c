@@ -35,6 +35,27 @@ void rfc3339_format(char *buf, size_t len, int64_t t)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Cuts buf back so it does not end inside a UTF-8 sequence: snprintf into a fixed buffer
+ * may split a character, and jansson refuses invalid UTF-8 (the field would be lost). */
+static void utf8_trim(char *buf)
+{
+    size_t len = strlen(buf), i = len;
+    while (i > 0 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80)
+        i--; /* continuation bytes */
+    if (i == 0)
+        return;
+    unsigned char lead = (unsigned char)buf[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (len - (i - 1) < need)
+        buf[i - 1] = '\0';
+}
+
+#define FORMAT(buf, ...)                                                                           \
+    do {                                                                                           \
+        snprintf(buf, sizeof(buf), __VA_ARGS__);                                                   \
+        utf8_trim(buf);                                                                            \
+    } while (0)
+
 static bool is_final(const char *phase)
 {
     return phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0 ||
@@ -117,6 +138,7 @@ static bool isolation_from_report(json_t *status, const json_t *pod, char *msg, 
                                       "verified", kobj_bool(r, "verified", false)));
         snprintf(msg, len, "%s (%s): %s", runtime, handler ? handler : "?",
                  reason ? reason : "reported by the node");
+        utf8_trim(msg);
     } else {
         json_object_set_new(status, "isolation",
                             json_pack("{s:s, s:s, s:s, s:b}", "runtime", "", "handler", "",
@@ -185,7 +207,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
     const char *final_reason = NULL;
 
     if (view->spec_error) {
-        snprintf(msg, sizeof(msg), "invalid spec: %s", view->spec_error);
+        FORMAT(msg, "invalid spec: %s", view->spec_error);
         finish(st, "Failed", msg, now);
         condition(conds, old, "Scheduled", "False", "InvalidSpec", msg, generation, now);
         condition(conds, old, "Ready", "False", "InvalidSpec", msg, generation, now);
@@ -223,6 +245,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
             m = "no Moat-managed node with a usable hypervisor passes GPUs through to VMs";
         } else {
             out->action = SANDBOX_ACTION_CREATE_POD;
+            set_str(st, "podName", kobj_name(sbx)); /* the Pod is named after its Sandbox */
         }
         json_object_set_new(st, "phase", json_string("Pending"));
         json_object_set_new(st, "message", json_string(m));
@@ -245,7 +268,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
     const json_t *sched = find_pod_condition(pod, "PodScheduled");
     const char *sched_status = kobj_str(sched, "status");
     if (sched_status && strcmp(sched_status, "True") == 0) {
-        snprintf(msg, sizeof(msg), "on node %s", kobj_str(pod, "spec.nodeName") ?: "?");
+        FORMAT(msg, "on node %s", kobj_str(pod, "spec.nodeName") ?: "?");
         condition(conds, old, "Scheduled", "True", "Scheduled", msg, generation, now);
     } else if (sched) {
         condition(conds, old, "Scheduled", "False", kobj_str(sched, "reason") ?: "Pending",
@@ -268,7 +291,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
     if (finished_at < 0)
         finished_at = now;
     char term[MAX_MESSAGE + 1];
-    snprintf(term, sizeof(term), "%s", term_msg ? term_msg : term_reason ? term_reason : "");
+    FORMAT(term, "%s", term_msg ? term_msg : term_reason ? term_reason : "");
 
     if (pod_phase && strcmp(pod_phase, "Succeeded") == 0) {
         phase = "Succeeded";
@@ -280,7 +303,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         if (preason && strcmp(preason, "DeadlineExceeded") == 0) {
             phase = "Expired";
             final_reason = "Expired";
-            snprintf(msg, sizeof(msg), "exceeded its timeout of %lds", (long)view->timeout_s);
+            FORMAT(msg, "exceeded its timeout of %lds", (long)view->timeout_s);
             finish(st, phase, msg, now);
         } else {
             phase = "Failed";
@@ -303,7 +326,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         const char *waiting = kobj_str(cs, "state.waiting.reason");
         const char *wmsg = kobj_str(cs, "state.waiting.message");
         if (waiting) {
-            snprintf(msg, sizeof(msg), "%s%s%s", waiting, wmsg ? ": " : "", wmsg ? wmsg : "");
+            FORMAT(msg, "%s%s%s", waiting, wmsg ? ": " : "", wmsg ? wmsg : "");
             json_object_set_new(st, "message", json_string(msg));
         }
     }
@@ -315,7 +338,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         if (left <= 0) {
             phase = "Expired";
             final_reason = "Expired";
-            snprintf(msg, sizeof(msg), "exceeded its timeout of %lds", (long)view->timeout_s);
+            FORMAT(msg, "exceeded its timeout of %lds", (long)view->timeout_s);
             finish(st, phase, msg, now);
         } else {
             out->requeue_after_s = left + 1;

@@ -49,4 +49,8 @@ def create_namespace(prefix):
 
 
 def delete_namespace(name):
+    # Pods on fake nodes (no kubelet) never finish a graceful deletion: force them, or the
+    # namespace would stay Terminating and its objects in every cache.
+    kubectl("delete", "pods", "--all", "-n", name, "--grace-period=0", "--force",
+            "--wait=false", check=False)
     kubectl("delete", "namespace", name, "--wait=false", check=False)
