@@ -62,10 +62,10 @@ static json_t *pod(int i)
         "restartPolicy", "Never", "enableServiceLinks", false, "containers", "name", "main",
         "image", "moat.local/busybox:1.35", "command", "sh", "-c", "echo benchmark; sleep 3600",
         "env", env, "resources", "requests", "cpu", "100m", "memory", "128Mi", "limits", "cpu",
-        "100m", "memory", "128Mi", "ports", "name", "http", "containerPort", 8080,
-        "readinessProbe", "httpGet", "path", "/healthz", "port", 8080, "periodSeconds", 5,
-        "timeoutSeconds", 1, "securityContext", "allowPrivilegeEscalation", false,
-        "readOnlyRootFilesystem", true, "capabilities", "drop", "ALL");
+        "100m", "memory", "128Mi", "ports", "name", "http", "containerPort", 8080, "readinessProbe",
+        "httpGet", "path", "/healthz", "port", 8080, "periodSeconds", 5, "timeoutSeconds", 1,
+        "securityContext", "allowPrivilegeEscalation", false, "readOnlyRootFilesystem", true,
+        "capabilities", "drop", "ALL");
 }
 
 struct range {
@@ -99,9 +99,8 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(ns, sizeof(ns), "moat-bench-%d", getpid());
-    json_t *nsobj =
-        json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "Namespace", "metadata",
-                  "name", ns);
+    json_t *nsobj = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "Namespace",
+                              "metadata", "name", ns);
     if (kube_create(client, NULL, &KUBE_NAMESPACES, NULL, nsobj, &err) < 0) {
         fprintf(stderr, "kube_bench: %s\n", err.message);
         return 1;
@@ -153,15 +152,15 @@ int main(int argc, char **argv)
     char *stream = malloc(cap);
     long long rv = 1000000000LL;
     json_t *copies = json_array();
-    json_array_foreach(all, i, obj) json_array_append_new(copies, json_deep_copy(obj));
+    json_array_foreach (all, i, obj)
+        json_array_append_new(copies, json_deep_copy(obj));
     json_decref(all);
     char **lines = calloc((size_t)rounds, sizeof(char *));
     size_t *lens = calloc((size_t)rounds, sizeof(size_t));
     size_t events = 0, bytes = 0;
     for (int r = 0; r < rounds; r++) {
         stream_len = 0;
-        json_array_foreach(copies, i, obj)
-        {
+        json_array_foreach (copies, i, obj) {
             char v[32];
             snprintf(v, sizeof(v), "%lld", ++rv);
             json_object_set_new(json_object_get(obj, "metadata"), "resourceVersion",

@@ -883,8 +883,7 @@ void kube_informer_get_stats(kube_informer *inf, kube_informer_stats *out)
     out->handler_calls = atomic_load(&inf->n_handler_calls);
 }
 
-int kube_informer_apply_stream(kube_informer *inf, const char *data, size_t len,
-                               moat_error *err)
+int kube_informer_apply_stream(kube_informer *inf, const char *data, size_t len, moat_error *err)
 {
     moat_error_clear(&inf->stream_err);
     int r = kube_watch_decoder_feed(inf->decoder, data, len, on_event, inf, err);

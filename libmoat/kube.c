@@ -14,12 +14,12 @@
 #include "kube-internal.h"
 #include "macro.h"
 
-#define DEFAULT_TIMEOUT_MS  30000L
-#define DEFAULT_MAX_RETRIES 5
-#define DEFAULT_RETRY_BASE  (100 * 1000000LL)
-#define DEFAULT_RETRY_CAP   (10 * 1000000000LL)
-#define DEFAULT_PAGE_SIZE   500L
-#define CONNECT_TIMEOUT_MS  10000L
+#define DEFAULT_TIMEOUT_MS        30000L
+#define DEFAULT_MAX_RETRIES       5
+#define DEFAULT_RETRY_BASE        (100 * 1000000LL)
+#define DEFAULT_RETRY_CAP         (10 * 1000000000LL)
+#define DEFAULT_PAGE_SIZE         500L
+#define CONNECT_TIMEOUT_MS        10000L
 #define KUBE_MAX_IDLE_CONNECTIONS 64
 
 const kube_resource KUBE_PODS = {"", "v1", "pods", "Pod", true};

@@ -122,8 +122,13 @@ static void node_updated(void *user, json_t *old, json_t *node)
 static void prune_pod(void *user, json_t *pod)
 {
     json_t *status = json_object_get(pod, "status");
-    static const char *const unread[] = {"hostIP", "hostIPs", "podIP", "podIPs", "qosClass",
-                                         "initContainerStatuses", "ephemeralContainerStatuses"};
+    static const char *const unread[] = {"hostIP",
+                                         "hostIPs",
+                                         "podIP",
+                                         "podIPs",
+                                         "qosClass",
+                                         "initContainerStatuses",
+                                         "ephemeralContainerStatuses"};
     for (size_t i = 0; json_is_object(status) && i < ELEMENTSOF(unread); i++)
         json_object_del(status, unread[i]);
     json_t *spec = json_object_get(pod, "spec");

@@ -1514,10 +1514,10 @@ static void test_long_termination_message(void **state)
     assert_int_equal(m[0], 'm');
 }
 
-/* Regression test (a bug found and fixed in status.c): text from outside is cut to a fixed buffer with snprintf, which can split
- * a UTF-8 sequence. json_string() then refuses the cut text (returns NULL), so the message
- * is silently not set, and json_pack() fails the same way, so the condition built from it is
- * missing. Each case below is an input the status must survive. */
+/* Regression test (a bug found and fixed in status.c): text from outside is cut to a fixed buffer
+ * with snprintf, which can split a UTF-8 sequence. json_string() then refuses the cut text (returns
+ * NULL), so the message is silently not set, and json_pack() fails the same way, so the condition
+ * built from it is missing. Each case below is an input the status must survive. */
 static void test_cut_text_stays_utf8_termination(void **state)
 {
     scenario *s = *state;

@@ -88,8 +88,8 @@ int main(int argc, char **argv)
         } else if (strcmp(line, "dump") == 0) {
             json_t *items = json_object(), *all = kube_informer_list(inf), *obj;
             size_t i;
-            json_array_foreach(all, i, obj) json_object_set_new(
-                items, kobj_name(obj), json_string(kobj_resource_version(obj)));
+            json_array_foreach (all, i, obj)
+                json_object_set_new(items, kobj_name(obj), json_string(kobj_resource_version(obj)));
             json_decref(all);
             emit(json_pack("{s:s, s:o}", "op", "cache", "items", items));
         } else if (strcmp(line, "stats") == 0) {
@@ -108,8 +108,7 @@ int main(int argc, char **argv)
             double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
             emit(json_pack("{s:s, s:b, s:s?, s:s, s:f}", "op", "get", "ok", r == 0, "error",
                            r < 0 ? err.message : NULL, "reason",
-                           r < 0 ? kube_reason_name((kube_reason)err.kube_reason) : "",
-                           "ms", ms));
+                           r < 0 ? kube_reason_name((kube_reason)err.kube_reason) : "", "ms", ms));
             moat_error_clear(&err);
             json_decref(obj);
         } else if (strcmp(line, "quit") == 0) {

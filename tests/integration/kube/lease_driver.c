@@ -82,9 +82,9 @@ int main(int argc, char **argv)
             continue;
         char value[64];
         snprintf(value, sizeof(value), "%ld", ++counter);
-        json_t *cm = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "apiVersion", "v1",
-                               "kind", "ConfigMap", "metadata", "name", work, "namespace",
-                               argv[1], "data", "holder", identity, "counter", value);
+        json_t *cm = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "apiVersion", "v1", "kind",
+                               "ConfigMap", "metadata", "name", work, "namespace", argv[1], "data",
+                               "holder", identity, "counter", value);
         kube_patch_options po = {.field_manager = identity, .force = true};
         if (kube_patch(client, NULL, &KUBE_CONFIGMAPS, argv[1], work, KUBE_PATCH_APPLY, cm, &po,
                        &err) == 0)
