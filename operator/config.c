@@ -77,14 +77,14 @@ typedef struct {
 /* Every key operator.yaml may hold; config.h documents them. The defaults go through the
  * same conversion as the file's values, so the two cannot disagree. */
 static const setting settings[S_COUNT] = {
-    [S_RUNTIME_CLASSES] = {"runtimeClasses", KIND_SECTION},
+    [S_RUNTIME_CLASSES] = {.path = "runtimeClasses", .kind = KIND_SECTION},
     [S_RC_AUTO] = {"runtimeClasses.auto", KIND_STRING, MOAT_RUNTIMECLASS_AUTO,
                    STR(runtime_class_auto)},
     [S_RC_VM] = {"runtimeClasses.vm", KIND_STRING, MOAT_RUNTIMECLASS_VM, STR(runtime_class_vm)},
     [S_RC_GVISOR] = {"runtimeClasses.gvisor", KIND_STRING, MOAT_RUNTIMECLASS_GVISOR,
                      STR(runtime_class_gvisor)},
 
-    [S_NODES] = {"nodes", KIND_SECTION},
+    [S_NODES] = {.path = "nodes", .kind = KIND_SECTION},
     [S_MANAGED_LABEL] = {"nodes.managedLabel", KIND_STRING, MOAT_NODE_LABEL_MANAGED,
                          STR(managed_node_label)},
     [S_HYPERVISOR_LABEL] = {"nodes.hypervisorLabel", KIND_STRING, MOAT_NODE_LABEL_HYPERVISOR,
@@ -92,7 +92,7 @@ static const setting settings[S_COUNT] = {
     [S_GPU_MODE_LABEL] = {"nodes.gpuModeLabel", KIND_STRING, MOAT_NODE_LABEL_GPU_MODE,
                           STR(gpu_mode_node_label)},
 
-    [S_DEFAULTS] = {"defaults", KIND_SECTION},
+    [S_DEFAULTS] = {.path = "defaults", .kind = KIND_SECTION},
     [S_DEFAULT_CPU] = {"defaults.cpu", KIND_QUANTITY, "1", STR(default_cpu),
                        NUM(default_cpu_milli)},
     [S_DEFAULT_MEMORY] = {"defaults.memory", KIND_QUANTITY, "512Mi", STR(default_memory),
@@ -102,7 +102,7 @@ static const setting settings[S_COUNT] = {
     [S_DEFAULT_TIMEOUT] = {"defaults.timeout", KIND_DURATION, "5m", NUM(default_timeout_ns)},
     [S_DEFAULT_TTL] = {"defaults.ttlAfterFinished", KIND_DURATION, "10m", NUM(default_ttl_ns)},
 
-    [S_MAXIMUMS] = {"maximums", KIND_SECTION},
+    [S_MAXIMUMS] = {.path = "maximums", .kind = KIND_SECTION},
     [S_MAX_CPU] = {"maximums.cpu", KIND_QUANTITY, "8", NUM(max_cpu_milli)},
     [S_MAX_MEMORY] = {"maximums.memory", KIND_QUANTITY, "32Gi", NUM(max_memory_milli)},
     [S_MAX_STORAGE] = {"maximums.ephemeralStorage", KIND_QUANTITY, "100Gi", NUM(max_storage_milli)},
@@ -112,7 +112,7 @@ static const setting settings[S_COUNT] = {
     [S_IMAGE_PULL_POLICY] = {"imagePullPolicy", KIND_POLICY, "IfNotPresent",
                              STR(image_pull_policy)},
 
-    [S_GPU] = {"gpu", KIND_SECTION},
+    [S_GPU] = {.path = "gpu", .kind = KIND_SECTION},
     [S_GPU_CONTAINER_RESOURCE] = {"gpu.containerResource", KIND_STRING, "nvidia.com/gpu",
                                   STR(gpu_container_resource)},
     [S_GPU_VM_RESOURCE] = {"gpu.vmResource", KIND_STRING, "nvidia.com/pgpu", STR(gpu_vm_resource)},
@@ -120,9 +120,9 @@ static const setting settings[S_COUNT] = {
                              STR(gpu_product_label)},
     [S_GPU_TAINT_KEY] = {"gpu.taintKey", KIND_STRING, "nvidia.com/gpu", STR(gpu_taint_key)},
 
-    [S_NETWORK] = {"network", KIND_SECTION},
+    [S_NETWORK] = {.path = "network", .kind = KIND_SECTION},
     [S_DNS_NAMESPACE] = {"network.dnsNamespace", KIND_STRING, "kube-system", STR(dns_namespace)},
-    [S_DNS_POD_LABELS] = {"network.dnsPodLabels", KIND_LABELS},
+    [S_DNS_POD_LABELS] = {.path = "network.dnsPodLabels", .kind = KIND_LABELS},
 
     [S_WORKERS] = {"workers", KIND_INT, "4", NUM(workers), .min = 1, .max = 64},
 };

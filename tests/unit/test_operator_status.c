@@ -31,7 +31,7 @@
 
 /* ---- building objects ---- */
 
-static json_t *jsonv(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static json_t *jsonv(const char *fmt, va_list ap)
 {
     char *text = NULL;
     if (vasprintf(&text, fmt, ap) < 0)
@@ -47,7 +47,7 @@ static json_t *jsonv(const char *fmt, va_list ap)
 }
 
 /* A new value from printf-formatted JSON text; a typo in a test fails the test. */
-static json_t *jsonf(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static json_t *jsonf(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -70,7 +70,7 @@ static json_t *sandbox_new(json_t *status)
 }
 
 /* The Sandbox's Pod "sb" on node-a with the given status (formatted JSON text). */
-static json_t *pod_new(const char *status_fmt, ...)
+__attribute__((format(printf, 1, 2))) static json_t *pod_new(const char *status_fmt, ...)
 {
     va_list ap;
     va_start(ap, status_fmt);
@@ -1396,8 +1396,8 @@ static void test_status_of_wrong_types(void **state)
         "true",
         "{\"phase\": 7, \"conditions\": \"x\", \"isolation\": \"y\"}",
         "{\"phase\": [\"Succeeded\"], \"conditions\": {\"type\": \"Ready\"}}",
-        "{\"phase\": \"Pending\", \"conditions\": [1, null, \"Ready\", [], {\"type\": 5},"
-        " {\"type\": \"Ready\", \"status\": true}]}",
+        ("{\"phase\": \"Pending\", \"conditions\": [1, null, \"Ready\", [], {\"type\": 5},"
+         " {\"type\": \"Ready\", \"status\": true}]}"),
         "{\"phase\": \"Running\", \"isolation\": {\"verified\": \"yes\"}}",
     };
     scenario *s = *state;

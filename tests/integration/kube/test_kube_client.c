@@ -18,6 +18,7 @@
 #include "libmoat/kobj.h"
 #include "libmoat/kube.h"
 #include "libmoat/kubeconfig.h"
+#include "libmoat/recorder.h"
 
 static kube_config *cfg;
 static kube_client *client;
@@ -423,6 +424,46 @@ static void test_informer_converges_over_10000_changes(void **state)
     json_decref(counts.delivered);
 }
 
+static void test_recorder_aggregates_and_rate_limits(void **state)
+{
+    json_t *cm = configmap("recorded", "x"), *obj = NULL, *list = NULL;
+    CHECK(kube_create(client, &obj, &KUBE_CONFIGMAPS, ns, cm, e));
+
+    /* the same event three times: one Event, count 3 */
+    kube_recorder *r = NULL;
+    CHECK(kube_recorder_new(&r, client, "moat-test", "test-host", e));
+    for (int i = 0; i < 3; i++)
+        kube_recorder_event(r, obj, "Normal", "Repeated", "the same message");
+    /* 30 different ones: the object's burst of 25 passes, the rest is dropped */
+    for (int i = 0; i < 30; i++)
+        kube_recorder_event(r, obj, "Warning", "Distinct", "message number %d", i);
+    kube_recorder_free(r, 30 * 1000000000LL);
+
+    kube_list_options lo = {.field_selector = "involvedObject.name=recorded"};
+    CHECK(kube_list(client, &list, &KUBE_EVENTS, ns, &lo, e));
+    json_t *items = json_object_get(list, "items"), *ev;
+    size_t i, repeated = 0, distinct = 0;
+    int64_t count = 0;
+    json_array_foreach (items, i, ev) {
+        const char *reason = kobj_str(ev, "reason");
+        if (strcmp(reason, "Repeated") == 0) {
+            repeated++;
+            kobj_int(ev, "count", &count);
+            assert_string_equal(kobj_str(ev, "source.component"), "moat-test");
+            assert_string_equal(kobj_str(ev, "involvedObject.uid"), kobj_uid(obj));
+        } else if (strcmp(reason, "Distinct") == 0) {
+            distinct++;
+        }
+    }
+    assert_int_equal(repeated, 1);
+    assert_int_equal(count, 3);
+    /* The spam filter counts every call, repeats included: 25 tokens, 3 for "Repeated". */
+    assert_int_equal(distinct, 22);
+    json_decref(cm);
+    json_decref(obj);
+    json_decref(list);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -431,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_status_subresource),
         cmocka_unit_test(test_errors_are_classified),
         cmocka_unit_test(test_pagination),
+        cmocka_unit_test(test_recorder_aggregates_and_rate_limits),
         cmocka_unit_test(test_informer_converges_over_10000_changes),
     };
     int r = cmocka_run_group_tests(tests, setup, teardown);
