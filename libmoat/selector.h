@@ -51,7 +51,8 @@ char *kube_selector_string(const kube_selector *s);
  * gives "", which selects everything. The caller frees the result. NULL on OOM, and also
  * when labels is not an object or null, a value is not a string, a key or value is not
  * valid label syntax (a value such as "x,b=c" would otherwise change the selector's
- * meaning), or the result would be longer than KUBE_SELECTOR_MAX_LEN. */
+ * meaning), or the result would not parse: more than KUBE_SELECTOR_MAX_REQUIREMENTS labels or
+ * longer than KUBE_SELECTOR_MAX_LEN. */
 char *kube_selector_from_labels(const json_t *labels);
 
 /* Frees a selector; accepts NULL. */

@@ -12,7 +12,7 @@
 
 #include "config.h"
 #include "controller.h"
-#include "http.h"
+#include "libmoat/http.h"
 #include "libmoat/kube.h"
 #include "libmoat/kubeconfig.h"
 #include "libmoat/log.h"
@@ -47,6 +47,16 @@ static bool parse_bool(const char *s, bool *out)
         return true;
     }
     return false;
+}
+
+static bool http_ready(void *user)
+{
+    return controller_ready(user);
+}
+
+static char *http_metrics(void *user)
+{
+    return controller_metrics_render(user);
 }
 
 typedef struct {
@@ -160,7 +170,7 @@ int main(int argc, char **argv)
     kube_config *kcfg = NULL;
     kube_client *client = NULL;
     operator_controller *ctl = NULL;
-    operator_http *http = NULL;
+    moat_http *http = NULL;
     int rc = 1;
     char id[256];
 
@@ -201,7 +211,8 @@ int main(int argc, char **argv)
         log_error(NULL, "controller: %s", err.message);
         goto out;
     }
-    if (metrics_addr && *metrics_addr && operator_http_start(&http, metrics_addr, ctl, &err) < 0) {
+    moat_http_handlers hh = {http_ready, http_metrics, ctl};
+    if (metrics_addr && *metrics_addr && moat_http_start(&http, metrics_addr, &hh, &err) < 0) {
         log_error(NULL, "%s", err.message);
         goto out;
     }
@@ -219,7 +230,7 @@ int main(int argc, char **argv)
     log_info(NULL, "stopped");
     rc = 0;
 out:
-    operator_http_stop(http);
+    moat_http_stop(http);
     controller_free(ctl);
     kube_client_free(client);
     kube_config_free(kcfg);

@@ -5,6 +5,8 @@
 #
 #   node.sh up      start containerd and kubelet, wait until the Node is Ready
 #   node.sh down    stop them, remove pods, mounts, the bridge and all node state
+#   node.sh containerd   start containerd alone (CRI tests; no control plane needed);
+#                        `down` stops it
 #
 # Everything lives under $MOAT_CLUSTER_DIR/node, so control-plane.sh down also finds and
 # stops it. Settings that only this machine needs (not a real node's defaults):
@@ -198,9 +200,8 @@ wait_node_ready() {
     die "node $node_name not Ready after 120 s"
 }
 
-up() {
-    [ -f "$cluster/admin.kubeconfig" ] || die "no control plane in $cluster; run control-plane.sh up"
-    for b in containerd containerd-shim-runc-v2 ctr kubelet runsc containerd-shim-runsc-v1; do
+containerd_up() {
+    for b in containerd containerd-shim-runc-v2 ctr runsc containerd-shim-runsc-v1; do
         [ -x "$bin/$b" ] || die "$bin/$b is missing; run e2e/tools/build.sh"
     done
     [ -f "$MOAT_CACHE/images/pause.tar" ] || die "images missing; run e2e/images/build.sh"
@@ -216,8 +217,15 @@ up() {
         sleep 0.1
     done
     for img in pause busybox; do
-        "${ctr[@]}" images import "$MOAT_CACHE/images/$img.tar" >/dev/null
+        "${ctr[@]}" images import "$MOAT_CACHE/images/$img.tar" >/dev/null 2>&1
     done
+    say "containerd ready on $sock"
+}
+
+up() {
+    [ -f "$cluster/admin.kubeconfig" ] || die "no control plane in $cluster; run control-plane.sh up"
+    [ -x "$bin/kubelet" ] || die "$bin/kubelet is missing; run e2e/tools/build.sh"
+    containerd_up
     kubelet_config
     start kubelet "$bin/kubelet" --config="$dir/kubelet-config.yaml" \
         --kubeconfig="$dir/kubelet.kubeconfig" --root-dir="$dir/kubelet" \
@@ -267,6 +275,7 @@ down() {
 
 case ${1:-} in
 up) up ;;
+containerd) containerd_up ;;
 down) down ;;
-*) die "usage: $0 up|down" ;;
+*) die "usage: $0 up|down|containerd" ;;
 esac

@@ -7,11 +7,11 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "libmoat/macro.h"
+#include "macro.h"
 
-struct operator_http {
+struct moat_http {
     struct MHD_Daemon *daemon;
-    operator_controller *controller;
+    moat_http_handlers handlers;
 };
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *body, bool owned,
@@ -31,19 +31,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
 {
-    operator_http *h = cls;
+    moat_http *h = cls;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", false,
                      "text/plain");
     if (strcmp(url, "/healthz") == 0)
         return reply(conn, MHD_HTTP_OK, "ok\n", false, "text/plain");
     if (strcmp(url, "/readyz") == 0)
-        return controller_ready(h->controller)
+        return !h->handlers.ready || h->handlers.ready(h->handlers.user)
                    ? reply(conn, MHD_HTTP_OK, "ok\n", false, "text/plain")
-                   : reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "caches not synced\n", false,
-                           "text/plain");
+                   : reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n", false, "text/plain");
     if (strcmp(url, "/metrics") == 0) {
-        char *text = controller_metrics_render(h->controller);
+        char *text = h->handlers.metrics ? h->handlers.metrics(h->handlers.user) : strdup("");
         if (!text)
             return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", false,
                          "text/plain");
@@ -88,16 +87,16 @@ static int parse_addr(struct sockaddr_storage *ss, const char *addr, moat_error 
     return 0;
 }
 
-int operator_http_start(operator_http **out, const char *addr, operator_controller *c,
-                        moat_error *err)
+int moat_http_start(moat_http **out, const char *addr, const moat_http_handlers *handlers,
+                    moat_error *err)
 {
     struct sockaddr_storage ss;
     if (parse_addr(&ss, addr, err) < 0)
         return -1;
-    operator_http *h = calloc(1, sizeof(*h));
+    moat_http *h = calloc(1, sizeof(*h));
     if (!h)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    h->controller = c;
+    h->handlers = *handlers;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -114,7 +113,7 @@ int operator_http_start(operator_http **out, const char *addr, operator_controll
     return 0;
 }
 
-void operator_http_stop(operator_http *h)
+void moat_http_stop(moat_http *h)
 {
     if (!h)
         return;

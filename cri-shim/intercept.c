@@ -1,0 +1,252 @@
+#include "intercept.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libmoat/log.h"
+#include "libmoat/macro.h"
+#include "messages.h"
+
+#define M_RUN_POD_SANDBOX "/runtime.v1.RuntimeService/RunPodSandbox"
+#define M_STATUS          "/runtime.v1.RuntimeService/Status"
+#define MAX_METHODS       256 /* distinct methods counted; more share one row */
+
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,   0.25,   0.5,   1,    2.5};
+#define N_BUCKETS ELEMENTSOF(buckets)
+
+typedef struct {
+    char *method;
+    uint64_t calls, errors, unavailable;
+    uint64_t bucket[N_BUCKETS + 1];
+    double sum;
+} method_stats;
+
+struct shim_intercept {
+    const shim_handlers *handlers;
+    const shim_probe_result *probe;
+    pthread_mutex_t lock; /* guards probe, the stats below */
+    method_stats methods[MAX_METHODS];
+    size_t n_methods;
+    json_t *decisions; /* "handler runtime" -> count */
+    uint64_t refusals, invalid;
+};
+
+static bool wants(void *user, const char *method)
+{
+    return strcmp(method, M_RUN_POD_SANDBOX) == 0 || strcmp(method, M_STATUS) == 0;
+}
+
+static int on_request(void *user, const char *method, const uint8_t *in, size_t len,
+                      uint8_t **ret_out, size_t *ret_len, int *ret_status, char **ret_message)
+{
+    shim_intercept *s = user;
+    if (strcmp(method, M_RUN_POD_SANDBOX) != 0)
+        return 0;
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    _cleanup_free_ char *pod = NULL;
+    shim_decision d = {0};
+    pthread_mutex_lock(&s->lock);
+    const shim_probe_result *probe = s->probe;
+    int r =
+        shim_run_pod_sandbox_rewrite(in, len, s->handlers, probe, ret_out, ret_len, &d, &pod, &err);
+    if (r == 1) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s %s", d.handler, d.runtime);
+        json_t *n = json_object_get(s->decisions, key);
+        json_object_set_new(s->decisions, key, json_integer(json_integer_value(n) + 1));
+    } else if (r < 0) {
+        if (err.code == MOAT_E_INVALID)
+            s->invalid++;
+        else
+            s->refusals++;
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    if (r == 1)
+        log_info(pod, "runs under %s, handler %s: %s", d.runtime, d.handler, d.reason);
+    if (r < 0) {
+        *ret_status = err.code == MOAT_E_INVALID ? SHIM_INVALID_ARGUMENT : SHIM_FAILED_PRECONDITION;
+        *ret_message = strdup(err.message);
+        log_warn(pod, "RunPodSandbox refused: %s", err.message);
+    }
+    shim_decision_clear(&d);
+    return r;
+}
+
+static int on_response(void *user, const char *method, const uint8_t *in, size_t len,
+                       uint8_t **ret_out, size_t *ret_len)
+{
+    shim_intercept *s = user;
+    if (strcmp(method, M_STATUS) != 0)
+        return 0;
+    const char *names[] = {s->handlers->handler_auto, s->handlers->handler_vm,
+                           s->handlers->handler_gvisor};
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    int r = shim_status_add_handlers(in, len, names, ELEMENTSOF(names), ret_out, ret_len, &err);
+    if (r < 0)
+        log_warn(NULL, "Status response left as it was: %s", err.message);
+    return r < 0 ? 0 : r;
+}
+
+static void on_done(void *user, const char *method, int status, int64_t duration_ns)
+{
+    shim_intercept *s = user;
+    pthread_mutex_lock(&s->lock);
+    method_stats *m = NULL;
+    for (size_t i = 0; i < s->n_methods && !m; i++)
+        if (strcmp(s->methods[i].method, method) == 0)
+            m = &s->methods[i];
+    if (!m && s->n_methods < MAX_METHODS) {
+        m = &s->methods[s->n_methods];
+        m->method = strdup(method);
+        if (m->method)
+            s->n_methods++;
+        else
+            m = NULL;
+    }
+    if (m) {
+        double secs = (double)duration_ns / 1e9;
+        size_t b = 0;
+        while (b < N_BUCKETS && secs > buckets[b])
+            b++;
+        m->calls++;
+        m->bucket[b]++;
+        m->sum += secs;
+        if (status != 0)
+            m->errors++;
+        if (status == SHIM_UNAVAILABLE)
+            m->unavailable++;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
+                       const shim_probe_result *probe, moat_error *err)
+{
+    shim_intercept *s = calloc(1, sizeof(*s));
+    if (!s)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    s->handlers = handlers;
+    s->probe = probe;
+    s->decisions = json_object();
+    pthread_mutex_init(&s->lock, NULL);
+    *out = s;
+    return 0;
+}
+
+void shim_intercept_set_probe(shim_intercept *s, const shim_probe_result *probe)
+{
+    pthread_mutex_lock(&s->lock);
+    s->probe = probe;
+    pthread_mutex_unlock(&s->lock);
+}
+
+shim_hooks shim_intercept_hooks(shim_intercept *s)
+{
+    return (shim_hooks){wants, on_request, on_response, on_done, s};
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} textbuf;
+
+static void _printf_(2, 3) appendf(textbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->buf ? b->buf + b->len : NULL, b->buf ? room : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *p = realloc(b->buf, cap);
+        if (!p)
+            return;
+        b->buf = p;
+        b->cap = cap;
+    }
+}
+
+char *shim_intercept_metrics(shim_intercept *s)
+{
+    textbuf b = {0};
+    pthread_mutex_lock(&s->lock);
+    appendf(&b, "# HELP moat_cri_calls_total CRI calls relayed, by method and result.\n"
+                "# TYPE moat_cri_calls_total counter\n");
+    for (size_t i = 0; i < s->n_methods; i++) {
+        method_stats *m = &s->methods[i];
+        appendf(&b, "moat_cri_calls_total{method=\"%s\",result=\"ok\"} %llu\n", m->method,
+                (unsigned long long)(m->calls - m->errors));
+        appendf(&b, "moat_cri_calls_total{method=\"%s\",result=\"error\"} %llu\n", m->method,
+                (unsigned long long)m->errors);
+    }
+    appendf(&b, "# HELP moat_cri_upstream_unavailable_total Calls that found containerd "
+                "unavailable.\n# TYPE moat_cri_upstream_unavailable_total counter\n");
+    uint64_t unavailable = 0;
+    for (size_t i = 0; i < s->n_methods; i++)
+        unavailable += s->methods[i].unavailable;
+    appendf(&b, "moat_cri_upstream_unavailable_total %llu\n", (unsigned long long)unavailable);
+    appendf(&b, "# HELP moat_cri_call_duration_seconds Time a relayed call takes.\n"
+                "# TYPE moat_cri_call_duration_seconds histogram\n");
+    for (size_t i = 0; i < s->n_methods; i++) {
+        method_stats *m = &s->methods[i];
+        uint64_t cum = 0;
+        for (size_t k = 0; k < N_BUCKETS; k++) {
+            cum += m->bucket[k];
+            appendf(&b, "moat_cri_call_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %llu\n",
+                    m->method, buckets[k], (unsigned long long)cum);
+        }
+        cum += m->bucket[N_BUCKETS];
+        appendf(&b, "moat_cri_call_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %llu\n",
+                m->method, (unsigned long long)cum);
+        appendf(&b, "moat_cri_call_duration_seconds_sum{method=\"%s\"} %.6f\n", m->method, m->sum);
+        appendf(&b, "moat_cri_call_duration_seconds_count{method=\"%s\"} %llu\n", m->method,
+                (unsigned long long)cum);
+    }
+    appendf(&b, "# HELP moat_cri_decisions_total Pods given a runtime, by handler.\n"
+                "# TYPE moat_cri_decisions_total counter\n");
+    const char *key;
+    json_t *v;
+    json_object_foreach (s->decisions, key, v) {
+        char handler[128], runtime[64];
+        if (sscanf(key, "%127s %63s", handler, runtime) == 2)
+            appendf(&b, "moat_cri_decisions_total{handler=\"%s\",runtime=\"%s\"} %lld\n", handler,
+                    runtime, (long long)json_integer_value(v));
+    }
+    appendf(&b,
+            "# HELP moat_cri_refusals_total RunPodSandbox calls refused.\n"
+            "# TYPE moat_cri_refusals_total counter\nmoat_cri_refusals_total %llu\n",
+            (unsigned long long)s->refusals);
+    appendf(&b,
+            "# HELP moat_cri_invalid_requests_total Intercepted requests that did not "
+            "decode.\n# TYPE moat_cri_invalid_requests_total counter\n"
+            "moat_cri_invalid_requests_total %llu\n",
+            (unsigned long long)s->invalid);
+    pthread_mutex_unlock(&s->lock);
+    return b.buf;
+}
+
+void shim_intercept_free(shim_intercept *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_methods; i++)
+        free(s->methods[i].method);
+    json_decref(s->decisions);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

@@ -1,0 +1,193 @@
+/* moat-cri: wires the configuration, the host probe, the decisions, the relay and the HTTP
+ * endpoint together. SIGTERM/SIGINT stop accepting calls and drain those in flight; SIGHUP
+ * probes the host again. */
+#include <getopt.h>
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "decide.h"
+#include "intercept.h"
+#include "libmoat/http.h"
+#include "libmoat/log.h"
+#include "probe.h"
+#include "relay.h"
+
+#define VERSION  "0.1.0"
+#define DRAIN_NS (10 * 1000000000LL)
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: moat-cri [OPTIONS]\n"
+               "A CRI proxy in front of containerd that chooses each Moat pod's isolation.\n\n"
+               "  --config PATH        configuration (YAML); defaults when absent\n"
+               "  --listen PATH        the socket kubelet talks to (config: listen)\n"
+               "  --upstream PATH      containerd's CRI socket (config: upstream)\n"
+               "  --metrics-addr ADDR  /healthz and /metrics, host:port (config: metrics)\n"
+               "  --gpu-mode MODE      container, vm-passthrough or none (config: gpuMode)\n"
+               "  --log-level LEVEL    debug, info, warn, error (default info)\n"
+               "  --version, --help\n");
+}
+
+static char *http_metrics(void *user)
+{
+    return shim_intercept_metrics(user);
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL, *level = "info";
+    typedef struct {
+        const char *key, *value;
+    } override;
+    override overrides[8];
+    size_t n_over = 0;
+    enum { O_CONFIG = 256, O_LISTEN, O_UPSTREAM, O_METRICS, O_GPU, O_LOG };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, O_CONFIG},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"upstream", required_argument, NULL, O_UPSTREAM},
+        {"metrics-addr", required_argument, NULL, O_METRICS},
+        {"gpu-mode", required_argument, NULL, O_GPU},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        switch (o) {
+        case O_CONFIG:
+            config_path = optarg;
+            break;
+        case O_LISTEN:
+            overrides[n_over++] = (override){"listen", optarg};
+            break;
+        case O_UPSTREAM:
+            overrides[n_over++] = (override){"upstream", optarg};
+            break;
+        case O_METRICS:
+            overrides[n_over++] = (override){"metrics", optarg};
+            break;
+        case O_GPU:
+            overrides[n_over++] = (override){"gpuMode", optarg};
+            break;
+        case O_LOG:
+            level = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("moat-cri %s\n", VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+        if (n_over == sizeof(overrides) / sizeof(overrides[0])) {
+            fprintf(stderr, "moat-cri: too many options\n");
+            return 2;
+        }
+    }
+    moat_log_level lvl;
+    if (moat_log_level_parse(&lvl, level) < 0) {
+        fprintf(stderr, "moat-cri: --log-level: \"%s\" is not debug, info, warn or error\n", level);
+        return 2;
+    }
+    moat_log_init("moat-cri", lvl, STDERR_FILENO);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    moat_error err = MOAT_ERROR_INIT;
+    shim_config *cfg = NULL;
+    shim_intercept *icp = NULL;
+    shim_relay *relay = NULL;
+    moat_http *http = NULL;
+    shim_probe_result probe[2] = {{0}, {0}};
+    int current = 0, rc = 1;
+
+    if ((config_path ? shim_config_load(&cfg, config_path, &err)
+                     : shim_config_new_default(&cfg, &err)) < 0) {
+        log_error(NULL, "configuration: %s", err.message);
+        goto out;
+    }
+    for (size_t i = 0; i < n_over; i++)
+        if (shim_config_set(cfg, overrides[i].key, overrides[i].value, &err) < 0) {
+            log_error(NULL, "--%s: %s", overrides[i].key, err.message);
+            goto out;
+        }
+    if (shim_config_check(cfg, &err) < 0) {
+        log_error(NULL, "configuration: %s", err.message);
+        goto out;
+    }
+    shim_handlers handlers = {cfg->handler_auto, cfg->handler_vm,  cfg->handler_gvisor,
+                              cfg->runsc,        cfg->runsc_nonet, cfg->runsc_nvproxy,
+                              cfg->kata_clh,     cfg->kata_gpu,    cfg->gpu_mode};
+    if (shim_probe_with(shim_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[0], &err) < 0) {
+        log_error(NULL, "host probe: %s", err.message);
+        goto out;
+    }
+    log_info(NULL, "host probe: hypervisor %s (%s)", probe[0].usable ? "usable" : "not usable",
+             probe[0].reason);
+
+    grpc_init();
+    if (shim_intercept_new(&icp, &handlers, &probe[0], &err) < 0)
+        goto out_grpc;
+    shim_hooks hooks = shim_intercept_hooks(icp);
+    if (shim_relay_start(&relay, cfg->listen, cfg->socket_mode, cfg->upstream, &hooks, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        goto out_grpc;
+    }
+    moat_http_handlers hh = {NULL, http_metrics, icp};
+    if (cfg->metrics && *cfg->metrics && moat_http_start(&http, cfg->metrics, &hh, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        goto out_grpc;
+    }
+    log_info(NULL, "moat-cri %s: %s -> %s", VERSION, cfg->listen, cfg->upstream);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig != SIGHUP) {
+            log_info(NULL, "signal %d: draining", sig);
+            break;
+        }
+        int next = 1 - current;
+        shim_probe_result_clear(&probe[next]);
+        if (shim_probe_with(shim_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[next], &err) <
+            0) {
+            log_warn(NULL, "host probe: %s", err.message);
+            moat_error_clear(&err);
+            continue;
+        }
+        shim_intercept_set_probe(icp, &probe[next]);
+        current = next;
+        log_info(NULL, "host probe again: hypervisor %s (%s)",
+                 probe[current].usable ? "usable" : "not usable", probe[current].reason);
+    }
+    rc = 0;
+out_grpc:
+    moat_http_stop(http);
+    shim_relay_stop(relay, DRAIN_NS);
+    shim_intercept_free(icp);
+    grpc_shutdown();
+out:
+    shim_probe_result_clear(&probe[0]);
+    shim_probe_result_clear(&probe[1]);
+    shim_config_free(cfg);
+    moat_error_clear(&err);
+    return rc;
+}

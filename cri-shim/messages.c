@@ -1,0 +1,176 @@
+#include "messages.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cri.pb-c.h"
+#include "libmoat/macro.h"
+#include "libmoat/names.h"
+
+#define NS_NODE 2 /* NamespaceMode NODE: the host's namespace */
+
+static const char *map_get(Moat__Cri__PodSandboxConfig__AnnotationsEntry **entries, size_t n,
+                           const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (entries[i]->key && strcmp(entries[i]->key, key) == 0)
+            return entries[i]->value;
+    return NULL;
+}
+
+/* Sets key=value in the annotations, replacing an existing entry. */
+static int map_set(Moat__Cri__PodSandboxConfig *cfg, const char *key, const char *value)
+{
+    for (size_t i = 0; i < cfg->n_annotations; i++)
+        if (cfg->annotations[i]->key && strcmp(cfg->annotations[i]->key, key) == 0) {
+            char *v = strdup(value);
+            if (!v)
+                return -1;
+            free(cfg->annotations[i]->value);
+            cfg->annotations[i]->value = v;
+            return 0;
+        }
+    Moat__Cri__PodSandboxConfig__AnnotationsEntry **grown =
+        realloc(cfg->annotations, (cfg->n_annotations + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    cfg->annotations = grown;
+    Moat__Cri__PodSandboxConfig__AnnotationsEntry *e = malloc(sizeof(*e));
+    if (!e)
+        return -1;
+    moat__cri__pod_sandbox_config__annotations_entry__init(e);
+    e->key = strdup(key);
+    e->value = strdup(value);
+    if (!e->key || !e->value) {
+        free(e->key);
+        free(e->value);
+        free(e);
+        return -1;
+    }
+    cfg->annotations[cfg->n_annotations++] = e;
+    return 0;
+}
+
+/* protobuf-c's unpack allocates with the system allocator (NULL allocator), so the message
+ * tree can be edited with malloc/free and freed with free_unpacked. */
+int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handlers *handlers,
+                                 const shim_probe_result *probe, uint8_t **ret_out, size_t *ret_len,
+                                 shim_decision *ret_decision, char **ret_pod, moat_error *err)
+{
+    Moat__Cri__RunPodSandboxRequest *req =
+        moat__cri__run_pod_sandbox_request__unpack(NULL, len, in);
+    if (!req)
+        return moat_error_set(err, MOAT_E_INVALID, "RunPodSandboxRequest does not decode");
+    int r = -1;
+    Moat__Cri__PodSandboxConfig *cfg = req->config;
+    shim_pod_facts facts = {.runtime_handler = req->runtime_handler ? req->runtime_handler : ""};
+    if (cfg) {
+        const char *gpus = map_get(cfg->annotations, cfg->n_annotations, MOAT_ANNOTATION_GPU_COUNT);
+        const char *net = map_get(cfg->annotations, cfg->n_annotations, MOAT_ANNOTATION_NETWORK);
+        facts.gpu_count = gpus ? atoi(gpus) : 0;
+        facts.no_network = net && strcmp(net, MOAT_EGRESS_NONE) == 0;
+        Moat__Cri__LinuxSandboxSecurityContext *sc =
+            cfg->linux ? cfg->linux->security_context : NULL;
+        if (sc) {
+            facts.privileged = sc->privileged;
+            if (sc->namespace_options) {
+                facts.host_network = sc->namespace_options->network == NS_NODE;
+                facts.host_pid = sc->namespace_options->pid == NS_NODE;
+                facts.host_ipc = sc->namespace_options->ipc == NS_NODE;
+            }
+        }
+        if (ret_pod && cfg->metadata) {
+            char *pod = NULL;
+            if (asprintf(&pod, "%s/%s", cfg->metadata->namespace_ ? cfg->metadata->namespace_ : "",
+                         cfg->metadata->name ? cfg->metadata->name : "") >= 0)
+                *ret_pod = pod;
+        }
+    }
+
+    shim_decide(ret_decision, handlers, probe, &facts);
+    switch (ret_decision->verdict) {
+    case SHIM_PASS:
+        r = 0;
+        break;
+    case SHIM_REFUSE:
+        r = moat_error_set(err, MOAT_E_RANGE, "%s", ret_decision->reason);
+        break;
+    case SHIM_REWRITE: {
+        if (!cfg) {
+            r = moat_error_set(err, MOAT_E_INVALID, "RunPodSandboxRequest has no config");
+            break;
+        }
+        char *handler = strdup(ret_decision->handler);
+        if (!handler || map_set(cfg, MOAT_ANNOTATION_DECISION_RUNTIME, ret_decision->runtime) < 0 ||
+            map_set(cfg, MOAT_ANNOTATION_DECISION_HANDLER, ret_decision->handler) < 0 ||
+            map_set(cfg, MOAT_ANNOTATION_DECISION_REASON, ret_decision->reason) < 0) {
+            free(handler);
+            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+            break;
+        }
+        if (req->runtime_handler != protobuf_c_empty_string)
+            free(req->runtime_handler);
+        req->runtime_handler = handler;
+        size_t n = moat__cri__run_pod_sandbox_request__get_packed_size(req);
+        uint8_t *out = malloc(n ? n : 1);
+        if (!out) {
+            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+            break;
+        }
+        *ret_len = moat__cri__run_pod_sandbox_request__pack(req, out);
+        *ret_out = out;
+        r = 1;
+        break;
+    }
+    }
+    moat__cri__run_pod_sandbox_request__free_unpacked(req, NULL);
+    return r;
+}
+
+int shim_status_add_handlers(const uint8_t *in, size_t len, const char *const *names,
+                             size_t n_names, uint8_t **ret_out, size_t *ret_len, moat_error *err)
+{
+    Moat__Cri__StatusResponse *resp = moat__cri__status_response__unpack(NULL, len, in);
+    if (!resp)
+        return moat_error_set(err, MOAT_E_INVALID, "StatusResponse does not decode");
+    size_t added = 0;
+    int r = 0;
+    for (size_t k = 0; k < n_names; k++) {
+        bool present = false;
+        for (size_t i = 0; i < resp->n_runtime_handlers; i++)
+            if (resp->runtime_handlers[i]->name &&
+                strcmp(resp->runtime_handlers[i]->name, names[k]) == 0)
+                present = true;
+        if (present)
+            continue;
+        Moat__Cri__RuntimeHandler **grown =
+            realloc(resp->runtime_handlers, (resp->n_runtime_handlers + 1) * sizeof(*grown));
+        Moat__Cri__RuntimeHandler *h = malloc(sizeof(*h));
+        if (grown)
+            resp->runtime_handlers = grown;
+        if (!grown || !h) {
+            free(h);
+            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+            goto out;
+        }
+        moat__cri__runtime_handler__init(h);
+        h->name = strdup(names[k]);
+        resp->runtime_handlers[resp->n_runtime_handlers++] = h;
+        added++;
+    }
+    if (added) {
+        size_t n = moat__cri__status_response__get_packed_size(resp);
+        uint8_t *out = malloc(n ? n : 1);
+        if (!out) {
+            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+            goto out;
+        }
+        *ret_len = moat__cri__status_response__pack(resp, out);
+        *ret_out = out;
+        r = 1;
+    }
+out:
+    moat__cri__status_response__free_unpacked(resp, NULL);
+    return r;
+}
