@@ -1,0 +1,304 @@
+"""moat-cri in front of a real containerd 2.x (its own config and state), with an
+independent CRI client: Python grpcio from Debian with stubs generated from the upstream
+api.proto of k8s.io/cri-api at the pinned version."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+import grpc
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+CACHE = os.environ.get("MOAT_CACHE", "/var/cache/moat")
+SHIM = os.environ.get("MOAT_CRI", os.path.join(ROOT, "build", "cri-shim", "moat-cri"))
+PROTO = os.path.join(CACHE, "go", "mod", "k8s.io", "cri-api@v0.35.4", "pkg", "apis", "runtime",
+                     "v1", "api.proto")
+WORK = tempfile.mkdtemp(prefix="moat-shim-test-")
+NODE_ENV = dict(os.environ, MOAT_CLUSTER_DIR=WORK, MOAT_BRIDGE="moat-brs",
+                MOAT_POD_CIDR="10.90.0.0/16", MOAT_NODE_IP="10.90.0.1")
+CONTAINERD = os.path.join(WORK, "node", "containerd", "containerd.sock")
+SHIM_SOCK = os.path.join(WORK, "cri.sock")
+
+
+def generate_stubs():
+    """The client's stubs, from the upstream proto (Debian's protoc rejects debug_redact)."""
+    out = os.path.join(WORK, "stubs")
+    os.makedirs(out, exist_ok=True)
+    with open(PROTO) as f:
+        text = f.read().replace(" [debug_redact = true]", "")
+    with open(os.path.join(out, "api.proto"), "w") as f:
+        f.write(text)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{out}", f"--python_out={out}",
+                    f"--grpc_python_out={out}", os.path.join(out, "api.proto")], check=True)
+    sys.path.insert(0, out)
+
+
+generate_stubs()
+import api_pb2 as api  # noqa: E402
+import api_pb2_grpc as rpc  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node(cmd):
+    subprocess.run(["bash", os.path.join(ROOT, "e2e", "node", "node.sh"), cmd], env=NODE_ENV,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Shim:
+    def __init__(self):
+        self.port = free_port()
+        self.config = os.path.join(WORK, "moat-cri.yaml")
+        with open(self.config, "w") as f:
+            # No hypervisor, whatever this machine has: the probe looks at paths that do not
+            # exist (some of these machines have a usable /dev/kvm, some none).
+            f.write(f"listen: {SHIM_SOCK}\nupstream: {CONTAINERD}\n"
+                    f"metrics: 127.0.0.1:{self.port}\n"
+                    f"probe: {{kvm: {WORK}/no-kvm, mshv: {WORK}/no-mshv}}\n")
+        self.log = open(os.path.join(WORK, "moat-cri.log"), "a")
+        self.proc = subprocess.Popen([SHIM, f"--config={self.config}", "--log-level=debug"],
+                                     stdout=self.log, stderr=self.log)
+        deadline = time.time() + 10
+        while not os.path.exists(SHIM_SOCK):
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("moat-cri did not start")
+            time.sleep(0.05)
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(20)
+        return self.proc.returncode
+
+
+def stubs(path):
+    ch = grpc.insecure_channel("unix:" + path)
+    return ch, rpc.RuntimeServiceStub(ch), rpc.ImageServiceStub(ch)
+
+
+def sandbox_config(name, annotations=None, privileged=False, **extra):
+    cfg = api.PodSandboxConfig(
+        metadata=api.PodSandboxMetadata(name=name, uid=f"{name}-uid", namespace="moat-test"),
+        annotations=annotations or {}, log_directory=os.path.join(WORK, "logs", name), **extra)
+    if privileged:
+        cfg.linux.security_context.privileged = True
+    return cfg
+
+
+class ShimTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        node("containerd")
+        cls.shim = Shim()
+        cls.ch, cls.rt, cls.im = stubs(SHIM_SOCK)
+        cls.dch, cls.direct, cls.dim = stubs(CONTAINERD)
+        cls.pods = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for pid in cls.pods:
+            try:
+                cls.direct.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pid))
+                cls.direct.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pid))
+            except grpc.RpcError:
+                pass
+        code = cls.shim.stop()
+        node("down")
+        shutil.rmtree(WORK, ignore_errors=True)
+        if code != 0:
+            raise AssertionError(f"moat-cri exited {code} on SIGTERM")
+
+    def run_pod(self, name, handler="", **kw):
+        cfg = sandbox_config(name, **kw)
+        r = self.rt.RunPodSandbox(api.RunPodSandboxRequest(config=cfg, runtime_handler=handler),
+                                  timeout=60)
+        self.pods.append(r.pod_sandbox_id)
+        return r.pod_sandbox_id, cfg
+
+    def start_container(self, pid, cfg, command):
+        c = self.rt.CreateContainer(api.CreateContainerRequest(
+            pod_sandbox_id=pid, sandbox_config=cfg, config=api.ContainerConfig(
+                metadata=api.ContainerMetadata(name="main"),
+                image=api.ImageSpec(image="moat.local/busybox:1.35"), command=command,
+                log_path="main.log")), timeout=60)
+        self.rt.StartContainer(api.StartContainerRequest(container_id=c.container_id), timeout=60)
+        return c.container_id
+
+    def test_answers_equal_containerd_apart_from_what_the_shim_changes(self):
+        self.assertEqual(self.rt.Version(api.VersionRequest()),
+                         self.direct.Version(api.VersionRequest()))
+        via, direct = self.rt.Status(api.StatusRequest()), self.direct.Status(api.StatusRequest())
+        names = [h.name for h in via.runtime_handlers]
+        for logical in ("moat-auto", "moat-vm", "moat-gvisor"):
+            self.assertIn(logical, names)
+        del via.runtime_handlers[len(direct.runtime_handlers):]
+        self.assertEqual(via, direct)
+        self.assertEqual(self.im.ListImages(api.ListImagesRequest()),
+                         self.dim.ListImages(api.ListImagesRequest()))
+        spec = api.ImageSpec(image="moat.local/busybox:1.35")
+        self.assertEqual(self.im.ImageStatus(api.ImageStatusRequest(image=spec)),
+                         self.dim.ImageStatus(api.ImageStatusRequest(image=spec)))
+
+    def test_runc_pod_lifecycle_passes_through(self):
+        pid, cfg = self.run_pod("plain", hostname="plain-host", labels={"app": "x"})
+        st = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid))
+        self.assertEqual(st.status.runtime_handler, "")
+        self.assertNotIn("moat.dev/decision-runtime", st.status.annotations)
+        self.assertEqual(st, self.direct.PodSandboxStatus(
+            api.PodSandboxStatusRequest(pod_sandbox_id=pid)))
+        cid = self.start_container(pid, cfg, ["sh", "-c", "echo to-the-log; sleep 60"])
+        out = self.rt.ExecSync(api.ExecSyncRequest(container_id=cid, cmd=["uname", "-r"],
+                                                   timeout=10))
+        self.assertEqual(out.exit_code, 0)
+        self.assertEqual(out.stdout.decode().strip(), os.uname().release)
+        cs = self.rt.ContainerStatus(api.ContainerStatusRequest(container_id=cid))
+        self.assertEqual(cs.status.state, api.CONTAINER_RUNNING)
+        time.sleep(0.5)
+        with open(cs.status.log_path) as f:
+            self.assertIn("to-the-log", f.read())
+        url = self.rt.Exec(api.ExecRequest(container_id=cid, cmd=["sh"], stdout=True)).url
+        self.assertTrue(url.startswith("http://"), url)
+        self.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pid))
+        self.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pid))
+        with self.assertRaises(grpc.RpcError) as e:
+            self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_moat_auto_runs_under_gvisor_and_reports_why(self):
+        pid, cfg = self.run_pod("auto", "moat-auto")
+        st = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid))
+        self.assertEqual(st.status.runtime_handler, "runsc")
+        ann = st.status.annotations
+        self.assertEqual(ann["moat.dev/decision-runtime"], "gvisor")
+        self.assertEqual(ann["moat.dev/decision-handler"], "runsc")
+        self.assertIn("no usable hypervisor", ann["moat.dev/decision-reason"])
+        cid = self.start_container(pid, cfg, ["sleep", "60"])
+        out = self.rt.ExecSync(api.ExecSyncRequest(container_id=cid, cmd=["dmesg"], timeout=10))
+        self.assertIn("Starting gVisor", out.stdout.decode())
+        kernel = self.rt.ExecSync(api.ExecSyncRequest(container_id=cid, cmd=["uname", "-r"],
+                                                      timeout=10)).stdout.decode()
+        self.assertIn("gvisor", kernel)
+        runsc = subprocess.run([os.path.join(CACHE, "bin", "runsc"), "--root",
+                                os.path.join(WORK, "node", "runsc", "root", "k8s.io"), "list",
+                                "-quiet"], capture_output=True, text=True)
+        self.assertIn(pid, runsc.stdout + self.runsc_all())
+
+    def runsc_all(self):
+        out = ""
+        for root, dirs, _ in os.walk(os.path.join(WORK, "node", "runsc", "root")):
+            for d in dirs:
+                r = subprocess.run([os.path.join(CACHE, "bin", "runsc"), "--root",
+                                    os.path.join(root, d), "list", "-quiet"],
+                                   capture_output=True, text=True)
+                out += r.stdout
+            break
+        return out
+
+    def test_no_network_runs_under_runsc_nonet(self):
+        pid, _ = self.run_pod("nonet", "moat-gvisor", annotations={"moat.dev/network": "none"})
+        st = self.direct.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid))
+        self.assertEqual(st.status.runtime_handler, "runsc-nonet")  # containerd's own state
+
+    def test_refusals(self):
+        for name, handler, kw, words in [
+                ("vm", "moat-vm", {}, "hypervisor"),
+                ("priv", "moat-auto", {"privileged": True}, "privileged")]:
+            with self.subTest(name=name):
+                with self.assertRaises(grpc.RpcError) as e:
+                    self.run_pod(name, handler, **kw)
+                self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+                self.assertIn(words, e.exception.details())
+        self.assertIn("moat_cri_refusals_total", self.shim.metrics())
+
+    def test_unknown_fields_reach_containerd(self):
+        cfg = sandbox_config(
+            "fields", hostname="kept-host", labels={"l": "v"},
+            dns_config=api.DNSConfig(servers=["10.90.0.1"], searches=["example.test"]),
+            port_mappings=[api.PortMapping(protocol=api.TCP, container_port=80, host_port=0)])
+        cfg.linux.cgroup_parent = ""
+        cfg.linux.sysctls["net.ipv4.ip_unprivileged_port_start"] = "0"
+        r = self.rt.RunPodSandbox(api.RunPodSandboxRequest(config=cfg,
+                                                           runtime_handler="moat-gvisor"))
+        self.pods.append(r.pod_sandbox_id)
+        st = self.direct.PodSandboxStatus(api.PodSandboxStatusRequest(
+            pod_sandbox_id=r.pod_sandbox_id, verbose=True))
+        seen = json.loads(st.info["info"])["config"]
+        self.assertEqual(seen["hostname"], "kept-host")
+        self.assertEqual(seen["dns_config"]["searches"], ["example.test"])
+        self.assertEqual(seen["port_mappings"][0]["container_port"], 80)
+        self.assertEqual(seen["linux"]["sysctls"]["net.ipv4.ip_unprivileged_port_start"], "0")
+        self.assertEqual(seen["labels"], {"l": "v"})
+        # ... and what the shim changed is only the handler and the decision annotations
+        self.assertEqual(st.status.runtime_handler, "runsc")
+        self.assertEqual(seen["annotations"]["moat.dev/decision-handler"], "runsc")
+
+    def test_malformed_requests(self):
+        raw = self.ch.unary_unary("/runtime.v1.RuntimeService/RunPodSandbox",
+                                  request_serializer=None, response_deserializer=None)
+        with self.assertRaises(grpc.RpcError) as e:
+            raw(b"\x0a\xff\xff\xff\x0f")  # a length past the end
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as e:
+            raw(b"\x12\x05moat")  # truncated string
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        big = self.ch.unary_unary("/runtime.v1.RuntimeService/Version",
+                                  request_serializer=None, response_deserializer=None)
+        with self.assertRaises(grpc.RpcError) as e:
+            big(b"\x0a" + b"\x80\x80\x80\x08" + b"x" * (17 * 1024 * 1024))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(self.shim.proc.poll(), None)  # never a crash
+
+    def test_unknown_method_is_relayed(self):
+        m = self.ch.unary_unary("/runtime.v1.RuntimeService/NoSuchMethodYet",
+                                request_serializer=None, response_deserializer=None)
+        with self.assertRaises(grpc.RpcError) as e:
+            m(b"")
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        # answered by containerd, not by the shim: its metrics count the call as relayed
+        self.assertIn('method="/runtime.v1.RuntimeService/NoSuchMethodYet"',
+                      self.shim.metrics())
+
+    def test_event_stream_and_cancellation(self):
+        stream = self.rt.GetContainerEvents(api.GetEventsRequest())
+        got = []
+
+        def read():
+            try:
+                for ev in stream:
+                    got.append(ev)
+            except grpc.RpcError as e:
+                got.append(e.code())
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        pid, cfg = self.run_pod("events")
+        cid = self.start_container(pid, cfg, ["true"])
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(
+                getattr(e, "container_id", None) == cid for e in got):
+            time.sleep(0.1)
+        self.assertTrue(any(getattr(e, "container_id", None) == cid for e in got), got)
+        stream.cancel()
+        t.join(5)
+        self.assertFalse(t.is_alive())
+        self.assertIn(grpc.StatusCode.CANCELLED, got)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
