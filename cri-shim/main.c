@@ -1,7 +1,9 @@
 /* moat-cri: wires the configuration, the host probe, the decisions, the relay and the HTTP
  * endpoint together. SIGTERM/SIGINT stop accepting calls and drain those in flight; SIGHUP
  * probes the host again. */
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <grpc/grpc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -149,6 +151,15 @@ int main(int argc, char **argv)
     if (shim_relay_start(&relay, cfg->listen, cfg->socket_mode, cfg->upstream, &hooks, &err) < 0) {
         log_error(NULL, "%s", err.message);
         goto out_grpc;
+    }
+    if (cfg->socket_group) {
+        /* kubelet runs as root; a group lets other node agents reach the socket too. */
+        struct group *g = getgrnam(cfg->socket_group);
+        if (!g || chown(cfg->listen, (uid_t)-1, g->gr_gid) < 0) {
+            log_error(NULL, "socketGroup %s: %s", cfg->socket_group,
+                      g ? strerror(errno) : "no such group");
+            goto out_grpc;
+        }
     }
     moat_http_handlers hh = {NULL, http_metrics, icp};
     if (cfg->metrics && *cfg->metrics && moat_http_start(&http, cfg->metrics, &hh, &err) < 0) {

@@ -118,7 +118,20 @@ int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handl
             r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
             break;
         }
-        *ret_len = moat__cri__run_pod_sandbox_request__pack(req, out);
+        size_t packed = moat__cri__run_pod_sandbox_request__pack(req, out);
+        /* protobuf-c keeps what it does not know, including what it only tolerated (a field
+         * numbered 0, say), and may then write bytes it refuses to read back: send nothing
+         * upstream that does not decode. */
+        Moat__Cri__RunPodSandboxRequest *check =
+            moat__cri__run_pod_sandbox_request__unpack(NULL, packed, out);
+        if (!check) {
+            free(out);
+            r = moat_error_set(err, MOAT_E_INVALID,
+                               "RunPodSandboxRequest does not survive re-encoding");
+            break;
+        }
+        moat__cri__run_pod_sandbox_request__free_unpacked(check, NULL);
+        *ret_len = packed;
         *ret_out = out;
         r = 1;
         break;

@@ -1,0 +1,43 @@
+/* libFuzzer target: the decoding (and re-encoding) of the CRI messages moat-cri intercepts.
+ * Any bytes from kubelet or containerd give a decision, a pass-through or an error, never a
+ * crash; a rewritten request always decodes again. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "cri-shim/messages.h"
+#include "cri.pb-c.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const shim_handlers h = {
+        "moat-auto",     "moat-vm",  "moat-gvisor",          "runsc",    "runsc-nonet",
+        "runsc-nvproxy", "kata-clh", "kata-qemu-nvidia-gpu", "container"};
+    shim_probe_result probe = {size % 2 == 0, size % 2 == 0 ? "kvm" : NULL, "fuzz"};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char *pod = NULL;
+    shim_decision d = {0};
+    moat_error err = MOAT_ERROR_INIT;
+    int r = shim_run_pod_sandbox_rewrite(data, size, &h, &probe, &out, &len, &d, &pod, &err);
+    if (r < 0 && !err.message)
+        abort();
+    if (r == 1) {
+        Moat__Cri__RunPodSandboxRequest *req =
+            moat__cri__run_pod_sandbox_request__unpack(NULL, len, out);
+        if (!req)
+            abort();
+        moat__cri__run_pod_sandbox_request__free_unpacked(req, NULL);
+    }
+    free(out);
+    free(pod);
+    shim_decision_clear(&d);
+    moat_error_clear(&err);
+
+    const char *names[] = {"moat-auto", "moat-vm"};
+    out = NULL;
+    if (shim_status_add_handlers(data, size, names, 2, &out, &len, &err) < 0 && !err.message)
+        abort();
+    free(out);
+    moat_error_clear(&err);
+    return 0;
+}

@@ -1,0 +1,177 @@
+/* RunPodSandbox and Status rewriting on the wire: decisions applied, the decision recorded
+ * in the annotations, and every field the shim's small schema does not know carried
+ * through byte for byte. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cri-shim/messages.h"
+#include "cri.pb-c.h"
+#include "libmoat/names.h"
+
+static const shim_handlers handlers = {
+    "moat-auto",     "moat-vm",  "moat-gvisor",          "runsc", "runsc-nonet",
+    "runsc-nvproxy", "kata-clh", "kata-qemu-nvidia-gpu", "none"};
+
+/* Protobuf by hand: tag, length, bytes. */
+typedef struct {
+    uint8_t b[512];
+    size_t n;
+} buf;
+
+static void put_len(buf *o, int field, const void *data, size_t len)
+{
+    o->b[o->n++] = (uint8_t)(field << 3 | 2);
+    o->b[o->n++] = (uint8_t)len; /* every test message is short */
+    memcpy(o->b + o->n, data, len);
+    o->n += len;
+}
+
+static void put_str(buf *o, int field, const char *s)
+{
+    put_len(o, field, s, strlen(s));
+}
+
+static void annotation(buf *cfg, const char *k, const char *v)
+{
+    buf e = {0};
+    put_str(&e, 1, k);
+    put_str(&e, 2, v);
+    put_len(cfg, 7, e.b, e.n);
+}
+
+/* A request with fields the shim's schema lacks: config.hostname (2), config.dns_config (4)
+ * and a top-level field 99 from some future CRI version. */
+static buf request(const char *handler, const char *network)
+{
+    buf meta = {0}, cfg = {0}, req = {0};
+    put_str(&meta, 1, "pod");
+    put_str(&meta, 3, "team");
+    put_len(&cfg, 1, meta.b, meta.n);
+    put_str(&cfg, 2, "kept-hostname");
+    put_str(&cfg, 4,
+            "\x0a\x05"
+            "10.0.0"); /* DNSConfig{servers: ["10.0.0"]} */
+    if (network)
+        annotation(&cfg, MOAT_ANNOTATION_NETWORK, network);
+    put_len(&req, 1, cfg.b, cfg.n);
+    put_str(&req, 2, handler);
+    req.b[req.n++] = 0x98; /* field 99, varint: the tag 99 << 3 as a varint */
+    req.b[req.n++] = 0x06;
+    req.b[req.n++] = 0x07;
+    return req;
+}
+
+static bool contains(const uint8_t *hay, size_t n, const char *needle, size_t m)
+{
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(hay + i, needle, m) == 0)
+            return true;
+    return false;
+}
+
+static void test_rewrite_keeps_unknown_fields(void **state)
+{
+    shim_probe_result probe = {false, NULL, "no /dev/kvm"};
+    buf in = request("moat-auto", MOAT_EGRESS_NONE);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char *pod = NULL;
+    shim_decision d = {0};
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(
+        shim_run_pod_sandbox_rewrite(in.b, in.n, &handlers, &probe, &out, &len, &d, &pod, &err), 1);
+    assert_string_equal(pod, "team/pod");
+    assert_true(contains(out, len, "kept-hostname", 13));
+    assert_true(contains(out, len,
+                         "\x0a\x05"
+                         "10.0.0",
+                         8));
+    assert_true(contains(out, len, "\x98\x06\x07", 3)); /* field 99 = 7 */
+
+    Moat__Cri__RunPodSandboxRequest *req =
+        moat__cri__run_pod_sandbox_request__unpack(NULL, len, out);
+    assert_non_null(req);
+    assert_string_equal(req->runtime_handler, "runsc-nonet");
+    const char *want[][2] = {{MOAT_ANNOTATION_DECISION_RUNTIME, "gvisor"},
+                             {MOAT_ANNOTATION_DECISION_HANDLER, "runsc-nonet"}};
+    for (size_t w = 0; w < 2; w++) {
+        bool found = false;
+        for (size_t i = 0; i < req->config->n_annotations; i++)
+            if (strcmp(req->config->annotations[i]->key, want[w][0]) == 0) {
+                assert_string_equal(req->config->annotations[i]->value, want[w][1]);
+                found = true;
+            }
+        assert_true(found);
+    }
+    moat__cri__run_pod_sandbox_request__free_unpacked(req, NULL);
+    shim_decision_clear(&d);
+    free(out);
+    free(pod);
+}
+
+static void test_other_handlers_pass_and_vm_is_refused(void **state)
+{
+    shim_probe_result probe = {false, NULL, "no /dev/kvm"};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    shim_decision d = {0};
+    moat_error err = MOAT_ERROR_INIT;
+    buf runc = request("runc", NULL);
+    assert_int_equal(
+        shim_run_pod_sandbox_rewrite(runc.b, runc.n, &handlers, &probe, &out, &len, &d, NULL, &err),
+        0);
+    assert_null(out);
+    shim_decision_clear(&d);
+
+    buf vm = request("moat-vm", NULL);
+    assert_int_equal(
+        shim_run_pod_sandbox_rewrite(vm.b, vm.n, &handlers, &probe, &out, &len, &d, NULL, &err),
+        -1);
+    assert_int_equal(err.code, MOAT_E_RANGE);
+    assert_non_null(strstr(err.message, "hypervisor"));
+    assert_null(out);
+    moat_error_clear(&err);
+    shim_decision_clear(&d);
+
+    const uint8_t garbage[] = {0x0a, 0xff, 0xff, 0xff, 0x0f};
+    assert_int_equal(shim_run_pod_sandbox_rewrite(garbage, sizeof(garbage), &handlers, &probe, &out,
+                                                  &len, &d, NULL, &err),
+                     -1);
+    assert_int_equal(err.code, MOAT_E_INVALID);
+    moat_error_clear(&err);
+    shim_decision_clear(&d);
+}
+
+static void test_status_gains_logical_handlers_once(void **state)
+{
+    buf h = {0}, resp = {0};
+    put_str(&h, 1, "runsc");
+    put_len(&resp, 3, h.b, h.n);
+    put_str(&resp, 2, "\x0a\x01k\x12\x01v"); /* info map entry: unknown to the shim */
+    const char *names[] = {"moat-auto", "moat-vm", "moat-gvisor"};
+    uint8_t *out = NULL, *again = NULL;
+    size_t len = 0, len2 = 0;
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(shim_status_add_handlers(resp.b, resp.n, names, 3, &out, &len, &err), 1);
+    assert_true(contains(out, len, "moat-vm", 7));
+    assert_true(contains(out, len, "\x0a\x01k\x12\x01v", 6));
+    /* a second pass finds nothing missing */
+    assert_int_equal(shim_status_add_handlers(out, len, names, 3, &again, &len2, &err), 0);
+    assert_null(again);
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rewrite_keeps_unknown_fields),
+        cmocka_unit_test(test_other_handlers_pass_and_vm_is_refused),
+        cmocka_unit_test(test_status_gains_logical_handlers_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
