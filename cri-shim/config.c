@@ -30,6 +30,7 @@ typedef enum {
     KIND_GPU_MODE, /* container | vm-passthrough | none */
     KIND_MODE,     /* octal permission bits, none for others */
     KIND_GROUP,    /* a group name or number; empty for none */
+    KIND_ASSUME,   /* kvm | mshv | none; empty: probe */
 } setting_kind;
 
 typedef enum {
@@ -50,6 +51,7 @@ typedef enum {
     S_PROBE,
     S_PROBE_KVM,
     S_PROBE_MSHV,
+    S_PROBE_ASSUME,
     S_SOCKET_MODE,
     S_SOCKET_GROUP,
     S_COUNT
@@ -90,6 +92,7 @@ static const setting settings[S_COUNT] = {
     [S_PROBE] = {.path = "probe", .kind = KIND_SECTION},
     [S_PROBE_KVM] = {"probe.kvm", KIND_PATH, "/dev/kvm", F(probe_kvm)},
     [S_PROBE_MSHV] = {"probe.mshv", KIND_PATH, "/dev/mshv", F(probe_mshv)},
+    [S_PROBE_ASSUME] = {"probe.assume", KIND_ASSUME, "", F(probe_assume)},
 
     [S_SOCKET_MODE] = {"socketMode", KIND_MODE, "0660", F(socket_mode)},
     [S_SOCKET_GROUP] = {"socketGroup", KIND_GROUP, "", F(socket_group)},
@@ -195,7 +198,7 @@ static int set_value(shim_config *c, const setting *st, const char *text, moat_e
         return 0;
     }
 
-    if (!*text && st->kind != KIND_GROUP)
+    if (!*text && st->kind != KIND_GROUP && st->kind != KIND_ASSUME)
         return moat_error_set(err, MOAT_E_INVALID, "must not be empty");
     switch (st->kind) {
     case KIND_SOCKET:
@@ -223,6 +226,14 @@ static int set_value(shim_config *c, const setting *st, const char *text, moat_e
             return moat_error_set(err, MOAT_E_INVALID,
                                   "\"%s\" is not " MOAT_GPU_MODE_CONTAINER ", " MOAT_GPU_MODE_VM
                                   " or " MOAT_GPU_MODE_NONE,
+                                  text);
+        break;
+    case KIND_ASSUME:
+        if (*text && strcmp(text, MOAT_HYPERVISOR_KVM) != 0 &&
+            strcmp(text, MOAT_HYPERVISOR_MSHV) != 0 && strcmp(text, MOAT_HYPERVISOR_NONE) != 0)
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "\"%s\" is not " MOAT_HYPERVISOR_KVM ", " MOAT_HYPERVISOR_MSHV
+                                  " or " MOAT_HYPERVISOR_NONE,
                                   text);
         break;
     case KIND_RUNTIME:
@@ -517,7 +528,7 @@ int shim_config_check(const shim_config *c, moat_error *err)
     /* Fields set by hand (from flags) get the file's rule too. */
     for (size_t i = 0; i < S_COUNT; i++) {
         setting_kind k = settings[i].kind;
-        if (k == KIND_SECTION || k == KIND_MODE || k == KIND_GROUP)
+        if (k == KIND_SECTION || k == KIND_MODE || k == KIND_GROUP || k == KIND_ASSUME)
             continue;
         const char *v = string_at(c, (setting_id)i);
         if (!v || !*v)

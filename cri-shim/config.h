@@ -42,6 +42,9 @@ typedef struct {
     char *runsc, *runsc_nonet, *runsc_nvproxy, *kata_clh, *kata_gpu;
     char *gpu_mode; /* MOAT_GPU_MODE_* */
     char *probe_kvm, *probe_mshv;
+    /* probe.assume: kvm, mshv or none to skip the probe and take that answer (for tests,
+     * and nodes whose devices the shim cannot see); NULL: probe. */
+    char *probe_assume;
     unsigned int socket_mode; /* permission bits of listen, e.g. 0660 */
     char *socket_group;       /* NULL: leave the group alone */
 } shim_config;

@@ -137,7 +137,15 @@ int main(int argc, char **argv)
     shim_handlers handlers = {cfg->handler_auto, cfg->handler_vm,  cfg->handler_gvisor,
                               cfg->runsc,        cfg->runsc_nonet, cfg->runsc_nvproxy,
                               cfg->kata_clh,     cfg->kata_gpu,    cfg->gpu_mode};
-    if (shim_probe_with(shim_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[0], &err) < 0) {
+    if (cfg->probe_assume) {
+        bool usable = strcmp(cfg->probe_assume, "none") != 0;
+        probe[0].usable = usable;
+        probe[0].hypervisor = usable ? strdup(cfg->probe_assume) : NULL;
+        if (asprintf(&probe[0].reason, "%s assumed by the configuration (probe.assume)",
+                     usable ? cfg->probe_assume : "no hypervisor") < 0)
+            probe[0].reason = NULL;
+    } else if (shim_probe_with(shim_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[0], &err) <
+               0) {
         log_error(NULL, "host probe: %s", err.message);
         goto out;
     }
@@ -176,6 +184,8 @@ int main(int argc, char **argv)
             log_info(NULL, "signal %d: draining", sig);
             break;
         }
+        if (cfg->probe_assume)
+            continue; /* nothing to probe: the configuration says */
         int next = 1 - current;
         shim_probe_result_clear(&probe[next]);
         if (shim_probe_with(shim_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[next], &err) <

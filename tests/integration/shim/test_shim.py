@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,9 @@ PROTO = os.path.join(CACHE, "go", "mod", "k8s.io", "cri-api@v0.35.4", "pkg", "ap
 WORK = tempfile.mkdtemp(prefix="moat-shim-test-")
 NODE_ENV = dict(os.environ, MOAT_CLUSTER_DIR=WORK, MOAT_BRIDGE="moat-brs",
                 MOAT_POD_CIDR="10.90.0.0/16", MOAT_NODE_IP="10.90.0.1")
-CONTAINERD = os.path.join(WORK, "node", "containerd", "containerd.sock")
+NODE = os.path.join(WORK, "node")
+CONTAINERD = os.path.join(NODE, "containerd", "containerd.sock")
+CONTAINERD_PID = os.path.join(NODE, "run", "containerd.pid")
 SHIM_SOCK = os.path.join(WORK, "cri.sock")
 
 
@@ -57,6 +60,17 @@ def node(cmd):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def listening(path):
+    """Whether a process accepts connections on the unix socket at path (a socket file a
+    dead process left behind refuses them)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 class Shim:
     def __init__(self):
         self.port = free_port()
@@ -68,13 +82,23 @@ class Shim:
                     f"metrics: 127.0.0.1:{self.port}\n"
                     f"probe: {{kvm: {WORK}/no-kvm, mshv: {WORK}/no-mshv}}\n")
         self.log = open(os.path.join(WORK, "moat-cri.log"), "a")
+        self.start()
+
+    def start(self):
+        """A new moat-cri on the same configuration, once it accepts calls. Waits for a
+        listener, not for the socket file: a SIGKILLed shim leaves its file behind."""
         self.proc = subprocess.Popen([SHIM, f"--config={self.config}", "--log-level=debug"],
                                      stdout=self.log, stderr=self.log)
         deadline = time.time() + 10
-        while not os.path.exists(SHIM_SOCK):
+        while not listening(SHIM_SOCK):
             if time.time() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("moat-cri did not start")
+                raise RuntimeError(f"moat-cri did not start (exit {self.proc.poll()}):\n"
+                                   + self.log_tail())
             time.sleep(0.05)
+
+    def log_tail(self, lines=20):
+        with open(os.path.join(WORK, "moat-cri.log")) as f:
+            return "".join(f.readlines()[-lines:])
 
     def metrics(self):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
@@ -85,6 +109,32 @@ class Shim:
             self.proc.send_signal(sig)
             self.proc.wait(20)
         return self.proc.returncode
+
+
+def containerd_restart():
+    """containerd again, on the state and configuration node.sh made and as node.sh starts
+    it (`node.sh containerd` would wipe that state). Its pid goes into node.sh's pid file, so
+    `node.sh down` stops it like the first one; a thread reaps it, else node.sh would wait
+    on a zombie."""
+    env = dict(os.environ, PATH=os.path.join(CACHE, "bin") + ":" + os.environ["PATH"])
+    with open(os.path.join(NODE, "logs", "containerd-restarted.log"), "a") as log:
+        proc = subprocess.Popen([os.path.join(CACHE, "bin", "containerd"), "--config",
+                                 os.path.join(NODE, "containerd", "config.toml")],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True)
+    with open(CONTAINERD_PID, "w") as f:
+        f.write(f"{proc.pid}\n")
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return proc
+
+
+def gone(pid):
+    """Whether the process has ended (a zombie has: only its parent can reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
 
 
 def stubs(path):
@@ -105,10 +155,24 @@ class ShimTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         node("containerd")
+        cls.containerd = None  # a containerd this test started again, if any
         cls.shim = Shim()
         cls.ch, cls.rt, cls.im = stubs(SHIM_SOCK)
         cls.dch, cls.direct, cls.dim = stubs(CONTAINERD)
         cls.pods = []
+
+    @classmethod
+    def reconnect(cls):
+        """Fresh channels after the shim or containerd changed: an old channel may sit in
+        reconnect backoff for seconds."""
+        cls.ch.close()
+        cls.dch.close()
+        cls.ch, cls.rt, cls.im = stubs(SHIM_SOCK)
+        cls.dch, cls.direct, cls.dim = stubs(CONTAINERD)
+
+    def restart_shim(self):
+        self.shim.start()
+        self.reconnect()
 
     @classmethod
     def tearDownClass(cls):
@@ -120,6 +184,8 @@ class ShimTest(unittest.TestCase):
                 pass
         code = cls.shim.stop()
         node("down")
+        if cls.containerd and cls.containerd.poll() is None:
+            cls.containerd.kill()
         shutil.rmtree(WORK, ignore_errors=True)
         if code != 0:
             raise AssertionError(f"moat-cri exited {code} on SIGTERM")
@@ -308,6 +374,173 @@ class ShimTest(unittest.TestCase):
         self.assertFalse(t.is_alive())
         self.assertIn(grpc.StatusCode.CANCELLED, got)
 
+
+    def decisions(self, annotations):
+        return {k: v for k, v in annotations.items() if k.startswith("moat.dev/decision-")}
+
+    def wait_for(self, what, call, within):
+        """call() until it answers, for at most `within` seconds; returns the answer and how
+        long it took."""
+        t0 = time.monotonic()
+        while True:
+            try:
+                return call(), time.monotonic() - t0
+            except grpc.RpcError as e:
+                if time.monotonic() - t0 > within:
+                    self.fail(f"{what}: still {e.code()} ({e.details()}) after {within} s")
+            time.sleep(0.1)
+
+    def test_containerd_killed_calls_fail_fast_and_the_shim_reconnects(self):
+        pid, _ = self.run_pod("survivor", "moat-auto")
+        ann = self.decisions(self.rt.PodSandboxStatus(
+            api.PodSandboxStatusRequest(pod_sandbox_id=pid)).status.annotations)
+        self.assertEqual(ann["moat.dev/decision-runtime"], "gvisor")
+        shim_pid = self.shim.proc.pid
+        with open(CONTAINERD_PID) as f:
+            old = int(f.read())
+        os.kill(old, signal.SIGKILL)
+        deadline = time.time() + 5
+        while not gone(old):
+            self.assertLess(time.time(), deadline, "containerd outlived SIGKILL")
+            time.sleep(0.02)
+        try:
+            # The client's deadline (5 s) is far past the bound: a shim that waits for
+            # containerd shows as DEADLINE_EXCEEDED or as a slow call, not as a pass.
+            calls = [("Version", lambda: self.rt.Version(api.VersionRequest(), timeout=5)),
+                     ("ListPodSandbox",
+                      lambda: self.rt.ListPodSandbox(api.ListPodSandboxRequest(), timeout=5))]
+            for i in range(4):
+                for name, call in calls:
+                    t0 = time.monotonic()
+                    with self.assertRaises(grpc.RpcError, msg=f"{name} #{i}") as e:
+                        call()
+                    took = time.monotonic() - t0
+                    self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE,
+                                     f"{name} #{i}: {e.exception.details()}")
+                    self.assertLess(took, 1.0, f"{name} #{i} took {took:.2f} s")
+                time.sleep(0.2)  # across the shim's reconnect attempts (backoff 0.1-1 s)
+        finally:
+            type(self).containerd = containerd_restart()
+            self.reconnect()
+        self.wait_for("containerd after its restart",
+                      lambda: self.direct.Version(api.VersionRequest(), timeout=1), 30)
+        _, took = self.wait_for("the shim after containerd's restart",
+                                lambda: self.rt.Version(api.VersionRequest(), timeout=1), 10)
+        self.assertLess(took, 5, "the shim took too long to reconnect")
+        self.assertEqual(self.shim.proc.pid, shim_pid)
+        self.assertIsNone(self.shim.proc.poll())
+        st = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid))
+        self.assertEqual(self.decisions(st.status.annotations), ann)
+        self.assertIn(pid, [p.id for p in self.rt.ListPodSandbox(
+            api.ListPodSandboxRequest()).items])
+
+    def test_shim_restart_keeps_pods_and_replaces_a_stale_socket(self):
+        pid, _ = self.run_pod("restarted", "moat-gvisor")
+
+        def listed_decisions():
+            items = {p.id: p for p in self.rt.ListPodSandbox(api.ListPodSandboxRequest(),
+                                                             timeout=5).items}
+            self.assertIn(pid, items)
+            return self.decisions(items[pid].annotations)
+        ann = listed_decisions()
+        self.assertEqual(ann["moat.dev/decision-handler"], "runsc")
+
+        t0 = time.monotonic()
+        self.assertEqual(self.shim.stop(signal.SIGTERM), 0)
+        self.assertLess(time.monotonic() - t0, 5, "SIGTERM with no call in flight hung")
+        self.assertFalse(os.path.exists(SHIM_SOCK))
+        t0 = time.monotonic()
+        self.restart_shim()
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(listed_decisions(), ann)
+
+        self.shim.proc.kill()
+        self.shim.proc.wait(5)
+        self.assertTrue(stat.S_ISSOCK(os.lstat(SHIM_SOCK).st_mode), "SIGKILL left no socket?")
+        self.assertFalse(listening(SHIM_SOCK))
+        self.restart_shim()  # waits for a listener, not for the (stale) file
+        self.assertEqual(listed_decisions(), ann)
+        self.assertEqual(stat.S_IMODE(os.stat(SHIM_SOCK).st_mode), 0o660)
+        self.assertIn("moat_cri_", self.shim.metrics())
+
+    def test_gvisor_pod_reaches_another_pod_and_a_no_network_one_cannot(self):
+        srv, srv_cfg = self.run_pod("web")
+        self.start_container(srv, srv_cfg, [
+            "sh", "-c", "mkdir -p /tmp/www && echo hello-from-runc >/tmp/www/index.html && "
+                        "exec httpd -f -p 8080 -h /tmp/www"])
+        ip = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(
+            pod_sandbox_id=srv)).status.network.ip
+        self.assertTrue(ip.startswith("10.90."), ip)
+        # The server answers the host (on the test's bridge) before any gVisor pod asks it:
+        # a failure below is then the gVisor pod's.
+        deadline = time.time() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{ip}:8080/", timeout=2) as r:
+                    self.assertEqual(r.read().decode().strip(), "hello-from-runc")
+                break
+            except OSError as e:
+                self.assertLess(time.time(), deadline, f"the runc server at {ip}: {e}")
+                time.sleep(0.1)
+        wget = ["wget", "-qO-", "-T", "5", f"http://{ip}:8080/"]
+
+        pid, cfg = self.run_pod("netted", "moat-gvisor")
+        st = self.direct.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid))
+        self.assertEqual(st.status.runtime_handler, "runsc")
+        cid = self.start_container(pid, cfg, ["sleep", "60"])
+        self.assertIn("gvisor", self.rt.ExecSync(api.ExecSyncRequest(
+            container_id=cid, cmd=["uname", "-r"], timeout=10)).stdout.decode())
+        out = self.rt.ExecSync(api.ExecSyncRequest(container_id=cid, cmd=wget, timeout=20))
+        self.assertEqual((out.exit_code, out.stdout.decode().strip()), (0, "hello-from-runc"),
+                         f"gVisor pod -> {ip}:8080: stderr {out.stderr.decode()!r}")
+
+        pid, cfg = self.run_pod("cut-off", "moat-gvisor",
+                                annotations={"moat.dev/network": "none"})
+        st = self.direct.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid))
+        self.assertEqual(st.status.runtime_handler, "runsc-nonet")  # containerd's own state
+        cid = self.start_container(pid, cfg, ["sleep", "60"])
+        self.assertIn("gvisor", self.rt.ExecSync(api.ExecSyncRequest(
+            container_id=cid, cmd=["uname", "-r"], timeout=10)).stdout.decode())
+        out = self.rt.ExecSync(api.ExecSyncRequest(container_id=cid, cmd=wget, timeout=20))
+        self.assertNotEqual(out.exit_code, 0, out.stdout.decode())
+        self.assertNotIn("hello", out.stdout.decode())
+
+    def test_sigterm_drains_the_call_in_flight(self):
+        pid, cfg = self.run_pod("drain")
+        cid = self.start_container(pid, cfg, ["sleep", "60"])
+        got = {}
+
+        def long_call():
+            t0 = time.monotonic()
+            try:
+                got["answer"] = self.rt.ExecSync(api.ExecSyncRequest(
+                    container_id=cid, cmd=["sleep", "3"], timeout=10), timeout=15)
+            except grpc.RpcError as e:
+                got["error"] = f"{e.code()}: {e.details()}"
+            got["took"] = time.monotonic() - t0
+        t = threading.Thread(target=long_call)
+        try:
+            t.start()
+            time.sleep(0.5)
+            self.shim.proc.send_signal(signal.SIGTERM)
+            t.join(20)
+            self.assertFalse(t.is_alive(), "the call in flight never ended")
+            code = self.shim.proc.wait(15)
+            self.assertNotIn("error", got, f"after {got['took']:.2f} s")
+            self.assertEqual(got["answer"].exit_code, 0)
+            self.assertGreater(got["took"], 2.5)
+            self.assertEqual(code, 0)
+            self.assertFalse(os.path.exists(SHIM_SOCK), "the socket file outlived the shim")
+        finally:
+            if self.shim.proc.poll() is None:
+                self.shim.proc.kill()
+                self.shim.proc.wait(5)
+            self.restart_shim()
+
+    def test_socket_mode(self):
+        st = os.stat(SHIM_SOCK)
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(oct(stat.S_IMODE(st.st_mode)), oct(0o660))
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
