@@ -574,6 +574,21 @@ static void test_free_null(void **state)
     shim_config_free(NULL);
 }
 
+static void test_probe_assume(void **state)
+{
+    shim_config *c = parse_ok("probe: {assume: kvm}\n");
+    assert_string_equal(c->probe_assume, "kvm");
+    shim_config_free(c);
+    c = parse_ok("probe: {assume: none}\n");
+    assert_string_equal(c->probe_assume, "none");
+    shim_config_free(c);
+    c = parse_ok("listen: /run/moat/cri.sock\n");
+    assert_null(c->probe_assume); /* probe the host */
+    shim_config_free(c);
+    assert_parse_error("probe: {assume: xen}\n", MOAT_E_INVALID,
+                       "probe.assume: \"xen\" is not kvm, mshv or none");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_too_large),     cmocka_unit_test(test_origin),
         cmocka_unit_test(test_load),          cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_set),           cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_probe_assume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
