@@ -235,7 +235,9 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
             out->requeue_after_s = view->ttl_s > 0 ? view->ttl_s : 1;
             return;
         }
-        const char *reason = "PodCreating", *m = "creating the sandbox's pod";
+        /* Creating the Pod: the status it will have until the scheduler places it, so that
+         * seeing the new Pod in the cache costs no second write. */
+        const char *reason = "Pending", *m = "waiting for the scheduler";
         if (view->wants_vm && !facts->hypervisor_available) {
             reason = "NoHypervisor";
             m = "no Moat-managed node has a usable hypervisor; isolation VM never falls back "
@@ -248,7 +250,10 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
             set_str(st, "podName", kobj_name(sbx)); /* the Pod is named after its Sandbox */
         }
         json_object_set_new(st, "phase", json_string("Pending"));
-        json_object_set_new(st, "message", json_string(m));
+        if (out->action == SANDBOX_ACTION_CREATE_POD)
+            json_object_del(st, "message");
+        else
+            json_object_set_new(st, "message", json_string(m));
         condition(conds, old, "Scheduled", "False", reason, m, generation, now);
         condition(conds, old, "Ready", "False", reason, "", generation, now);
         condition(conds, old, "Isolated", "Unknown", "AwaitingNodeReport",
@@ -325,6 +330,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         phase = "Pending";
         const char *waiting = kobj_str(cs, "state.waiting.reason");
         const char *wmsg = kobj_str(cs, "state.waiting.message");
+        json_object_del(st, "message"); /* an earlier message no longer holds */
         if (waiting) {
             FORMAT(msg, "%s%s%s", waiting, wmsg ? ": " : "", wmsg ? wmsg : "");
             json_object_set_new(st, "message", json_string(msg));

@@ -420,9 +420,9 @@ static void test_new_sandbox_creates_pod(void **state)
     assert_int_equal(s->plan.requeue_after_s, 0);
     expect_str(st, "phase", "Pending");
     expect_int(st, "observedGeneration", GEN);
-    expect_cond(st, "Scheduled", "False", "PodCreating");
-    expect_cond(st, "Ready", "False", "PodCreating");
-    expect_cond(st, "Finished", "False", "PodCreating");
+    expect_cond(st, "Scheduled", "False", "Pending");
+    expect_cond(st, "Ready", "False", "Pending");
+    expect_cond(st, "Finished", "False", "Pending");
     expect_isolation_unknown(st);
     expect_str(st, "isolation.handler", "");
     expect_str(st, "isolation.reason", "");
@@ -500,7 +500,7 @@ static void test_vm_with_hypervisor_creates_pod(void **state)
     s->view.wants_vm = true;
     const json_t *st = plan(s);
     assert_int_equal(s->plan.action, SANDBOX_ACTION_CREATE_POD);
-    expect_cond(st, "Scheduled", "False", "PodCreating");
+    expect_cond(st, "Scheduled", "False", "Pending");
 
     s->view.gpus = 1;
     plan(s);
@@ -527,8 +527,8 @@ static void test_hypervisor_appears(void **state)
     s->facts.now_s = NOW + 60;
     const json_t *st = plan(s);
     assert_int_equal(s->plan.action, SANDBOX_ACTION_CREATE_POD);
-    expect_cond(st, "Scheduled", "False", "PodCreating");
-    expect_str(st, "message", "creating the sandbox's pod");
+    expect_cond(st, "Scheduled", "False", "Pending");
+    expect_absent(st, "message"); /* the NoHypervisor message no longer holds */
     /* Still False: the transition time stays. */
     expect_cond_time(st, "Scheduled", NOW_STR);
 }
@@ -699,7 +699,8 @@ static void test_running_clears_old_message(void **state)
     scenario *s = *state;
     plan(s);
     feed_back(s);
-    expect_str(kobj_get(s->sandbox, "status"), "message", "creating the sandbox's pod");
+    /* While it waits for a node there is nothing to say beyond the conditions. */
+    expect_absent(kobj_get(s->sandbox, "status"), "message");
     set_pod(s, pod_new("{\"phase\": \"Running\", \"startTime\": \"2026-11-24T05:28:20Z\","
                        " \"conditions\": [" SCHEDULED_TRUE ", " READY_TRUE "]}"));
     const json_t *st = plan(s);
@@ -1258,10 +1259,10 @@ static void test_transition_time_garbage_replaced(void **state)
 {
     scenario *s = *state;
     set_old_status(s, jsonf("{\"phase\": \"Pending\", \"conditions\": [{\"type\": \"Scheduled\","
-                            " \"status\": \"False\", \"reason\": \"PodCreating\","
+                            " \"status\": \"False\", \"reason\": \"Pending\","
                             " \"message\": \"\", \"lastTransitionTime\": \"soon\"},"
                             " {\"type\": \"Ready\", \"status\": \"False\","
-                            " \"reason\": \"PodCreating\", \"message\": \"\","
+                            " \"reason\": \"Pending\", \"message\": \"\","
                             " \"lastTransitionTime\": 5}]}"));
     const json_t *st = plan(s);
     expect_cond_time(st, "Scheduled", NOW_STR);
@@ -1408,7 +1409,7 @@ static void test_status_of_wrong_types(void **state)
         if (s->plan.action != SANDBOX_ACTION_CREATE_POD)
             fail_msg("status %s: no pod created", statuses[i]);
         expect_str(st, "phase", "Pending");
-        expect_cond(st, "Scheduled", "False", "PodCreating");
+        expect_cond(st, "Scheduled", "False", "Pending");
 
         set_pod(s, pod_new("{\"phase\": \"Running\", \"startTime\": \"2026-11-24T05:28:20Z\","
                            " \"conditions\": [" SCHEDULED_TRUE ", " READY_TRUE "]}"));
