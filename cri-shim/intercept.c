@@ -41,6 +41,55 @@ static bool wants(void *user, const char *method)
     return strcmp(method, M_RUN_POD_SANDBOX) == 0 || strcmp(method, M_STATUS) == 0;
 }
 
+/* The unary methods of runtime.v1 (k8s.io/cri-api v0.35): every one but GetContainerEvents.
+ * A method not listed (a newer one) takes the general streaming relay, which is always
+ * right, only slower. */
+static bool unary(void *user, const char *method)
+{
+    static const char *const runtime[] = {"Version",
+                                          "RunPodSandbox",
+                                          "StopPodSandbox",
+                                          "RemovePodSandbox",
+                                          "PodSandboxStatus",
+                                          "ListPodSandbox",
+                                          "CreateContainer",
+                                          "StartContainer",
+                                          "StopContainer",
+                                          "RemoveContainer",
+                                          "ListContainers",
+                                          "ContainerStatus",
+                                          "UpdateContainerResources",
+                                          "ReopenContainerLog",
+                                          "ExecSync",
+                                          "Exec",
+                                          "Attach",
+                                          "PortForward",
+                                          "ContainerStats",
+                                          "ListContainerStats",
+                                          "PodSandboxStats",
+                                          "ListPodSandboxStats",
+                                          "UpdateRuntimeConfig",
+                                          "Status",
+                                          "CheckpointContainer",
+                                          "ListMetricDescriptors",
+                                          "ListPodSandboxMetrics",
+                                          "RuntimeConfig",
+                                          "UpdatePodSandboxResources"};
+    static const char *const image[] = {"ListImages", "ImageStatus", "PullImage", "RemoveImage",
+                                        "ImageFsInfo"};
+    static const char rs[] = "/runtime.v1.RuntimeService/", is[] = "/runtime.v1.ImageService/";
+    if (strncmp(method, rs, sizeof(rs) - 1) == 0) {
+        for (size_t i = 0; i < ELEMENTSOF(runtime); i++)
+            if (strcmp(method + sizeof(rs) - 1, runtime[i]) == 0)
+                return true;
+    } else if (strncmp(method, is, sizeof(is) - 1) == 0) {
+        for (size_t i = 0; i < ELEMENTSOF(image); i++)
+            if (strcmp(method + sizeof(is) - 1, image[i]) == 0)
+                return true;
+    }
+    return false;
+}
+
 static int on_request(void *user, const char *method, const uint8_t *in, size_t len,
                       uint8_t **ret_out, size_t *ret_len, int *ret_status, char **ret_message)
 {
@@ -148,7 +197,7 @@ void shim_intercept_set_probe(shim_intercept *s, const shim_probe_result *probe)
 
 shim_hooks shim_intercept_hooks(shim_intercept *s)
 {
-    return (shim_hooks){wants, on_request, on_response, on_done, s};
+    return (shim_hooks){wants, unary, on_request, on_response, on_done, s};
 }
 
 typedef struct {

@@ -35,6 +35,7 @@ typedef enum {
     T_UP_STATUS,    /* upstream's status */
     T_DOWN_STATUS,  /* the status sent downstream */
     T_DOWN_CLOSED,  /* downstream's end: finished or cancelled */
+    T_UNARY_UP,     /* a unary call's whole exchange with upstream */
     T_COUNT
 } tag_kind;
 
@@ -51,7 +52,7 @@ struct call {
     grpc_call_details details;
     grpc_metadata_array request_md, up_md, up_trailing;
     char *method;
-    bool intercepted, started_up, up_stream_done, status_in, status_sent, down_closed;
+    bool intercepted, unary, started_up, up_stream_done, status_in, status_sent, down_closed;
     bool down_sending;
     int cancelled;
     int pending; /* batches started and not yet completed */
@@ -260,6 +261,79 @@ static void start_upstream(call *c, grpc_byte_buffer *first)
     }
 }
 
+/* A unary call upstream in one batch: headers, the request, the half-close and every
+ * receive. One completion instead of a dozen, and one write each way. */
+static void start_unary_upstream(call *c, grpc_byte_buffer *msg)
+{
+    shim_relay *r = c->r;
+    c->up = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq,
+                                     c->details.method, NULL, c->details.deadline, NULL);
+    c->started_up = true;
+    c->sending_up = msg;
+    size_t n;
+    c->up_send_md = relay_md(&c->request_md, &n);
+    grpc_op ops[6] = {{0}};
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = n;
+    ops[0].data.send_initial_metadata.metadata = c->up_send_md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = msg;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->up_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &c->up_msg;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &c->up_trailing;
+    ops[5].data.recv_status_on_client.status = &c->up_status;
+    ops[5].data.recv_status_on_client.status_details = &c->up_details;
+    ops[5].data.recv_status_on_client.error_string = &c->up_error;
+    start(c, c->up, ops, 6, T_UNARY_UP);
+}
+
+/* ... and its answer downstream in one batch: headers, the response, the status. */
+static void on_unary_up(call *c)
+{
+    shim_relay *r = c->r;
+    c->status_in = true;
+    grpc_byte_buffer *msg = c->up_msg;
+    c->up_msg = NULL;
+    if (msg && c->intercepted && r->hooks.on_response) {
+        size_t len = 0, out_len = 0;
+        uint8_t *in = buffer_bytes(msg, &len), *out = NULL;
+        if (in && r->hooks.on_response(r->hooks.user, c->method, in, len, &out, &out_len) == 1) {
+            grpc_byte_buffer_destroy(msg);
+            msg = bytes_buffer(out, out_len);
+            free(out);
+        }
+        free(in);
+    }
+    c->sending_down = msg;
+    size_t n_md, n_trail;
+    c->down_send_md = relay_md(&c->up_md, &n_md);
+    c->down_trailing_md = relay_md(&c->up_trailing, &n_trail);
+    grpc_op ops[3] = {{0}};
+    size_t n = 0;
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].data.send_initial_metadata.count = n_md;
+    ops[n].data.send_initial_metadata.metadata = c->down_send_md;
+    n++;
+    if (msg) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = msg;
+        n++;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = c->up_status;
+    ops[n].data.send_status_from_server.status_details = &c->up_details;
+    ops[n].data.send_status_from_server.trailing_metadata = c->down_trailing_md;
+    ops[n].data.send_status_from_server.trailing_metadata_count = n_trail;
+    n++;
+    c->final_status = c->up_status;
+    c->status_sent = true;
+    start(c, c->down, ops, n, T_DOWN_STATUS);
+}
+
 static void refuse(call *c, int status, const char *message)
 {
     c->refuse_details = grpc_slice_from_copied_string(message ? message : "refused");
@@ -279,12 +353,13 @@ static void on_accepted(call *c, bool ok)
     c->started_ns = mono_ns();
     c->method = grpc_slice_to_c_string(c->details.method);
     c->intercepted = r->hooks.wants && r->hooks.wants(r->hooks.user, c->method);
+    c->unary = c->intercepted || (r->hooks.unary && r->hooks.unary(r->hooks.user, c->method));
 
     grpc_op close = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
     close.data.recv_close_on_server.cancelled = &c->cancelled;
     start(c, c->down, &close, 1, T_DOWN_CLOSED);
-    if (c->intercepted)
-        down_recv(c); /* the request first: the hook may rewrite or refuse it */
+    if (c->unary)
+        down_recv(c); /* the request first: a hook may rewrite or refuse it */
     else
         start_upstream(c, NULL);
 }
@@ -295,9 +370,14 @@ static void on_down_recv(call *c, bool ok)
     grpc_byte_buffer *msg = ok ? c->down_msg : NULL;
     c->down_msg = NULL;
 
-    if (c->intercepted && !c->started_up) {
+    if (c->unary && !c->started_up) {
         if (!msg) {
+            /* No request (the caller went away, or sent none): nothing to relay. */
             refuse(c, SHIM_INVALID_ARGUMENT, "the call carried no request message");
+            return;
+        }
+        if (!c->intercepted) {
+            start_unary_upstream(c, msg);
             return;
         }
         size_t len = 0, out_len = 0;
@@ -319,7 +399,7 @@ static void on_down_recv(call *c, bool ok)
             msg = bytes_buffer(out, out_len);
             free(out);
         }
-        start_upstream(c, msg);
+        start_unary_upstream(c, msg);
         return;
     }
     if (!c->up || c->status_in) {
@@ -346,12 +426,6 @@ static void on_up_sent(call *c, bool ok)
     }
     if (!ok)
         return; /* the upstream call ended: its status tells why */
-    if (c->intercepted) {
-        /* A unary call: its one request is upstream; nothing more will come. */
-        grpc_op op = {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
-        start(c, c->up, &op, 1, T_UP_HALFCLOSE);
-        return;
-    }
     down_recv(c);
 }
 
@@ -440,6 +514,13 @@ static void handle(tag *t, bool ok)
         break;
     case T_DOWN_STATUS:
         break;
+    case T_UNARY_UP:
+        if (c->sending_up) {
+            grpc_byte_buffer_destroy(c->sending_up);
+            c->sending_up = NULL;
+        }
+        on_unary_up(c);
+        break;
     case T_DOWN_CLOSED:
         c->down_closed = true;
         if (c->cancelled && c->up && !c->status_in)
@@ -485,6 +566,7 @@ static void request_new_call(shim_relay *r)
 static void *loop(void *arg)
 {
     shim_relay *r = arg;
+    bool server_down = false, cq_down = false;
     for (;;) {
         grpc_event ev =
             grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
@@ -492,11 +574,16 @@ static void *loop(void *arg)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
-        if (ev.tag == &r->shutdown_tag) {
+        if (ev.tag == &r->shutdown_tag)
+            server_down = true;
+        else
+            handle(ev.tag, ev.success != 0);
+        /* The queue also carries the upstream calls, which the server's shutdown does not
+         * wait for: shut it down only once no call of ours is left to start a batch. */
+        if (server_down && !cq_down && atomic_load(&r->active) == 0) {
             grpc_completion_queue_shutdown(r->cq);
-            continue;
+            cq_down = true;
         }
-        handle(ev.tag, ev.success != 0);
     }
     return NULL;
 }
@@ -600,11 +687,14 @@ void shim_relay_stop(shim_relay *r, int64_t grace_ns)
         return;
     atomic_store(&r->stopping, true);
     grpc_server_shutdown_and_notify(r->server, r->cq, &r->shutdown_tag);
+    /* The shutdown ends the request for the next call, so from now on `active` counts just
+     * the calls in flight. */
     int64_t deadline = mono_ns() + grace_ns;
-    while (shim_relay_active_calls(r) > 0 && mono_ns() < deadline)
+    while (atomic_load(&r->active) > 0 && mono_ns() < deadline)
         usleep(10000);
-    if (shim_relay_active_calls(r) > 0)
-        log_warn(NULL, "relay: cancelling %u calls still running", shim_relay_active_calls(r));
+    unsigned left = atomic_load(&r->active);
+    if (left > 0)
+        log_warn(NULL, "relay: cancelling %u calls still running", left);
     grpc_server_cancel_all_calls(r->server);
     if (r->thread)
         pthread_join(r->thread, NULL);

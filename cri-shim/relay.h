@@ -36,6 +36,10 @@ typedef struct {
     /* Whether calls of this method ("/runtime.v1.RuntimeService/RunPodSandbox") go through
      * on_request / on_response; they must be unary. */
     bool (*wants)(void *user, const char *method);
+    /* Whether the method is known to be unary (one request, one answer): such calls are
+     * relayed with one batch each way, which saves most of a relay's cost. NULL, or false
+     * for a method (an unknown one, a streaming one): the general streaming relay. */
+    bool (*unary)(void *user, const char *method);
     /* The request: return 0 to send it unchanged, 1 with *ret_out (malloc'd, the relay
      * frees it) to send that instead, or -1 with *ret_status and *ret_message (malloc'd) to
      * answer the caller with that status without asking upstream. */
