@@ -17,6 +17,7 @@
 #include "intercept.h"
 #include "libmoat/http.h"
 #include "libmoat/log.h"
+#include "libmoat/signals.h"
 #include "probe.h"
 #include "relay.h"
 
@@ -104,15 +105,14 @@ int main(int argc, char **argv)
     }
     moat_log_init("moat-cri", lvl, STDERR_FILENO);
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
     signal(SIGPIPE, SIG_IGN);
 
     moat_error err = MOAT_ERROR_INIT;
+    if (moat_signals_install(sigs, sizeof(sigs) / sizeof(sigs[0]), &err) < 0) {
+        log_error(NULL, "signals: %s", err.message);
+        return 1;
+    }
     shim_config *cfg = NULL;
     shim_intercept *icp = NULL;
     shim_relay *relay = NULL;
@@ -177,9 +177,9 @@ int main(int argc, char **argv)
     log_info(NULL, "moat-cri %s: %s -> %s", VERSION, cfg->listen, cfg->upstream);
 
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
-            continue;
+        int sig = moat_signals_wait();
+        if (sig < 0)
+            break;
         if (sig != SIGHUP) {
             log_info(NULL, "signal %d: draining", sig);
             break;

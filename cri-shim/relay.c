@@ -6,6 +6,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -177,6 +178,7 @@ static void call_free(call *c)
         grpc_byte_buffer_destroy(c->sending_up);
     if (c->sending_down)
         grpc_byte_buffer_destroy(c->sending_down);
+    gpr_free((void *)c->up_error); /* the library's debug string: ours to free */
     free(c->up_send_md);
     free(c->down_send_md);
     free(c->down_trailing_md);

@@ -16,6 +16,7 @@
 #include "libmoat/kube.h"
 #include "libmoat/kubeconfig.h"
 #include "libmoat/log.h"
+#include "libmoat/signals.h"
 
 #define VERSION "0.1.0"
 
@@ -59,24 +60,14 @@ static char *http_metrics(void *user)
     return controller_metrics_render(user);
 }
 
-typedef struct {
-    sigset_t set;
-    operator_controller *controller;
-} signal_waiter;
-
-/* Signals are blocked in every thread and taken here: SIGTERM/SIGINT stop the controller
- * gracefully (finish in-flight reconciles, give the Lease up). */
+/* SIGTERM/SIGINT stop the controller gracefully (finish in-flight reconciles, give the
+ * Lease up). */
 static void *wait_signals(void *arg)
 {
-    signal_waiter *w = arg;
-    int sig;
-    while (sigwait(&w->set, &sig) == 0) {
-        if (sig == SIGTERM || sig == SIGINT) {
-            log_info(NULL, "signal %d: stopping", sig);
-            controller_stop(w->controller);
-            return NULL;
-        }
-    }
+    int sig = moat_signals_wait();
+    if (sig > 0)
+        log_info(NULL, "signal %d: stopping", sig);
+    controller_stop(arg);
     return NULL;
 }
 
@@ -157,15 +148,13 @@ int main(int argc, char **argv)
      * in a program that spends its time waiting on the API server. */
     mallopt(M_ARENA_MAX, 2);
 
-    /* Block the signals before any thread starts, so only the waiter receives them. */
-    signal_waiter waiter = {0};
-    sigemptyset(&waiter.set);
-    sigaddset(&waiter.set, SIGTERM);
-    sigaddset(&waiter.set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &waiter.set, NULL);
+    static const int sigs[] = {SIGTERM, SIGINT};
     signal(SIGPIPE, SIG_IGN);
-
     moat_error err = MOAT_ERROR_INIT;
+    if (moat_signals_install(sigs, 2, &err) < 0) {
+        log_error(NULL, "signals: %s", err.message);
+        return 1;
+    }
     operator_config *cfg = NULL;
     kube_config *kcfg = NULL;
     kube_client *client = NULL;
@@ -216,9 +205,8 @@ int main(int argc, char **argv)
         log_error(NULL, "%s", err.message);
         goto out;
     }
-    waiter.controller = ctl;
     pthread_t sig_thread;
-    pthread_create(&sig_thread, NULL, wait_signals, &waiter);
+    pthread_create(&sig_thread, NULL, wait_signals, ctl);
     pthread_detach(sig_thread);
 
     log_info(NULL, "moat-operator %s starting as %s (server %s, leader election %s)", VERSION,
