@@ -64,13 +64,27 @@ class StatusWatch:
         threading.Thread(target=self.run, daemon=True).start()
 
     def run(self):
-        for line in self.resp:
-            obj = json.loads(line)["object"]
-            if obj.get("status", {}).get("podName"):
-                with self.lock:
-                    self.done.add(obj["metadata"]["name"])
+        try:
+            for line in self.resp:
+                obj = json.loads(line)["object"]
+                if obj.get("status", {}).get("podName"):
+                    with self.lock:
+                        self.done.add(obj["metadata"]["name"])
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+        # The API server ends a watch whose reader falls behind (thousands of changes):
+        # from then on, count by listing.
+        self.ended = True
 
-    def count(self):
+    ended = False
+
+    def count(self, ns=None):
+        if self.ended and ns:
+            out = kubectl("get", "sbx", "-n", ns, "-o",
+                          "jsonpath={range .items[*]}{.status.podName}{\"\\n\"}{end}",
+                          timeout=300)[1]
+            time.sleep(2)
+            return sum(1 for line in out.splitlines() if line.strip())
         with self.lock:
             return len(self.done)
 
@@ -93,7 +107,7 @@ def main():
         t0 = time.time()
         create(ns, n, "s")
         created = time.time() - t0
-        while watch.count() < n:
+        while watch.count(ns) < n:
             time.sleep(0.05)
         took = time.time() - t0
         rss, peak, cpu = proc_figures(op.proc.pid)
@@ -106,7 +120,7 @@ def main():
         if held > n:
             t1 = time.time()
             create(ns, held - n, "h")
-            while watch.count() < held:
+            while watch.count(ns) < held:
                 time.sleep(0.5)
             rss, peak, cpu = proc_figures(op.proc.pid)
             print(f"{held} Sandboxes (and their Pods) held after {time.time() - t1:.0f} s: "
