@@ -87,8 +87,63 @@ static void *create(void *arg)
     return NULL;
 }
 
+struct sbx_range {
+    const char *ns, *prefix;
+    int from, to;
+};
+
+static void *create_sandboxes(void *arg)
+{
+    struct sbx_range *r = arg;
+    for (int i = r->from; i < r->to; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s-%05d", r->prefix, i);
+        json_t *s = json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "apiVersion", "moat.dev/v1alpha1",
+                              "kind", "Sandbox", "metadata", "name", name, "spec", "image",
+                              "moat.local/busybox:1.35");
+        moat_error err = MOAT_ERROR_INIT;
+        if (kube_create(client, NULL, &KUBE_SANDBOXES, r->ns, s, &err) < 0) {
+            fprintf(stderr, "%s\n", err.message);
+            moat_error_clear(&err);
+        }
+        json_decref(s);
+    }
+    return NULL;
+}
+
+/* `kube_bench --create-sandboxes NS PREFIX N`: N Sandboxes from 8 threads sharing one client
+ * (reused connections), for bench/operator_bench.py: kubectl's start-up would dominate. */
+static int create_sandboxes_main(const char *namespace_, const char *prefix, int n)
+{
+    enum { THREADS = 8 };
+    pthread_t t[THREADS];
+    struct sbx_range r[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        r[i] = (struct sbx_range){namespace_, prefix, n * i / THREADS, n * (i + 1) / THREADS};
+        pthread_create(&t[i], NULL, create_sandboxes, &r[i]);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--create-sandboxes") == 0) {
+        moat_error err = MOAT_ERROR_INIT;
+        kube_config *cfg = NULL;
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (kube_config_load_default(&cfg, NULL, &err) < 0 ||
+            kube_client_new(&client, cfg, NULL, &err) < 0) {
+            fprintf(stderr, "kube_bench: %s\n", err.message);
+            return 1;
+        }
+        int r = create_sandboxes_main(argv[2], argv[3], atoi(argv[4]));
+        kube_client_free(client);
+        kube_config_free(cfg);
+        curl_global_cleanup();
+        return r;
+    }
     int n = argc > 1 ? atoi(argv[1]) : 1000, rounds = argc > 2 ? atoi(argv[2]) : 20;
     moat_error err = MOAT_ERROR_INIT;
     kube_config *cfg = NULL;
