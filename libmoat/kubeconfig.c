@@ -791,23 +791,6 @@ static void parser_destroy(yaml_parser_t *p)
     yaml_parser_delete(p);
 }
 
-static int yaml_error(const yaml_parser_t *p, moat_error *err)
-{
-    const char *problem = p->problem ? p->problem : "invalid YAML";
-    switch (p->error) {
-    case YAML_MEMORY_ERROR:
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory parsing YAML");
-    case YAML_READER_ERROR:
-        return moat_error_set(err, MOAT_E_INVALID, "byte %zu: %s", p->problem_offset, problem);
-    default:
-        if (p->context)
-            return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s (%s at line %zu)",
-                                  p->problem_mark.line + 1, p->problem_mark.column + 1, problem,
-                                  p->context, p->context_mark.line + 1);
-        return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s",
-                              p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
-    }
-}
 
 static kube_config *config_new(void)
 {
@@ -841,14 +824,14 @@ static int parse_text(kube_config **out, const char *text, size_t len, const cha
 
     yaml_document_t doc, extra;
     if (!yaml_parser_load(&parser, &doc)) {
-        yaml_error(&parser, err);
+        moat_yaml_error(&parser, err);
         parser_destroy(&parser);
         return -1;
     }
     /* A second document would be ignored by a reader that stops at the first: refuse it. */
     int r = 0;
     if (!yaml_parser_load(&parser, &extra)) {
-        r = yaml_error(&parser, err);
+        r = moat_yaml_error(&parser, err);
     } else {
         if (yaml_document_get_root_node(&extra))
             r = moat_error_set(err, MOAT_E_INVALID, "more than one YAML document");

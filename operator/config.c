@@ -10,6 +10,7 @@
 #include <yaml.h>
 
 #include "libmoat/names.h"
+#include "libmoat/textfile.h"
 #include "libmoat/units.h"
 
 /* The file, and the text handed to operator_config_parse(). */
@@ -446,24 +447,6 @@ static int parse_document(operator_config *c, yaml_document_t *doc, moat_error *
     return check_limits(&s, err);
 }
 
-static int yaml_error(const yaml_parser_t *p, moat_error *err)
-{
-    const char *problem = p->problem ? p->problem : "invalid YAML";
-    switch (p->error) {
-    case YAML_MEMORY_ERROR:
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory parsing YAML");
-    case YAML_READER_ERROR:
-        return moat_error_set(err, MOAT_E_INVALID, "byte %zu: %s", p->problem_offset, problem);
-    default:
-        if (p->context)
-            return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s (%s at line %zu)",
-                                  p->problem_mark.line + 1, p->problem_mark.column + 1, problem,
-                                  p->context, p->context_mark.line + 1);
-        return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s",
-                              p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
-    }
-}
-
 static int parse_text(operator_config **out, const char *text, size_t len, moat_error *err)
 {
     if (!text && len > 0)
@@ -482,14 +465,14 @@ static int parse_text(operator_config **out, const char *text, size_t len, moat_
 
     yaml_document_t doc, extra;
     if (!yaml_parser_load(&parser, &doc)) {
-        yaml_error(&parser, err);
+        moat_yaml_error(&parser, err);
         yaml_parser_delete(&parser);
         return -1;
     }
     /* A second document would be ignored by a reader that stops at the first: refuse it. */
     int r = 0;
     if (!yaml_parser_load(&parser, &extra)) {
-        r = yaml_error(&parser, err);
+        r = moat_yaml_error(&parser, err);
     } else {
         if (yaml_document_get_root_node(&extra))
             r = moat_error_set(err, MOAT_E_INVALID, "more than one YAML document");
@@ -502,45 +485,6 @@ static int parse_text(operator_config **out, const char *text, size_t len, moat_
     if (r < 0)
         return -1;
     *out = TAKE_PTR(c);
-    return 0;
-}
-
-/* Reads all of path, at most OPERATOR_CONFIG_MAX_BYTES, NUL-terminated. Errors start with the
- * path. */
-static int read_text(char **ret, size_t *ret_len, const char *path, moat_error *err)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return moat_error_set_errno(err, errno, "%s", path);
-
-    _cleanup_free_ char *buf = NULL;
-    size_t len = 0, cap = 0; /* cap: bytes of data room; one more for the NUL */
-    for (;;) {
-        if (len == cap) {
-            /* Room for one byte past the cap shows whether the file is over it. */
-            if (cap > OPERATOR_CONFIG_MAX_BYTES)
-                return moat_error_set(err, MOAT_E_NOMEM, "%s: larger than 1 MiB", path);
-            size_t ncap = cap ? cap * 2 : 4096;
-            if (ncap > OPERATOR_CONFIG_MAX_BYTES + 1)
-                ncap = OPERATOR_CONFIG_MAX_BYTES + 1;
-            char *n = realloc(buf, ncap + 1);
-            if (!n)
-                return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
-            buf = n;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return moat_error_set_errno(err, errno, "%s", path);
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    buf[len] = '\0';
-    *ret = TAKE_PTR(buf);
-    *ret_len = len;
     return 0;
 }
 
@@ -578,7 +522,7 @@ int operator_config_load(operator_config **out, const char *path, moat_error *er
 {
     _cleanup_free_ char *text = NULL;
     size_t len = 0;
-    if (read_text(&text, &len, path, err) < 0)
+    if (moat_read_text(&text, &len, path, OPERATOR_CONFIG_MAX_BYTES, err) < 0)
         return -1;
     return operator_config_parse(out, text, len, path, err);
 }

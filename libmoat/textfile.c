@@ -1,0 +1,67 @@
+#include "textfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+int moat_read_text(char **ret, size_t *ret_len, const char *path, size_t max, moat_error *err)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return moat_error_set_errno(err, errno, "%s", path);
+
+    _cleanup_free_ char *buf = NULL;
+    size_t len = 0, cap = 0; /* cap: bytes of data room; one more for the NUL */
+    for (;;) {
+        if (len == cap) {
+            /* Room for one byte past the cap shows whether the file is over it. */
+            if (cap > max)
+                return max % (1024 * 1024) == 0
+                           ? moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu MiB", path,
+                                            max / (1024 * 1024))
+                           : moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path,
+                                            max);
+            size_t ncap = cap ? cap * 2 : 4096;
+            if (ncap > max + 1)
+                ncap = max + 1;
+            char *n = realloc(buf, ncap + 1);
+            if (!n)
+                return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
+            buf = n;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return moat_error_set_errno(err, errno, "%s", path);
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    *ret = TAKE_PTR(buf);
+    *ret_len = len;
+    return 0;
+}
+
+int moat_yaml_error(const yaml_parser_t *p, moat_error *err)
+{
+    const char *problem = p->problem ? p->problem : "invalid YAML";
+    switch (p->error) {
+    case YAML_MEMORY_ERROR:
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory parsing YAML");
+    case YAML_READER_ERROR:
+        return moat_error_set(err, MOAT_E_INVALID, "byte %zu: %s", p->problem_offset, problem);
+    default:
+        if (p->context)
+            return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s (%s at line %zu)",
+                                  p->problem_mark.line + 1, p->problem_mark.column + 1, problem,
+                                  p->context, p->context_mark.line + 1);
+        return moat_error_set(err, MOAT_E_INVALID, "line %zu, column %zu: %s",
+                              p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
+    }
+}

@@ -1,0 +1,20 @@
+/* Reading the small text files daemons are configured with, and reporting YAML syntax
+ * errors the same way everywhere. */
+#ifndef MOAT_TEXTFILE_H
+#define MOAT_TEXTFILE_H
+
+#include <stddef.h>
+#include <yaml.h>
+
+#include "error.h"
+
+/* Reads all of path, at most max bytes, NUL-terminated. Returns 0 with *ret (caller frees)
+ * and *ret_len, or -1: MOAT_E_IO (cannot open or read; errno's text), MOAT_E_NOMEM (larger
+ * than max, or out of memory). Messages start with the path. */
+int moat_read_text(char **ret, size_t *ret_len, const char *path, size_t max, moat_error *err);
+
+/* Turns a libyaml parser's error into err ("line 3, column 2: did not find expected key
+ * (while parsing a block mapping at line 1)"); returns -1. */
+int moat_yaml_error(const yaml_parser_t *parser, moat_error *err);
+
+#endif
