@@ -1,4 +1,5 @@
 #include "kubeconfig.h"
+#include "textfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -790,7 +791,6 @@ static void parser_destroy(yaml_parser_t *p)
             explicit_bzero(t->data.scalar.value, t->data.scalar.length);
     yaml_parser_delete(p);
 }
-
 
 static kube_config *config_new(void)
 {
