@@ -137,6 +137,11 @@ def main():
         node.delete()
         from kube import delete_namespace
         delete_namespace(ns)
+        # Leave the cluster as it was: the next run must not share it with this one's
+        # garbage collection (1,000 Pods and Sandboxes going away).
+        deadline = time.time() + 300
+        while time.time() < deadline and kubectl("get", "namespace", ns, check=False)[0] == 0:
+            time.sleep(1)
 
 
 if __name__ == "__main__":
