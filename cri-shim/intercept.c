@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "libmoat/log.h"
+#include "libmoat/strbuf.h"
 #include "libmoat/macro.h"
 #include "messages.h"
 
@@ -200,93 +201,69 @@ shim_hooks shim_intercept_hooks(shim_intercept *s)
     return (shim_hooks){wants, unary, on_request, on_response, on_done, s};
 }
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} textbuf;
-
-static void _printf_(2, 3) appendf(textbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->buf ? b->buf + b->len : NULL, b->buf ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if ((size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *p = realloc(b->buf, cap);
-        if (!p)
-            return;
-        b->buf = p;
-        b->cap = cap;
-    }
-}
-
 char *shim_intercept_metrics(shim_intercept *s)
 {
-    textbuf b = {0};
+    moat_strbuf b = {0};
     pthread_mutex_lock(&s->lock);
-    appendf(&b, "# HELP moat_cri_calls_total CRI calls relayed, by method and result.\n"
-                "# TYPE moat_cri_calls_total counter\n");
+    moat_strbuf_appendf(&b, "# HELP moat_cri_calls_total CRI calls relayed, by method and result.\n"
+                            "# TYPE moat_cri_calls_total counter\n");
     for (size_t i = 0; i < s->n_methods; i++) {
         method_stats *m = &s->methods[i];
-        appendf(&b, "moat_cri_calls_total{method=\"%s\",result=\"ok\"} %llu\n", m->method,
-                (unsigned long long)(m->calls - m->errors));
-        appendf(&b, "moat_cri_calls_total{method=\"%s\",result=\"error\"} %llu\n", m->method,
-                (unsigned long long)m->errors);
+        moat_strbuf_appendf(&b, "moat_cri_calls_total{method=\"%s\",result=\"ok\"} %llu\n",
+                            m->method, (unsigned long long)(m->calls - m->errors));
+        moat_strbuf_appendf(&b, "moat_cri_calls_total{method=\"%s\",result=\"error\"} %llu\n",
+                            m->method, (unsigned long long)m->errors);
     }
-    appendf(&b, "# HELP moat_cri_upstream_unavailable_total Calls that found containerd "
-                "unavailable.\n# TYPE moat_cri_upstream_unavailable_total counter\n");
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_cri_upstream_unavailable_total Calls that found containerd "
+                        "unavailable.\n# TYPE moat_cri_upstream_unavailable_total counter\n");
     uint64_t unavailable = 0;
     for (size_t i = 0; i < s->n_methods; i++)
         unavailable += s->methods[i].unavailable;
-    appendf(&b, "moat_cri_upstream_unavailable_total %llu\n", (unsigned long long)unavailable);
-    appendf(&b, "# HELP moat_cri_call_duration_seconds Time a relayed call takes.\n"
-                "# TYPE moat_cri_call_duration_seconds histogram\n");
+    moat_strbuf_appendf(&b, "moat_cri_upstream_unavailable_total %llu\n",
+                        (unsigned long long)unavailable);
+    moat_strbuf_appendf(&b, "# HELP moat_cri_call_duration_seconds Time a relayed call takes.\n"
+                            "# TYPE moat_cri_call_duration_seconds histogram\n");
     for (size_t i = 0; i < s->n_methods; i++) {
         method_stats *m = &s->methods[i];
         uint64_t cum = 0;
         for (size_t k = 0; k < N_BUCKETS; k++) {
             cum += m->bucket[k];
-            appendf(&b, "moat_cri_call_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %llu\n",
-                    m->method, buckets[k], (unsigned long long)cum);
+            moat_strbuf_appendf(
+                &b, "moat_cri_call_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %llu\n",
+                m->method, buckets[k], (unsigned long long)cum);
         }
         cum += m->bucket[N_BUCKETS];
-        appendf(&b, "moat_cri_call_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %llu\n",
-                m->method, (unsigned long long)cum);
-        appendf(&b, "moat_cri_call_duration_seconds_sum{method=\"%s\"} %.6f\n", m->method, m->sum);
-        appendf(&b, "moat_cri_call_duration_seconds_count{method=\"%s\"} %llu\n", m->method,
-                (unsigned long long)cum);
+        moat_strbuf_appendf(
+            &b, "moat_cri_call_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %llu\n",
+            m->method, (unsigned long long)cum);
+        moat_strbuf_appendf(&b, "moat_cri_call_duration_seconds_sum{method=\"%s\"} %.6f\n",
+                            m->method, m->sum);
+        moat_strbuf_appendf(&b, "moat_cri_call_duration_seconds_count{method=\"%s\"} %llu\n",
+                            m->method, (unsigned long long)cum);
     }
-    appendf(&b, "# HELP moat_cri_decisions_total Pods given a runtime, by handler.\n"
-                "# TYPE moat_cri_decisions_total counter\n");
+    moat_strbuf_appendf(&b, "# HELP moat_cri_decisions_total Pods given a runtime, by handler.\n"
+                            "# TYPE moat_cri_decisions_total counter\n");
     const char *key;
     json_t *v;
     json_object_foreach (s->decisions, key, v) {
         char handler[128], runtime[64];
         if (sscanf(key, "%127s %63s", handler, runtime) == 2)
-            appendf(&b, "moat_cri_decisions_total{handler=\"%s\",runtime=\"%s\"} %lld\n", handler,
-                    runtime, (long long)json_integer_value(v));
+            moat_strbuf_appendf(&b,
+                                "moat_cri_decisions_total{handler=\"%s\",runtime=\"%s\"} %lld\n",
+                                handler, runtime, (long long)json_integer_value(v));
     }
-    appendf(&b,
-            "# HELP moat_cri_refusals_total RunPodSandbox calls refused.\n"
-            "# TYPE moat_cri_refusals_total counter\nmoat_cri_refusals_total %llu\n",
-            (unsigned long long)s->refusals);
-    appendf(&b,
-            "# HELP moat_cri_invalid_requests_total Intercepted requests that did not "
-            "decode.\n# TYPE moat_cri_invalid_requests_total counter\n"
-            "moat_cri_invalid_requests_total %llu\n",
-            (unsigned long long)s->invalid);
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_cri_refusals_total RunPodSandbox calls refused.\n"
+                        "# TYPE moat_cri_refusals_total counter\nmoat_cri_refusals_total %llu\n",
+                        (unsigned long long)s->refusals);
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_cri_invalid_requests_total Intercepted requests that did not "
+                        "decode.\n# TYPE moat_cri_invalid_requests_total counter\n"
+                        "moat_cri_invalid_requests_total %llu\n",
+                        (unsigned long long)s->invalid);
     pthread_mutex_unlock(&s->lock);
-    return b.buf;
+    return moat_strbuf_take(&b);
 }
 
 void shim_intercept_free(shim_intercept *s)

@@ -65,3 +65,29 @@ int moat_yaml_error(const yaml_parser_t *p, moat_error *err)
                               p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
     }
 }
+
+int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_error *err)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""), len);
+    if (!yaml_parser_load(&parser, doc)) {
+        moat_yaml_error(&parser, err);
+        yaml_parser_delete(&parser);
+        return -1;
+    }
+    yaml_document_t extra;
+    int r = 0;
+    if (!yaml_parser_load(&parser, &extra)) {
+        r = moat_yaml_error(&parser, err);
+    } else {
+        if (yaml_document_get_root_node(&extra))
+            r = moat_error_set(err, MOAT_E_INVALID, "more than one YAML document");
+        yaml_document_delete(&extra);
+    }
+    yaml_parser_delete(&parser);
+    if (r < 0)
+        yaml_document_delete(doc);
+    return r;
+}

@@ -17,4 +17,9 @@ int moat_read_text(char **ret, size_t *ret_len, const char *path, size_t max, mo
  * (while parsing a block mapping at line 1)"); returns -1. */
 int moat_yaml_error(const yaml_parser_t *parser, moat_error *err);
 
+/* Parses text as exactly one YAML document into *doc (the caller yaml_document_delete()s
+ * it): a second document, which a reader stopping at the first would silently ignore, is
+ * refused. Returns 0, or -1 with MOAT_E_INVALID (syntax: line and column) or MOAT_E_NOMEM. */
+int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_error *err);
+
 #endif

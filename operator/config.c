@@ -458,30 +458,11 @@ static int parse_text(operator_config **out, const char *text, size_t len, moat_
     if (operator_config_new_default(&c, err) < 0)
         return -1;
 
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser))
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""), len);
-
-    yaml_document_t doc, extra;
-    if (!yaml_parser_load(&parser, &doc)) {
-        moat_yaml_error(&parser, err);
-        yaml_parser_delete(&parser);
+    yaml_document_t doc;
+    if (moat_yaml_load_one(&doc, text, len, err) < 0)
         return -1;
-    }
-    /* A second document would be ignored by a reader that stops at the first: refuse it. */
-    int r = 0;
-    if (!yaml_parser_load(&parser, &extra)) {
-        r = moat_yaml_error(&parser, err);
-    } else {
-        if (yaml_document_get_root_node(&extra))
-            r = moat_error_set(err, MOAT_E_INVALID, "more than one YAML document");
-        yaml_document_delete(&extra);
-    }
-    if (r == 0)
-        r = parse_document(c, &doc, err);
+    int r = parse_document(c, &doc, err);
     yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
     if (r < 0)
         return -1;
     *out = TAKE_PTR(c);

@@ -12,6 +12,7 @@
 #include "libmoat/kobj.h"
 #include "libmoat/lease.h"
 #include "libmoat/log.h"
+#include "libmoat/strbuf.h"
 #include "libmoat/names.h"
 #include "libmoat/recorder.h"
 #include "libmoat/workqueue.h"
@@ -581,88 +582,60 @@ void controller_free(operator_controller *c)
 
 /* ---- metrics -------------------------------------------------------------------------- */
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} textbuf;
-
-static void appendf(textbuf *b, const char *fmt, ...) _printf_(2, 3);
-static void appendf(textbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->buf ? b->buf + b->len : NULL, b->buf ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if ((size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *p = realloc(b->buf, cap);
-        if (!p)
-            return;
-        b->buf = p;
-        b->cap = cap;
-    }
-}
-
 char *controller_metrics_render(operator_controller *c)
 {
-    textbuf b = {0};
-    appendf(&b, "# HELP moat_operator_reconciles_total Reconciles done, by result.\n"
-                "# TYPE moat_operator_reconciles_total counter\n");
+    moat_strbuf b = {0};
+    moat_strbuf_appendf(&b, "# HELP moat_operator_reconciles_total Reconciles done, by result.\n"
+                            "# TYPE moat_operator_reconciles_total counter\n");
     uint64_t total = atomic_load(&c->reconciles), errors = atomic_load(&c->reconcile_errors),
              requeues = atomic_load(&c->requeues);
-    appendf(&b, "moat_operator_reconciles_total{result=\"success\"} %llu\n",
-            (unsigned long long)(total - errors - requeues));
-    appendf(&b, "moat_operator_reconciles_total{result=\"error\"} %llu\n",
-            (unsigned long long)errors);
-    appendf(&b, "moat_operator_reconciles_total{result=\"requeue\"} %llu\n",
-            (unsigned long long)requeues);
-    appendf(&b,
-            "# HELP moat_operator_reconcile_errors_total Reconciles that failed.\n"
-            "# TYPE moat_operator_reconcile_errors_total counter\n"
-            "moat_operator_reconcile_errors_total %llu\n",
-            (unsigned long long)errors);
-    appendf(&b,
-            "# HELP moat_operator_pods_created_total Sandbox pods created.\n"
-            "# TYPE moat_operator_pods_created_total counter\n"
-            "moat_operator_pods_created_total %llu\n",
-            (unsigned long long)atomic_load(&c->pods_created));
-    appendf(&b,
-            "# HELP moat_operator_status_conflicts_total Status writes refused as stale.\n"
-            "# TYPE moat_operator_status_conflicts_total counter\n"
-            "moat_operator_status_conflicts_total %llu\n",
-            (unsigned long long)atomic_load(&c->conflicts));
-    appendf(&b,
-            "# HELP moat_operator_workqueue_depth Keys waiting to be reconciled.\n"
-            "# TYPE moat_operator_workqueue_depth gauge\n"
-            "moat_operator_workqueue_depth %zu\n",
-            workqueue_len(c->queue));
-    appendf(&b,
-            "# HELP moat_operator_leader 1 while this replica holds the lease.\n"
-            "# TYPE moat_operator_leader gauge\nmoat_operator_leader %d\n",
-            atomic_load(&c->leading) ? 1 : 0);
-    appendf(&b, "# HELP moat_operator_reconcile_duration_seconds Time one reconcile takes.\n"
-                "# TYPE moat_operator_reconcile_duration_seconds histogram\n");
+    moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"success\"} %llu\n",
+                        (unsigned long long)(total - errors - requeues));
+    moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"error\"} %llu\n",
+                        (unsigned long long)errors);
+    moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"requeue\"} %llu\n",
+                        (unsigned long long)requeues);
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_operator_reconcile_errors_total Reconciles that failed.\n"
+                        "# TYPE moat_operator_reconcile_errors_total counter\n"
+                        "moat_operator_reconcile_errors_total %llu\n",
+                        (unsigned long long)errors);
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_operator_pods_created_total Sandbox pods created.\n"
+                        "# TYPE moat_operator_pods_created_total counter\n"
+                        "moat_operator_pods_created_total %llu\n",
+                        (unsigned long long)atomic_load(&c->pods_created));
+    moat_strbuf_appendf(
+        &b,
+        "# HELP moat_operator_status_conflicts_total Status writes refused as stale.\n"
+        "# TYPE moat_operator_status_conflicts_total counter\n"
+        "moat_operator_status_conflicts_total %llu\n",
+        (unsigned long long)atomic_load(&c->conflicts));
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_operator_workqueue_depth Keys waiting to be reconciled.\n"
+                        "# TYPE moat_operator_workqueue_depth gauge\n"
+                        "moat_operator_workqueue_depth %zu\n",
+                        workqueue_len(c->queue));
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_operator_leader 1 while this replica holds the lease.\n"
+                        "# TYPE moat_operator_leader gauge\nmoat_operator_leader %d\n",
+                        atomic_load(&c->leading) ? 1 : 0);
+    moat_strbuf_appendf(
+        &b, "# HELP moat_operator_reconcile_duration_seconds Time one reconcile takes.\n"
+            "# TYPE moat_operator_reconcile_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (size_t i = 0; i < N_BUCKETS; i++) {
         cum += atomic_load(&c->latency_buckets[i]);
-        appendf(&b, "moat_operator_reconcile_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[i],
-                (unsigned long long)cum);
+        moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                            buckets[i], (unsigned long long)cum);
     }
     cum += atomic_load(&c->latency_buckets[N_BUCKETS]);
-    appendf(&b, "moat_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-            (unsigned long long)cum);
-    appendf(&b, "moat_operator_reconcile_duration_seconds_sum %.6f\n",
-            atomic_load(&c->latency_sum));
-    appendf(&b, "moat_operator_reconcile_duration_seconds_count %llu\n", (unsigned long long)cum);
+    moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                        (unsigned long long)cum);
+    moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_sum %.6f\n",
+                        atomic_load(&c->latency_sum));
+    moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_count %llu\n",
+                        (unsigned long long)cum);
 
     /* Sandboxes by phase and by runtime, from the cache. */
     static const char *const phases[] = {"Pending", "Running", "Succeeded", "Failed", "Expired"};
@@ -680,12 +653,15 @@ char *controller_metrics_render(operator_controller *c)
                 by_runtime[k]++;
     }
     json_decref(all);
-    appendf(&b, "# HELP moat_sandboxes Sandboxes by phase.\n# TYPE moat_sandboxes gauge\n");
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_sandboxes Sandboxes by phase.\n# TYPE moat_sandboxes gauge\n");
     for (size_t k = 0; k < ELEMENTSOF(phases); k++)
-        appendf(&b, "moat_sandboxes{phase=\"%s\"} %zu\n", phases[k], by_phase[k]);
-    appendf(&b, "# HELP moat_sandboxes_by_runtime Sandboxes by the runtime their node reported "
-                "(\"\" until it has).\n# TYPE moat_sandboxes_by_runtime gauge\n");
+        moat_strbuf_appendf(&b, "moat_sandboxes{phase=\"%s\"} %zu\n", phases[k], by_phase[k]);
+    moat_strbuf_appendf(
+        &b, "# HELP moat_sandboxes_by_runtime Sandboxes by the runtime their node reported "
+            "(\"\" until it has).\n# TYPE moat_sandboxes_by_runtime gauge\n");
     for (size_t k = 0; k < ELEMENTSOF(runtimes); k++)
-        appendf(&b, "moat_sandboxes_by_runtime{runtime=\"%s\"} %zu\n", runtimes[k], by_runtime[k]);
-    return b.buf;
+        moat_strbuf_appendf(&b, "moat_sandboxes_by_runtime{runtime=\"%s\"} %zu\n", runtimes[k],
+                            by_runtime[k]);
+    return moat_strbuf_take(&b);
 }
