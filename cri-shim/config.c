@@ -278,38 +278,6 @@ typedef struct {
     bool seen[S_COUNT];
 } parse_state;
 
-static const char *type_name(const yaml_node_t *n)
-{
-    if (!n)
-        return "nothing";
-    return n->type == YAML_MAPPING_NODE    ? "a mapping"
-           : n->type == YAML_SEQUENCE_NODE ? "a sequence"
-                                           : "a string";
-}
-
-/* YAML's null: an empty or "~"/"null" plain scalar. */
-static bool is_null(const yaml_node_t *n)
-{
-    if (!n)
-        return true;
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
-    for (size_t i = 0; i < ELEMENTSOF(nulls); i++)
-        if (n->data.scalar.length == strlen(nulls[i]) &&
-            memcmp(n->data.scalar.value, nulls[i], n->data.scalar.length) == 0)
-            return true;
-    return false;
-}
-
-/* The text of a scalar, which libyaml NUL-terminates; NULL when a NUL inside (possible with
- * "\0" in double quotes) would cut it short. */
-static const char *scalar_text(const yaml_node_t *n)
-{
-    const char *s = (const char *)n->data.scalar.value;
-    return strlen(s) == n->data.scalar.length ? s : NULL;
-}
-
 static int walk_mapping(parse_state *s, const yaml_node_t *map, const char *prefix,
                         moat_error *err);
 
@@ -320,17 +288,17 @@ static int take_value(parse_state *s, setting_id id, const yaml_node_t *v, moat_
     if (s->seen[id])
         return moat_error_set(err, MOAT_E_INVALID, "%s: duplicate key", st->path);
     s->seen[id] = true;
-    if (is_null(v))
+    if (moat_yaml_is_null(v))
         return 0; /* "gpuMode:" alone keeps the default */
 
     bool mapping = st->kind == KIND_SECTION;
     if (v->type != (mapping ? YAML_MAPPING_NODE : YAML_SCALAR_NODE))
         return moat_error_set(err, MOAT_E_INVALID, "%s: expected %s, found %s", st->path,
-                              mapping ? "a mapping" : "a string", type_name(v));
+                              mapping ? "a mapping" : "a string", moat_yaml_type_name(v));
     if (mapping)
         return walk_mapping(s, v, st->path, err);
 
-    const char *text = scalar_text(v);
+    const char *text = moat_yaml_scalar_text(v);
     if (!text)
         return moat_error_set(err, MOAT_E_INVALID, "%s: contains a NUL byte", st->path);
     if (set_value(s->c, st, text, err) < 0)
@@ -348,7 +316,7 @@ static int walk_mapping(parse_state *s, const yaml_node_t *map, const char *pref
         const yaml_node_t *k = yaml_document_get_node(s->doc, p->key);
         if (!k || k->type != YAML_SCALAR_NODE)
             return moat_error_set(err, MOAT_E_INVALID, "%s%sa key is %s, not a string", prefix,
-                                  *prefix ? ": " : "", type_name(k));
+                                  *prefix ? ": " : "", moat_yaml_type_name(k));
         const char *key = (const char *)k->data.scalar.value;
         size_t klen = k->data.scalar.length;
         int id = find_setting(prefix, key, klen);
@@ -365,10 +333,11 @@ static int parse_document(shim_config *c, yaml_document_t *doc, moat_error *err)
 {
     parse_state s = {.c = c, .doc = doc};
     const yaml_node_t *root = yaml_document_get_root_node(doc);
-    if (!is_null(root)) { /* an empty file or document: every default */
+    if (!moat_yaml_is_null(root)) { /* an empty file or document: every default */
         if (root->type != YAML_MAPPING_NODE)
             return moat_error_set(err, MOAT_E_INVALID,
-                                  "expected a mapping at the top level, found %s", type_name(root));
+                                  "expected a mapping at the top level, found %s",
+                                  moat_yaml_type_name(root));
         if (walk_mapping(&s, root, "", err) < 0)
             return -1;
     }

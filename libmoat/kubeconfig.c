@@ -346,27 +346,6 @@ static bool scalar_eq(const yaml_node_t *n, const char *s, size_t len)
            memcmp(n->data.scalar.value, s, len) == 0;
 }
 
-/* An absent value, or YAML's null: an empty or "~"/"null" plain scalar. */
-static bool is_null(const yaml_node_t *n)
-{
-    if (!n)
-        return true;
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
-    for (size_t i = 0; i < ELEMENTSOF(nulls); i++)
-        if (scalar_eq(n, nulls[i], strlen(nulls[i])))
-            return true;
-    return false;
-}
-
-static const char *type_name(yaml_node_type_t t)
-{
-    return t == YAML_MAPPING_NODE    ? "a mapping"
-           : t == YAML_SEQUENCE_NODE ? "a sequence"
-                                     : "a string";
-}
-
 /* Finds `key` in the mapping `map` (NULL = empty) found at `path`; *ret is NULL when the key is
  * absent or null. A key given twice is an error: which one wins would be a guess. When
  * `type` is not YAML_NO_NODE, a present value must be of that type. */
@@ -392,11 +371,11 @@ static int map_get(yaml_node_t **ret, walk *w, const yaml_node_t *map, const cha
             seen = true;
             found = yaml_document_get_node(w->doc, p->value);
         }
-    if (is_null(found))
+    if (moat_yaml_is_null(found))
         found = NULL;
     if (found && type != YAML_NO_NODE && found->type != type)
         return moat_error_set(err, MOAT_E_INVALID, "%s%s%s: expected %s", path, dot(path), key,
-                              type_name(type));
+                              moat_yaml_type_name(&(yaml_node_t){.type = type}));
     *ret = found;
     return 0;
 }
@@ -696,7 +675,7 @@ static int parse_document(kube_config *c, walk *w, const char *base_dir, const c
                           moat_error *err)
 {
     yaml_node_t *root = yaml_document_get_root_node(w->doc);
-    if (is_null(root))
+    if (moat_yaml_is_null(root))
         root = NULL; /* an empty file: no context to find */
     if (root && root->type != YAML_MAPPING_NODE)
         return moat_error_set(err, MOAT_E_INVALID, "expected a mapping at the top level");

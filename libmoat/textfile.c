@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -90,4 +91,33 @@ int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_
     if (r < 0)
         yaml_document_delete(doc);
     return r;
+}
+
+bool moat_yaml_is_null(const yaml_node_t *n)
+{
+    if (!n)
+        return true;
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    for (size_t i = 0; i < ELEMENTSOF(nulls); i++)
+        if (n->data.scalar.length == strlen(nulls[i]) &&
+            memcmp(n->data.scalar.value, nulls[i], n->data.scalar.length) == 0)
+            return true;
+    return false;
+}
+
+const char *moat_yaml_type_name(const yaml_node_t *n)
+{
+    if (!n)
+        return "nothing";
+    return n->type == YAML_MAPPING_NODE    ? "a mapping"
+           : n->type == YAML_SEQUENCE_NODE ? "a sequence"
+                                           : "a string";
+}
+
+const char *moat_yaml_scalar_text(const yaml_node_t *n)
+{
+    const char *s = (const char *)n->data.scalar.value;
+    return strlen(s) == n->data.scalar.length ? s : NULL;
 }

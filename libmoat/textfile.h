@@ -3,6 +3,7 @@
 #ifndef MOAT_TEXTFILE_H
 #define MOAT_TEXTFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <yaml.h>
 
@@ -21,5 +22,15 @@ int moat_yaml_error(const yaml_parser_t *parser, moat_error *err);
  * it): a second document, which a reader stopping at the first would silently ignore, is
  * refused. Returns 0, or -1 with MOAT_E_INVALID (syntax: line and column) or MOAT_E_NOMEM. */
 int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_error *err);
+
+/* YAML's null: an absent node, or an empty or "~"/"null" plain scalar. */
+bool moat_yaml_is_null(const yaml_node_t *n);
+
+/* "a mapping", "a sequence", "a string" (or "nothing" for NULL), for error messages. */
+const char *moat_yaml_type_name(const yaml_node_t *n);
+
+/* A scalar's text (libyaml NUL-terminates it); NULL when a NUL inside, possible with "\0" in
+ * double quotes, would cut it short. */
+const char *moat_yaml_scalar_text(const yaml_node_t *n);
 
 #endif
