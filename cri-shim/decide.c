@@ -146,7 +146,7 @@ static void decide_gvisor(shim_decision *out, const shim_handlers *h, const shim
                "isolation GVisor requested; GPUs in container mode: gVisor with nvproxy");
 }
 
-void shim_decide(shim_decision *out, const shim_handlers *h, const shim_probe_result *probe,
+void shim_decide(shim_decision *out, const shim_handlers *h, const iso_probe_result *probe,
                  const shim_pod_facts *pod)
 {
     *out = (shim_decision){.verdict = SHIM_PASS};

@@ -27,7 +27,7 @@
 
 #include <stdbool.h>
 
-#include "probe.h"
+#include "isolation/probe.h"
 
 typedef enum { SHIM_PASS = 0, SHIM_REWRITE, SHIM_REFUSE } shim_verdict;
 
@@ -61,7 +61,7 @@ typedef struct {
 /* Decides for pod; probe may be NULL (not probed: no usable hypervisor). Always fills *out,
  * which the caller clears. Out of memory while writing a reason is a REFUSE whose reason
  * says so: a pod never runs on a guess. */
-void shim_decide(shim_decision *out, const shim_handlers *h, const shim_probe_result *probe,
+void shim_decide(shim_decision *out, const shim_handlers *h, const iso_probe_result *probe,
                  const shim_pod_facts *pod);
 
 /* Frees what d owns and zeroes it; accepts NULL and an already cleared decision. */

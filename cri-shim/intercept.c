@@ -29,7 +29,7 @@ typedef struct {
 
 struct shim_intercept {
     const shim_handlers *handlers;
-    const shim_probe_result *probe;
+    const iso_probe_result *probe;
     pthread_mutex_t lock; /* guards probe, the stats below */
     method_stats methods[MAX_METHODS];
     size_t n_methods;
@@ -101,7 +101,7 @@ static int on_request(void *user, const char *method, const uint8_t *in, size_t 
     _cleanup_free_ char *pod = NULL;
     shim_decision d = {0};
     pthread_mutex_lock(&s->lock);
-    const shim_probe_result *probe = s->probe;
+    const iso_probe_result *probe = s->probe;
     int r =
         shim_run_pod_sandbox_rewrite(in, len, s->handlers, probe, ret_out, ret_len, &d, &pod, &err);
     if (r == 1) {
@@ -176,7 +176,7 @@ static void on_done(void *user, const char *method, int status, int64_t duration
 }
 
 int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
-                       const shim_probe_result *probe, moat_error *err)
+                       const iso_probe_result *probe, moat_error *err)
 {
     shim_intercept *s = calloc(1, sizeof(*s));
     if (!s)
@@ -189,7 +189,7 @@ int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
     return 0;
 }
 
-void shim_intercept_set_probe(shim_intercept *s, const shim_probe_result *probe)
+void shim_intercept_set_probe(shim_intercept *s, const iso_probe_result *probe)
 {
     pthread_mutex_lock(&s->lock);
     s->probe = probe;

@@ -5,7 +5,7 @@
 #define MOAT_SHIM_INTERCEPT_H
 
 #include "decide.h"
-#include "probe.h"
+#include "isolation/probe.h"
 #include "relay.h"
 
 typedef struct shim_intercept shim_intercept;
@@ -13,10 +13,10 @@ typedef struct shim_intercept shim_intercept;
 /* handlers (and the strings in it) and probe are borrowed and must outlive the object; the
  * probe result may be replaced with shim_intercept_set_probe (after a re-probe). */
 int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
-                       const shim_probe_result *probe, moat_error *err);
+                       const iso_probe_result *probe, moat_error *err);
 
 /* Swaps in a new probe result; the old one stays owned by the caller. Thread-safe. */
-void shim_intercept_set_probe(shim_intercept *s, const shim_probe_result *probe);
+void shim_intercept_set_probe(shim_intercept *s, const iso_probe_result *probe);
 
 /* The hooks to give shim_relay_start. */
 shim_hooks shim_intercept_hooks(shim_intercept *s);

@@ -18,7 +18,7 @@
 #include "libmoat/http.h"
 #include "libmoat/log.h"
 #include "libmoat/signals.h"
-#include "probe.h"
+#include "isolation/probe.h"
 #include "relay.h"
 
 #define VERSION  "0.1.0"
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
     shim_intercept *icp = NULL;
     shim_relay *relay = NULL;
     moat_http *http = NULL;
-    shim_probe_result probe[2] = {{0}, {0}};
+    iso_probe_result probe[2] = {{0}, {0}};
     int current = 0, rc = 1;
 
     if ((config_path ? shim_config_load(&cfg, config_path, &err)
@@ -144,7 +144,7 @@ int main(int argc, char **argv)
         if (asprintf(&probe[0].reason, "%s assumed by the configuration (probe.assume)",
                      usable ? cfg->probe_assume : "no hypervisor") < 0)
             probe[0].reason = NULL;
-    } else if (shim_probe_with(shim_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[0], &err) <
+    } else if (iso_probe_with(iso_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[0], &err) <
                0) {
         log_error(NULL, "host probe: %s", err.message);
         goto out;
@@ -187,8 +187,8 @@ int main(int argc, char **argv)
         if (cfg->probe_assume)
             continue; /* nothing to probe: the configuration says */
         int next = 1 - current;
-        shim_probe_result_clear(&probe[next]);
-        if (shim_probe_with(shim_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[next], &err) <
+        iso_probe_result_clear(&probe[next]);
+        if (iso_probe_with(iso_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[next], &err) <
             0) {
             log_warn(NULL, "host probe: %s", err.message);
             moat_error_clear(&err);
@@ -206,8 +206,8 @@ out_grpc:
     shim_intercept_free(icp);
     grpc_shutdown();
 out:
-    shim_probe_result_clear(&probe[0]);
-    shim_probe_result_clear(&probe[1]);
+    iso_probe_result_clear(&probe[0]);
+    iso_probe_result_clear(&probe[1]);
     shim_config_free(cfg);
     moat_error_clear(&err);
     return rc;

@@ -55,7 +55,7 @@ static int map_set(Moat__Cri__PodSandboxConfig *cfg, const char *key, const char
 /* protobuf-c's unpack allocates with the system allocator (NULL allocator), so the message
  * tree can be edited with malloc/free and freed with free_unpacked. */
 int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handlers *handlers,
-                                 const shim_probe_result *probe, uint8_t **ret_out, size_t *ret_len,
+                                 const iso_probe_result *probe, uint8_t **ret_out, size_t *ret_len,
                                  shim_decision *ret_decision, char **ret_pod, moat_error *err)
 {
     Moat__Cri__RunPodSandboxRequest *req =

@@ -15,7 +15,7 @@
 
 #include "decide.h"
 #include "libmoat/error.h"
-#include "probe.h"
+#include "isolation/probe.h"
 
 /* Decides about one RunPodSandboxRequest. Returns 0 (pass it through unchanged; *ret_out
  * untouched), 1 with *ret_out and *ret_len (the rewritten request; caller frees), or -1: a
@@ -23,7 +23,7 @@
  * here; err says why). *ret_decision (caller clears) is filled whenever the handler was a
  * Moat one. */
 int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handlers *handlers,
-                                 const shim_probe_result *probe, uint8_t **ret_out, size_t *ret_len,
+                                 const iso_probe_result *probe, uint8_t **ret_out, size_t *ret_len,
                                  shim_decision *ret_decision, char **ret_pod, moat_error *err);
 
 /* Adds each of names (that is missing) to a StatusResponse's runtime_handlers. Returns 1

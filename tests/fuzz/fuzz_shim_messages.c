@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const shim_handlers h = {
         "moat-auto",     "moat-vm",  "moat-gvisor",          "runsc",    "runsc-nonet",
         "runsc-nvproxy", "kata-clh", "kata-qemu-nvidia-gpu", "container"};
-    shim_probe_result probe = {size % 2 == 0, size % 2 == 0 ? "kvm" : NULL, "fuzz"};
+    iso_probe_result probe = {size % 2 == 0, size % 2 == 0 ? "kvm" : NULL, "fuzz"};
     uint8_t *out = NULL;
     size_t len = 0;
     char *pod = NULL;

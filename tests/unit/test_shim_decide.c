@@ -23,10 +23,10 @@ static const shim_handlers handlers = {
     .gpu_mode = MOAT_GPU_MODE_NONE,
 };
 
-static const shim_probe_result kvm = {.usable = true, .hypervisor = "kvm", .reason = "kvm usable"};
-static const shim_probe_result mshv = {
+static const iso_probe_result kvm = {.usable = true, .hypervisor = "kvm", .reason = "kvm usable"};
+static const iso_probe_result mshv = {
     .usable = true, .hypervisor = "mshv", .reason = "mshv usable"};
-static const shim_probe_result nohv = {.reason = "no /dev/kvm and no /dev/mshv"};
+static const iso_probe_result nohv = {.reason = "no /dev/kvm and no /dev/mshv"};
 
 #define NONET_GVISOR "no network requested: gVisor with --network=none"
 #define NONET_KATA                                                                                 \
@@ -39,7 +39,7 @@ static const shim_probe_result nohv = {.reason = "no /dev/kvm and no /dev/mshv"}
 typedef struct {
     const char *name;
     const char *gpu_mode;           /* NULL: the handlers' ("none") */
-    const shim_probe_result *probe; /* may be NULL */
+    const iso_probe_result *probe; /* may be NULL */
     shim_pod_facts pod;
     shim_verdict verdict;
     const char *handler, *runtime; /* want; NULL for PASS and REFUSE */
@@ -580,11 +580,11 @@ static void test_unset_concrete_handler(void **state)
 /* A probe that says usable without a reason still gets one. */
 static void test_probe_without_reason(void **state)
 {
-    shim_probe_result p = {.usable = true};
+    iso_probe_result p = {.usable = true};
     row r = {"usable, no reason", NULL,         &p,   {.runtime_handler = AUTO},
              SHIM_REWRITE,        "c-kata-clh", KATA, "hypervisor usable"};
     check_row(&r, &handlers);
-    shim_probe_result q = {.usable = false};
+    iso_probe_result q = {.usable = false};
     row s = {"unusable, no reason",
              NULL,
              &q,
@@ -613,7 +613,7 @@ static void test_no_inputs(void **state)
 static void test_reason_owned(void **state)
 {
     char reason[] = "no /dev/kvm and no /dev/mshv";
-    shim_probe_result p = {.reason = reason};
+    iso_probe_result p = {.reason = reason};
     shim_pod_facts pod = {.runtime_handler = AUTO};
     shim_decision d;
     shim_decide(&d, &handlers, &p, &pod);

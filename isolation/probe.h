@@ -1,4 +1,5 @@
-/* The host probe: can this node run a VM sandbox (Kata) at all?
+/* The host probe: can this node run a VM sandbox (Kata) at all? (The core moat-cri uses;
+ * the isolation issue extends it.)
  *
  * A hypervisor is usable when /dev/kvm opens read-write, answers KVM_GET_API_VERSION with
  * KVM_API_VERSION (12), and lets us create a VM (closed again at once); or, failing that,
@@ -8,15 +9,15 @@
  *
  * The probe's answer is a fact about the node, not an error: "not usable" comes back with
  * a return of 0 and a reason. Only running out of memory fails. */
-#ifndef MOAT_SHIM_PROBE_H
-#define MOAT_SHIM_PROBE_H
+#ifndef MOAT_ISO_PROBE_H
+#define MOAT_ISO_PROBE_H
 
 #include <stdbool.h>
 
 #include "libmoat/error.h"
 
-#define SHIM_PROBE_KVM_PATH  "/dev/kvm"
-#define SHIM_PROBE_MSHV_PATH "/dev/mshv"
+#define ISO_PROBE_KVM_PATH  "/dev/kvm"
+#define ISO_PROBE_MSHV_PATH "/dev/mshv"
 
 typedef struct {
     bool usable;
@@ -26,48 +27,48 @@ typedef struct {
      * "KVM_GET_API_VERSION returned 11, want 12 and no /dev/mshv",
      * "KVM_CREATE_VM: EBUSY and EACCES on /dev/mshv". */
     char *reason;
-} shim_probe_result;
+} iso_probe_result;
 
 /* What moat-cri calls; tests replace it. probe() fills *out (which the caller then clears)
  * and returns 0, or returns < 0 with err set and *out untouched. */
-typedef struct shim_probe_ops {
-    int (*probe)(void *impl, shim_probe_result *out, moat_error *err);
+typedef struct iso_probe_ops {
+    int (*probe)(void *impl, iso_probe_result *out, moat_error *err);
     void *impl;
-} shim_probe_ops;
+} iso_probe_ops;
 
 /* The device paths the real probe opens. */
 typedef struct {
     const char *kvm_path, *mshv_path;
-} shim_probe_paths;
+} iso_probe_paths;
 
-/* The real probe of this host, on SHIM_PROBE_KVM_PATH and SHIM_PROBE_MSHV_PATH. Static;
+/* The real probe of this host, on ISO_PROBE_KVM_PATH and ISO_PROBE_MSHV_PATH. Static;
  * never NULL. */
-const shim_probe_ops *shim_probe_host(void);
+const iso_probe_ops *iso_probe_host(void);
 
 /* The real probe on other device paths (moat-cri's probe.kvm and probe.mshv settings).
  * The returned ops borrow paths, which must outlive their use. */
-shim_probe_ops shim_probe_host_at(const shim_probe_paths *paths);
+iso_probe_ops iso_probe_host_at(const iso_probe_paths *paths);
 
 /* Frees what r owns and zeroes it; accepts NULL and an already cleared result. */
-void shim_probe_result_clear(shim_probe_result *r);
+void iso_probe_result_clear(iso_probe_result *r);
 
 /* The system calls the probe makes, so tests can answer them. open() opens path read-write
  * and close-on-exec and returns an fd or -errno; ioctl() returns the call's value or -errno;
  * close() closes an fd open() or ioctl() returned. */
-typedef struct shim_sys {
+typedef struct iso_sys {
     int (*open)(void *impl, const char *path);
     int (*ioctl)(void *impl, int fd, unsigned long req, unsigned long arg);
     void (*close)(void *impl, int fd);
     void *impl;
-} shim_sys;
+} iso_sys;
 
 /* The real system calls. Static; never NULL. */
-const shim_sys *shim_sys_host(void);
+const iso_sys *iso_sys_host(void);
 
 /* The probe's steps on sys: kvm_path first, then mshv_path when KVM is not usable. Every fd
  * it opens is closed before it returns. Fills *out and returns 0; fails only for NULL
  * arguments (MOAT_E_INVALID) or out of memory (MOAT_E_NOMEM), leaving *out untouched. */
-int shim_probe_with(const shim_sys *sys, const char *kvm_path, const char *mshv_path,
-                    shim_probe_result *out, moat_error *err);
+int iso_probe_with(const iso_sys *sys, const char *kvm_path, const char *mshv_path,
+                   iso_probe_result *out, moat_error *err);
 
 #endif

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "cri-shim/probe.h"
+#include "isolation/probe.h"
 
 #define KVM     "/dev/kvm"
 #define MSHV    "/dev/mshv"
@@ -117,10 +117,10 @@ static void assert_all_closed(const fake_sys *f)
 /* Probes with f; the result must be exactly usable/hypervisor/reason, with every fd closed. */
 static void probe_expect(fake_sys *f, bool usable, const char *hypervisor, const char *reason)
 {
-    shim_sys sys = {.open = fake_open, .ioctl = fake_ioctl, .close = fake_close, .impl = f};
-    shim_probe_result r = {0};
+    iso_sys sys = {.open = fake_open, .ioctl = fake_ioctl, .close = fake_close, .impl = f};
+    iso_probe_result r = {0};
     moat_error err = MOAT_ERROR_INIT;
-    if (shim_probe_with(&sys, f->kvm_path, f->mshv_path, &r, &err) < 0)
+    if (iso_probe_with(&sys, f->kvm_path, f->mshv_path, &r, &err) < 0)
         fail_msg("probe failed: %s", err.message);
     assert_null(err.message);
     assert_int_equal(r.usable, usable);
@@ -130,7 +130,7 @@ static void probe_expect(fake_sys *f, bool usable, const char *hypervisor, const
         assert_null(r.hypervisor);
     assert_string_equal(r.reason, reason);
     assert_all_closed(f);
-    shim_probe_result_clear(&r);
+    iso_probe_result_clear(&r);
     assert_null(r.reason);
     assert_null(r.hypervisor);
     assert_false(r.usable);
@@ -272,24 +272,24 @@ static void test_other_paths(void **state)
 static void test_bad_arguments(void **state)
 {
     fake_sys f = fake_kvm_ok();
-    shim_sys sys = {.open = fake_open, .ioctl = fake_ioctl, .close = fake_close, .impl = &f};
-    shim_probe_result r = {.reason = (char *)0x1};
+    iso_sys sys = {.open = fake_open, .ioctl = fake_ioctl, .close = fake_close, .impl = &f};
+    iso_probe_result r = {.reason = (char *)0x1};
     _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
-    assert_int_equal(shim_probe_with(NULL, KVM, MSHV, &r, &err), -1);
+    assert_int_equal(iso_probe_with(NULL, KVM, MSHV, &r, &err), -1);
     assert_int_equal(err.code, MOAT_E_INVALID);
-    assert_int_equal(shim_probe_with(&sys, NULL, MSHV, &r, &err), -1);
-    assert_int_equal(shim_probe_with(&sys, KVM, NULL, &r, &err), -1);
-    assert_int_equal(shim_probe_with(&sys, KVM, MSHV, NULL, &err), -1);
+    assert_int_equal(iso_probe_with(&sys, NULL, MSHV, &r, &err), -1);
+    assert_int_equal(iso_probe_with(&sys, KVM, NULL, &r, &err), -1);
+    assert_int_equal(iso_probe_with(&sys, KVM, MSHV, NULL, &err), -1);
     assert_ptr_equal(r.reason, (char *)0x1);
     assert_int_equal(f.n_opened, 0);
 }
 
 static void test_clear(void **state)
 {
-    shim_probe_result_clear(NULL);
-    shim_probe_result r = {0};
-    shim_probe_result_clear(&r);
-    shim_probe_result_clear(&r);
+    iso_probe_result_clear(NULL);
+    iso_probe_result r = {0};
+    iso_probe_result_clear(&r);
+    iso_probe_result_clear(&r);
 }
 
 /* ---- the real system calls -------------------------------------------------------------- */
@@ -309,9 +309,9 @@ static void real_expect(const char *kvm, const char *mshv, bool usable, const ch
                         const char *reason)
 {
     int before = count_fds();
-    shim_probe_result r = {0};
+    iso_probe_result r = {0};
     moat_error err = MOAT_ERROR_INIT;
-    if (shim_probe_with(shim_sys_host(), kvm, mshv, &r, &err) < 0)
+    if (iso_probe_with(iso_sys_host(), kvm, mshv, &r, &err) < 0)
         fail_msg("probe failed: %s", err.message);
     assert_int_equal(r.usable, usable);
     if (hypervisor)
@@ -320,7 +320,7 @@ static void real_expect(const char *kvm, const char *mshv, bool usable, const ch
         assert_null(r.hypervisor);
     assert_string_equal(r.reason, reason);
     assert_int_equal(count_fds(), before);
-    shim_probe_result_clear(&r);
+    iso_probe_result_clear(&r);
 }
 
 static void test_real_sys(void **state)
@@ -336,23 +336,23 @@ static void test_real_sys(void **state)
     real_expect("/tmp", "/nonexistent/moat/mshv", false, NULL,
                 "EISDIR on /tmp and no /nonexistent/moat/mshv");
 
-    shim_probe_paths paths = {"/nonexistent/moat/kvm", "/nonexistent/moat/mshv"};
-    shim_probe_ops ops = shim_probe_host_at(&paths);
-    shim_probe_result r = {0};
+    iso_probe_paths paths = {"/nonexistent/moat/kvm", "/nonexistent/moat/mshv"};
+    iso_probe_ops ops = iso_probe_host_at(&paths);
+    iso_probe_result r = {0};
     moat_error err = MOAT_ERROR_INIT;
     assert_int_equal(ops.probe(ops.impl, &r, &err), 0);
     assert_false(r.usable);
     assert_string_equal(r.reason, "no /nonexistent/moat/kvm and no /nonexistent/moat/mshv");
-    shim_probe_result_clear(&r);
+    iso_probe_result_clear(&r);
 }
 
 /* This host, as moat-cri would see it. */
 static void test_real_host(void **state)
 {
-    const shim_probe_ops *ops = shim_probe_host();
+    const iso_probe_ops *ops = iso_probe_host();
     assert_non_null(ops);
-    assert_ptr_equal(ops, shim_probe_host());
-    shim_probe_result r = {0};
+    assert_ptr_equal(ops, iso_probe_host());
+    iso_probe_result r = {0};
     moat_error err = MOAT_ERROR_INIT;
     int before = count_fds();
     if (ops->probe(ops->impl, &r, &err) < 0)
@@ -380,7 +380,7 @@ static void test_real_host(void **state)
             assert_non_null(strstr(r.reason, "/dev/kvm"));
         }
     }
-    shim_probe_result_clear(&r);
+    iso_probe_result_clear(&r);
 }
 
 int main(void)

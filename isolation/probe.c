@@ -1,4 +1,4 @@
-#include "probe.h"
+#include "isolation/probe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,13 +35,13 @@ static void host_close(_unused_ void *impl, int fd)
     close(fd);
 }
 
-static const shim_sys host_sys = {
+static const iso_sys host_sys = {
     .open = host_open,
     .ioctl = host_ioctl,
     .close = host_close,
 };
 
-const shim_sys *shim_sys_host(void)
+const iso_sys *iso_sys_host(void)
 {
     return &host_sys;
 }
@@ -82,7 +82,7 @@ static char *open_failure(int e, const char *path)
 
 /* Tries KVM: true when it is usable; else false, with why in *ret_reason (NULL there means
  * out of memory). Every fd opened is closed again. */
-static bool probe_kvm(char **ret_reason, const shim_sys *sys, const char *path)
+static bool probe_kvm(char **ret_reason, const iso_sys *sys, const char *path)
 {
     char buf[24];
     char *s = NULL;
@@ -114,8 +114,8 @@ static bool probe_kvm(char **ret_reason, const shim_sys *sys, const char *path)
     return r >= 0 && !s;
 }
 
-int shim_probe_with(const shim_sys *sys, const char *kvm_path, const char *mshv_path,
-                    shim_probe_result *out, moat_error *err)
+int iso_probe_with(const iso_sys *sys, const char *kvm_path, const char *mshv_path,
+                   iso_probe_result *out, moat_error *err)
 {
     if (!sys || !kvm_path || !mshv_path || !out)
         return moat_error_set(err, MOAT_E_INVALID, "host probe: no system calls or device path");
@@ -149,7 +149,7 @@ int shim_probe_with(const shim_sys *sys, const char *kvm_path, const char *mshv_
     char *hv = NULL;
     if (hypervisor && !(hv = strdup(hypervisor)))
         return moat_error_set(err, MOAT_E_NOMEM, "host probe: out of memory");
-    *out = (shim_probe_result){
+    *out = (iso_probe_result){
         .usable = hypervisor != NULL,
         .hypervisor = hv,
         .reason = TAKE_PTR(reason),
@@ -159,37 +159,37 @@ int shim_probe_with(const shim_sys *sys, const char *kvm_path, const char *mshv_
 
 /* ---- the real probe --------------------------------------------------------------------- */
 
-static int host_probe(void *impl, shim_probe_result *out, moat_error *err)
+static int host_probe(void *impl, iso_probe_result *out, moat_error *err)
 {
-    const shim_probe_paths *paths = impl;
-    return shim_probe_with(&host_sys, paths->kvm_path, paths->mshv_path, out, err);
+    const iso_probe_paths *paths = impl;
+    return iso_probe_with(&host_sys, paths->kvm_path, paths->mshv_path, out, err);
 }
 
-static const shim_probe_paths default_paths = {
-    .kvm_path = SHIM_PROBE_KVM_PATH,
-    .mshv_path = SHIM_PROBE_MSHV_PATH,
+static const iso_probe_paths default_paths = {
+    .kvm_path = ISO_PROBE_KVM_PATH,
+    .mshv_path = ISO_PROBE_MSHV_PATH,
 };
 
-static const shim_probe_ops host_ops = {
+static const iso_probe_ops host_ops = {
     .probe = host_probe,
     .impl = (void *)&default_paths,
 };
 
-const shim_probe_ops *shim_probe_host(void)
+const iso_probe_ops *iso_probe_host(void)
 {
     return &host_ops;
 }
 
-shim_probe_ops shim_probe_host_at(const shim_probe_paths *paths)
+iso_probe_ops iso_probe_host_at(const iso_probe_paths *paths)
 {
-    return (shim_probe_ops){.probe = host_probe, .impl = (void *)paths};
+    return (iso_probe_ops){.probe = host_probe, .impl = (void *)paths};
 }
 
-void shim_probe_result_clear(shim_probe_result *r)
+void iso_probe_result_clear(iso_probe_result *r)
 {
     if (!r)
         return;
     free(r->hypervisor);
     free(r->reason);
-    *r = (shim_probe_result){0};
+    *r = (iso_probe_result){0};
 }
