@@ -12,6 +12,8 @@ packages=(
     # tests: the CRI client, tools, sanitizer runtime, valgrind
     python3 python3-yaml python3-grpcio python3-grpc-tools protobuf-compiler jq curl openssl
     valgrind libclang-rt-14-dev
+    # the node installer's bundles (isolation/bundle.sh): interpreter and RUNPATH
+    patchelf file
     # the node: runc, CNI plugins, networking tools, the test image's busybox
     runc containernetworking-plugins iproute2 iptables util-linux busybox-static
     # libvirt as the host probe's second witness
