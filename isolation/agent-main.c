@@ -1,0 +1,295 @@
+/* moat-agent: the node agent (a DaemonSet). Wires the API client, the CRI client, the
+ * facts source and the signals to the agent (isolation/agent.h). */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "isolation/agent.h"
+#include "isolation/cri.h"
+#include "libmoat/kube.h"
+#include "libmoat/kubeconfig.h"
+#include "libmoat/log.h"
+#include "libmoat/signals.h"
+
+#define VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: moat-agent [OPTIONS]\n"
+               "Labels this node with what it can run and reports on each pod the isolation it\n"
+               "really got (the CRI shim's decision read back from the runtime).\n\n"
+               "  --node-name NAME          this node (default: $NODE_NAME)\n"
+               "  --kubeconfig PATH         kubeconfig (default: $KUBECONFIG, in-cluster, "
+               "~/.kube/config)\n"
+               "  --cri-endpoint ENDPOINT   CRI socket (default "
+               "unix:///run/containerd/containerd.sock)\n"
+               "  --facts PATH              take the node's facts from this JSON file instead of\n"
+               "                            probing: {\"hypervisor\", \"runtimes\", \"gpuMode\"};\n"
+               "                            re-read on each probe (SIGHUP)\n"
+               "  --assume-hypervisor KIND  kvm, mshv or none instead of the host probe\n"
+               "  --runtimes LIST           runtimes installed, comma-separated (gvisor,kata)\n"
+               "  --gpu-mode MODE           none, container or vm-passthrough (default none)\n"
+               "  --probe-interval SECONDS  probe again and recheck every pod (default 60)\n"
+               "  --report moat|all         report pods asking for Moat, or every pod (default "
+               "all)\n"
+               "  --default-runtime NAME    containerd's default runtime (default runc)\n"
+               "  --log-level LEVEL         debug, info, warn, error (default info)\n"
+               "  --version, --help\n"
+               "SIGHUP probes again at once; SIGTERM and SIGINT stop.\n");
+}
+
+static int parse_runtimes(unsigned *out, const char *list)
+{
+    unsigned r = 0;
+    _cleanup_free_ char *copy = strdup(list);
+    if (!copy)
+        return -1;
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (strcmp(t, "gvisor") == 0)
+            r |= AGENT_RUNTIME_GVISOR;
+        else if (strcmp(t, "kata") == 0)
+            r |= AGENT_RUNTIME_KATA;
+        else
+            return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+typedef struct {
+    agent_hypervisor hypervisor;
+    const agent_facts *base;
+} assumed;
+
+static int assume_probe(void *impl, agent_facts *out, char **ret_reason, moat_error *err)
+{
+    (void)err;
+    const assumed *as = impl;
+    *out = *as->base;
+    out->hypervisor = as->hypervisor;
+    if (ret_reason && asprintf(ret_reason, "%s assumed (--assume-hypervisor)",
+                               agent_hypervisor_name(as->hypervisor)) < 0)
+        *ret_reason = NULL;
+    return 0;
+}
+
+static void *wait_signals(void *arg)
+{
+    agent *a = arg;
+    for (;;) {
+        int sig = moat_signals_wait();
+        if (sig == SIGHUP) {
+            log_info(NULL, "SIGHUP: probing again");
+            agent_reprobe(a);
+            continue;
+        }
+        if (sig >= 0)
+            log_info(NULL, "signal %d: stopping", sig);
+        agent_stop(a);
+        return NULL;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *node = getenv("NODE_NAME"), *kubeconfig = NULL, *facts_path = NULL;
+    const char *endpoint = "unix:///run/containerd/containerd.sock", *assume = NULL;
+    const char *default_runtime = "runc";
+    agent_facts base = {0};
+    bool report_all = true;
+    long interval_s = 60;
+    moat_log_level level = MOAT_LOG_INFO;
+    enum {
+        O_NODE = 256,
+        O_KUBECONFIG,
+        O_CRI,
+        O_FACTS,
+        O_ASSUME,
+        O_RUNTIMES,
+        O_GPU,
+        O_INTERVAL,
+        O_REPORT,
+        O_DEFAULT_RUNTIME,
+        O_LOG
+    };
+    static const struct option opts[] = {
+        {"node-name", required_argument, NULL, O_NODE},
+        {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
+        {"cri-endpoint", required_argument, NULL, O_CRI},
+        {"facts", required_argument, NULL, O_FACTS},
+        {"assume-hypervisor", required_argument, NULL, O_ASSUME},
+        {"runtimes", required_argument, NULL, O_RUNTIMES},
+        {"gpu-mode", required_argument, NULL, O_GPU},
+        {"probe-interval", required_argument, NULL, O_INTERVAL},
+        {"report", required_argument, NULL, O_REPORT},
+        {"default-runtime", required_argument, NULL, O_DEFAULT_RUNTIME},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0},
+    };
+    int o;
+    char *end;
+    while ((o = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        switch (o) {
+        case O_NODE:
+            node = optarg;
+            break;
+        case O_KUBECONFIG:
+            kubeconfig = optarg;
+            break;
+        case O_CRI:
+            endpoint = optarg;
+            break;
+        case O_FACTS:
+            facts_path = optarg;
+            break;
+        case O_ASSUME:
+            assume = optarg;
+            break;
+        case O_RUNTIMES:
+            if (parse_runtimes(&base.runtimes, optarg) < 0) {
+                fprintf(stderr, "moat-agent: --runtimes: want gvisor and/or kata\n");
+                return 2;
+            }
+            break;
+        case O_GPU: {
+            agent_facts tmp;
+            _cleanup_free_ char *json = NULL;
+            _cleanup_error_ moat_error e = MOAT_ERROR_INIT;
+            if (asprintf(&json, "{\"gpuMode\":\"%s\"}", optarg) < 0 ||
+                agent_facts_parse(&tmp, json, strlen(json), "--gpu-mode", &e) < 0) {
+                fprintf(stderr, "moat-agent: --gpu-mode: want none, container or vm-passthrough\n");
+                return 2;
+            }
+            base.gpu_mode = tmp.gpu_mode;
+            break;
+        }
+        case O_INTERVAL:
+            interval_s = strtol(optarg, &end, 10);
+            if (*end || interval_s < 1 || interval_s > 86400) {
+                fprintf(stderr, "moat-agent: --probe-interval: want 1..86400 seconds\n");
+                return 2;
+            }
+            break;
+        case O_REPORT:
+            if (strcmp(optarg, "all") == 0)
+                report_all = true;
+            else if (strcmp(optarg, "moat") == 0)
+                report_all = false;
+            else {
+                fprintf(stderr, "moat-agent: --report: want moat or all\n");
+                return 2;
+            }
+            break;
+        case O_DEFAULT_RUNTIME:
+            default_runtime = optarg;
+            break;
+        case O_LOG:
+            if (moat_log_level_parse(&level, optarg) < 0) {
+                fprintf(stderr, "moat-agent: --log-level: want debug, info, warn or error\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("moat-agent %s\n", VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!node || !*node) {
+        fprintf(stderr, "moat-agent: no node name: set NODE_NAME or --node-name\n");
+        return 2;
+    }
+    assumed as = {AGENT_HYPERVISOR_NONE, &base};
+    if (assume && agent_hypervisor_parse(&as.hypervisor, assume) < 0) {
+        fprintf(stderr, "moat-agent: --assume-hypervisor: want kvm, mshv or none\n");
+        return 2;
+    }
+    if (assume && facts_path) {
+        fprintf(stderr, "moat-agent: --facts and --assume-hypervisor exclude each other\n");
+        return 2;
+    }
+    moat_log_init("moat-agent", level, 2);
+
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    int rc = 1;
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    if (moat_signals_install(sigs, ELEMENTSOF(sigs), &err) < 0) {
+        log_error(NULL, "signals: %s", err.message);
+        return 1;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error(NULL, "curl_global_init failed");
+        return 1;
+    }
+    grpc_init();
+    kube_config *kcfg = NULL;
+    kube_client *kc = NULL;
+    cri_client *cri = NULL;
+    agent *a = NULL;
+    if ((kubeconfig ? kube_config_load_file(&kcfg, kubeconfig, NULL, &err)
+                    : kube_config_load_default(&kcfg, NULL, &err)) < 0 ||
+        kube_client_new(&kc, kcfg, &(kube_client_options){.user_agent = "moat-agent/" VERSION},
+                        &err) < 0 ||
+        cri_client_new(&cri, endpoint, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        goto out;
+    }
+    agent_facts_ops facts = facts_path ? agent_facts_file(facts_path)
+                            : assume   ? (agent_facts_ops){assume_probe, &as}
+                                       : agent_facts_host(&base);
+    agent_cri_ops cri_ops = agent_cri_client(cri);
+    agent_options ao = {
+        .node_name = node,
+        .default_runtime = default_runtime,
+        .report_all = report_all,
+        .probe_interval_ns = interval_s * 1000000000LL,
+    };
+    if (agent_new(&a, kc, &ao, &facts, &cri_ops, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        goto out;
+    }
+    pthread_t sig_thread;
+    if (pthread_create(&sig_thread, NULL, wait_signals, a) != 0) {
+        log_error(NULL, "cannot start the signal thread");
+        goto out;
+    }
+    log_info(node, "moat-agent %s: API server %s, CRI %s, facts from %s", VERSION,
+             kube_config_server(kcfg), endpoint,
+             facts_path ? facts_path
+             : assume   ? "--assume-hypervisor"
+                        : "the host probe");
+    if (agent_run(a, &err) < 0) {
+        log_error(node, "%s", err.message);
+        moat_signals_raise(SIGTERM);
+        pthread_join(sig_thread, NULL);
+        goto out;
+    }
+    moat_signals_raise(SIGTERM); /* the thread may still wait: wake it */
+    pthread_join(sig_thread, NULL);
+    rc = 0;
+out:
+    agent_free(a);
+    cri_client_free(cri);
+    kube_client_free(kc);
+    kube_config_free(kcfg);
+    grpc_shutdown();
+    curl_global_cleanup();
+    return rc;
+}

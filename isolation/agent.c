@@ -1,0 +1,589 @@
+/* The node agent's logic: facts to labels, sandbox status to report, and the work loop. */
+#include "agent.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libmoat/informer.h"
+#include "libmoat/kobj.h"
+#include "libmoat/log.h"
+#include "libmoat/names.h"
+#include "libmoat/workqueue.h"
+
+/* Largest facts file read. */
+#define AGENT_FACTS_MAX (64 * 1024)
+/* How long one CRI call may take. */
+#define AGENT_CRI_TIMEOUT_MS 10000
+/* The work queue key for the Node's labels; pod keys are "namespace/name", never this. */
+#define NODE_KEY "!node"
+
+bool agent_facts_equal(const agent_facts *a, const agent_facts *b)
+{
+    return a->hypervisor == b->hypervisor && a->runtimes == b->runtimes &&
+           a->gpu_mode == b->gpu_mode;
+}
+
+const char *agent_hypervisor_name(agent_hypervisor h)
+{
+    switch (h) {
+    case AGENT_HYPERVISOR_KVM:
+        return MOAT_HYPERVISOR_KVM;
+    case AGENT_HYPERVISOR_MSHV:
+        return MOAT_HYPERVISOR_MSHV;
+    default:
+        return MOAT_HYPERVISOR_NONE;
+    }
+}
+
+const char *agent_gpu_mode_name(agent_gpu_mode m)
+{
+    switch (m) {
+    case AGENT_GPU_CONTAINER:
+        return MOAT_GPU_MODE_CONTAINER;
+    case AGENT_GPU_VM:
+        return MOAT_GPU_MODE_VM;
+    default:
+        return MOAT_GPU_MODE_NONE;
+    }
+}
+
+int agent_hypervisor_parse(agent_hypervisor *out, const char *name)
+{
+    if (!name)
+        return -1;
+    if (strcmp(name, MOAT_HYPERVISOR_KVM) == 0)
+        *out = AGENT_HYPERVISOR_KVM;
+    else if (strcmp(name, MOAT_HYPERVISOR_MSHV) == 0)
+        *out = AGENT_HYPERVISOR_MSHV;
+    else if (strcmp(name, MOAT_HYPERVISOR_NONE) == 0)
+        *out = AGENT_HYPERVISOR_NONE;
+    else
+        return -1;
+    return 0;
+}
+
+static int gpu_mode_parse(agent_gpu_mode *out, const char *name)
+{
+    if (strcmp(name, MOAT_GPU_MODE_CONTAINER) == 0)
+        *out = AGENT_GPU_CONTAINER;
+    else if (strcmp(name, MOAT_GPU_MODE_VM) == 0)
+        *out = AGENT_GPU_VM;
+    else if (strcmp(name, MOAT_GPU_MODE_NONE) == 0)
+        *out = AGENT_GPU_NONE;
+    else
+        return -1;
+    return 0;
+}
+
+json_t *agent_facts_labels(const agent_facts *f)
+{
+    json_t *l = json_object();
+    if (!l)
+        return NULL;
+    int rc = 0;
+    rc |= json_object_set_new(l, MOAT_NODE_LABEL_MANAGED, json_string("true"));
+    rc |= json_object_set_new(l, MOAT_NODE_LABEL_HYPERVISOR,
+                              json_string(agent_hypervisor_name(f->hypervisor)));
+    rc |= json_object_set_new(l, MOAT_NODE_LABEL_GPU_MODE,
+                              json_string(agent_gpu_mode_name(f->gpu_mode)));
+    if (f->runtimes & AGENT_RUNTIME_GVISOR)
+        rc |= json_object_set_new(l, MOAT_NODE_LABEL_RUNTIME_GVISOR, json_string("true"));
+    if ((f->runtimes & AGENT_RUNTIME_KATA) && f->hypervisor != AGENT_HYPERVISOR_NONE)
+        rc |= json_object_set_new(l, MOAT_NODE_LABEL_RUNTIME_KATA, json_string("true"));
+    if (rc) {
+        json_decref(l);
+        return NULL;
+    }
+    return l;
+}
+
+bool agent_label_is_owned(const char *key)
+{
+    static const char prefix[] = MOAT_NODE_LABEL_RUNTIME_PREFIX;
+    return key && (strcmp(key, MOAT_NODE_LABEL_MANAGED) == 0 ||
+                   strcmp(key, MOAT_NODE_LABEL_HYPERVISOR) == 0 ||
+                   strcmp(key, MOAT_NODE_LABEL_GPU_MODE) == 0 ||
+                   (strncmp(key, prefix, sizeof(prefix) - 1) == 0 && key[sizeof(prefix) - 1]));
+}
+
+int agent_node_patch(json_t **ret, const json_t *node, const json_t *labels, moat_error *err)
+{
+    const json_t *have = kobj_get(node, "metadata.labels");
+    json_t *set = json_object();
+    if (!set)
+        return moat_error_set(err, MOAT_E_NOMEM, "node patch: out of memory");
+    const char *k;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach ((json_t *)labels, k, v) {
+        if (!agent_label_is_owned(k)) /* never send a key that is not ours */
+            continue;
+        const json_t *cur = json_is_object(have) ? json_object_get(have, k) : NULL;
+        if (!cur || !json_equal(cur, v))
+            rc |= json_object_set(set, k, v);
+    }
+    if (json_is_object(have)) {
+        json_object_foreach ((json_t *)have, k, v) {
+            if (agent_label_is_owned(k) && !json_object_get(labels, k))
+                rc |= json_object_set_new(set, k, json_null());
+        }
+    }
+    if (rc) {
+        json_decref(set);
+        return moat_error_set(err, MOAT_E_NOMEM, "node patch: out of memory");
+    }
+    if (json_object_size(set) == 0) {
+        json_decref(set);
+        *ret = NULL;
+        return 0;
+    }
+    json_t *p = json_pack("{s:{s:o}}", "metadata", "labels", set);
+    if (!p)
+        return moat_error_set(err, MOAT_E_NOMEM, "node patch: out of memory");
+    *ret = p;
+    return 0;
+}
+
+void agent_facts_from_probe(agent_facts *out, const iso_probe_result *r, const agent_facts *base)
+{
+    agent_facts f = base ? *base : (agent_facts){0};
+    f.hypervisor = AGENT_HYPERVISOR_NONE;
+    if (r->usable && r->hypervisor) {
+        agent_hypervisor h;
+        if (agent_hypervisor_parse(&h, r->hypervisor) == 0)
+            f.hypervisor = h;
+    }
+    *out = f;
+}
+
+int agent_facts_parse(agent_facts *out, const char *text, size_t len, const char *origin,
+                      moat_error *err)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(text, len, 0, &jerr);
+    if (!j)
+        return moat_error_set(err, MOAT_E_INVALID, "%s:%d: %s", origin, jerr.line, jerr.text);
+    agent_facts f = {0};
+    int rc = 0;
+    const char *k;
+    json_t *v;
+    if (!json_is_object(j)) {
+        rc = moat_error_set(err, MOAT_E_INVALID, "%s: want an object", origin);
+        goto out;
+    }
+    json_object_foreach (j, k, v) {
+        if (strcmp(k, "hypervisor") == 0) {
+            if (agent_hypervisor_parse(&f.hypervisor, json_string_value(v)) < 0) {
+                rc = moat_error_set(err, MOAT_E_INVALID,
+                                    "%s: hypervisor: want \"kvm\", \"mshv\" or \"none\"", origin);
+                goto out;
+            }
+        } else if (strcmp(k, "gpuMode") == 0) {
+            const char *s = json_string_value(v);
+            if (!s || gpu_mode_parse(&f.gpu_mode, s) < 0) {
+                rc = moat_error_set(err, MOAT_E_INVALID,
+                                    "%s: gpuMode: want \"none\", \"container\" or "
+                                    "\"vm-passthrough\"",
+                                    origin);
+                goto out;
+            }
+        } else if (strcmp(k, "runtimes") == 0) {
+            size_t i;
+            json_t *e;
+            if (!json_is_array(v)) {
+                rc = moat_error_set(err, MOAT_E_INVALID, "%s: runtimes: want a list", origin);
+                goto out;
+            }
+            json_array_foreach (v, i, e) {
+                const char *s = json_string_value(e);
+                if (s && strcmp(s, MOAT_RUNTIME_GVISOR) == 0)
+                    f.runtimes |= AGENT_RUNTIME_GVISOR;
+                else if (s && strcmp(s, MOAT_RUNTIME_KATA) == 0)
+                    f.runtimes |= AGENT_RUNTIME_KATA;
+                else {
+                    rc =
+                        moat_error_set(err, MOAT_E_INVALID,
+                                       "%s: runtimes[%zu]: want \"gvisor\" or \"kata\"", origin, i);
+                    goto out;
+                }
+            }
+        } else {
+            rc = moat_error_set(err, MOAT_E_INVALID, "%s: unknown key %s", origin, k);
+            goto out;
+        }
+    }
+    *out = f;
+out:
+    json_decref(j);
+    return rc;
+}
+
+/* The real probe. */
+
+static int host_probe(void *impl, agent_facts *out, char **ret_reason, moat_error *err)
+{
+    const iso_probe_ops *ops = iso_probe_host();
+    iso_probe_result r = {0};
+    if (ops->probe(ops->impl, &r, err) < 0)
+        return moat_error_prefix(err, "host probe");
+    agent_facts_from_probe(out, &r, impl);
+    if (ret_reason)
+        *ret_reason = r.reason ? strdup(r.reason) : NULL;
+    iso_probe_result_clear(&r);
+    return 0;
+}
+
+agent_facts_ops agent_facts_host(const agent_facts *base)
+{
+    return (agent_facts_ops){host_probe, (void *)base};
+}
+
+static int file_probe(void *impl, agent_facts *out, char **ret_reason, moat_error *err)
+{
+    const char *path = impl;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return moat_error_set_errno(err, errno, "facts file %s", path);
+    _cleanup_free_ char *buf = malloc(AGENT_FACTS_MAX + 1);
+    size_t n = buf ? fread(buf, 1, AGENT_FACTS_MAX + 1, f) : 0;
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf)
+        return moat_error_set(err, MOAT_E_NOMEM, "facts file %s: out of memory", path);
+    if (bad)
+        return moat_error_set(err, MOAT_E_IO, "facts file %s: read failed", path);
+    if (n > AGENT_FACTS_MAX)
+        return moat_error_set(err, MOAT_E_NOMEM, "facts file %s: larger than %d bytes", path,
+                              AGENT_FACTS_MAX);
+    if (agent_facts_parse(out, buf, n, path, err) < 0)
+        return -1;
+    if (ret_reason && asprintf(ret_reason, "from the facts file %s", path) < 0)
+        *ret_reason = NULL;
+    return 0;
+}
+
+agent_facts_ops agent_facts_file(const char *path)
+{
+    return (agent_facts_ops){file_probe, (void *)path};
+}
+
+/* Pods and reports. */
+
+bool agent_pod_wants_moat(const json_t *pod)
+{
+    const char *rc = kobj_str(pod, "spec.runtimeClassName");
+    if (rc && (strcmp(rc, MOAT_RUNTIMECLASS_AUTO) == 0 || strcmp(rc, MOAT_RUNTIMECLASS_VM) == 0 ||
+               strcmp(rc, MOAT_RUNTIMECLASS_GVISOR) == 0))
+        return true;
+    return kobj_label(pod, MOAT_LABEL_SANDBOX) != NULL;
+}
+
+const char *agent_runtime_of_handler(const char *handler, const char *default_runtime)
+{
+    if (!handler || !*handler)
+        return default_runtime ? default_runtime : "runc";
+    if (strncmp(handler, "runsc", 5) == 0)
+        return MOAT_RUNTIME_GVISOR;
+    if (strncmp(handler, "kata", 4) == 0)
+        return MOAT_RUNTIME_KATA;
+    return handler;
+}
+
+char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime)
+{
+    const char *read = st->runtime_handler ? st->runtime_handler : "";
+    _cleanup_free_ char *reason = NULL;
+    json_t *r;
+    if (st->decision_runtime && *st->decision_runtime && st->decision_handler &&
+        *st->decision_handler) {
+        bool verified = strcmp(read, st->decision_handler) == 0;
+        const char *why = st->decision_reason ? st->decision_reason : "";
+        if (!verified && asprintf(&reason, "%s; but the runtime reports handler \"%s\", not %s",
+                                  why, read, st->decision_handler) < 0)
+            return NULL;
+        r = json_pack("{s:s, s:s, s:s, s:b}", "runtime", st->decision_runtime, "handler",
+                      st->decision_handler, "reason", reason ? reason : why, "verified", verified);
+    } else {
+        if (asprintf(&reason,
+                     "no decision from moat-cri on the sandbox: handler %s%s%s as the "
+                     "runtime reports it",
+                     *read ? "\"" : "", *read ? read : "the runtime's default",
+                     *read ? "\"" : "") < 0)
+            return NULL;
+        r = json_pack("{s:s, s:s, s:s, s:b}", "runtime",
+                      agent_runtime_of_handler(read, default_runtime), "handler", read, "reason",
+                      reason, "verified", 1);
+    }
+    if (!r)
+        return NULL;
+    char *s = json_dumps(r, JSON_COMPACT);
+    json_decref(r);
+    return s;
+}
+
+int agent_pod_patch(json_t **ret, const json_t *pod, const char *report, moat_error *err)
+{
+    const char *cur = kobj_annotation(pod, MOAT_ANNOTATION_ISOLATION_REPORT);
+    if (cur && strcmp(cur, report) == 0) {
+        *ret = NULL;
+        return 0;
+    }
+    json_t *p = json_pack("{s:{s:{s:s}}}", "metadata", "annotations",
+                          MOAT_ANNOTATION_ISOLATION_REPORT, report);
+    if (!p)
+        return moat_error_set(err, MOAT_E_NOMEM, "pod patch: out of memory");
+    *ret = p;
+    return 0;
+}
+
+static int cri_pod_status(void *impl, cri_sandbox_status *out, const char *pod_uid, moat_error *err)
+{
+    return cri_pod_sandbox_status(impl, out, pod_uid, AGENT_CRI_TIMEOUT_MS, err);
+}
+
+agent_cri_ops agent_cri_client(cri_client *c)
+{
+    return (agent_cri_ops){cri_pod_status, c};
+}
+
+/* The work loop. */
+
+struct agent {
+    kube_client *client;
+    char *node_name, *default_runtime;
+    bool report_all;
+    int64_t interval_ns;
+    const agent_facts_ops *facts;
+    const agent_cri_ops *cri;
+    workqueue *q;
+    kube_loop *loop;
+    kube_informer *pods;
+    bool have_facts;
+    agent_facts last; /* the facts last labelled */
+};
+
+int agent_new(agent **out, kube_client *client, const agent_options *opts,
+              const agent_facts_ops *facts, const agent_cri_ops *cri, moat_error *err)
+{
+    if (!out || !client || !opts || !opts->node_name || !*opts->node_name || !facts || !cri)
+        return moat_error_set(err, MOAT_E_INVALID, "agent: missing node name or backend");
+    agent *a = calloc(1, sizeof(*a));
+    if (!a)
+        return moat_error_set(err, MOAT_E_NOMEM, "agent: out of memory");
+    a->client = client;
+    a->facts = facts;
+    a->cri = cri;
+    a->report_all = opts->report_all;
+    a->interval_ns = opts->probe_interval_ns > 0 ? opts->probe_interval_ns : 60000000000LL;
+    a->node_name = strdup(opts->node_name);
+    a->default_runtime = strdup(opts->default_runtime ? opts->default_runtime : "runc");
+    workqueue_options wo = {.max_delay_ns = 30000000000LL};
+    if (!a->node_name || !a->default_runtime) {
+        agent_free(a);
+        return moat_error_set(err, MOAT_E_NOMEM, "agent: out of memory");
+    }
+    if (workqueue_new(&a->q, &wo, err) < 0 || kube_loop_new(&a->loop, client, err) < 0) {
+        agent_free(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+void agent_free(agent *a)
+{
+    if (!a)
+        return;
+    kube_loop_free(a->loop);
+    workqueue_free(a->q);
+    free(a->node_name);
+    free(a->default_runtime);
+    free(a);
+}
+
+void agent_reprobe(agent *a)
+{
+    workqueue_add(a->q, NODE_KEY, NULL);
+}
+
+void agent_stop(agent *a)
+{
+    workqueue_shutdown(a->q);
+}
+
+static void enqueue_pod(agent *a, const json_t *pod)
+{
+    _cleanup_free_ char *key = kobj_key(pod);
+    if (key)
+        workqueue_add(a->q, key, NULL);
+}
+
+static void on_add(void *user, json_t *obj)
+{
+    enqueue_pod(user, obj);
+}
+
+static void on_update(void *user, json_t *old_obj, json_t *new_obj)
+{
+    (void)old_obj;
+    enqueue_pod(user, new_obj);
+}
+
+static int label_node(agent *a)
+{
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    agent_facts f = {0};
+    _cleanup_free_ char *why = NULL;
+    if (a->facts->probe(a->facts->impl, &f, &why, &err) < 0) {
+        log_warn(a->node_name, "probe: %s", err.message);
+        return -1;
+    }
+    json_t *labels = agent_facts_labels(&f), *node = NULL, *patch = NULL;
+    int rc = -1;
+    if (!labels) {
+        log_error(a->node_name, "labels: out of memory");
+        return -1;
+    }
+    if (kube_get(a->client, &node, &KUBE_NODES, NULL, a->node_name, &err) < 0) {
+        log_warn(a->node_name, "%s", err.message);
+        goto out;
+    }
+    if (agent_node_patch(&patch, node, labels, &err) < 0) {
+        log_error(a->node_name, "%s", err.message);
+        goto out;
+    }
+    if (patch) {
+        if (kube_patch(a->client, NULL, &KUBE_NODES, NULL, a->node_name, KUBE_PATCH_MERGE, patch,
+                       NULL, &err) < 0) {
+            log_warn(a->node_name, "label the node: %s", err.message);
+            goto out;
+        }
+        _cleanup_free_ char *text =
+            json_dumps(json_object_get(json_object_get(patch, "metadata"), "labels"),
+                       JSON_COMPACT | JSON_SORT_KEYS);
+        log_info(a->node_name, "labels %s (hypervisor %s: %s)", text ? text : "?",
+                 agent_hypervisor_name(f.hypervisor), why ? why : "");
+    } else if (!a->have_facts || !agent_facts_equal(&f, &a->last)) {
+        log_info(a->node_name, "labels up to date (hypervisor %s: %s)",
+                 agent_hypervisor_name(f.hypervisor), why ? why : "");
+    }
+    a->last = f;
+    a->have_facts = true;
+    rc = 0;
+out:
+    json_decref(labels);
+    json_decref(node);
+    json_decref(patch);
+    return rc;
+}
+
+/* 0 done, 1 try again later, -1 failed (try again with backoff). */
+static int report_pod(agent *a, const char *key)
+{
+    json_t *pod = kube_informer_get(a->pods, key);
+    if (!pod)
+        return 0; /* deleted */
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    cri_sandbox_status st = {0};
+    json_t *patch = NULL;
+    _cleanup_free_ char *report = NULL;
+    int rc = 0;
+    const char *uid = kobj_uid(pod), *phase = kobj_str(pod, "status.phase");
+    bool finished = phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
+    if (!uid || (!a->report_all && !agent_pod_wants_moat(pod)))
+        goto out;
+    int found = a->cri->pod_status(a->cri->impl, &st, uid, &err);
+    if (found < 0) {
+        log_warn(key, "%s", err.message);
+        rc = -1;
+        goto out;
+    }
+    if (found == 1) {
+        /* No sandbox yet (kubelet has not started it), or already removed. */
+        rc = finished ? 0 : 1;
+        goto out;
+    }
+    report = agent_report_json(&st, a->default_runtime);
+    if (!report) {
+        log_error(key, "report: out of memory");
+        rc = -1;
+        goto out;
+    }
+    if (agent_pod_patch(&patch, pod, report, &err) < 0) {
+        log_error(key, "%s", err.message);
+        rc = -1;
+        goto out;
+    }
+    if (patch) {
+        if (kube_patch(a->client, NULL, &KUBE_PODS, kobj_namespace(pod), kobj_name(pod),
+                       KUBE_PATCH_MERGE, patch, NULL, &err) < 0) {
+            if (kube_error_is(&err, KUBE_REASON_NOT_FOUND))
+                goto out;
+            log_warn(key, "report: %s", err.message);
+            rc = -1;
+            goto out;
+        }
+        log_info(key, "isolation report %s (sandbox %.12s)", report, st.id);
+    }
+out:
+    cri_sandbox_status_clear(&st);
+    json_decref(patch);
+    json_decref(pod);
+    return rc;
+}
+
+static void recheck_all_pods(agent *a)
+{
+    json_t *all = kube_informer_list(a->pods);
+    size_t i;
+    json_t *p;
+    json_array_foreach (all, i, p)
+        enqueue_pod(a, p);
+    json_decref(all);
+}
+
+int agent_run(agent *a, moat_error *err)
+{
+    _cleanup_free_ char *selector = NULL;
+    if (asprintf(&selector, "spec.nodeName=%s", a->node_name) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "agent: out of memory");
+    kube_informer_options io = {
+        .resource = &KUBE_PODS,
+        .field_selector = selector,
+    };
+    kube_informer_handlers h = {on_add, on_update, NULL, a};
+    if (kube_informer_new(&a->pods, a->loop, &io, &h, err) < 0 || kube_loop_start(a->loop, err) < 0)
+        return moat_error_prefix(err, "pods on %s", a->node_name);
+    workqueue_add(a->q, NODE_KEY, NULL);
+
+    char *key;
+    while (workqueue_get(a->q, &key) == 0) {
+        if (strcmp(key, NODE_KEY) == 0) {
+            int rc = label_node(a);
+            /* Every interval: probe again, and look at every pod once more (a sandbox that
+             * came up without a Pod update, a report someone removed). */
+            if (rc == 0) {
+                workqueue_forget(a->q, key);
+                workqueue_add_after(a->q, key, a->interval_ns, NULL);
+                if (kube_informer_has_synced(a->pods))
+                    recheck_all_pods(a);
+            } else {
+                workqueue_add_rate_limited(a->q, key, NULL);
+            }
+        } else {
+            int rc = report_pod(a, key);
+            if (rc == 0)
+                workqueue_forget(a->q, key);
+            else if (rc == 1)
+                workqueue_add_after(a->q, key, 2000000000LL, NULL);
+            else
+                workqueue_add_rate_limited(a->q, key, NULL);
+        }
+        workqueue_done(a->q, key);
+        free(key);
+    }
+    kube_loop_stop(a->loop);
+    return 0;
+}

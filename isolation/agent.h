@@ -1,0 +1,169 @@
+/* The node agent: publishes what this node can run as labels on its Node, and what each pod
+ * really runs as an annotation on the Pod.
+ *
+ * Node labels come from a small set of facts (agent_facts): the usable hypervisor, the
+ * runtimes available, the GPU mode. The labels are a pure function of the facts, and the
+ * patch that applies them is a JSON merge patch of metadata.labels holding exactly Moat's
+ * node keys (the ones agent_label_is_owned() accepts): the new values, and null for a
+ * Moat key the node has but the facts no longer give. A merge patch needs no
+ * resourceVersion and cannot touch a key it does not name, so kubelet's and the admins'
+ * labels are left alone whatever they do meanwhile; the admission policy checks exactly
+ * that (isolation/agent/admission-policy.yaml). (Server-side apply would also drop the keys
+ * it stops sending, but it fights over keys someone else set first, such as an admin's
+ * moat.dev/managed=true set before the agent ran, and sends a larger body for the same
+ * change.)
+ *
+ * The report on a Pod is the annotation moat.dev/isolation-report, JSON
+ * {"runtime","handler","reason","verified"}: the shim's decision read back from the pod
+ * sandbox's annotations (CRI PodSandboxStatus), verified when the sandbox's runtime_handler
+ * as the runtime reports it equals the decision's handler. */
+#ifndef MOAT_ISO_AGENT_H
+#define MOAT_ISO_AGENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "isolation/cri.h"
+#include "isolation/probe.h"
+#include "libmoat/error.h"
+#include "libmoat/kube.h"
+
+typedef enum {
+    AGENT_HYPERVISOR_NONE = 0, /* no usable one */
+    AGENT_HYPERVISOR_KVM,
+    AGENT_HYPERVISOR_MSHV,
+} agent_hypervisor;
+
+typedef enum {
+    AGENT_GPU_NONE = 0,
+    AGENT_GPU_CONTAINER, /* NVIDIA driver on the host: gVisor with nvproxy */
+    AGENT_GPU_VM,        /* GPUs bound to vfio-pci: passthrough into Kata VMs */
+} agent_gpu_mode;
+
+/* Bits of agent_facts.runtimes. */
+#define AGENT_RUNTIME_GVISOR (1u << 0) /* runsc and containerd-shim-runsc-v1 installed */
+#define AGENT_RUNTIME_KATA   (1u << 1) /* Kata's shim and a hypervisor configuration */
+#define AGENT_RUNTIME_ALL    (AGENT_RUNTIME_GVISOR | AGENT_RUNTIME_KATA)
+
+/* What the agent labels: the node's facts. */
+typedef struct {
+    agent_hypervisor hypervisor;
+    unsigned runtimes;
+    agent_gpu_mode gpu_mode;
+} agent_facts;
+
+bool agent_facts_equal(const agent_facts *a, const agent_facts *b);
+
+/* The label values: "kvm"/"mshv"/"none", "container"/"vm-passthrough"/"none". Static. */
+const char *agent_hypervisor_name(agent_hypervisor h);
+const char *agent_gpu_mode_name(agent_gpu_mode m);
+
+/* The labels for f, a new object {key: value}: moat.dev/managed=true,
+ * moat.dev/hypervisor, moat.dev/gpu-mode, and moat.dev/runtime.<name>=true for each
+ * runtime that can run here. Kata counts only with a usable hypervisor: installed without
+ * one it cannot start a VM. NULL when out of memory. */
+json_t *agent_facts_labels(const agent_facts *f);
+
+/* True for the node label keys the agent owns: moat.dev/managed, moat.dev/hypervisor,
+ * moat.dev/gpu-mode and every moat.dev/runtime.<name>. Other moat.dev/ keys (an admin's)
+ * are not the agent's. */
+bool agent_label_is_owned(const char *key);
+
+/* The merge patch that makes node's labels carry labels: {"metadata":{"labels":{...}}}
+ * with each key of labels whose value differs and null for each owned key node has but
+ * labels lacks. *ret is NULL when nothing would change. node may be NULL (no labels). */
+int agent_node_patch(json_t **ret, const json_t *node, const json_t *labels, moat_error *err);
+
+/* The facts from the host probe's result (hypervisor only; the current probe does not say
+ * which runtimes or GPUs are there: runtimes and gpu_mode are taken from base). */
+void agent_facts_from_probe(agent_facts *out, const iso_probe_result *r, const agent_facts *base);
+
+/* Parses a facts file (JSON): {"hypervisor": "kvm"|"mshv"|"none", "runtimes": ["gvisor",
+ * "kata"], "gpuMode": "none"|"container"|"vm-passthrough"}; a missing key is none. An
+ * unknown key or value fails with MOAT_E_INVALID naming origin and the key. */
+int agent_facts_parse(agent_facts *out, const char *text, size_t len, const char *origin,
+                      moat_error *err);
+
+/* Parses a hypervisor name ("kvm", "mshv", "none"); -1 for anything else. */
+int agent_hypervisor_parse(agent_hypervisor *out, const char *name);
+
+/* Where the agent's facts come from; tests set their answer. probe() fills *out and
+ * returns 0, or returns < 0 with err set. *ret_reason (may be NULL; owned by the caller)
+ * says why, for the log. */
+typedef struct agent_facts_ops {
+    int (*probe)(void *impl, agent_facts *out, char **ret_reason, moat_error *err);
+    void *impl;
+} agent_facts_ops;
+
+/* The real host probe (iso_probe_host()), with runtimes and gpu_mode from base (borrowed;
+ * may be NULL: none). */
+agent_facts_ops agent_facts_host(const agent_facts *base);
+
+/* The facts read from a file (agent_facts_parse) each time they are asked for. path is
+ * borrowed. */
+agent_facts_ops agent_facts_file(const char *path);
+
+/* True when pod asked for a Moat handler: spec.runtimeClassName is moat-auto, moat-vm or
+ * moat-gvisor, or it carries the label moat.dev/sandbox. */
+bool agent_pod_wants_moat(const json_t *pod);
+
+/* The runtime a concrete handler belongs to: runsc* -> "gvisor", kata* -> "kata", "" ->
+ * default_runtime (containerd's default runtime, "runc" on Moat's nodes), any other -> the
+ * handler itself. Static or borrowed. */
+const char *agent_runtime_of_handler(const char *handler, const char *default_runtime);
+
+/* The isolation report (compact JSON text; caller frees) for a sandbox status:
+ * - with the shim's decision (runtime and handler annotations): runtime, handler and
+ *   reason from it, verified when st->runtime_handler equals the decision's handler (a
+ *   mismatch is told in the reason);
+ * - without one (a pod the shim passed through, or no shim in front of the runtime):
+ *   runtime from the handler the runtime reports (agent_runtime_of_handler), that handler,
+ *   a reason saying so, and verified true: the report is what the runtime itself says.
+ * NULL when out of memory. */
+char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime);
+
+/* The merge patch setting pod's report annotation to report; *ret is NULL when pod already
+ * carries exactly that text. */
+int agent_pod_patch(json_t **ret, const json_t *pod, const char *report, moat_error *err);
+
+/* The CRI side, so tests can answer it: the status of the pod's newest sandbox, as
+ * cri_pod_sandbox_status(). */
+typedef struct agent_cri_ops {
+    int (*pod_status)(void *impl, cri_sandbox_status *out, const char *pod_uid, moat_error *err);
+    void *impl;
+} agent_cri_ops;
+
+/* The real CRI client (borrowed). */
+agent_cri_ops agent_cri_client(cri_client *c);
+
+typedef struct {
+    const char *node_name;       /* required */
+    const char *default_runtime; /* NULL: "runc" */
+    bool report_all;             /* report every pod on the node, not only Moat's */
+    int64_t probe_interval_ns;   /* 0: 60 s; also how often every pod is checked again */
+} agent_options;
+
+typedef struct agent agent;
+
+/* An agent for the node. Borrows client, facts and cri, which must outlive it; copies
+ * opts' strings. Starts nothing. */
+int agent_new(agent **out, kube_client *client, const agent_options *opts,
+              const agent_facts_ops *facts, const agent_cri_ops *cri, moat_error *err);
+
+/* Starts the pod informer (field selector spec.nodeName=<node>) and works until
+ * agent_stop(): labels the Node at once and every probe interval, reports each pod.
+ * Returns 0 after agent_stop(), or < 0 when the informer cannot start. */
+int agent_run(agent *a, moat_error *err);
+
+/* Probes and labels again now (SIGHUP). Thread-safe. */
+void agent_reprobe(agent *a);
+
+/* Makes agent_run() return. Thread-safe. */
+void agent_stop(agent *a);
+
+/* Accepts NULL. */
+void agent_free(agent *a);
+
+#endif

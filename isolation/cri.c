@@ -1,0 +1,395 @@
+/* The node agent's CRI client.
+ *
+ * This is the second module in Moat that uses the gRPC core API (the first is
+ * cri-shim/relay.c, the server side): client only, and kept to this file. Each unary call
+ * is one batch (send metadata, message and close; receive metadata, message and status)
+ * on a completion queue the caller plucks its own tag from, so the call is synchronous and
+ * needs no thread. */
+#include "cri.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "isolation/cri.pb-c.h"
+#include "libmoat/names.h"
+
+struct cri_client {
+    grpc_channel *channel;
+    grpc_completion_queue *cq;
+};
+
+int cri_client_new(cri_client **out, const char *endpoint, moat_error *err)
+{
+    if (!out || !endpoint)
+        return moat_error_set(err, MOAT_E_INVALID, "CRI endpoint: missing");
+    const char *path;
+    if (strncmp(endpoint, "unix://", 7) == 0)
+        path = endpoint + 7;
+    else if (strncmp(endpoint, "unix:", 5) == 0)
+        path = endpoint + 5;
+    else
+        path = endpoint;
+    if (path[0] != '/')
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "CRI endpoint %s: want unix:///path or an absolute path", endpoint);
+    _cleanup_free_ char *target = NULL;
+    if (asprintf(&target, "unix:%s", path) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "CRI endpoint: out of memory");
+    cri_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return moat_error_set(err, MOAT_E_NOMEM, "CRI client: out of memory");
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = CRI_MAX_MESSAGE},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+         .value.integer = CRI_MAX_MESSAGE},
+    };
+    grpc_channel_args cargs = {.num_args = ELEMENTSOF(args), .args = args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    c->channel = grpc_channel_create(target, creds, &cargs);
+    grpc_channel_credentials_release(creds);
+    c->cq = grpc_completion_queue_create_for_pluck(NULL);
+    if (!c->channel || !c->cq) {
+        cri_client_free(c);
+        return moat_error_set(err, MOAT_E_NOMEM, "CRI client for %s: gRPC refused", endpoint);
+    }
+    *out = c;
+    return 0;
+}
+
+void cri_client_free(cri_client *c)
+{
+    if (!c)
+        return;
+    if (c->channel)
+        grpc_channel_destroy(c->channel);
+    if (c->cq) {
+        /* Every call plucked its own completion: nothing is pending, so shutdown is
+         * immediate. */
+        grpc_completion_queue_shutdown(c->cq);
+        grpc_completion_queue_destroy(c->cq);
+    }
+    free(c);
+}
+
+static uint8_t *buffer_bytes(grpc_byte_buffer *bb, size_t *ret_len)
+{
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, bb))
+        return NULL;
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    size_t n = GRPC_SLICE_LENGTH(all);
+    uint8_t *p = malloc(n ? n : 1);
+    if (p) {
+        memcpy(p, GRPC_SLICE_START_PTR(all), n);
+        *ret_len = n;
+    }
+    grpc_slice_unref(all);
+    return p;
+}
+
+static moat_error_code status_code_error(grpc_status_code s)
+{
+    switch (s) {
+    case GRPC_STATUS_UNAVAILABLE:
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+        return MOAT_E_NETWORK;
+    case GRPC_STATUS_NOT_FOUND:
+        return MOAT_E_NOTFOUND;
+    default:
+        return MOAT_E_IO;
+    }
+}
+
+int cri_client_call(cri_client *c, uint8_t **ret_resp, size_t *ret_len, const char *method,
+                    const uint8_t *req, size_t req_len, long timeout_ms, moat_error *err)
+{
+    if (!c || !ret_resp || !ret_len || !method)
+        return moat_error_set(err, MOAT_E_INVALID, "CRI call: missing argument");
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+    grpc_slice method_slice = grpc_slice_from_copied_string(method);
+    grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
+                                               method_slice, NULL, deadline, NULL);
+    grpc_slice_unref(method_slice);
+    if (!call)
+        return moat_error_set(err, MOAT_E_NOMEM, "CRI %s: cannot create the call", method);
+
+    grpc_slice req_slice = grpc_slice_from_copied_buffer((const char *)req, req_len);
+    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&req_slice, 1);
+    grpc_slice_unref(req_slice);
+    grpc_byte_buffer *recv = NULL;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_metadata_array_init(&initial_md);
+    grpc_metadata_array_init(&trailing_md);
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    const char *error_string = NULL;
+
+    grpc_op ops[6];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &trailing_md;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    ops[5].data.recv_status_on_client.error_string = &error_string;
+
+    int rc = -1;
+    int tag = 0;
+    grpc_call_error ce = grpc_call_start_batch(call, ops, ELEMENTSOF(ops), &tag, NULL);
+    if (ce != GRPC_CALL_OK) {
+        moat_error_set(err, MOAT_E_IO, "CRI %s: start batch: %d", method, (int)ce);
+        goto out;
+    }
+    grpc_event ev =
+        grpc_completion_queue_pluck(c->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
+        moat_error_set(err, MOAT_E_IO, "CRI %s: the call did not complete", method);
+        goto out;
+    }
+    if (status != GRPC_STATUS_OK) {
+        char *d = grpc_slice_to_c_string(details);
+        moat_error_set(err, status_code_error(status), "CRI %s: status %d: %s", method, (int)status,
+                       d && *d ? d : (error_string ? error_string : "no details"));
+        gpr_free(d);
+        goto out;
+    }
+    uint8_t *bytes = NULL;
+    size_t n = 0;
+    if (recv) {
+        bytes = buffer_bytes(recv, &n);
+        if (!bytes) {
+            moat_error_set(err, MOAT_E_NOMEM, "CRI %s: cannot read the response", method);
+            goto out;
+        }
+    }
+    *ret_resp = bytes;
+    *ret_len = n;
+    rc = 0;
+out:
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    grpc_byte_buffer_destroy(send);
+    grpc_metadata_array_destroy(&initial_md);
+    grpc_metadata_array_destroy(&trailing_md);
+    grpc_slice_unref(details);
+    gpr_free((void *)error_string); /* the library's debug string: ours to free */
+    grpc_call_unref(call);
+    return rc;
+}
+
+/* Messages. */
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+void cri_sandbox_list_clear(cri_sandbox_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].id);
+        free(l->items[i].pod_uid);
+        free(l->items[i].runtime_handler);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+const cri_sandbox *cri_sandbox_list_newest(const cri_sandbox_list *l)
+{
+    const cri_sandbox *best = NULL;
+    for (size_t i = 0; l && i < l->n; i++) {
+        const cri_sandbox *s = &l->items[i];
+        if (!best || s->attempt > best->attempt ||
+            (s->attempt == best->attempt && s->created_at > best->created_at))
+            best = s;
+    }
+    return best;
+}
+
+void cri_sandbox_status_clear(cri_sandbox_status *s)
+{
+    if (!s)
+        return;
+    free(s->id);
+    free(s->pod_uid);
+    free(s->runtime_handler);
+    free(s->decision_runtime);
+    free(s->decision_handler);
+    free(s->decision_reason);
+    memset(s, 0, sizeof(*s));
+}
+
+static int pack(uint8_t **ret, size_t *ret_len, const ProtobufCMessage *m, const char *what,
+                moat_error *err)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", what);
+    protobuf_c_message_pack(m, buf);
+    *ret = buf;
+    *ret_len = n;
+    return 0;
+}
+
+int cri_list_request_encode(uint8_t **ret, size_t *ret_len, const char *pod_uid, moat_error *err)
+{
+    Moat__Agentcri__ListPodSandboxRequest req = MOAT__AGENTCRI__LIST_POD_SANDBOX_REQUEST__INIT;
+    Moat__Agentcri__PodSandboxFilter filter = MOAT__AGENTCRI__POD_SANDBOX_FILTER__INIT;
+    Moat__Agentcri__PodSandboxFilter__LabelSelectorEntry entry =
+        MOAT__AGENTCRI__POD_SANDBOX_FILTER__LABEL_SELECTOR_ENTRY__INIT;
+    Moat__Agentcri__PodSandboxFilter__LabelSelectorEntry *entries[1] = {&entry};
+    if (pod_uid) {
+        entry.key = (char *)CRI_LABEL_POD_UID;
+        entry.value = (char *)pod_uid;
+        filter.n_label_selector = 1;
+        filter.label_selector = entries;
+        req.filter = &filter;
+    }
+    return pack(ret, ret_len, &req.base, "ListPodSandboxRequest", err);
+}
+
+int cri_status_request_encode(uint8_t **ret, size_t *ret_len, const char *sandbox_id,
+                              moat_error *err)
+{
+    if (!sandbox_id)
+        return moat_error_set(err, MOAT_E_INVALID, "PodSandboxStatusRequest: no sandbox id");
+    Moat__Agentcri__PodSandboxStatusRequest req = MOAT__AGENTCRI__POD_SANDBOX_STATUS_REQUEST__INIT;
+    req.pod_sandbox_id = (char *)sandbox_id;
+    return pack(ret, ret_len, &req.base, "PodSandboxStatusRequest", err);
+}
+
+int cri_list_response_decode(cri_sandbox_list *out, const uint8_t *data, size_t len,
+                             moat_error *err)
+{
+    Moat__Agentcri__ListPodSandboxResponse *resp =
+        moat__agentcri__list_pod_sandbox_response__unpack(NULL, len, data);
+    if (!resp)
+        return moat_error_set(err, MOAT_E_INVALID, "ListPodSandboxResponse: does not decode");
+    cri_sandbox_list l = {calloc(resp->n_items ? resp->n_items : 1, sizeof(cri_sandbox)), 0};
+    if (!l.items)
+        goto nomem;
+    for (size_t i = 0; i < resp->n_items; i++) {
+        const Moat__Agentcri__PodSandbox *p = resp->items[i];
+        cri_sandbox *s = &l.items[l.n++];
+        s->id = dup_or_empty(p->id);
+        s->pod_uid = dup_or_empty(p->metadata ? p->metadata->uid : NULL);
+        s->runtime_handler = dup_or_empty(p->runtime_handler);
+        s->attempt = p->metadata ? p->metadata->attempt : 0;
+        s->state = p->state;
+        s->created_at = p->created_at;
+        if (!s->id || !s->pod_uid || !s->runtime_handler)
+            goto nomem;
+    }
+    moat__agentcri__list_pod_sandbox_response__free_unpacked(resp, NULL);
+    *out = l;
+    return 0;
+nomem:
+    cri_sandbox_list_clear(&l);
+    moat__agentcri__list_pod_sandbox_response__free_unpacked(resp, NULL);
+    return moat_error_set(err, MOAT_E_NOMEM, "ListPodSandboxResponse: out of memory");
+}
+
+static int annotation_dup(char **ret, Moat__Agentcri__PodSandboxStatus__AnnotationsEntry **a,
+                          size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (a[i]->key && strcmp(a[i]->key, key) == 0) {
+            *ret = dup_or_empty(a[i]->value);
+            return *ret ? 0 : -1;
+        }
+    }
+    return 0;
+}
+
+int cri_status_response_decode(cri_sandbox_status *out, const uint8_t *data, size_t len,
+                               moat_error *err)
+{
+    Moat__Agentcri__PodSandboxStatusResponse *resp =
+        moat__agentcri__pod_sandbox_status_response__unpack(NULL, len, data);
+    if (!resp)
+        return moat_error_set(err, MOAT_E_INVALID, "PodSandboxStatusResponse: does not decode");
+    if (!resp->status) {
+        moat__agentcri__pod_sandbox_status_response__free_unpacked(resp, NULL);
+        return moat_error_set(err, MOAT_E_INVALID, "PodSandboxStatusResponse: no status");
+    }
+    const Moat__Agentcri__PodSandboxStatus *st = resp->status;
+    cri_sandbox_status s = {0};
+    s.id = dup_or_empty(st->id);
+    s.pod_uid = dup_or_empty(st->metadata ? st->metadata->uid : NULL);
+    s.runtime_handler = dup_or_empty(st->runtime_handler);
+    s.state = st->state;
+    int rc = (s.id && s.pod_uid && s.runtime_handler) ? 0 : -1;
+    if (rc == 0)
+        rc = annotation_dup(&s.decision_runtime, st->annotations, st->n_annotations,
+                            MOAT_ANNOTATION_DECISION_RUNTIME);
+    if (rc == 0)
+        rc = annotation_dup(&s.decision_handler, st->annotations, st->n_annotations,
+                            MOAT_ANNOTATION_DECISION_HANDLER);
+    if (rc == 0)
+        rc = annotation_dup(&s.decision_reason, st->annotations, st->n_annotations,
+                            MOAT_ANNOTATION_DECISION_REASON);
+    moat__agentcri__pod_sandbox_status_response__free_unpacked(resp, NULL);
+    if (rc < 0) {
+        cri_sandbox_status_clear(&s);
+        return moat_error_set(err, MOAT_E_NOMEM, "PodSandboxStatusResponse: out of memory");
+    }
+    *out = s;
+    return 0;
+}
+
+int cri_pod_sandbox_status(cri_client *c, cri_sandbox_status *out, const char *pod_uid,
+                           long timeout_ms, moat_error *err)
+{
+    _cleanup_free_ uint8_t *req = NULL, *resp = NULL;
+    size_t req_len = 0, resp_len = 0;
+    if (cri_list_request_encode(&req, &req_len, pod_uid, err) < 0 ||
+        cri_client_call(c, &resp, &resp_len, CRI_LIST_POD_SANDBOX, req, req_len, timeout_ms, err) <
+            0)
+        return -1;
+    cri_sandbox_list list = {0};
+    if (cri_list_response_decode(&list, resp, resp_len, err) < 0)
+        return moat_error_prefix(err, "pod %s", pod_uid);
+    const cri_sandbox *newest = cri_sandbox_list_newest(&list);
+    if (!newest) {
+        cri_sandbox_list_clear(&list);
+        return 1;
+    }
+    free(req);
+    req = NULL;
+    int rc = cri_status_request_encode(&req, &req_len, newest->id, err);
+    cri_sandbox_list_clear(&list);
+    if (rc < 0)
+        return -1;
+    free(resp);
+    resp = NULL;
+    if (cri_client_call(c, &resp, &resp_len, CRI_POD_SANDBOX_STATUS, req, req_len, timeout_ms,
+                        err) < 0)
+        return moat_error_prefix(err, "pod %s", pod_uid);
+    if (cri_status_response_decode(out, resp, resp_len, err) < 0)
+        return moat_error_prefix(err, "pod %s", pod_uid);
+    return 0;
+}

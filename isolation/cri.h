@@ -1,0 +1,100 @@
+/* A CRI client for the node agent: unary calls over the runtime's unix socket, and the few
+ * RuntimeService messages the agent needs (ListPodSandbox, PodSandboxStatus).
+ *
+ * The transport is "call a method with request bytes, get response bytes or a status";
+ * the messages are encoded and decoded with protobuf-c from isolation/cri.proto, whose
+ * field numbers are upstream k8s.io/cri-api runtime/v1's. */
+#ifndef MOAT_ISO_CRI_H
+#define MOAT_ISO_CRI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "libmoat/error.h"
+
+/* Largest response accepted (the kubelet's own cap is 16 MiB too). */
+#define CRI_MAX_MESSAGE (16 * 1024 * 1024)
+
+#define CRI_LIST_POD_SANDBOX   "/runtime.v1.RuntimeService/ListPodSandbox"
+#define CRI_POD_SANDBOX_STATUS "/runtime.v1.RuntimeService/PodSandboxStatus"
+
+/* The label kubelet puts on every pod sandbox: the Pod's metadata.uid. */
+#define CRI_LABEL_POD_UID "io.kubernetes.pod.uid"
+
+typedef struct cri_client cri_client;
+
+/* A client for endpoint: "unix:///path", "unix:/path" or a plain absolute path. The channel
+ * connects lazily (and reconnects by itself). grpc_init must have run (in main). Fails with
+ * MOAT_E_INVALID for another scheme, MOAT_E_NOMEM when out of memory. */
+int cri_client_new(cri_client **out, const char *endpoint, moat_error *err);
+
+/* Accepts NULL. */
+void cri_client_free(cri_client *c);
+
+/* One unary call of method ("/runtime.v1.RuntimeService/Version") with the request bytes,
+ * within timeout_ms. On success *ret_resp (malloc'd, caller frees; NULL for an empty
+ * message) and *ret_len hold the response. A non-OK gRPC status fails with MOAT_E_NETWORK
+ * for UNAVAILABLE and DEADLINE_EXCEEDED, MOAT_E_NOTFOUND for NOT_FOUND and MOAT_E_IO for
+ * any other, the message naming the method, the status code and its details; a response
+ * above CRI_MAX_MESSAGE is refused by the channel (RESOURCE_EXHAUSTED). */
+int cri_client_call(cri_client *c, uint8_t **ret_resp, size_t *ret_len, const char *method,
+                    const uint8_t *req, size_t req_len, long timeout_ms, moat_error *err);
+
+/* A pod sandbox as ListPodSandbox reports it. Strings are owned and never NULL. */
+typedef struct {
+    char *id;
+    char *pod_uid; /* metadata.uid */
+    uint32_t attempt;
+    int state; /* 0 SANDBOX_READY, 1 SANDBOX_NOTREADY */
+    int64_t created_at;
+    char *runtime_handler;
+} cri_sandbox;
+
+typedef struct {
+    cri_sandbox *items;
+    size_t n;
+} cri_sandbox_list;
+
+void cri_sandbox_list_clear(cri_sandbox_list *l);
+
+/* The newest sandbox of the list: the highest attempt, then the latest created_at; NULL
+ * for an empty list. Borrowed from l. */
+const cri_sandbox *cri_sandbox_list_newest(const cri_sandbox_list *l);
+
+/* What PodSandboxStatus says about one sandbox: its runtime handler and the shim's
+ * decision annotations (NULL when the annotation is absent). Strings are owned. */
+typedef struct {
+    char *id;              /* never NULL once decoded */
+    char *pod_uid;         /* never NULL once decoded ("" without metadata) */
+    char *runtime_handler; /* never NULL once decoded ("" for the runtime's default) */
+    int state;
+    char *decision_runtime, *decision_handler, *decision_reason;
+} cri_sandbox_status;
+
+void cri_sandbox_status_clear(cri_sandbox_status *s);
+
+/* Encodes a ListPodSandboxRequest whose filter selects label io.kubernetes.pod.uid =
+ * pod_uid (all sandboxes when pod_uid is NULL). *ret is malloc'd. */
+int cri_list_request_encode(uint8_t **ret, size_t *ret_len, const char *pod_uid, moat_error *err);
+
+/* Decodes a ListPodSandboxResponse into *out (cleared by the caller afterwards). Fails with
+ * MOAT_E_INVALID when the bytes are not that message, *out untouched. */
+int cri_list_response_decode(cri_sandbox_list *out, const uint8_t *data, size_t len,
+                             moat_error *err);
+
+/* Encodes a PodSandboxStatusRequest for sandbox_id (verbose off). *ret is malloc'd. */
+int cri_status_request_encode(uint8_t **ret, size_t *ret_len, const char *sandbox_id,
+                              moat_error *err);
+
+/* Decodes a PodSandboxStatusResponse into *out. A response without a status fails with
+ * MOAT_E_INVALID, as do bytes that are not that message; *out is untouched on failure. */
+int cri_status_response_decode(cri_sandbox_status *out, const uint8_t *data, size_t len,
+                               moat_error *err);
+
+/* ListPodSandbox for the pod's uid, then PodSandboxStatus of its newest sandbox. Returns 0
+ * with *out filled, 1 when the runtime has no sandbox for that pod (*out untouched), or
+ * < 0 with err set. */
+int cri_pod_sandbox_status(cri_client *c, cri_sandbox_status *out, const char *pod_uid,
+                           long timeout_ms, moat_error *err);
+
+#endif
