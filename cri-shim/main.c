@@ -137,20 +137,19 @@ int main(int argc, char **argv)
     shim_handlers handlers = {cfg->handler_auto, cfg->handler_vm,  cfg->handler_gvisor,
                               cfg->runsc,        cfg->runsc_nonet, cfg->runsc_nvproxy,
                               cfg->kata_clh,     cfg->kata_gpu,    cfg->gpu_mode};
+    iso_probe_paths probe_paths = {.kvm_path = cfg->probe_kvm, .mshv_path = cfg->probe_mshv};
     if (cfg->probe_assume) {
-        bool usable = strcmp(cfg->probe_assume, "none") != 0;
-        probe[0].usable = usable;
-        probe[0].hypervisor = usable ? strdup(cfg->probe_assume) : NULL;
-        if (asprintf(&probe[0].reason, "%s assumed by the configuration (probe.assume)",
-                     usable ? cfg->probe_assume : "no hypervisor") < 0)
-            probe[0].reason = NULL;
-    } else if (iso_probe_with(iso_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[0], &err) <
-               0) {
+        if (iso_probe_assume(&probe[0], cfg->probe_assume, "by the configuration (probe.assume)",
+                             &err) < 0) {
+            log_error(NULL, "probe.assume: %s", err.message);
+            goto out;
+        }
+    } else if (iso_probe_run(&probe[0], iso_sys_host(), &probe_paths, &err) < 0) {
         log_error(NULL, "host probe: %s", err.message);
         goto out;
     }
-    log_info(NULL, "host probe: hypervisor %s (%s)", probe[0].usable ? "usable" : "not usable",
-             probe[0].reason);
+    log_info(NULL, "host probe: hypervisor %s (found %s: %s)",
+             probe[0].usable ? "usable" : "not usable", probe[0].found, probe[0].reason);
 
     grpc_init();
     if (shim_intercept_new(&icp, &handlers, &probe[0], &err) < 0)
@@ -188,16 +187,16 @@ int main(int argc, char **argv)
             continue; /* nothing to probe: the configuration says */
         int next = 1 - current;
         iso_probe_result_clear(&probe[next]);
-        if (iso_probe_with(iso_sys_host(), cfg->probe_kvm, cfg->probe_mshv, &probe[next], &err) <
-            0) {
+        if (iso_probe_run(&probe[next], iso_sys_host(), &probe_paths, &err) < 0) {
             log_warn(NULL, "host probe: %s", err.message);
             moat_error_clear(&err);
             continue;
         }
         shim_intercept_set_probe(icp, &probe[next]);
         current = next;
-        log_info(NULL, "host probe again: hypervisor %s (%s)",
-                 probe[current].usable ? "usable" : "not usable", probe[current].reason);
+        log_info(NULL, "host probe again: hypervisor %s (found %s: %s)",
+                 probe[current].usable ? "usable" : "not usable", probe[current].found,
+                 probe[current].reason);
     }
     rc = 0;
 out_grpc:
