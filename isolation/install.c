@@ -1074,10 +1074,30 @@ static int containerd_files(install_ctx *c, const iso_runtime_entry *e, size_t n
                        err);
 }
 
+/* <state>/pending-<service>: a restart that is owed. Written before the restart and removed
+ * after it, so a run that failed between changing a file and restarting its reader restarts
+ * it next time although the file no longer changes. */
+static char *pending_path(const install_ctx *c, const char *name)
+{
+    char *p;
+    return asprintf(&p, "%s/pending-%s", c->state, name) < 0 ? NULL : p;
+}
+
+static bool pending(const install_ctx *c, const char *name)
+{
+    _cleanup_free_ char *p = pending_path(c, name);
+    return p && access(p, F_OK) == 0;
+}
+
 static int restart(install_ctx *c, const iso_service_ops *svc, const char *name, moat_error *err)
 {
+    _cleanup_free_ char *mark = pending_path(c, name);
+    bool ch;
+    if (!mark || iso_install_file_put(mark, "", 0, 0600, &ch, err) < 0)
+        return moat_error_prefix(err, "marking a restart of %s", name);
     if (svc->restart(svc->impl, name, err) < 0)
         return moat_error_prefix(err, "restarting %s", name);
+    unlink(mark);
     report_add(c->rep, "restarted %s", name);
     if (c->rep)
         c->rep->restarts++;
@@ -1172,7 +1192,8 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
     if (gvisor_files(c, &gv, err) < 0 ||
         containerd_files(c, e, n, hypervisor, &cd_changed, err) < 0)
         return -1;
-    if (cd_changed && restart(c, svc, o->containerd_service, err) < 0)
+    if ((cd_changed || pending(c, o->containerd_service)) &&
+        restart(c, svc, o->containerd_service, err) < 0)
         return -1;
     if (cri_files(c, &cri_changed, err) < 0)
         return -1;
@@ -1186,7 +1207,7 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
         return moat_error_prefix(err, "defining %s", o->cri_service);
     if (defined)
         report_add(c->rep, "defined service %s", o->cri_service);
-    if (cri_changed || defined) {
+    if (cri_changed || defined || pending(c, o->cri_service)) {
         if (restart(c, svc, o->cri_service, err) < 0)
             return -1;
     } else {
@@ -1257,7 +1278,7 @@ static int config_mode(install_ctx *c, const iso_service_ops *svc, const char *h
     if (gvisor_files(c, &gv, err) < 0 ||
         containerd_files(c, e, n, hypervisor, &cd_changed, err) < 0)
         return -1;
-    if (cd_changed)
+    if (cd_changed || pending(c, c->o->containerd_service))
         return restart(c, svc, c->o->containerd_service, err);
     return 0;
 }
@@ -1382,6 +1403,12 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
             r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
         } else {
             unlink(manifest);
+            const char *names[] = {o->containerd_service, o->cri_service, o->kubelet_service};
+            for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *m = pending_path(&c, names[i]);
+                if (m)
+                    unlink(m);
+            }
             if (rmdir(backup) < 0 && errno != ENOENT)
                 r = moat_error_set_errno(err, errno, "rmdir %s", backup);
             for (size_t i = c.n; r == 0 && i-- > 0;) {
