@@ -37,6 +37,7 @@ typedef enum {
     T_DOWN_STATUS,  /* the status sent downstream */
     T_DOWN_CLOSED,  /* downstream's end: finished or cancelled */
     T_UNARY_UP,     /* a unary call's whole exchange with upstream */
+    T_UNARY_DOWN,   /* ... and downstream: the answer, the status and the caller's close */
     T_COUNT
 } tag_kind;
 
@@ -149,6 +150,8 @@ static void start(call *c, grpc_call *target, grpc_op *ops, size_t n, tag_kind k
     grpc_call_error e = grpc_call_start_batch(target, ops, n, &c->tags[kind], NULL);
     if (e != GRPC_CALL_OK) {
         c->pending--;
+        if (kind == T_UNARY_DOWN)
+            c->down_closed = true; /* nothing more will come from the caller's side */
         log_warn(c->method, "relay: starting a batch (%d) failed: %d", kind, e);
     }
 }
@@ -204,7 +207,7 @@ static void up_recv(call *c)
 static void send_status_down(call *c, grpc_status_code code, grpc_slice *details, grpc_metadata *md,
                              size_t md_count, bool with_initial_md)
 {
-    grpc_op ops[2] = {{0}};
+    grpc_op ops[3] = {{0}};
     size_t n = 0;
     if (with_initial_md)
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -214,9 +217,14 @@ static void send_status_down(call *c, grpc_status_code code, grpc_slice *details
     ops[n].data.send_status_from_server.trailing_metadata = md;
     ops[n].data.send_status_from_server.trailing_metadata_count = md_count;
     n++;
+    if (c->unary) { /* a unary call waits for the caller's close only with its answer */
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+        n++;
+    }
     c->final_status = code;
     c->status_sent = true;
-    start(c, c->down, ops, n, T_DOWN_STATUS);
+    start(c, c->down, ops, n, c->unary ? T_UNARY_DOWN : T_DOWN_STATUS);
 }
 
 /* Upstream's status goes down once every message before it has. */
@@ -268,7 +276,10 @@ static void start_upstream(call *c, grpc_byte_buffer *first)
 static void start_unary_upstream(call *c, grpc_byte_buffer *msg)
 {
     shim_relay *r = c->r;
-    c->up = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq,
+    /* A child of the downstream call: gRPC core itself cancels it when the caller cancels
+     * or goes away, so a unary call needs no RECV_CLOSE_ON_SERVER of its own until the
+     * answer goes down (one completion less per call). */
+    c->up = grpc_channel_create_call(r->channel, c->down, GRPC_PROPAGATE_DEFAULTS, r->cq,
                                      c->details.method, NULL, c->details.deadline, NULL);
     c->started_up = true;
     c->sending_up = msg;
@@ -314,7 +325,7 @@ static void on_unary_up(call *c)
     size_t n_md, n_trail;
     c->down_send_md = relay_md(&c->up_md, &n_md);
     c->down_trailing_md = relay_md(&c->up_trailing, &n_trail);
-    grpc_op ops[3] = {{0}};
+    grpc_op ops[4] = {{0}};
     size_t n = 0;
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[n].data.send_initial_metadata.count = n_md;
@@ -331,9 +342,12 @@ static void on_unary_up(call *c)
     ops[n].data.send_status_from_server.trailing_metadata = c->down_trailing_md;
     ops[n].data.send_status_from_server.trailing_metadata_count = n_trail;
     n++;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+    n++;
     c->final_status = c->up_status;
     c->status_sent = true;
-    start(c, c->down, ops, n, T_DOWN_STATUS);
+    start(c, c->down, ops, n, T_UNARY_DOWN);
 }
 
 static void refuse(call *c, int status, const char *message)
@@ -357,13 +371,14 @@ static void on_accepted(call *c, bool ok)
     c->intercepted = r->hooks.wants && r->hooks.wants(r->hooks.user, c->method);
     c->unary = c->intercepted || (r->hooks.unary && r->hooks.unary(r->hooks.user, c->method));
 
+    if (c->unary) {
+        down_recv(c); /* the request first: a hook may rewrite or refuse it */
+        return;
+    }
     grpc_op close = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
     close.data.recv_close_on_server.cancelled = &c->cancelled;
     start(c, c->down, &close, 1, T_DOWN_CLOSED);
-    if (c->unary)
-        down_recv(c); /* the request first: a hook may rewrite or refuse it */
-    else
-        start_upstream(c, NULL);
+    start_upstream(c, NULL);
 }
 
 static void on_down_recv(call *c, bool ok)
@@ -523,6 +538,9 @@ static void handle(tag *t, bool ok)
         }
         on_unary_up(c);
         break;
+    case T_UNARY_DOWN:
+        c->down_closed = true;
+        break;
     case T_DOWN_CLOSED:
         c->down_closed = true;
         if (c->cancelled && c->up && !c->status_in)
@@ -628,6 +646,7 @@ int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_
     grpc_arg server_args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = SHIM_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = SHIM_MAX_MESSAGE}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
     };
     grpc_channel_args sargs = {ELEMENTSOF(server_args), server_args};
     /* containerd gone: calls fail at once (UNAVAILABLE) rather than wait, and the channel
@@ -639,6 +658,7 @@ int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_
         {GRPC_ARG_INTEGER, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 100}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = 1000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_RETRIES, {.integer = 0}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
     };
     grpc_channel_args cargs = {ELEMENTSOF(channel_args), channel_args};
 
