@@ -137,7 +137,7 @@ static char *token_after(const char *text, size_t len, const char *prefix, const
         if (memcmp(text + i, prefix, pl) != 0)
             continue;
         size_t s = i + pl;
-        while (s < len && (text[s] == ' ' || text[s] == '\t'))
+        while (s < len && (text[s] == ' ' || text[s] == '\t' || text[s] == '"'))
             s++;
         size_t e = s;
         while (e < len && text[e] != ' ' && text[e] != '\t' && text[e] != '\n' && text[e] != '\r' &&
