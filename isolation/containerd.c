@@ -328,6 +328,8 @@ static int skip_value(scanner *sc, int depth)
             if (skip_value(sc, depth + 1) < 0)
                 return -1;
             skip_space_nl(sc);
+            if (peek(sc, 0) < 0)
+                return fail(sc, start, "unterminated array");
             if (peek(sc, 0) == ',')
                 sc->i++;
             else if (peek(sc, 0) != ']')
@@ -357,6 +359,8 @@ static int skip_value(scanner *sc, int depth)
             if (skip_value(sc, depth + 1) < 0)
                 return -1;
             skip_space_nl(sc);
+            if (peek(sc, 0) < 0)
+                return fail(sc, start, "unterminated inline table");
             if (peek(sc, 0) == ',')
                 sc->i++;
             else if (peek(sc, 0) != '}')
