@@ -178,6 +178,7 @@ int iso_gpu_probe(iso_gpu_result *out, const char *root, moat_error *err)
     bool nomem = false;
     struct dirent **names = NULL;
     int n = -1;
+    _cleanup_free_ char *others = NULL;
 
     _cleanup_free_ char *pci = iso_path_join(root, "/sys/bus/pci/devices");
     if (!pci)
@@ -248,7 +249,7 @@ int iso_gpu_probe(iso_gpu_result *out, const char *root, moat_error *err)
             other++;
         }
     }
-    _cleanup_free_ char *others = other ? iso_strf("; %zu on no usable driver", other) : strdup("");
+    others = other ? iso_strf("; %zu on no usable driver", other) : strdup("");
     if (!others)
         goto nomem;
     const iso_gpu_device *first = NULL;
