@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const shim_handlers h = {
         "moat-auto",     "moat-vm",  "moat-gvisor",          "runsc",    "runsc-nonet",
         "runsc-nvproxy", "kata-clh", "kata-qemu-nvidia-gpu", "container"};
-    iso_probe_result probe = {size % 2 == 0, size % 2 == 0 ? "kvm" : NULL, "fuzz"};
+    iso_probe_result probe = {
+        .usable = size % 2 == 0, .hypervisor = size % 2 == 0 ? "kvm" : NULL, .reason = "fuzz"};
     uint8_t *out = NULL;
     size_t len = 0;
     char *pod = NULL;

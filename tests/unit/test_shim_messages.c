@@ -76,7 +76,7 @@ static bool contains(const uint8_t *hay, size_t n, const char *needle, size_t m)
 
 static void test_rewrite_keeps_unknown_fields(void **state)
 {
-    iso_probe_result probe = {false, NULL, "no /dev/kvm"};
+    iso_probe_result probe = {.usable = false, .reason = "no /dev/kvm"};
     buf in = request("moat-auto", MOAT_EGRESS_NONE);
     uint8_t *out = NULL;
     size_t len = 0;
@@ -116,7 +116,7 @@ static void test_rewrite_keeps_unknown_fields(void **state)
 
 static void test_other_handlers_pass_and_vm_is_refused(void **state)
 {
-    iso_probe_result probe = {false, NULL, "no /dev/kvm"};
+    iso_probe_result probe = {.usable = false, .reason = "no /dev/kvm"};
     uint8_t *out = NULL;
     size_t len = 0;
     shim_decision d = {0};
