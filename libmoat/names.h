@@ -35,10 +35,16 @@
 #define MOAT_NODE_LABEL_MANAGED    "moat.dev/managed"    /* "true" */
 #define MOAT_NODE_LABEL_HYPERVISOR "moat.dev/hypervisor" /* "kvm", "mshv" or "none" */
 #define MOAT_NODE_LABEL_GPU_MODE   "moat.dev/gpu-mode"   /* "container", "vm-passthrough", "none" */
-/* One label per available runtime: "moat.dev/runtime.<name>" = "true". */
+/* One label per available runtime: "moat.dev/runtime.<name>" = "true", and absent (never
+ * "false") where the runtime is not available: the RuntimeClasses select on them, and a
+ * RuntimeClass nodeSelector can only require label=value. The moat-vm RuntimeClass selects
+ * on MOAT_NODE_LABEL_RUNTIME_KATA, so it is set only where Kata's shim is installed AND the
+ * host probe proved a usable hypervisor (iso_probe usable), never for a /dev/kvm that merely
+ * opens. */
 #define MOAT_NODE_LABEL_RUNTIME_PREFIX "moat.dev/runtime."
 #define MOAT_NODE_LABEL_RUNTIME_GVISOR "moat.dev/runtime.gvisor"
 #define MOAT_NODE_LABEL_RUNTIME_KATA   "moat.dev/runtime.kata"
+#define MOAT_NODE_LABEL_TRUE           "true" /* the value of managed and runtime labels */
 
 /* Values of the labels and annotations above. */
 #define MOAT_EGRESS_NONE        "none"
