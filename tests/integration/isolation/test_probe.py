@@ -237,6 +237,18 @@ class ShimOnRealProbeTest(unittest.TestCase):
             text = f.read()
         self.assertIn("host probe: hypervisor not usable (found kvm-pvm: " + PVM_REASON, text)
 
+    def test_sighup_probes_again(self):
+        self.shim.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        want = "host probe again: hypervisor not usable (found kvm-pvm: " + PVM_REASON
+        while True:
+            with open(self.log.name) as f:
+                if want in f.read():
+                    break
+            self.assertLess(time.monotonic(), deadline, "no re-probe after SIGHUP")
+            time.sleep(0.05)
+        self.test_auto_goes_to_runsc()  # and it still decides the same way
+
     def test_auto_goes_to_runsc(self):
         api = self.api
         n = len(self.seen)
