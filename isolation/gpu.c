@@ -121,8 +121,8 @@ static char *pci_driver(const char *root, const char *address, bool *nomem)
     }
     char target[PATH_MAX];
     ssize_t n = readlink(full, target, sizeof target - 1);
-    if (n < 0)
-        return NULL;
+    if (n < 0 || (size_t)n >= sizeof target - 1)
+        return NULL; /* none bound, or a link no sysfs makes */
     target[n] = '\0';
     const char *base = strrchr(target, '/');
     char *d = strdup(base ? base + 1 : target);
