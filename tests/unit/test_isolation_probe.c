@@ -244,12 +244,15 @@ static void assert_kvm_ioctls(const fake_sys *f, size_t n)
     }
 }
 
-static char *cat(const char *a, const char *b)
+/* a followed by b, in one of a few rotating buffers (nested calls stay valid). */
+static const char *cat(const char *a, const char *b)
 {
-    static char buf[4][512];
+    static char buf[8][512];
     static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s%s", a, b);
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s%s", a, b);
+    i = (i + 1) % 8;
+    memcpy(buf[i], tmp, sizeof tmp);
     return buf[i];
 }
 
