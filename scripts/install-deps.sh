@@ -15,7 +15,7 @@ packages=(
     # the node installer's bundles (isolation/bundle.sh): interpreter and RUNPATH
     patchelf file
     # the node: runc, CNI plugins, networking tools, the test image's busybox
-    runc containernetworking-plugins iproute2 iptables util-linux busybox-static
+    runc containernetworking-plugins iproute2 iptables ipset util-linux busybox-static
     # libvirt as the host probe's second witness
     libvirt-daemon-system libvirt-clients
 )

@@ -19,6 +19,13 @@ dir=${MOAT_CLUSTER_DIR:-/var/tmp/moat-cluster}
 api_port=${MOAT_APISERVER_PORT:-6443}
 etcd_port=${MOAT_ETCD_PORT:-23790}
 api_addr=${MOAT_APISERVER_ADDRESS:-127.0.0.1}
+# The address pods reach the API server at, as on a real cluster: the `kubernetes` Service's
+# endpoint (kube-proxy maps 10.96.0.1:443 to it). It lives on the node's pod bridge
+# (e2e/node/node.sh creates it as the bridge's address) and is in the serving certificate.
+# kube-apiserver binds one address, so with it set the API server listens on 0.0.0.0 and a
+# chain of INPUT rules (MOAT-APISERVER) drops its port on every address but 127.0.0.1 and
+# this one. Empty: loopback only, and pods cannot reach the API server.
+advertise=${MOAT_APISERVER_ADVERTISE-10.88.0.1}
 bin=$MOAT_CACHE/bin
 pki=$dir/pki
 # Virtual addresses only: kube-proxy maps them to real ones; nothing is sent to them.
@@ -58,6 +65,7 @@ make_pki() {
     local san="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
     san+=",DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$service_ip"
     [ "$api_addr" != 127.0.0.1 ] && san+=",IP:$api_addr"
+    [ -n "$advertise" ] && [ "$advertise" != "$api_addr" ] && san+=",IP:$advertise"
     cert apiserver kube-apiserver "" "$san"
     cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters ""
     cert admin moat-admin system:masters ""
@@ -133,12 +141,33 @@ wait_ready() {
     die "kube-apiserver not ready after 120 s"
 }
 
+# Only 127.0.0.1 and the advertised address may reach the API server's port.
+guard_up() {
+    guard_down
+    iptables -N MOAT-APISERVER
+    iptables -A MOAT-APISERVER -d 127.0.0.1 -j RETURN
+    iptables -A MOAT-APISERVER -d "$advertise" -j RETURN
+    iptables -A MOAT-APISERVER -j DROP
+    iptables -I INPUT -p tcp --dport "$api_port" -j MOAT-APISERVER
+}
+
+guard_down() {
+    while iptables -D INPUT -p tcp --dport "$api_port" -j MOAT-APISERVER 2>/dev/null; do :; done
+    iptables -F MOAT-APISERVER 2>/dev/null || true
+    iptables -X MOAT-APISERVER 2>/dev/null || true
+}
+
 start_apiserver() {
+    local bind=$api_addr advertise_addr=$api_addr
+    if [ -n "$advertise" ]; then
+        bind=0.0.0.0 advertise_addr=$advertise
+        guard_up
+    fi
     # --kubelet-preferred-address-types=InternalIP: by default the API server dials kubelet
     # by hostname, which sends a DNS query off the machine; the node IP is local.
     start kube-apiserver "$bin/kube-apiserver" \
         --etcd-servers="http://127.0.0.1:$etcd_port" \
-        --bind-address="$api_addr" --advertise-address="$api_addr" --secure-port="$api_port" \
+        --bind-address="$bind" --advertise-address="$advertise_addr" --secure-port="$api_port" \
         --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
         --client-ca-file="$pki/ca.crt" \
         --authorization-mode=Node,RBAC \
@@ -214,6 +243,7 @@ up() {
 
 down() {
     stop_all
+    guard_down
     # kubelet (the node scripts) may leave mounts below $dir; unmount before removing.
     if [ -d "$dir" ]; then
         { grep -F " $dir/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r |
