@@ -49,8 +49,13 @@ int iso_runsc_toml(char **out, iso_runtime_kind kind, const char *platform,
     moat_strbuf_appendf(&b, "binary_name = \"%s\"\n", p->runsc);
     if (p->runsc_root)
         moat_strbuf_appendf(&b, "root = \"%s\"\n", p->runsc_root);
+    /* A log_path ending in '/' is a directory: the shim writes runsc-shim-<id>.log there.
+     * Its options.go says "%ID% tags inside the string are replaced with the container
+     * ID", but FormatShimLogPath (pkg/shim/v1/runsccmd/utils.go, 2026-09 build) does not:
+     * "shim-%ID%.log" becomes one file of that very name, shared by every shim. runsc itself
+     * does replace %ID% in debug-log. */
     if (p->runsc_log_dir)
-        moat_strbuf_appendf(&b, "log_path = \"%s/shim-%%ID%%.log\"\n", p->runsc_log_dir);
+        moat_strbuf_appendf(&b, "log_path = \"%s/\"\n", p->runsc_log_dir);
     moat_strbuf_appendf(&b, "[runsc_config]\n  platform = \"%s\"\n", platform);
     if (kind == ISO_RUNTIME_RUNSC_NONET)
         moat_strbuf_appendf(&b, "  network = \"none\"\n");

@@ -121,10 +121,10 @@ def start_containerd(config):
     """containerd on config, as node.sh starts it; its pid goes into node.sh's pid file so
     `node.sh down` stops it; a thread reaps it."""
     env = dict(os.environ, PATH=BIN + ":" + os.environ["PATH"])
-    log = open(os.path.join(NODE, "logs", "containerd-moat.log"), "a")
-    proc = subprocess.Popen([os.path.join(BIN, "containerd"), "--config", config],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                            start_new_session=True)
+    with open(os.path.join(NODE, "logs", "containerd-moat.log"), "a") as log:
+        proc = subprocess.Popen([os.path.join(BIN, "containerd"), "--config", config],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True)
     with open(PIDFILE, "w") as f:
         f.write(f"{proc.pid}\n")
     threading.Thread(target=proc.wait, daemon=True).start()
@@ -221,12 +221,12 @@ class ConfigTest(unittest.TestCase):
         self.assertIn("Starting gVisor", self.exec(cid, "dmesg"))
         self.assertNotEqual(self.exec(cid, "uname", "-r").strip(), os.uname().release)
         # the shim ran with Moat's runsc.toml: its log_path and runsc's debug-log are there
-        self.assertTrue(os.path.exists(os.path.join(RUNSC_LOGS, f"shim-{pid}.log")),
+        self.assertTrue(os.path.exists(os.path.join(RUNSC_LOGS, f"runsc-shim-{pid}.log")),
                         os.listdir(RUNSC_LOGS) if os.path.isdir(RUNSC_LOGS) else "no log dir")
         logs = os.path.join(RUNSC_LOGS, pid)
         boot = "".join(read(os.path.join(logs, f)).decode(errors="replace")
                        for f in os.listdir(logs) if "boot" in f)
-        self.assertIn("systrap", boot)
+        self.assertIn("systrap", boot, os.listdir(logs))
 
     def test_no_network_pod_through_runsc_nonet(self):
         pid, cid = self.run_pod("nonet", "runsc-nonet")
