@@ -31,8 +31,13 @@ static void usage(FILE *f)
                "  --facts PATH              take the node's facts from this JSON file instead of\n"
                "                            probing: {\"hypervisor\", \"runtimes\", \"gpuMode\"};\n"
                "                            re-read on each probe (SIGHUP)\n"
-               "  --assume-hypervisor KIND  kvm, mshv or none instead of the host probe\n"
-               "  --runtimes LIST           runtimes installed, comma-separated (gvisor,kata)\n"
+               "  --root PATH               the host's /proc, /sys and /dev under PATH for the\n"
+               "                            probe (a container mounts the host at /host)\n"
+               "  --runsc, --runsc-shim, --kata-shim PATH\n"
+               "                            where the runtimes are (default /usr/local/bin/...,\n"
+               "                            /opt/kata/...)\n"
+               "  --assume-hypervisor KIND  kvm, mshv or none instead of the host probe, with\n"
+               "  --runtimes LIST           the runtimes, comma-separated (gvisor,kata), and\n"
                "  --gpu-mode MODE           none, container or vm-passthrough (default none)\n"
                "  --probe-interval SECONDS  probe again and recheck every pod (default 60)\n"
                "  --report moat|all         report pods asking for Moat, or every pod (default "
@@ -105,8 +110,14 @@ int main(int argc, char **argv)
     bool report_all = true;
     long interval_s = 60;
     moat_log_level level = MOAT_LOG_INFO;
+    /* The agent asks no libvirt daemon: the labels take only the direct probe's verdict. */
+    iso_report_config probe_cfg = {.no_libvirt = true};
     enum {
         O_NODE = 256,
+        O_ROOT,
+        O_RUNSC,
+        O_RUNSC_SHIM,
+        O_KATA_SHIM,
         O_KUBECONFIG,
         O_CRI,
         O_FACTS,
@@ -130,6 +141,10 @@ int main(int argc, char **argv)
         {"report", required_argument, NULL, O_REPORT},
         {"default-runtime", required_argument, NULL, O_DEFAULT_RUNTIME},
         {"log-level", required_argument, NULL, O_LOG},
+        {"root", required_argument, NULL, O_ROOT},
+        {"runsc", required_argument, NULL, O_RUNSC},
+        {"runsc-shim", required_argument, NULL, O_RUNSC_SHIM},
+        {"kata-shim", required_argument, NULL, O_KATA_SHIM},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
@@ -187,6 +202,18 @@ int main(int argc, char **argv)
                 fprintf(stderr, "moat-agent: --report: want moat or all\n");
                 return 2;
             }
+            break;
+        case O_ROOT:
+            probe_cfg.probe.root = optarg;
+            break;
+        case O_RUNSC:
+            probe_cfg.runtimes.runsc = optarg;
+            break;
+        case O_RUNSC_SHIM:
+            probe_cfg.runtimes.runsc_shim = optarg;
+            break;
+        case O_KATA_SHIM:
+            probe_cfg.runtimes.kata_shim = optarg;
             break;
         case O_DEFAULT_RUNTIME:
             default_runtime = optarg;
@@ -253,7 +280,7 @@ int main(int argc, char **argv)
     }
     agent_facts_ops facts = facts_path ? agent_facts_file(facts_path)
                             : assume   ? (agent_facts_ops){assume_probe, &as}
-                                       : agent_facts_host(&base);
+                                       : agent_facts_host(&probe_cfg);
     agent_cri_ops cri_ops = agent_cri_client(cri);
     agent_options ao = {
         .node_name = node,

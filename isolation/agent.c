@@ -146,15 +146,15 @@ int agent_node_patch(json_t **ret, const json_t *node, const json_t *labels, moa
     return 0;
 }
 
-void agent_facts_from_probe(agent_facts *out, const iso_probe_result *r, const agent_facts *base)
+void agent_facts_from_report(agent_facts *out, const iso_report *r)
 {
-    agent_facts f = base ? *base : (agent_facts){0};
-    f.hypervisor = AGENT_HYPERVISOR_NONE;
-    if (r->usable && r->hypervisor) {
-        agent_hypervisor h;
-        if (agent_hypervisor_parse(&h, r->hypervisor) == 0)
-            f.hypervisor = h;
-    }
+    agent_facts f = {0};
+    (void)agent_hypervisor_parse(&f.hypervisor, iso_report_hypervisor_label(r));
+    (void)gpu_mode_parse(&f.gpu_mode, iso_report_gpu_mode(r));
+    if (r->runtimes.gvisor.available)
+        f.runtimes |= AGENT_RUNTIME_GVISOR;
+    if (r->runtimes.kata.available)
+        f.runtimes |= AGENT_RUNTIME_KATA;
     *out = f;
 }
 
@@ -224,20 +224,19 @@ out:
 
 static int host_probe(void *impl, agent_facts *out, char **ret_reason, moat_error *err)
 {
-    const iso_probe_ops *ops = iso_probe_host();
-    iso_probe_result r = {0};
-    if (ops->probe(ops->impl, &r, err) < 0)
+    iso_report r = {0};
+    if (iso_report_collect(&r, impl, NULL, err) < 0)
         return moat_error_prefix(err, "host probe");
-    agent_facts_from_probe(out, &r, impl);
+    agent_facts_from_report(out, &r);
     if (ret_reason)
-        *ret_reason = r.reason ? strdup(r.reason) : NULL;
-    iso_probe_result_clear(&r);
+        *ret_reason = r.hypervisor.reason ? strdup(r.hypervisor.reason) : NULL;
+    iso_report_clear(&r);
     return 0;
 }
 
-agent_facts_ops agent_facts_host(const agent_facts *base)
+agent_facts_ops agent_facts_host(const iso_report_config *cfg)
 {
-    return (agent_facts_ops){host_probe, (void *)base};
+    return (agent_facts_ops){host_probe, (void *)cfg};
 }
 
 static int file_probe(void *impl, agent_facts *out, char **ret_reason, moat_error *err)
@@ -306,11 +305,13 @@ char *agent_report_json(const cri_sandbox_status *st, const char *default_runtim
         r = json_pack("{s:s, s:s, s:s, s:b}", "runtime", st->decision_runtime, "handler",
                       st->decision_handler, "reason", reason ? reason : why, "verified", verified);
     } else {
-        if (asprintf(&reason,
-                     "no decision from moat-cri on the sandbox: handler %s%s%s as the "
-                     "runtime reports it",
-                     *read ? "\"" : "", *read ? read : "the runtime's default",
-                     *read ? "\"" : "") < 0)
+        int n = *read ? asprintf(&reason,
+                                 "no decision from moat-cri on the sandbox: handler \"%s\", as "
+                                 "the runtime reports it",
+                                 read)
+                      : asprintf(&reason, "no decision from moat-cri on the sandbox: the "
+                                          "runtime's default handler, as the runtime reports it");
+        if (n < 0)
             return NULL;
         r = json_pack("{s:s, s:s, s:s, s:b}", "runtime",
                       agent_runtime_of_handler(read, default_runtime), "handler", read, "reason",

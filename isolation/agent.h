@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "isolation/cri.h"
-#include "isolation/probe.h"
+#include "isolation/report.h"
 #include "libmoat/error.h"
 #include "libmoat/kube.h"
 
@@ -76,9 +76,10 @@ bool agent_label_is_owned(const char *key);
  * labels lacks. *ret is NULL when nothing would change. node may be NULL (no labels). */
 int agent_node_patch(json_t **ret, const json_t *node, const json_t *labels, moat_error *err);
 
-/* The facts from the host probe's result (hypervisor only; the current probe does not say
- * which runtimes or GPUs are there: runtimes and gpu_mode are taken from base). */
-void agent_facts_from_probe(agent_facts *out, const iso_probe_result *r, const agent_facts *base);
+/* The facts from the host report (isolation/report.h, its contract for publishers): the
+ * hypervisor only when usable (iso_report_hypervisor_label()), gVisor and Kata when
+ * runtimes.gvisor/kata.available, the GPU mode from iso_report_gpu_mode(). */
+void agent_facts_from_report(agent_facts *out, const iso_report *r);
 
 /* Parses a facts file (JSON): {"hypervisor": "kvm"|"mshv"|"none", "runtimes": ["gvisor",
  * "kata"], "gpuMode": "none"|"container"|"vm-passthrough"}; a missing key is none. An
@@ -97,9 +98,9 @@ typedef struct agent_facts_ops {
     void *impl;
 } agent_facts_ops;
 
-/* The real host probe (iso_probe_host()), with runtimes and gpu_mode from base (borrowed;
- * may be NULL: none). */
-agent_facts_ops agent_facts_host(const agent_facts *base);
+/* The real host report (iso_report_collect()) under cfg (borrowed; NULL: this host's
+ * defaults). The reason for the log is the hypervisor probe's. */
+agent_facts_ops agent_facts_host(const iso_report_config *cfg);
 
 /* The facts read from a file (agent_facts_parse) each time they are asked for. path is
  * borrowed. */

@@ -13,6 +13,11 @@
 #   - restrict_oom_score_adj: PID 1 is not ours here and lowering oom_score_adj is refused;
 #   - failCgroupV1: false: this machine is cgroup v1 (kubelet 1.35 refuses v1 otherwise);
 #   - a FORWARD drop for the pod bridge: pod traffic never leaves the machine.
+#
+# With MOAT_NODE_CRI=/path/to/moat-cri, `up` also starts moat-cri in front of containerd
+# (listen $dir/moat-cri/cri.sock, metrics on 127.0.0.1:$MOAT_NODE_CRI_METRICS_PORT, default
+# 9467) and points kubelet at it. Its probe assumes no hypervisor: this node configures no
+# Kata handler (and Kata cannot run here), whatever the probe finds. `down` stops it too.
 set -euo pipefail
 
 MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
@@ -25,6 +30,8 @@ pod_cidr=${MOAT_POD_CIDR:-10.88.0.0/16}
 node_ip=${MOAT_NODE_IP:-10.88.0.1}
 sock=$dir/containerd/containerd.sock
 ctr=("$bin/ctr" --address "$sock" --namespace k8s.io)
+moat_cri=${MOAT_NODE_CRI:-}
+cri_sock=$dir/moat-cri/cri.sock
 export PATH=$bin:$PATH   # containerd finds the shims (runc v2, runsc v1) on PATH
 
 say() { echo "node: $*" >&2; }
@@ -137,7 +144,8 @@ TOML
 }
 
 kubelet_config() {
-    local pki=$cluster/pki
+    local pki=$cluster/pki runtime_sock=$sock
+    [ -n "$moat_cri" ] && runtime_sock=$cri_sock
     mkdir -p "$dir/kubelet" "$dir/pki"
     openssl genrsa -out "$dir/pki/kubelet.key" 2048 2>/dev/null
     openssl req -new -key "$dir/pki/kubelet.key" -subj "/O=system:nodes/CN=system:node:$node_name" \
@@ -160,7 +168,7 @@ apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
-containerRuntimeEndpoint: unix://$sock
+containerRuntimeEndpoint: unix://$runtime_sock
 address: $node_ip
 port: 10250
 readOnlyPort: 0
@@ -222,10 +230,31 @@ containerd_up() {
     say "containerd ready on $sock"
 }
 
+moat_cri_up() {
+    [ -x "$moat_cri" ] || die "MOAT_NODE_CRI=$moat_cri is not an executable"
+    mkdir -p "$dir/moat-cri"
+    cat >"$dir/moat-cri/config.yaml" <<YAML
+listen: $cri_sock
+upstream: $sock
+metrics: 127.0.0.1:${MOAT_NODE_CRI_METRICS_PORT:-9467}
+probe: {assume: none}
+YAML
+    start moat-cri "$moat_cri" --config="$dir/moat-cri/config.yaml"
+    local i
+    for i in $(seq 1 100); do
+        [ -S "$cri_sock" ] && break
+        alive moat-cri || { tail -20 "$dir/logs/moat-cri.log" >&2; die "moat-cri exited"; }
+        sleep 0.1
+    done
+    [ -S "$cri_sock" ] || die "moat-cri did not listen on $cri_sock"
+    say "moat-cri ready on $cri_sock"
+}
+
 up() {
     [ -f "$cluster/admin.kubeconfig" ] || die "no control plane in $cluster; run control-plane.sh up"
     [ -x "$bin/kubelet" ] || die "$bin/kubelet is missing; run e2e/tools/build.sh"
     containerd_up
+    [ -n "$moat_cri" ] && moat_cri_up
     kubelet_config
     start kubelet "$bin/kubelet" --config="$dir/kubelet-config.yaml" \
         --kubeconfig="$dir/kubelet.kubeconfig" --root-dir="$dir/kubelet" \
@@ -244,6 +273,7 @@ stop() {
 
 down() {
     stop kubelet
+    stop moat-cri
     # Stop the pods while containerd still runs, so shims and sandboxes end cleanly.
     if alive containerd && [ -S "$sock" ]; then
         local t

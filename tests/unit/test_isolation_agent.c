@@ -137,22 +137,38 @@ static void test_patch_nothing_to_change(void **state)
     json_decref(labels);
 }
 
-static void test_facts_from_probe(void **state)
+static void test_facts_from_report(void **state)
 {
     (void)state;
-    agent_facts base = {AGENT_HYPERVISOR_KVM, AGENT_RUNTIME_GVISOR, AGENT_GPU_VM}, f;
-    iso_probe_result r = {0};
-    r.usable = true;
-    r.hypervisor = (char *)"mshv";
-    agent_facts_from_probe(&f, &r, &base);
+    agent_facts f;
+    iso_report r;
+    memset(&r, 0, sizeof(r));
+    r.hypervisor.usable = true;
+    r.hypervisor.hypervisor = (char *)"mshv";
+    r.gpu.mode = MOAT_GPU_MODE_VM;
+    r.runtimes.gvisor.available = true;
+    r.runtimes.kata.available = true;
+    agent_facts_from_report(&f, &r);
     assert_int_equal(f.hypervisor, AGENT_HYPERVISOR_MSHV);
-    assert_int_equal(f.runtimes, AGENT_RUNTIME_GVISOR);
+    assert_int_equal(f.runtimes, AGENT_RUNTIME_ALL);
     assert_int_equal(f.gpu_mode, AGENT_GPU_VM);
-    r.usable = false; /* found but not usable: none */
-    r.hypervisor = (char *)"kvm";
-    agent_facts_from_probe(&f, &r, NULL);
+
+    /* Found but not usable (this machine's kvm_pvm): none, and no Kata. */
+    memset(&r, 0, sizeof(r));
+    r.hypervisor.usable = false;
+    r.hypervisor.hypervisor = NULL;
+    r.hypervisor.found = "kvm-pvm";
+    r.runtimes.gvisor.available = true;
+    agent_facts_from_report(&f, &r);
     assert_int_equal(f.hypervisor, AGENT_HYPERVISOR_NONE);
-    assert_int_equal(f.runtimes, 0);
+    assert_int_equal(f.runtimes, AGENT_RUNTIME_GVISOR);
+    assert_int_equal(f.gpu_mode, AGENT_GPU_NONE);
+    r.hypervisor.usable = true;
+    r.hypervisor.hypervisor = (char *)"kvm";
+    r.gpu.mode = MOAT_GPU_MODE_CONTAINER;
+    agent_facts_from_report(&f, &r);
+    assert_int_equal(f.hypervisor, AGENT_HYPERVISOR_KVM);
+    assert_int_equal(f.gpu_mode, AGENT_GPU_CONTAINER);
 }
 
 static void test_facts_parse(void **state)
@@ -532,7 +548,7 @@ int main(void)
         cmocka_unit_test(test_owned_keys),
         cmocka_unit_test(test_patch_only_moat_keys),
         cmocka_unit_test(test_patch_nothing_to_change),
-        cmocka_unit_test(test_facts_from_probe),
+        cmocka_unit_test(test_facts_from_report),
         cmocka_unit_test(test_facts_parse),
         cmocka_unit_test(test_pod_wants_moat),
         cmocka_unit_test(test_report),
