@@ -248,11 +248,11 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     iso_install_report rep = {0};
+    iso_install_checks chk = iso_install_checks_real(&real);
     if (strcmp(verb, "install") == 0) {
-        iso_install_checks chk = iso_install_checks_real(&real);
         r = iso_install_run(&rep, &o, &svc, &chk, &err);
     } else if (strcmp(verb, "uninstall") == 0) {
-        r = iso_install_uninstall(&rep, &o, &svc, &err);
+        r = iso_install_uninstall(&rep, &o, &svc, &chk, &err);
     } else if (strcmp(verb, "service") == 0 && optind + 2 < argc) {
         const char *what = argv[optind + 1], *name = argv[optind + 2];
         if (strcmp(what, "start") == 0)

@@ -1104,6 +1104,21 @@ static int restart(install_ctx *c, const iso_service_ops *svc, const char *name,
     return 0;
 }
 
+/* containerd restarted, and answering again: what comes next (moat-cri's check, kubelet's
+ * startup) needs it, and a service manager may return before it listens. */
+static int restart_containerd(install_ctx *c, const iso_service_ops *svc,
+                              const iso_install_checks *chk, moat_error *err)
+{
+    if (restart(c, svc, c->o->containerd_service, err) < 0)
+        return -1;
+    _cleanup_free_ char *sock = host(c, c->o->containerd_socket), *runtime = NULL;
+    if (!sock)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (chk->cri_version(chk->impl, sock, c->o->cri_timeout_ms, &runtime, err) < 0)
+        return moat_error_prefix(err, "containerd does not answer after its restart");
+    return 0;
+}
+
 static int cri_files(install_ctx *c, bool *changed, moat_error *err)
 {
     _cleanup_free_ char *lib = NULL, *bin = NULL;
@@ -1193,7 +1208,7 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
         containerd_files(c, e, n, hypervisor, &cd_changed, err) < 0)
         return -1;
     if ((cd_changed || pending(c, o->containerd_service)) &&
-        restart(c, svc, o->containerd_service, err) < 0)
+        restart_containerd(c, svc, chk, err) < 0)
         return -1;
     if (cri_files(c, &cri_changed, err) < 0)
         return -1;
@@ -1203,7 +1218,14 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     const char *argv[] = {cri_bin, cri_cfg, NULL};
     bool defined = false, running = false;
-    if (svc->define(svc->impl, o->cri_service, argv, &defined, err) < 0)
+    _cleanup_free_ char *sock_dir = strdup(o->cri_socket);
+    char *slash = sock_dir ? strrchr(sock_dir, '/') : NULL;
+    if (!slash)
+        return moat_error_set(err, MOAT_E_INVALID, "--cri-socket %s is not an absolute path",
+                              o->cri_socket);
+    *slash = '\0';
+    if (svc->define(svc->impl, o->cri_service, argv, sock_dir[0] ? sock_dir : NULL, &defined, err) <
+        0)
         return moat_error_prefix(err, "defining %s", o->cri_service);
     if (defined)
         report_add(c->rep, "defined service %s", o->cri_service);
@@ -1269,8 +1291,8 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
     return r;
 }
 
-static int config_mode(install_ctx *c, const iso_service_ops *svc, const char *hypervisor,
-                       moat_error *err)
+static int config_mode(install_ctx *c, const iso_service_ops *svc, const iso_install_checks *chk,
+                       const char *hypervisor, moat_error *err)
 {
     bool gv = false, cd_changed = false;
     iso_runtime_entry e[4];
@@ -1279,7 +1301,7 @@ static int config_mode(install_ctx *c, const iso_service_ops *svc, const char *h
         containerd_files(c, e, n, hypervisor, &cd_changed, err) < 0)
         return -1;
     if (cd_changed || pending(c, c->o->containerd_service))
-        return restart(c, svc, c->o->containerd_service, err);
+        return restart_containerd(c, svc, chk, err);
     return 0;
 }
 
@@ -1295,7 +1317,7 @@ int iso_install_run(iso_install_report *rep, const iso_install_options *o,
     int r = chk->hypervisor(chk->impl, &hypervisor, err);
     if (r == 0) {
         r = o->mode == ISO_INSTALL_SHIM ? shim_mode(&c, svc, chk, hypervisor, err)
-                                        : config_mode(&c, svc, hypervisor, err);
+                                        : config_mode(&c, svc, chk, hypervisor, err);
     }
     ctx_clear(&c);
     return r;
@@ -1339,7 +1361,8 @@ static bool is_entry(const char *entry, char kind, const char *hostpath)
 }
 
 int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
-                          const iso_service_ops *svc, moat_error *err)
+                          const iso_service_ops *svc, const iso_install_checks *chk,
+                          moat_error *err)
 {
     install_ctx c;
     int r = ctx_open(&c, o, rep, err);
@@ -1347,7 +1370,7 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
         ctx_clear(&c);
         return -1;
     }
-    /* 1. kubelet off moat-cri first. */
+    /* 1. kubelet's files back (kubelet restarted in 3). */
     bool kubelet = false, ch;
     for (size_t i = 0; r == 0 && i < c.n; i++)
         if (is_entry(c.entries[i], 'f', o->kubelet_config) ||
@@ -1355,16 +1378,10 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
             r = restore_or_remove(&c, c.entries[i] + 2, &ch, err);
             kubelet = kubelet || ch;
         }
-    if (r == 0 && kubelet)
-        r = restart(&c, svc, o->kubelet_service, err);
-    /* 2. moat-cri. */
-    if (r == 0 && (r = svc->undefine(svc->impl, o->cri_service, &ch, err)) == 0 && ch) {
-        report_add(rep, "stopped and removed service %s", o->cri_service);
-        if (rep)
-            rep->restarts++;
-    }
-    /* 3. containerd: Moat's block out of the file as it is now (keeps what others changed
-     * since), which is the original when nobody did. */
+    /* 2. containerd: Moat's block out of the file as it is now (keeps what others changed
+     * since), which is the original when nobody did. Restarted before kubelet, so that the
+     * new kubelet finds a containerd that answers (a kubelet that cannot validate its
+     * runtime at startup exits). */
     bool cd = false;
     for (size_t i = 0; r == 0 && i < c.n; i++) {
         if (!is_entry(c.entries[i], 'f', o->containerd_config))
@@ -1388,8 +1405,16 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
             }
         }
     }
-    if (r == 0 && cd)
-        r = restart(&c, svc, o->containerd_service, err);
+    if (r == 0 && (cd || pending(&c, o->containerd_service)))
+        r = restart_containerd(&c, svc, chk, err);
+    /* 3. kubelet on containerd again, then moat-cri gone. */
+    if (r == 0 && (kubelet || pending(&c, o->kubelet_service)))
+        r = restart(&c, svc, o->kubelet_service, err);
+    if (r == 0 && (r = svc->undefine(svc->impl, o->cri_service, &ch, err)) == 0 && ch) {
+        report_add(rep, "stopped and removed service %s", o->cri_service);
+        if (rep)
+            rep->restarts++;
+    }
     /* 4. every other file, then the directories, deepest first. */
     for (size_t i = 0; r == 0 && i < c.n; i++)
         if (c.entries[i][0] == 'f' && !is_entry(c.entries[i], 'f', o->kubelet_config) &&
@@ -1420,6 +1445,10 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
             }
         }
     }
+    if (r == 0 && kubelet &&
+        chk->healthy(chk->impl, o->kubelet_healthz, o->kubelet_timeout_ms, o->kubelet_settle_ms,
+                     err) < 0)
+        r = moat_error_prefix(err, "kubelet is not healthy on containerd after the uninstall");
     ctx_clear(&c);
     return r;
 }

@@ -115,12 +115,14 @@ size_t iso_install_entries(iso_runtime_entry out[4], iso_install_mode mode, cons
 int iso_install_run(iso_install_report *rep, const iso_install_options *o,
                     const iso_service_ops *svc, const iso_install_checks *chk, moat_error *err);
 
-/* Undoes every install: kubelet's files back (and kubelet restarted when that changed them),
- * moat-cri stopped and removed, containerd's config back (containerd restarted when
- * changed), every file the installer created removed, the state directory removed. Running
- * it again changes nothing. */
+/* Undoes every install: kubelet's files and containerd's config back, containerd restarted
+ * (and answering Version) when its config changed, then kubelet when its files did, moat-cri
+ * stopped and removed, every file the installer created removed, the state directory
+ * removed; kubelet's health checked last (an error if it is not healthy, with everything
+ * else done). Running it again changes nothing. */
 int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
-                          const iso_service_ops *svc, moat_error *err);
+                          const iso_service_ops *svc, const iso_install_checks *chk,
+                          moat_error *err);
 
 /* KubeletConfiguration text (YAML or JSON) with containerRuntimeEndpoint set to endpoint,
  * every other byte kept: an existing value (the top-level key's scalar) is replaced in place;

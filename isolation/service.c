@@ -80,6 +80,24 @@ static int run_wait(const char *const *argv, int *ret_status, moat_error *err)
     return moat_error_set(err, MOAT_E_IO, "%s killed by signal %d", argv[0], WTERMSIG(status));
 }
 
+/* mkdir -p <root><dir>. */
+static int mkdir_host(const char *root, const char *dir, moat_error *err)
+{
+    _cleanup_free_ char *p = NULL;
+    size_t rl = strlen(root);
+    while (rl > 0 && root[rl - 1] == '/')
+        rl--;
+    if (asprintf(&p, "%.*s%s/", (int)rl, root, dir) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    for (char *q = strchr(p + 1, '/'); q; q = strchr(q + 1, '/')) {
+        *q = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            return moat_error_set_errno(err, errno, "mkdir %s", p);
+        *q = '/';
+    }
+    return 0;
+}
+
 /* ---- systemd ---- */
 
 static int systemctl(iso_service *s, const char *verb, const char *unit, int *ret_status,
@@ -134,8 +152,8 @@ static void unit_quote(moat_strbuf *b, const char *word)
     moat_strbuf_appendf(b, "\"");
 }
 
-static int sd_define(void *impl, const char *name, const char *const *argv, bool *changed,
-                     moat_error *err)
+static int sd_define(void *impl, const char *name, const char *const *argv, const char *run_dir,
+                     bool *changed, moat_error *err)
 {
     iso_service *s = impl;
     moat_strbuf b = {0};
@@ -152,6 +170,12 @@ static int sd_define(void *impl, const char *name, const char *const *argv, bool
             moat_strbuf_appendf(&b, " ");
         unit_quote(&b, argv[i]);
     }
+    /* A socket directory under /run: systemd makes it before each start (a reboot empties
+     * /run). Elsewhere it persists: moat-install makes it. */
+    if (run_dir && strncmp(run_dir, "/run/", 5) == 0 && run_dir[5])
+        moat_strbuf_appendf(&b, "\nRuntimeDirectory=%s\nRuntimeDirectoryPreserve=yes", run_dir + 5);
+    else if (run_dir && mkdir_host(s->root, run_dir, err) < 0)
+        return -1;
     moat_strbuf_appendf(&b, "\nRestart=always\nRestartSec=1\nKillMode=mixed\n"
                             "\n[Install]\nWantedBy=multi-user.target\n");
     bool trunc = b.truncated;
@@ -316,8 +340,8 @@ static pid_t proc_alive(iso_service *s, const char *name, const char *argv0)
     return (pid_t)pid;
 }
 
-static int proc_define(void *impl, const char *name, const char *const *argv, bool *changed,
-                       moat_error *err)
+static int proc_define(void *impl, const char *name, const char *const *argv, const char *run_dir,
+                       bool *changed, moat_error *err)
 {
     iso_service *s = impl;
     moat_strbuf b = {0};
@@ -332,9 +356,20 @@ static int proc_define(void *impl, const char *name, const char *const *argv, bo
     bool trunc = b.truncated;
     _cleanup_free_ char *text = moat_strbuf_take(&b);
     _cleanup_free_ char *path = proc_file(s, name, "argv");
-    if (!text || trunc || !path)
+    _cleanup_free_ char *rd = proc_file(s, name, "rundir");
+    if (!text || trunc || !path || !rd)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    return iso_install_file_put(path, text, strlen(text), 0644, changed, err);
+    bool ch = false;
+    if (run_dir) {
+        if (iso_install_file_put(rd, run_dir, strlen(run_dir), 0644, &ch, err) < 0)
+            return -1;
+    } else if (unlink(rd) == 0) {
+        ch = true;
+    }
+    if (iso_install_file_put(path, text, strlen(text), 0644, changed, err) < 0)
+        return -1;
+    *changed = *changed || ch;
+    return 0;
 }
 
 static int proc_stop(void *impl, const char *name, moat_error *err)
@@ -379,6 +414,13 @@ static int proc_start(void *impl, const char *name, moat_error *err)
     }
     _cleanup_free_ char *log = proc_file(s, name, "log");
     _cleanup_free_ char *pidfile = proc_file(s, name, "pid");
+    _cleanup_free_ char *rd = proc_file(s, name, "rundir"), *run_dir = NULL;
+    size_t rd_len;
+    if (rd && moat_read_text(&run_dir, &rd_len, rd, 4096, NULL) == 0 &&
+        mkdir_host("/", run_dir, err) < 0) {
+        strv_free(argv);
+        return -1;
+    }
     if (!log || !pidfile) {
         strv_free(argv);
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
@@ -465,6 +507,9 @@ static int proc_undefine(void *impl, const char *name, bool *changed, moat_error
         return -1;
     if (unlink(path) < 0)
         return moat_error_set_errno(err, errno, "unlink %s", path);
+    _cleanup_free_ char *rd = proc_file(s, name, "rundir");
+    if (rd)
+        unlink(rd);
     *changed = true;
     return 0;
 }

@@ -15,10 +15,12 @@
 
 typedef struct iso_service_ops {
     /* Writes the definition of a service the installer owns, running argv (NULL-terminated,
-     * argv[0] an absolute host path). *changed tells whether the definition was different
-     * (or absent). Does not start or restart it. */
-    int (*define)(void *impl, const char *name, const char *const *argv, bool *changed,
-                  moat_error *err);
+     * argv[0] an absolute host path). run_dir (optional, absolute) is made before each start:
+     * the directory of its socket, which a reboot empties when it lies under /run (systemd:
+     * RuntimeDirectory=). *changed tells whether the definition was different (or absent).
+     * Does not start or restart it. */
+    int (*define)(void *impl, const char *name, const char *const *argv, const char *run_dir,
+                  bool *changed, moat_error *err);
     /* Removes that definition (stopping the service first); *changed false when there was
      * none. */
     int (*undefine)(void *impl, const char *name, bool *changed, moat_error *err);

@@ -185,11 +185,12 @@ static void logf_(fake *f, const char *what, const char *name)
     snprintf(f->log + l, sizeof(f->log) - l, "%s:%s ", what, name);
 }
 
-static int f_define(void *impl, const char *name, const char *const *argv, bool *changed,
-                    moat_error *err)
+static int f_define(void *impl, const char *name, const char *const *argv, const char *run_dir,
+                    bool *changed, moat_error *err)
 {
     fake *f = impl;
     (void)err;
+    assert_string_equal(run_dir, "/run/moat");
     assert_string_equal(argv[1], "--config=/etc/moat/cri.yaml");
     *changed = !f->cri_defined;
     f->cri_defined = true;
@@ -257,6 +258,10 @@ static int f_version(void *impl, const char *path, int timeout_ms, char **ret, m
     fake *f = impl;
     (void)timeout_ms;
     f->version_calls++;
+    if (strstr(path, "/run/containerd/containerd.sock")) {
+        *ret = strdup("containerd v2.4.2");
+        return 0;
+    }
     assert_non_null(strstr(path, "/run/moat/cri.sock"));
     if (!f->cri_running)
         return moat_error_set(err, MOAT_E_NETWORK, "no moat-cri");
@@ -364,7 +369,7 @@ static int uninstall(world *w, iso_install_report *rep)
 {
     moat_error err = MOAT_ERROR_INIT;
     w->f.log[0] = '\0';
-    int r = iso_install_uninstall(rep, &w->o, &w->svc, &err);
+    int r = iso_install_uninstall(rep, &w->o, &w->svc, &w->chk, &err);
     if (r < 0)
         print_message("uninstall: %s\n", err.message);
     moat_error_clear(&err);
@@ -449,7 +454,7 @@ static void test_shim_mode(void **state)
     iso_install_report_clear(&rep);
 
     assert_int_equal(uninstall(&w, &rep), 0);
-    assert_string_equal(w.f.log, "restart:kubelet undefine:moat-cri restart:containerd ");
+    assert_string_equal(w.f.log, "restart:containerd restart:kubelet undefine:moat-cri ");
     k = get(w.root, "/var/lib/kubelet/config.yaml");
     assert_string_equal(k, KUBELET);
     free(k);
