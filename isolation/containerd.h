@@ -19,8 +19,11 @@
  * whole plugin sections rather than merging keys (containerd issue #5837, "config merge via
  * imports overwrites the wrong part of the config": "it actually merges the plugin's
  * configuration by section, not by key-value"; #7982 shows an imported runtimes table
- * replacing `runc`'s). Merging sections arrived only in 2.0 (PR #9982). One block in the
- * main file works the same way on 1.7 and 2.x. */
+ * replacing `runc`'s). Merging sections arrived only in 2.0 (PR #9982). Checked here with
+ * containerd 1.7.35 built from its Go module: a main file with a runc runtime (custom
+ * BinaryName) and registry config_path, importing a file with only a runsc runtime, dumps
+ * with runsc alone and config_path empty; 2.4.2 keeps all three. One block in the main file
+ * works the same way on 1.7 and 2.x (1.7.35 and 2.4.2 both read the merged goldens). */
 #ifndef MOAT_ISOLATION_CONTAINERD_H
 #define MOAT_ISOLATION_CONTAINERD_H
 
