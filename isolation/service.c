@@ -205,14 +205,12 @@ static int sd_undefine(void *impl, const char *name, bool *changed, moat_error *
         *changed = false;
         return 0;
     }
-    int st;
     if (systemctl(s, "disable", unit, NULL, err) < 0 || systemctl(s, "stop", unit, NULL, err) < 0)
         return -1;
     if (unlink(path) < 0 && errno != ENOENT)
         return moat_error_set_errno(err, errno, "unlink %s", path);
     if (systemctl(s, "daemon-reload", NULL, NULL, err) < 0)
         return -1;
-    (void)st;
     *changed = true;
     return 0;
 }

@@ -541,6 +541,94 @@ static void test_pending_restart(void **state)
     world_clear(&w);
 }
 
+/* ---- the service backends ---- */
+
+static void test_service_systemd_unit(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/moat-install-sd-XXXXXX";
+    assert_non_null(mkdtemp(root));
+    /* systemctl is `true`: the unit file is what is checked. */
+    const char *const sysctl[] = {"true", NULL};
+    iso_service *s = NULL;
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(iso_service_systemd_new(&s, root, sysctl, &err), 0);
+    iso_service_ops ops = iso_service_ops_of(s);
+    const char *argv[] = {"/opt/moat/bin/moat-cri", "--config=/etc/moat/a b.yaml", "100%$x", NULL};
+    bool ch = false;
+    assert_int_equal(ops.define(ops.impl, "moat-cri", argv, "/run/moat", &ch, &err), 0);
+    assert_true(ch);
+    char *unit = get(root, "/etc/systemd/system/moat-cri.service");
+    assert_non_null(unit);
+    assert_non_null(strstr(unit, "ExecStart=\"/opt/moat/bin/moat-cri\" "
+                                 "\"--config=/etc/moat/a b.yaml\" \"100%%$$x\"\n"));
+    assert_non_null(strstr(unit, "RuntimeDirectory=moat\n"));
+    assert_non_null(strstr(unit, "Restart=always\n"));
+    free(unit);
+    assert_int_equal(ops.define(ops.impl, "moat-cri", argv, "/run/moat", &ch, &err), 0);
+    assert_false(ch);
+    bool running = false;
+    assert_int_equal(ops.running(ops.impl, "moat-cri", &running, &err), 0);
+    assert_true(running); /* `true --quiet is-active` exits 0 */
+    assert_int_equal(ops.undefine(ops.impl, "moat-cri", &ch, &err), 0);
+    assert_true(ch);
+    assert_false(exists(root, "/etc/systemd/system/moat-cri.service"));
+    iso_service_free(s);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_service_process(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/moat-install-proc-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    iso_service *s = NULL;
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(iso_service_process_new(&s, dir, 2000, &err), 0);
+    iso_service_ops ops = iso_service_ops_of(s);
+    bool ch = false, running = true;
+    assert_int_equal(ops.running(ops.impl, "sleeper", &running, &err), 0);
+    assert_false(running);
+    assert_int_equal(ops.start(ops.impl, "sleeper", &err), -1); /* not defined */
+    moat_error_clear(&err);
+    const char *argv[] = {"/bin/sleep", "60", NULL};
+    char rundir[96];
+    snprintf(rundir, sizeof(rundir), "%s/run/x", dir);
+    assert_int_equal(ops.define(ops.impl, "sleeper", argv, rundir, &ch, &err), 0);
+    assert_true(ch);
+    assert_int_equal(ops.start(ops.impl, "sleeper", &err), 0);
+    assert_true(exists(rundir, ""));
+    assert_int_equal(ops.running(ops.impl, "sleeper", &running, &err), 0);
+    assert_true(running);
+    char *pid1 = get(dir, "/sleeper.pid");
+    assert_int_equal(ops.start(ops.impl, "sleeper", &err), 0); /* running: left alone */
+    char *pid2 = get(dir, "/sleeper.pid");
+    assert_string_equal(pid1, pid2);
+    assert_int_equal(ops.restart(ops.impl, "sleeper", &err), 0);
+    char *pid3 = get(dir, "/sleeper.pid");
+    assert_string_not_equal(pid1, pid3);
+    assert_int_equal(ops.stop(ops.impl, "sleeper", &err), 0);
+    assert_int_equal(ops.running(ops.impl, "sleeper", &running, &err), 0);
+    assert_false(running);
+    /* A missing program is an error naming it. */
+    const char *bad[] = {"/nonexistent/prog", NULL};
+    assert_int_equal(ops.define(ops.impl, "bad", bad, NULL, &ch, &err), 0);
+    assert_int_equal(ops.start(ops.impl, "bad", &err), -1);
+    assert_non_null(strstr(err.message, "/nonexistent/prog"));
+    moat_error_clear(&err);
+    assert_int_equal(ops.undefine(ops.impl, "sleeper", &ch, &err), 0);
+    assert_true(ch);
+    free(pid1);
+    free(pid2);
+    free(pid3);
+    iso_service_free(s);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -556,6 +644,8 @@ int main(void)
         cmocka_unit_test(test_shim_mode_rollback),
         cmocka_unit_test(test_shim_mode_no_answer),
         cmocka_unit_test(test_pending_restart),
+        cmocka_unit_test(test_service_systemd_unit),
+        cmocka_unit_test(test_service_process),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
