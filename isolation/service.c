@@ -228,8 +228,12 @@ static int sd_start(void *impl, const char *name, moat_error *err)
     return sd_verb(impl, "start", name, err);
 }
 
+/* daemon-reload first: the file that changed may be the service's own unit or a drop-in
+ * (kubelet's flags live in kubelet.service on some nodes), which systemd reads only then. */
 static int sd_restart(void *impl, const char *name, moat_error *err)
 {
+    if (systemctl(impl, "daemon-reload", NULL, NULL, err) < 0)
+        return -1;
     return sd_verb(impl, "restart", name, err);
 }
 
