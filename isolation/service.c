@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,17 +55,14 @@ static char **strv_copy(const char *const *v)
 /* Runs argv to its end; 0 when it exits 0, else MOAT_E_IO naming the command and status. */
 static int run_wait(const char *const *argv, int *ret_status, moat_error *err)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        return moat_error_set_errno(err, errno, "fork for %s", argv[0]);
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDONLY);
-        if (null >= 0)
-            dup2(null, 0);
-        execvp(argv[0], (char *const *)argv);
-        fprintf(stderr, "moat-install: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    pid_t pid;
+    int e = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e != 0)
+        return moat_error_set_errno(err, e, "exec %s", argv[0]);
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
@@ -396,9 +394,12 @@ static int proc_stop(void *impl, const char *name, moat_error *err)
                 kill(pid, SIGKILL);
                 waited = -1000000; /* then wait for it to go without a bound */
             }
+            /* A service this process started is its child: reap it (ECHILD otherwise). */
+            waitpid(pid, NULL, WNOHANG);
             nanosleep(&tick, NULL);
             waited += 20;
         }
+        waitpid(pid, NULL, WNOHANG);
     }
     unlink(pidfile);
     return 0;
@@ -427,56 +428,39 @@ static int proc_start(void *impl, const char *name, moat_error *err)
         strv_free(argv);
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     }
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0) {
+    /* posix_spawn reports a failed exec, but not under every runtime (valgrind's fork
+     * fallback): look first. */
+    if (access(argv[0], X_OK) < 0) {
+        int rc = moat_error_set_errno(err, errno, "service %s: exec %s", name, argv[0]);
         strv_free(argv);
-        return moat_error_set_errno(err, errno, "pipe");
+        return rc;
     }
-    /* Two forks: the service is nobody's child here (the installer exits; the service must
-     * not be its zombie meanwhile), in a session of its own. The middle child sends the
-     * service's pid; the service sends errno only if exec fails (the pipe closes on exec). */
-    pid_t mid = fork();
-    if (mid < 0) {
-        strv_free(argv);
-        close(p[0]);
-        close(p[1]);
-        return moat_error_set_errno(err, errno, "fork");
-    }
-    if (mid == 0) {
-        close(p[0]);
-        setsid();
-        pid_t svc = fork();
-        if (svc == 0) {
-            int null = open("/dev/null", O_RDONLY);
-            int out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-            if (null >= 0)
-                dup2(null, 0);
-            if (out >= 0) {
-                dup2(out, 1);
-                dup2(out, 2);
-            }
-            signal(SIGPIPE, SIG_DFL);
-            execv(argv[0], argv);
-            int e = errno;
-            if (write(p[1], &e, sizeof(e)) < 0)
-                _exit(126);
-            _exit(127);
-        }
-        int v = svc;
-        _exit(write(p[1], &v, sizeof(v)) == sizeof(v) ? 0 : 1);
-    }
-    close(p[1]);
-    int status;
-    waitpid(mid, &status, 0);
-    int pid = 0, e = 0;
-    ssize_t r1 = read(p[0], &pid, sizeof(pid));
-    ssize_t r2 = read(p[0], &e, sizeof(e));
-    close(p[0]);
-    if (r1 != sizeof(pid) || pid <= 0) {
-        strv_free(argv);
-        return moat_error_set(err, MOAT_E_IO, "service %s: fork failed", name);
-    }
-    if (r2 == sizeof(e)) {
+    /* posix_spawn: no code of ours runs in the child, and an exec failure comes back as the
+     * return value. The service gets a session of its own and the default signal handling;
+     * it stays the installer's child until the installer exits (then init's). */
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, dflt;
+    sigemptyset(&none);
+    sigemptyset(&dflt);
+    sigaddset(&dflt, SIGPIPE);
+    sigaddset(&dflt, SIGTERM);
+    sigaddset(&dflt, SIGINT);
+    sigaddset(&dflt, SIGHUP);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &dflt);
+    pid_t pid = 0;
+    int e = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (e != 0) {
         int rc = moat_error_set_errno(err, e, "service %s: exec %s", name, argv[0]);
         strv_free(argv);
         return rc;
