@@ -468,6 +468,47 @@ static void test_shim_mode(void **state)
     world_clear(&w);
 }
 
+static const char FLAGS[] = "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/"
+                            "containerd/containerd.sock --v=2\"\n";
+
+static void test_shim_mode_flags(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w, ISO_INSTALL_SHIM);
+    put(w.root, "/var/lib/kubelet/kubeadm-flags.env", FLAGS);
+    w.o.kubelet_flags = "/var/lib/kubelet/kubeadm-flags.env";
+    iso_install_report rep = {0};
+    assert_int_equal(run(&w, &rep), 0);
+    char *f = get(w.root, "/var/lib/kubelet/kubeadm-flags.env");
+    assert_string_equal(f, "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/moat/"
+                           "cri.sock --v=2\"\n");
+    free(f);
+    iso_install_report_clear(&rep);
+    assert_int_equal(run(&w, &rep), 0);
+    assert_int_equal(rep.n, 0);
+    iso_install_report_clear(&rep);
+    assert_int_equal(uninstall(&w, &rep), 0);
+    f = get(w.root, "/var/lib/kubelet/kubeadm-flags.env");
+    assert_string_equal(f, FLAGS);
+    free(f);
+    f = get(w.root, "/var/lib/kubelet/config.yaml");
+    assert_string_equal(f, KUBELET);
+    free(f);
+    iso_install_report_clear(&rep);
+    /* Rolled back: both files as they were. */
+    w.f.kubelet_healthy = false;
+    assert_int_equal(run(&w, &rep), -1);
+    f = get(w.root, "/var/lib/kubelet/kubeadm-flags.env");
+    assert_string_equal(f, FLAGS);
+    free(f);
+    f = get(w.root, "/var/lib/kubelet/config.yaml");
+    assert_string_equal(f, KUBELET);
+    free(f);
+    iso_install_report_clear(&rep);
+    world_clear(&w);
+}
+
 static void test_shim_mode_rollback(void **state)
 {
     (void)state;
@@ -641,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_entries),
         cmocka_unit_test(test_config_mode),
         cmocka_unit_test(test_shim_mode),
+        cmocka_unit_test(test_shim_mode_flags),
         cmocka_unit_test(test_shim_mode_rollback),
         cmocka_unit_test(test_shim_mode_no_answer),
         cmocka_unit_test(test_pending_restart),
