@@ -353,6 +353,7 @@ class ChartClusterTest(unittest.TestCase):
 
         self.check_rbac()
         self.check_admission_policy()
+        self.check_operator_runs_with_its_rbac()
 
         # upgrade: more replicas, a changed config, one pool gone and two new ones
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
@@ -431,6 +432,55 @@ class ChartClusterTest(unittest.TestCase):
         for user, verb, res, ns in forbidden:
             with self.subTest(user=user, forbidden=f"{verb} {res}"):
                 self.assertFalse(can_i(user, verb, res, ns))
+
+    def check_operator_runs_with_its_rbac(self):
+        """The real moat-operator, with the chart's config and a token of the chart's
+        ServiceAccount (nothing else), reconciles a Sandbox: its Pod, its NetworkPolicies,
+        its status, an Event and the leader Lease, and nothing is forbidden on the way."""
+        if not OPERATOR:
+            self.skipTest("MOAT_OPERATOR not set")
+        token = kubectl("create", "token", "moat-operator", "-n", self.ns, "--duration=10m")[1].strip()
+        admin = yaml.safe_load(read(os.environ["KUBECONFIG"]))
+        cluster = admin["clusters"][0]["cluster"]
+        cm = get_json("configmap", "moat-operator", "-n", self.ns)["data"]["operator.yaml"]
+        with tempfile.TemporaryDirectory() as d:
+            kc, cfg = os.path.join(d, "kubeconfig"), os.path.join(d, "operator.yaml")
+            with open(kc, "w") as f:
+                yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "sa",
+                                "clusters": [{"name": "c", "cluster": cluster}],
+                                "users": [{"name": "sa", "user": {"token": token}}],
+                                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}]}, f)
+            with open(cfg, "w") as f:
+                f.write(cm)
+            log = open(os.path.join(d, "operator.log"), "w+")
+            proc = subprocess.Popen([OPERATOR, "--config", cfg, "--kubeconfig", kc,
+                                     "--metrics-addr", "127.0.0.1:0", "--lease-namespace", self.ns,
+                                     "--identity", "helm-test", "--log-level", "debug"],
+                                    stdout=log, stderr=subprocess.STDOUT)
+            try:
+                ns = self.sandbox_ns
+                wait_for(lambda: kubectl("get", "pod", "hello", "-n", ns, check=False)[0] == 0,
+                         timeout=60, what="the operator's Pod for Sandbox hello")
+                pod = get_json("pod", "hello", "-n", ns)
+                self.assertEqual(pod["metadata"]["ownerReferences"][0]["kind"], "Sandbox")
+                wait_for(lambda: get_json("sandbox", "hello", "-n", ns).get("status", {}).get("phase"),
+                         timeout=60, what="the Sandbox's status")
+                wait_for(lambda: get_json("networkpolicies", "-n", ns)["items"], timeout=60,
+                         what="the operator's NetworkPolicies")
+                wait_for(lambda: get_json("events", "-n", ns, "--field-selector",
+                                          "involvedObject.kind=Sandbox")["items"],
+                         timeout=60, what="an Event on the Sandbox")
+                lease = get_json("lease", "moat-operator", "-n", self.ns)
+                self.assertEqual(lease["spec"]["holderIdentity"], "helm-test")
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+                log.seek(0)
+                text = log.read()
+                log.close()
+                if sys.exc_info()[0]:
+                    print("moat-operator's log:\n" + text[-4000:], file=sys.stderr)
+            self.assertNotIn("forbidden", text.lower(), text[-3000:])
 
     def check_admission_policy(self):
         """RBAC lets the agent patch any Node; the chart's policy allows only its own."""
