@@ -276,6 +276,32 @@ class ChartTemplateTest(unittest.TestCase):
             self.assertIn("configuration:", p.stderr)
 
 
+# The local node, when a fixture has it up, must not run the chart's pods: its installer
+# would reconfigure this machine's own containerd and kubelet, its operator would reconcile
+# beside the one the test runs. Every pod template is pinned to a label no node has.
+NOWHERE = {"moat.dev/helm-test": "no-such-node"}
+
+
+def pinned(text):
+    objs = docs(text)
+    for o in objs:
+        if o["kind"] in ("Deployment", "DaemonSet"):
+            o["spec"]["template"]["spec"].setdefault("nodeSelector", {}).update(NOWHERE)
+    return yaml.safe_dump_all(objs)
+
+
+def pinned_values(values=None):
+    """A values file (to pass after `values`) that pins the operator and every pool."""
+    v = yaml.safe_load(read(values or os.path.join(CHART, "values.yaml")))
+    pools = v.get("nodePools") or yaml.safe_load(read(os.path.join(CHART, "values.yaml")))["nodePools"]
+    for p in pools:
+        p["nodeSelector"] = {**p.get("nodeSelector", {}), **NOWHERE}
+    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    yaml.safe_dump({"operator": {"nodeSelector": NOWHERE}, "nodePools": pools}, f)
+    f.close()
+    return f.name
+
+
 def can_i(user, verb, resource, namespace=None, extra=()):
     resource, _, sub = resource.partition("/")
     args = ["auth", "can-i", verb, resource, "--as", user, *extra]
@@ -321,24 +347,25 @@ class ChartClusterTest(unittest.TestCase):
         try:
             for values in VALUE_SETS:
                 with self.subTest(values=short(values)):
-                    text = template(values, namespace=self.ns)
+                    text = pinned(template(values, namespace=self.ns))
                     out = self.apply(text, "--dry-run=server")[1]
                     self.assertEqual(out.count("serverside-applied (server dry run)"), len(docs(text)), out)
-            # for real, with the default values, then gone again
-            text = template(namespace=self.ns)
-            self.apply(text)
-            for o in docs(text):
-                ns = ["-n", self.ns] if "namespace" in o["metadata"] else []
-                got = get_json(o["kind"], o["metadata"]["name"], *ns)
-                self.assertEqual(got["metadata"]["labels"]["app.kubernetes.io/part-of"], "moat")
-            kubectl("delete", "-f", "-", "--wait=true", stdin=text, timeout=120)
+                    # for real, then gone again
+                    self.apply(text)
+                    for o in docs(text):
+                        ns = ["-n", self.ns] if "namespace" in o["metadata"] else []
+                        got = get_json(o["kind"], o["metadata"]["name"], *ns)
+                        self.assertEqual(got["metadata"]["labels"]["app.kubernetes.io/part-of"], "moat")
+                    kubectl("delete", "-f", "-", "--wait=true", stdin=text, timeout=120)
         finally:
             kubectl("delete", "namespace", self.ns, "--wait=true", check=False, timeout=120)
 
     def test_2_install_upgrade_uninstall(self):
         kubectl("create", "namespace", self.sandbox_ns)
         # install
-        p = helm("install", RELEASE, CHART, "-n", self.ns, "--create-namespace")
+        pin = pinned_values()
+        self.addCleanup(os.unlink, pin)
+        p = helm("install", RELEASE, CHART, "-n", self.ns, "--create-namespace", "-f", pin)
         self.assertIn("STATUS: deployed", p.stdout)
         self.assertIn("Run a first Sandbox", p.stdout)  # NOTES.txt
         dep = get_json("deployment", "moat-operator", "-n", self.ns)
@@ -357,12 +384,12 @@ class ChartClusterTest(unittest.TestCase):
 
         # upgrade: more replicas, a changed config, one pool gone and two new ones
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-            yaml.safe_dump({"operator": {"replicas": 3, "config": {"workers": 8}},
+            yaml.safe_dump({"operator": {"replicas": 3, "config": {"workers": 8}, "nodeSelector": NOWHERE},
                             "runtimeClasses": {"names": {"gvisor": "moat-gvisor-2"}},
                             "nodePools": [
-                                {"name": "gvisor", "nodeSelector": {"moat.dev/pool": "gvisor"},
+                                {"name": "gvisor", "nodeSelector": {"moat.dev/pool": "gvisor", **NOWHERE},
                                  "mode": "shim", "isolation": "gvisor", "gpu": "none"},
-                                {"name": "gpu", "nodeSelector": {"moat.dev/pool": "gpu"},
+                                {"name": "gpu", "nodeSelector": {"moat.dev/pool": "gpu", **NOWHERE},
                                  "mode": "config", "isolation": "auto", "gpu": "container"}]}, f)
             f.flush()
             old_checksum = dep["spec"]["template"]["metadata"]["annotations"]["moat.dev/config-checksum"]
