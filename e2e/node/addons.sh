@@ -133,6 +133,9 @@ YAML
 }
 
 down() {
+    # Only the add-ons this cluster directory started: another node's (a test's own, under
+    # another MOAT_CLUSTER_DIR) may be running, and its rules are not ours to remove.
+    [ -d "$dir" ] || return 0
     stop kube-router
     stop kube-proxy
     # Both leave their rules behind when they stop. kube-proxy removes its own on request;
@@ -148,14 +151,14 @@ down() {
 kube_router_cleanup() {
     local rule chains c
     iptables-save -t filter 2>/dev/null | grep -E '^-A (INPUT|FORWARD|OUTPUT) .*kube-router' |
-        sed 's/^-A /-D /' | while read -r rule; do eval "iptables $rule" || true; done
+        sed 's/^-A /-D /' | while read -r rule; do eval "iptables $rule" || true; done || true
     chains=$(iptables-save -t filter 2>/dev/null |
-        sed -n 's/^:\(KUBE-ROUTER-[^ ]*\|KUBE-NWPLCY-[^ ]*\|KUBE-POD-FW-[^ ]*\) .*/\1/p')
+        sed -n 's/^:\(KUBE-ROUTER-[^ ]*\|KUBE-NWPLCY-[^ ]*\|KUBE-POD-FW-[^ ]*\) .*/\1/p' || true)
     for c in $chains; do iptables -F "$c" 2>/dev/null || true; done
     for c in $chains; do iptables -X "$c" 2>/dev/null || true; done
     ipset list -n 2>/dev/null | grep -E '^KUBE-(SRC|DST|NWPLCY|POD)' | while read -r c; do
         ipset destroy "$c" 2>/dev/null || true
-    done
+    done || true
 }
 
 case ${1:-} in

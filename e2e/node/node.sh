@@ -3,7 +3,11 @@
 # e2e/cluster/control-plane.sh: containerd 2.x (runc and gVisor handlers), CNI from
 # Debian's plugins on a bridge the script creates, the locally built images, and kubelet.
 #
-#   node.sh up      start containerd and kubelet, wait until the Node is Ready
+#   node.sh up      start containerd and kubelet, wait until the Node is Ready, then the
+#                   add-ons (kube-proxy, kube-router's NetworkPolicy firewall: addons.sh);
+#                   MOAT_NODE_ADDONS=0 leaves them out
+#   node.sh restart-kubelet   restart kubelet alone, on the configuration it has now (what
+#                   the node installer does through systemd on a real node)
 #   node.sh down    stop them, remove pods, mounts, the bridge and all node state
 #   node.sh containerd   start containerd alone (CRI tests; no control plane needed);
 #                        `down` stops it
@@ -31,6 +35,8 @@ node_ip=${MOAT_NODE_IP:-10.88.0.1}
 sock=$dir/containerd/containerd.sock
 ctr=("$bin/ctr" --address "$sock" --namespace k8s.io)
 moat_cri=${MOAT_NODE_CRI:-}
+addons=${MOAT_NODE_ADDONS:-1}
+here=$(cd "$(dirname "$0")" && pwd)
 cri_sock=$dir/moat-cri/cri.sock
 export PATH=$bin:$PATH   # containerd finds the shims (runc v2, runsc v1) on PATH
 
@@ -89,7 +95,7 @@ containerd_config() {
     cat >"$dir/runsc/runsc.toml" <<TOML
 binary_name = "$bin/runsc"
 root = "$dir/runsc/root"
-log_path = "$dir/runsc/logs/shim-%ID%.log"
+log_path = "$dir/runsc/logs/"  # a directory: this shim does not replace %ID% in a file name
 [runsc_config]
   platform = "$platform"
   debug-log = "$dir/runsc/logs/%ID%/"
@@ -97,7 +103,7 @@ TOML
     cat >"$dir/runsc/runsc-nonet.toml" <<TOML
 binary_name = "$bin/runsc"
 root = "$dir/runsc/root"
-log_path = "$dir/runsc/logs/shim-%ID%.log"
+log_path = "$dir/runsc/logs/"  # a directory: this shim does not replace %ID% in a file name
 [runsc_config]
   platform = "$platform"
   network = "none"
@@ -250,17 +256,29 @@ YAML
     say "moat-cri ready on $cri_sock"
 }
 
+kubelet_start() {
+    start kubelet "$bin/kubelet" --config="$dir/kubelet-config.yaml" \
+        --kubeconfig="$dir/kubelet.kubeconfig" --root-dir="$dir/kubelet" \
+        --cert-dir="$dir/pki" --hostname-override="$node_name" --node-ip="$node_ip" --v=1
+    wait_node_ready
+}
+
+restart_kubelet() {
+    [ -f "$dir/kubelet-config.yaml" ] || die "no node in $dir"
+    stop kubelet
+    kubelet_start
+    say "kubelet restarted; node $node_name Ready"
+}
+
 up() {
     [ -f "$cluster/admin.kubeconfig" ] || die "no control plane in $cluster; run control-plane.sh up"
     [ -x "$bin/kubelet" ] || die "$bin/kubelet is missing; run e2e/tools/build.sh"
     containerd_up
     [ -n "$moat_cri" ] && moat_cri_up
     kubelet_config
-    start kubelet "$bin/kubelet" --config="$dir/kubelet-config.yaml" \
-        --kubeconfig="$dir/kubelet.kubeconfig" --root-dir="$dir/kubelet" \
-        --cert-dir="$dir/pki" --hostname-override="$node_name" --node-ip="$node_ip" --v=1
-    wait_node_ready
+    kubelet_start
     say "node $node_name Ready"
+    [ "$addons" = 0 ] || bash "$here/addons.sh" up
 }
 
 stop() {
@@ -272,6 +290,7 @@ stop() {
 }
 
 down() {
+    bash "$here/addons.sh" down
     stop kubelet
     stop moat-cri
     # Stop the pods while containerd still runs, so shims and sandboxes end cleanly.
@@ -306,6 +325,7 @@ down() {
 case ${1:-} in
 up) up ;;
 containerd) containerd_up ;;
+restart-kubelet) restart_kubelet ;;
 down) down ;;
-*) die "usage: $0 up|down|containerd" ;;
+*) die "usage: $0 up|down|containerd|restart-kubelet" ;;
 esac
