@@ -174,6 +174,13 @@ class ChartTemplateTest(unittest.TestCase):
         spec = by_kind(un, "DaemonSet")[0]["spec"]["template"]["spec"]
         self.assertEqual(spec["initContainers"][0]["args"][0], "uninstall")
         self.assertEqual([c["name"] for c in spec["containers"]], ["idle"])
+        off = docs(template(extra=["--set", "installer.enabled=false"]))
+        spec = by_kind(off, "DaemonSet")[0]["spec"]["template"]["spec"]
+        self.assertNotIn("initContainers", spec)
+        self.assertNotIn("hostPID", spec)
+        self.assertNotIn("hostNetwork", spec)
+        self.assertEqual([v["hostPath"]["path"] for v in spec["volumes"]],
+                         ["/run/moat", "/usr/local/bin", "/opt/kata"])
 
     def test_schema_refuses_bad_values_naming_them(self):
         cases = [

@@ -1,8 +1,10 @@
 """Moat's images, built here without a daemon (images/build.sh), imported into the local
 node's containerd and run by kubelet under runc: `moat-operator --help` in the operator
 image as the chart runs it (non-root, read-only root filesystem, no capabilities); the node
-image's agent, installer and probe; and the installer's payload (moat-cri) starting in a
-root that holds nothing but what the image carries."""
+image's agent, installer and probe; the installer's payload (moat-cri) starting in a root
+that holds nothing but what the image carries; and the chart itself on the local node with
+these images: two operator replicas Ready with one leader, and the node agent labelling
+its own Node through its RBAC and the admission policy, with its real pod-bound token."""
 import json
 import os
 import shutil
@@ -22,6 +24,8 @@ NODE = os.environ.get("MOAT_NODE_NAME", "moat-node")
 SOCK = os.path.join(CLUSTER, "node", "containerd", "containerd.sock")
 BUILD = os.environ.get("MOAT_IMAGES_BUILD")  # a release build dir (kept between runs)
 TAG = "0.1.0"
+HELM = os.environ.get("HELM", os.path.join(CACHE, "bin", "helm"))
+CHART = os.path.join(ROOT, "helm", "moat")
 
 
 def ctr(*args):
@@ -146,6 +150,70 @@ class ImagesTest(unittest.TestCase):
             for dirpath, _, files in os.walk(os.path.join(self.out, "rootfs", name)):
                 for f in files:
                     self.assertFalse(f.startswith(("libasan", "libubsan")), os.path.join(dirpath, f))
+
+    def test_chart_runs_on_the_local_node(self):
+        """helm install with these images: the installer is left out (it would reconfigure
+        this machine's containerd and kubelet; e2e/ runs it on the host instead) and the
+        node pool is the local node, in config mode on gVisor."""
+        ns = f"moat-helm-node-{os.getpid()}"
+        for kind, name in [("RuntimeClass", "moat-auto"), ("RuntimeClass", "moat-vm"),
+                           ("RuntimeClass", "moat-gvisor"), ("ClusterRole", "moat-agent"),
+                           ("ClusterRoleBinding", "moat-agent"), ("ClusterRole", "moat-operator"),
+                           ("ClusterRoleBinding", "moat-operator"),
+                           ("ValidatingAdmissionPolicy", "moat-agent-own-node"),
+                           ("ValidatingAdmissionPolicyBinding", "moat-agent-own-node")]:
+            kubectl("delete", kind, name, "--ignore-not-found", "--wait=true")  # earlier tests' copies
+        values = {"installer": {"enabled": False},
+                  "host": {"containerdSocket": SOCK},
+                  "agent": {"probeInterval": 5, "logLevel": "debug"},
+                  "nodePools": [{"name": "local", "nodeSelector": {"kubernetes.io/hostname": NODE},
+                                 "mode": "config", "isolation": "gvisor", "gpu": "none"}]}
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            json.dump(values, f)
+            f.flush()
+            p = subprocess.run([HELM, "install", "moat", CHART, "-n", ns, "--create-namespace",
+                                "-f", f.name, "--wait", "--timeout", "180s"],
+                               capture_output=True, text=True, timeout=240)
+
+        def cleanup():
+            subprocess.run([HELM, "uninstall", "moat", "-n", ns, "--wait"], capture_output=True)
+            kubectl("delete", "namespace", ns, "--wait=false", check=False)
+            kubectl("label", "node", NODE, "moat.dev/managed-", "moat.dev/hypervisor-",
+                    "moat.dev/gpu-mode-", "moat.dev/runtime.gvisor-", "moat.dev/runtime.kata-",
+                    check=False)
+        self.addCleanup(cleanup)
+        if p.returncode != 0:
+            pods = kubectl("get", "pods", "-n", ns, "-o", "wide", check=False)[1]
+            events = kubectl("get", "events", "-n", ns, check=False)[1]
+            logs = kubectl("logs", "-n", ns, "-l", "app.kubernetes.io/name=moat-operator",
+                           "--tail=20", "--all-containers", check=False)[1]
+            self.fail(f"helm install --wait: {p.stderr}\n{pods}\n{events[-3000:]}\n{logs}")
+
+        dep = get_json("deployment", "moat-operator", "-n", ns)
+        self.assertEqual(dep["status"].get("readyReplicas"), 2)
+        pods = get_json("pods", "-n", ns, "-l", "app.kubernetes.io/name=moat-operator")["items"]
+        names = {q["metadata"]["name"] for q in pods}
+        lease = wait_for(lambda: (kubectl("get", "lease", "moat-operator", "-n", ns, "-o", "json",
+                                          check=False)[1] or None), timeout=60, what="the Lease")
+        self.assertIn(json.loads(lease)["spec"]["holderIdentity"], names)
+        cid = pods[0]["status"]["containerStatuses"][0]["containerID"][len("containerd://"):]
+        info = json.loads(ctr("containers", "info", cid))
+        self.assertEqual(info["Spec"]["process"]["user"]["uid"], 65532)
+        self.assertTrue(info["Spec"]["root"].get("readonly"))
+        self.assertEqual(info["Runtime"]["Name"], "io.containerd.runc.v2")
+
+        def labelled():
+            labels = get_json("node", NODE)["metadata"].get("labels", {})
+            return labels if labels.get("moat.dev/managed") == "true" else None
+        labels = wait_for(labelled, timeout=90, what="the node agent to label its Node")
+        self.assertEqual(labels.get("moat.dev/hypervisor"), "none")
+        self.assertEqual(labels.get("moat.dev/runtime.gvisor"), "true")
+        agent = get_json("pods", "-n", ns, "-l", "app.kubernetes.io/name=moat-node")["items"]
+        self.assertEqual(len(agent), 1)
+        self.assertEqual(agent[0]["spec"]["nodeName"], NODE)
+        log = kubectl("logs", "-n", ns, agent[0]["metadata"]["name"])[1]
+        self.assertNotIn("denied", log)
+        self.assertNotIn("forbidden", log.lower())
 
 
 if __name__ == "__main__":
