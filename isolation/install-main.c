@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "isolation/install.h"
+#include "libmoat/names.h"
 #include "isolation/service.h"
 
 static void usage(FILE *f)
@@ -40,6 +41,7 @@ static void usage(FILE *f)
                "  --service-manager systemd|process:DIR   (default systemd)\n"
                "  --systemctl 'CMD ...'       (default 'nsenter --target 1 --mount -- systemctl')\n"
                "  --assume-hypervisor kvm|mshv|none   take that answer instead of probing\n"
+               "  --gpu-mode container|vm-passthrough|none   this pool's GPUs (default none)\n"
                "  --help\n");
 }
 
@@ -98,6 +100,7 @@ int main(int argc, char **argv)
         O_MANAGER,
         O_SYSTEMCTL,
         O_ASSUME,
+        O_GPU,
     };
     static const struct option opts[] = {
         {"mode", required_argument, NULL, O_MODE},
@@ -124,6 +127,7 @@ int main(int argc, char **argv)
         {"service-manager", required_argument, NULL, O_MANAGER},
         {"systemctl", required_argument, NULL, O_SYSTEMCTL},
         {"assume-hypervisor", required_argument, NULL, O_ASSUME},
+        {"gpu-mode", required_argument, NULL, O_GPU},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -209,6 +213,17 @@ int main(int argc, char **argv)
         case O_ASSUME:
             real.assume_hypervisor = optarg;
             o.cri_probe_assume = optarg;
+            break;
+        case O_GPU:
+            if (strcmp(optarg, MOAT_GPU_MODE_CONTAINER) != 0 &&
+                strcmp(optarg, MOAT_GPU_MODE_VM) != 0 && strcmp(optarg, MOAT_GPU_MODE_NONE) != 0) {
+                fprintf(stderr,
+                        "moat-install: --gpu-mode: \"%s\" is not container, vm-passthrough or "
+                        "none\n",
+                        optarg);
+                return 2;
+            }
+            o.gpu_mode = optarg;
             break;
         case 'h':
             usage(stdout);

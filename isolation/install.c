@@ -923,19 +923,28 @@ iso_install_checks iso_install_checks_real(iso_install_real *r)
 
 /* ---- planning ---- */
 
-size_t iso_install_entries(iso_runtime_entry out[4], iso_install_mode mode, const char *hypervisor)
+size_t iso_install_entries(iso_runtime_entry out[ISO_INSTALL_MAX_ENTRIES], iso_install_mode mode,
+                           const char *hypervisor, const char *gpu_mode)
 {
+    bool gpu_container = gpu_mode && strcmp(gpu_mode, MOAT_GPU_MODE_CONTAINER) == 0;
+    bool gpu_vm = gpu_mode && strcmp(gpu_mode, MOAT_GPU_MODE_VM) == 0 && hypervisor;
     size_t n = 0;
     if (mode == ISO_INSTALL_SHIM) {
         out[n++] = (iso_runtime_entry){MOAT_HANDLER_RUNSC, ISO_RUNTIME_RUNSC};
         out[n++] = (iso_runtime_entry){MOAT_HANDLER_RUNSC_NONET, ISO_RUNTIME_RUNSC_NONET};
         if (hypervisor)
             out[n++] = (iso_runtime_entry){MOAT_HANDLER_KATA_CLH, ISO_RUNTIME_KATA_CLH};
+        if (gpu_container)
+            out[n++] = (iso_runtime_entry){MOAT_HANDLER_RUNSC_NVPROXY, ISO_RUNTIME_RUNSC_NVPROXY};
+        if (gpu_vm)
+            out[n++] = (iso_runtime_entry){MOAT_HANDLER_KATA_QEMU_NV_GPU, ISO_RUNTIME_KATA_GPU};
     } else {
-        out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_AUTO, ISO_RUNTIME_RUNSC};
-        out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_GVISOR, ISO_RUNTIME_RUNSC};
+        iso_runtime_kind gvisor = gpu_container ? ISO_RUNTIME_RUNSC_NVPROXY : ISO_RUNTIME_RUNSC;
+        out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_AUTO, gvisor};
+        out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_GVISOR, gvisor};
         if (hypervisor)
-            out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_VM, ISO_RUNTIME_KATA_CLH};
+            out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_VM,
+                                           gpu_vm ? ISO_RUNTIME_KATA_GPU : ISO_RUNTIME_KATA_CLH};
     }
     return n;
 }
@@ -1137,6 +1146,8 @@ static int cri_files(install_ctx *c, bool *changed, moat_error *err)
                         c->o->cri_socket, c->o->containerd_socket, c->o->cri_metrics);
     if (c->o->cri_probe_assume)
         moat_strbuf_appendf(&b, "probe:\n  assume: %s\n", c->o->cri_probe_assume);
+    if (c->o->gpu_mode && strcmp(c->o->gpu_mode, MOAT_GPU_MODE_NONE) != 0)
+        moat_strbuf_appendf(&b, "gpuMode: %s\n", c->o->gpu_mode);
     bool trunc = b.truncated;
     _cleanup_free_ char *yaml = moat_strbuf_take(&b);
     if (!yaml || trunc)
@@ -1202,8 +1213,8 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
 {
     const iso_install_options *o = c->o;
     bool cri_changed = false, cd_changed = false, gv = false;
-    iso_runtime_entry e[4];
-    size_t n = iso_install_entries(e, ISO_INSTALL_SHIM, hypervisor);
+    iso_runtime_entry e[ISO_INSTALL_MAX_ENTRIES];
+    size_t n = iso_install_entries(e, ISO_INSTALL_SHIM, hypervisor, o->gpu_mode);
     if (gvisor_files(c, &gv, err) < 0 ||
         containerd_files(c, e, n, hypervisor, &cd_changed, err) < 0)
         return -1;
@@ -1295,8 +1306,8 @@ static int config_mode(install_ctx *c, const iso_service_ops *svc, const iso_ins
                        const char *hypervisor, moat_error *err)
 {
     bool gv = false, cd_changed = false;
-    iso_runtime_entry e[4];
-    size_t n = iso_install_entries(e, ISO_INSTALL_CONFIG, hypervisor);
+    iso_runtime_entry e[ISO_INSTALL_MAX_ENTRIES];
+    size_t n = iso_install_entries(e, ISO_INSTALL_CONFIG, hypervisor, c->o->gpu_mode);
     if (gvisor_files(c, &gv, err) < 0 ||
         containerd_files(c, e, n, hypervisor, &cd_changed, err) < 0)
         return -1;

@@ -55,6 +55,9 @@ typedef struct {
     const char *cri_service;      /* "moat-cri" */
     int cri_timeout_ms;           /* how long moat-cri has to answer Version; 30000 */
     const char *cri_probe_assume; /* moat-cri's probe.assume (kvm, mshv, none); NULL: probe */
+    /* This node pool's GPU mode (MOAT_GPU_MODE_*: "container", "vm-passthrough", "none");
+     * NULL is none. It adds the GPU handlers below and is moat-cri's gpuMode. */
+    const char *gpu_mode;
     const char
         *kubelet_config;       /* host: KubeletConfiguration file; "/var/lib/kubelet/config.yaml" */
     const char *kubelet_flags; /* host, optional: a flags/env file that may hold
@@ -104,11 +107,17 @@ typedef struct {
 /* Frees the lines and zeroes r; accepts NULL. */
 void iso_install_report_clear(iso_install_report *r);
 
-/* The containerd handlers for a mode: shim mode the concrete names (runsc, runsc-nonet, and
- * kata-clh when hypervisor is set), config mode the logical ones (moat-auto and moat-gvisor
- * to gVisor, moat-vm to kata-clh only when hypervisor is set). Fills out (room for 4) and
- * returns how many. Handler names are static. */
-size_t iso_install_entries(iso_runtime_entry out[4], iso_install_mode mode, const char *hypervisor);
+/* The containerd handlers for a mode. Shim mode, the concrete names: runsc, runsc-nonet,
+ * kata-clh when hypervisor is set, runsc-nvproxy for GPU mode container, and
+ * kata-qemu-nvidia-gpu for GPU mode vm-passthrough with a hypervisor. Config mode, the
+ * logical ones (one runtime each, so a GPU pool's gVisor is always nvproxy's): moat-auto
+ * and moat-gvisor to gVisor (with nvproxy in GPU mode container), moat-vm only when
+ * hypervisor is set, to Kata's GPU runtime in GPU mode vm-passthrough and to kata-clh
+ * otherwise. gpu_mode NULL is none. Fills out and returns how many. Handler names are
+ * static. */
+#define ISO_INSTALL_MAX_ENTRIES 5
+size_t iso_install_entries(iso_runtime_entry out[ISO_INSTALL_MAX_ENTRIES], iso_install_mode mode,
+                           const char *hypervisor, const char *gpu_mode);
 
 /* Installs (or brings up to date) as described above, appending to rep what it did. Errors
  * name the step; a failed kubelet restart returns MOAT_E_IO after the rollback. */

@@ -150,24 +150,52 @@ static void test_kubelet_flags(void **state)
 static void test_entries(void **state)
 {
     (void)state;
-    iso_runtime_entry e[4];
-    size_t n = iso_install_entries(e, ISO_INSTALL_CONFIG, NULL);
+    iso_runtime_entry e[ISO_INSTALL_MAX_ENTRIES];
+    size_t n = iso_install_entries(e, ISO_INSTALL_CONFIG, NULL, NULL);
     assert_int_equal(n, 2);
     assert_string_equal(e[0].handler, MOAT_RUNTIMECLASS_AUTO);
     assert_int_equal(e[0].kind, ISO_RUNTIME_RUNSC);
     assert_string_equal(e[1].handler, MOAT_RUNTIMECLASS_GVISOR);
-    n = iso_install_entries(e, ISO_INSTALL_CONFIG, MOAT_HYPERVISOR_KVM);
+    n = iso_install_entries(e, ISO_INSTALL_CONFIG, MOAT_HYPERVISOR_KVM, MOAT_GPU_MODE_NONE);
     assert_int_equal(n, 3);
     assert_string_equal(e[2].handler, MOAT_RUNTIMECLASS_VM);
     assert_int_equal(e[2].kind, ISO_RUNTIME_KATA_CLH);
-    n = iso_install_entries(e, ISO_INSTALL_SHIM, NULL);
+    n = iso_install_entries(e, ISO_INSTALL_SHIM, NULL, NULL);
     assert_int_equal(n, 2);
     assert_string_equal(e[0].handler, MOAT_HANDLER_RUNSC);
     assert_string_equal(e[1].handler, MOAT_HANDLER_RUNSC_NONET);
     assert_int_equal(e[1].kind, ISO_RUNTIME_RUNSC_NONET);
-    n = iso_install_entries(e, ISO_INSTALL_SHIM, MOAT_HYPERVISOR_KVM);
+    n = iso_install_entries(e, ISO_INSTALL_SHIM, MOAT_HYPERVISOR_KVM, NULL);
     assert_int_equal(n, 3);
     assert_string_equal(e[2].handler, MOAT_HANDLER_KATA_CLH);
+}
+
+/* GPU pools: nvproxy's gVisor in container mode, Kata's GPU runtime in VM passthrough mode
+ * (only with a hypervisor: without one a GPU VM cannot run, and nothing pretends it can). */
+static void test_entries_gpu(void **state)
+{
+    (void)state;
+    iso_runtime_entry e[ISO_INSTALL_MAX_ENTRIES];
+    size_t n = iso_install_entries(e, ISO_INSTALL_SHIM, NULL, MOAT_GPU_MODE_CONTAINER);
+    assert_int_equal(n, 3);
+    assert_string_equal(e[2].handler, MOAT_HANDLER_RUNSC_NVPROXY);
+    assert_int_equal(e[2].kind, ISO_RUNTIME_RUNSC_NVPROXY);
+    n = iso_install_entries(e, ISO_INSTALL_SHIM, MOAT_HYPERVISOR_KVM, MOAT_GPU_MODE_VM);
+    assert_int_equal(n, 4);
+    assert_string_equal(e[2].handler, MOAT_HANDLER_KATA_CLH);
+    assert_string_equal(e[3].handler, MOAT_HANDLER_KATA_QEMU_NV_GPU);
+    assert_int_equal(e[3].kind, ISO_RUNTIME_KATA_GPU);
+    n = iso_install_entries(e, ISO_INSTALL_SHIM, NULL, MOAT_GPU_MODE_VM);
+    assert_int_equal(n, 2); /* no hypervisor: no VM runtime at all */
+    n = iso_install_entries(e, ISO_INSTALL_CONFIG, NULL, MOAT_GPU_MODE_CONTAINER);
+    assert_int_equal(n, 2);
+    assert_int_equal(e[0].kind, ISO_RUNTIME_RUNSC_NVPROXY);
+    assert_int_equal(e[1].kind, ISO_RUNTIME_RUNSC_NVPROXY);
+    n = iso_install_entries(e, ISO_INSTALL_CONFIG, MOAT_HYPERVISOR_KVM, MOAT_GPU_MODE_VM);
+    assert_int_equal(n, 3);
+    assert_int_equal(e[0].kind, ISO_RUNTIME_RUNSC);
+    assert_string_equal(e[2].handler, MOAT_RUNTIMECLASS_VM);
+    assert_int_equal(e[2].kind, ISO_RUNTIME_KATA_GPU);
 }
 
 /* ---- whole runs: fake services and checks ---- */
@@ -680,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_kubelet_refused),
         cmocka_unit_test(test_kubelet_flags),
         cmocka_unit_test(test_entries),
+        cmocka_unit_test(test_entries_gpu),
         cmocka_unit_test(test_config_mode),
         cmocka_unit_test(test_shim_mode),
         cmocka_unit_test(test_shim_mode_flags),
