@@ -108,6 +108,7 @@ class ChartTemplateTest(unittest.TestCase):
         install = spec["initContainers"][0]
         self.assertEqual(install["args"][0], "install")
         self.assertIn(f"--mode={pool['mode']}", install["args"])
+        self.assertIn(f"--gpu-mode={pool['gpu']}", install["args"])
         agent = spec["containers"][0]
         self.assertEqual(agent["name"], "agent")
         self.assertIn(f"--gpu-mode={pool['gpu']}", agent["args"])
