@@ -38,7 +38,7 @@ static const iso_probe_result nohv = {.reason = "no /dev/kvm and no /dev/mshv"};
 
 typedef struct {
     const char *name;
-    const char *gpu_mode;           /* NULL: the handlers' ("none") */
+    const char *gpu_mode;          /* NULL: the handlers' ("none") */
     const iso_probe_result *probe; /* may be NULL */
     shim_pod_facts pod;
     shim_verdict verdict;
