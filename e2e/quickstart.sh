@@ -1,42 +1,54 @@
 #!/usr/bin/env bash
-# The README's main command: bring up the local cluster, install the Sandbox API, apply
-# crds/examples/hello.yaml, and print what the API server says about it.
+# The README's main command: bring up the local cluster (e2e/cluster/cluster.sh: control
+# plane, node, moat-cri installed on the host, Moat from its Helm chart), apply
+# crds/examples/hello.yaml (a short program, isolation Auto), wait for it to finish, and
+# print its phase, the isolation it got and why (status.isolation, as the node reported
+# it), its output (the logs of its pod) and its exit code.
 #
-# Today the control plane and one node run here; the operator (a later issue) is what turns
-# the Sandbox into a running pod, so until it is installed the Sandbox stays without status.
 # The cluster stays up afterwards: `e2e/quickstart.sh down` stops it and removes its state.
+# Run it under `flock /tmp/moat-integration.lock` where other runs share this machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
 kubectl=$MOAT_CACHE/bin/kubectl
 
 if [ "${1:-}" = down ]; then
-    bash "$root/e2e/node/node.sh" down
-    bash "$root/e2e/cluster/control-plane.sh" down
-    exit 0
+    exec bash "$root/e2e/cluster/cluster.sh" down
 fi
 
-bash "$root/scripts/install-deps.sh"
-bash "$root/e2e/tools/build.sh"
-bash "$root/e2e/images/build.sh" >/dev/null
-bash "$root/e2e/cluster/control-plane.sh" up
-bash "$root/e2e/node/node.sh" up
-eval "$(bash "$root/e2e/cluster/control-plane.sh" env)"
+if [ "${MOAT_QUICKSTART_SETUP:-1}" = 1 ]; then
+    bash "$root/scripts/install-deps.sh"
+    bash "$root/e2e/tools/build.sh"
+    bash "$root/e2e/images/build.sh" >/dev/null
+    if [ ! -x "$root/build-e2e/isolation/moat-install" ]; then
+        cmake -S "$root" -B "$root/build-e2e" -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
+        nice cmake --build "$root/build-e2e" --target moat-install >/dev/null
+    fi
+fi
+bash "$root/e2e/cluster/cluster.sh" up
+eval "$(bash "$root/e2e/cluster/cluster.sh" env)"
 
-"$kubectl" apply --server-side -f "$root/crds/moat.dev_sandboxes.yaml" -f "$root/crds/runtimeclasses.yaml"
-"$kubectl" wait --for=condition=Established --timeout=60s crd/sandboxes.moat.dev >/dev/null
-for i in $(seq 1 40); do "$kubectl" get sbx >/dev/null 2>&1 && break; sleep 0.25; done
+"$kubectl" delete sandbox hello --ignore-not-found --wait=true >/dev/null
 "$kubectl" apply -f "$root/crds/examples/hello.yaml"
+phase=""
+for _ in $(seq 1 240); do
+    phase=$("$kubectl" get sandbox hello -o jsonpath='{.status.phase}')
+    case $phase in Succeeded | Failed | Expired) break ;; esac
+    sleep 0.5
+done
 
+get() { "$kubectl" get sandbox hello -o jsonpath="{$1}"; }
 echo
-echo "# kubectl get sandbox hello -o yaml"
-"$kubectl" get sandbox hello -o yaml
+echo "phase:      $phase"
+echo "isolation:  $(get .status.isolation.runtime) (handler $(get .status.isolation.handler), verified $(get .status.isolation.verified))"
+echo "why:        $(get .status.isolation.reason)"
+echo "exit code:  $(get .status.exitCode)"
+echo "output (kubectl logs $(get .status.podName)):"
+"$kubectl" logs "$(get .status.podName)" 2>&1 | sed 's/^/    /'
 echo
-echo "# kubectl get sbx"
-"$kubectl" get sbx
+echo "# kubectl get sbx -o wide"
+"$kubectl" get sbx -o wide
 echo
-echo "# kubectl get nodes -o wide"
-"$kubectl" get nodes -o wide
-echo
-echo "The cluster is still running:  $(bash "$root/e2e/cluster/control-plane.sh" env)"
+echo "The cluster is still running:  $(bash "$root/e2e/cluster/cluster.sh" env)"
 echo "Stop it and remove its state:  e2e/quickstart.sh down"
+case $phase in Succeeded) ;; *) exit 1 ;; esac
