@@ -15,7 +15,7 @@ if [ -z "${KUBECONFIG:-}" ]; then
     started=1
     eval "$(bash e2e/cluster/control-plane.sh env)"
 fi
-trap '[ $started = 1 ] && bash e2e/cluster/control-plane.sh down' EXIT
+trap '[ $started = 1 ] && bash e2e/cluster/control-plane.sh down; [ $started = 2 ] && bash e2e/cluster/cluster.sh down' EXIT
 
 echo "== Kubernetes client (bench/kube_bench.c): 1,000 Pods, 20 rounds of watch events"
 build-bench/bench/kube_bench 1000 20
@@ -25,3 +25,14 @@ MOAT_KUBE_BENCH=build-bench/bench/kube_bench /usr/bin/python3 bench/operator_ben
 
 echo "== moat-cri relay (bench/cri_bench.sh): its own containerd; echo floor, latency, throughput, pod start, memory"
 bash bench/cri_bench.sh
+
+echo "== end to end (bench/e2e_bench.py): kubectl apply -> first output and -> Succeeded, Sandboxes (gVisor) beside runc Pods, ${BENCH_E2E_SEQ:-50} sequential and a burst of ${BENCH_E2E_BURST:-20}"
+if [ $started = 1 ]; then
+    # the whole local cluster (node, moat-cri, the chart) in place of the bare control plane
+    bash e2e/cluster/control-plane.sh down
+    started=0
+    [ -x build-bench/isolation/moat-install ] && export MOAT_INSTALL=$PWD/build-bench/isolation/moat-install
+    bash e2e/cluster/cluster.sh up
+    started=2
+fi
+/usr/bin/python3 bench/e2e_bench.py "${BENCH_E2E_SEQ:-50}" "${BENCH_E2E_BURST:-20}"

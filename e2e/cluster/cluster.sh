@@ -34,6 +34,8 @@ bin=$MOAT_CACHE/bin
 images=$MOAT_CACHE/images
 install_bin=${MOAT_INSTALL:-$root/build-e2e/isolation/moat-install}
 release=$images/build-release
+# without build-e2e: the release build images/build.sh makes (it builds moat-install too)
+[ -n "${MOAT_INSTALL:-}" ] || [ -x "$install_bin" ] || install_bin=$release/isolation/moat-install
 m=$node/moat          # everything the installer puts on the "host"
 ns=moat-system
 kubectl=("$bin/kubectl" --kubeconfig "$cluster/admin.kubeconfig")
@@ -154,6 +156,7 @@ wait_moat() {
 }
 
 up() {
+    [ -x "$install_bin" ] || [ -n "${MOAT_INSTALL:-}" ] || bash "$root/images/build.sh" >&2
     [ -x "$install_bin" ] || die "$install_bin missing: build it (cmake --build build-e2e --target moat-install)"
     if [ -d "$cluster" ]; then say "cleaning up an earlier cluster"; down; fi
     # A failed up stops what it started: its processes inherit the caller's lock (flock)
