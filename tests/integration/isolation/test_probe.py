@@ -159,18 +159,9 @@ class ProbeTest(unittest.TestCase):
 # ---- moat-cri on the real probe ---------------------------------------------------------
 
 def load_stubs():
-    out = os.path.join(WORK, "stubs")
-    os.makedirs(out, exist_ok=True)
-    with open(PROTO) as f:
-        text = f.read().replace(" [debug_redact = true]", "")
-    with open(os.path.join(out, "api.proto"), "w") as f:
-        f.write(text)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{out}", f"--python_out={out}",
-                    f"--grpc_python_out={out}", os.path.join(out, "api.proto")], check=True)
-    sys.path.insert(0, out)
-    import api_pb2
-    import api_pb2_grpc
-    return api_pb2, api_pb2_grpc
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import cri_stubs
+    return cri_stubs.load(os.path.join(WORK, "stubs"), PROTO)
 
 
 def free_port():

@@ -32,22 +32,10 @@ SHIM_SOCK = os.path.join(WORK, "cri.sock")
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # pod addresses: direct
 
 
-def generate_stubs():
-    """The client's stubs, from the upstream proto (Debian's protoc rejects debug_redact)."""
-    out = os.path.join(WORK, "stubs")
-    os.makedirs(out, exist_ok=True)
-    with open(PROTO) as f:
-        text = f.read().replace(" [debug_redact = true]", "")
-    with open(os.path.join(out, "api.proto"), "w") as f:
-        f.write(text)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{out}", f"--python_out={out}",
-                    f"--grpc_python_out={out}", os.path.join(out, "api.proto")], check=True)
-    sys.path.insert(0, out)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import cri_stubs  # noqa: E402
 
-
-generate_stubs()
-import api_pb2 as api  # noqa: E402
-import api_pb2_grpc as rpc  # noqa: E402
+api, rpc = cri_stubs.load(os.path.join(WORK, "stubs"), PROTO)
 
 
 def free_port():
