@@ -24,6 +24,7 @@ cleanup() {
     if [ -n "$shim_pid" ]; then
         kill -TERM "$shim_pid" 2>/dev/null || true
         wait "$shim_pid" 2>/dev/null || true
+        "$shim_bin" --config="$work/moat-cri.yaml" --remove-wall >/dev/null 2>&1 || true
     fi
     env "${node_env[@]}" bash e2e/node/node.sh down >/dev/null 2>&1 || true
     rm -rf "$work"
@@ -41,6 +42,7 @@ listen: $work/cri.sock
 upstream: $containerd_sock
 metrics: 127.0.0.1:$port
 probe: {kvm: /nonexistent, mshv: /nonexistent}
+egressWall: {table: moat_bench}
 YAML
 "$shim_bin" --config="$work/moat-cri.yaml" >"$work/moat-cri.log" 2>&1 &
 shim_pid=$!

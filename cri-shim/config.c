@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "isolation/wall.h"
 #include "libmoat/names.h"
 #include "libmoat/textfile.h"
 
@@ -32,6 +33,8 @@ typedef enum {
     KIND_MODE,     /* octal permission bits, none for others */
     KIND_GROUP,    /* a group name or number; empty for none */
     KIND_ASSUME,   /* kvm | mshv | none; empty: probe */
+    KIND_WALL,     /* nftables | none */
+    KIND_TABLE,    /* an nftables table name: letters, digits, _ */
 } setting_kind;
 
 typedef enum {
@@ -55,6 +58,9 @@ typedef enum {
     S_PROBE_ASSUME,
     S_SOCKET_MODE,
     S_SOCKET_GROUP,
+    S_WALL,
+    S_WALL_MODE,
+    S_WALL_TABLE,
     S_COUNT
 } setting_id;
 
@@ -97,6 +103,10 @@ static const setting settings[S_COUNT] = {
 
     [S_SOCKET_MODE] = {"socketMode", KIND_MODE, "0660", F(socket_mode)},
     [S_SOCKET_GROUP] = {"socketGroup", KIND_GROUP, "", F(socket_group)},
+
+    [S_WALL] = {.path = "egressWall", .kind = KIND_SECTION},
+    [S_WALL_MODE] = {"egressWall.mode", KIND_WALL, SHIM_WALL_NFTABLES, F(wall_mode)},
+    [S_WALL_TABLE] = {"egressWall.table", KIND_TABLE, "moat", F(wall_table)},
 };
 
 /* ---- values ----------------------------------------------------------------------------- */
@@ -235,6 +245,18 @@ static int set_value(shim_config *c, const setting *st, const char *text, moat_e
             return moat_error_set(err, MOAT_E_INVALID,
                                   "\"%s\" is not " MOAT_HYPERVISOR_KVM ", " MOAT_HYPERVISOR_MSHV
                                   " or " MOAT_HYPERVISOR_NONE,
+                                  text);
+        break;
+    case KIND_WALL:
+        if (strcmp(text, SHIM_WALL_NFTABLES) != 0 && strcmp(text, SHIM_WALL_NONE) != 0)
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "\"%s\" is not " SHIM_WALL_NFTABLES " or " SHIM_WALL_NONE, text);
+        break;
+    case KIND_TABLE:
+        if (!iso_wall_table_valid(text))
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "\"%s\" is not an nftables table name (up to 64 letters, "
+                                  "digits or _)",
                                   text);
         break;
     case KIND_RUNTIME:

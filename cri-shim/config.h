@@ -26,6 +26,11 @@
  *                                             #   others: the socket starts any container
  *   socketGroup: ""                           # the socket's group, a name or a number;
  *                                             #   empty leaves it alone
+ *   egressWall:                               # isolation/wall.h: sandboxes kept off
+ *     mode: nftables                          #   private addresses from their first
+ *     table: moat                             #   instant; none leaves it to the
+ *                                             #   NetworkPolicy alone (a choice to write
+ *                                             #   down); table: the inet table it owns
  *
  * The three logical handlers must differ from each other and from every containerd
  * handler, and listen from upstream. */
@@ -47,7 +52,12 @@ typedef struct {
     char *probe_assume;
     unsigned int socket_mode; /* permission bits of listen, e.g. 0660 */
     char *socket_group;       /* NULL: leave the group alone */
+    char *wall_mode;          /* SHIM_WALL_* */
+    char *wall_table;         /* the nftables inet table of the egress wall */
 } shim_config;
+
+#define SHIM_WALL_NFTABLES "nftables"
+#define SHIM_WALL_NONE     "none"
 
 /* A configuration holding every default. Caller frees. */
 int shim_config_new_default(shim_config **out, moat_error *err);

@@ -14,6 +14,9 @@
 
 #define M_RUN_POD_SANDBOX "/runtime.v1.RuntimeService/RunPodSandbox"
 #define M_STATUS          "/runtime.v1.RuntimeService/Status"
+#define M_SANDBOX_STATUS  "/runtime.v1.RuntimeService/PodSandboxStatus"
+#define M_CREATE          "/runtime.v1.RuntimeService/CreateContainer"
+#define M_REMOVE_SANDBOX  "/runtime.v1.RuntimeService/RemovePodSandbox"
 #define MAX_METHODS       256 /* distinct methods counted; more share one row */
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -30,16 +33,22 @@ typedef struct {
 struct shim_intercept {
     const shim_handlers *handlers;
     const iso_probe_result *probe;
-    pthread_mutex_t lock; /* guards probe, the stats below */
+    iso_wall *wall;       /* NULL: none */
+    pthread_mutex_t lock; /* guards probe, wall, the stats below */
     method_stats methods[MAX_METHODS];
     size_t n_methods;
     json_t *decisions; /* "handler runtime" -> count */
     uint64_t refusals, invalid;
+    uint64_t wall_errors, wall_refusals;
 };
 
 static bool wants(void *user, const char *method)
 {
-    return strcmp(method, M_RUN_POD_SANDBOX) == 0 || strcmp(method, M_STATUS) == 0;
+    shim_intercept *s = user;
+    if (strcmp(method, M_RUN_POD_SANDBOX) == 0 || strcmp(method, M_STATUS) == 0)
+        return true;
+    return s->wall && (strcmp(method, M_SANDBOX_STATUS) == 0 || strcmp(method, M_CREATE) == 0 ||
+                       strcmp(method, M_REMOVE_SANDBOX) == 0);
 }
 
 /* The unary methods of runtime.v1 (k8s.io/cri-api v0.35): every one but GetContainerEvents.
@@ -91,10 +100,106 @@ static bool unary(void *user, const char *method)
     return false;
 }
 
+/* CreateContainer of a walled pod: only once it is walled, with its DNS servers. */
+static int wall_create(shim_intercept *s, const uint8_t *in, size_t len, int *ret_status,
+                       char **ret_message)
+{
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    shim_wall_facts f = {0};
+    if (shim_create_container_facts(in, len, &f, &err) < 0) {
+        pthread_mutex_lock(&s->lock);
+        s->invalid++;
+        pthread_mutex_unlock(&s->lock);
+        *ret_status = SHIM_INVALID_ARGUMENT;
+        *ret_message = strdup(err.message);
+        return -1;
+    }
+    int r = 0;
+    if (f.walled) {
+        pthread_mutex_lock(&s->lock);
+        if (!iso_wall_has(s->wall, f.sandbox_id))
+            r = moat_error_set(&err, MOAT_E_NOTFOUND,
+                               "egress wall: pod sandbox %s is not walled yet (its "
+                               "PodSandboxStatus with its address has not come through the shim)",
+                               f.sandbox_id);
+        else
+            r = iso_wall_set_dns(s->wall, f.sandbox_id, (const char *const *)f.dns,
+                                 f.internet ? f.n_dns : 0, &err);
+        if (r < 0)
+            s->wall_refusals++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (r < 0) {
+        *ret_status = SHIM_FAILED_PRECONDITION;
+        *ret_message = strdup(err.message);
+        log_warn(f.pod, "CreateContainer refused: %s", err.message);
+    }
+    shim_wall_facts_clear(&f);
+    return r;
+}
+
+static void wall_remove(shim_intercept *s, const uint8_t *in, size_t len)
+{
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    _cleanup_free_ char *id = NULL;
+    if (shim_remove_pod_sandbox_id(in, len, &id, &err) < 0) {
+        log_warn(NULL, "RemovePodSandbox: %s", err.message);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    bool had = iso_wall_has(s->wall, id);
+    int r = iso_wall_remove(s->wall, id, &err);
+    if (r < 0)
+        s->wall_errors++;
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        log_error(NULL, "%s (its addresses are released when a pod reuses them)", err.message);
+    else if (had)
+        log_info(NULL, "pod sandbox %s: egress wall taken down", id);
+}
+
+/* A ready pod's addresses: walled if it is walled, released from a gone pod if not. Never
+ * changes the answer; a failure is logged, and CreateContainer then refuses. */
+static void wall_status(shim_intercept *s, const uint8_t *in, size_t len)
+{
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    shim_wall_facts f = {0};
+    if (shim_sandbox_status_facts(in, len, &f, &err) < 0) {
+        log_warn(NULL, "PodSandboxStatus: %s", err.message);
+        return;
+    }
+    int r = 0;
+    bool walled_now = false;
+    pthread_mutex_lock(&s->lock);
+    if (f.ready && f.n_addrs && f.walled && !iso_wall_has(s->wall, f.sandbox_id)) {
+        r = iso_wall_add(s->wall, f.sandbox_id, (const char *const *)f.addrs, f.n_addrs, NULL, 0,
+                         &err);
+        walled_now = r == 0;
+    } else if (f.ready && !f.walled) {
+        for (size_t i = 0; i < f.n_addrs && r == 0; i++)
+            r = iso_wall_release(s->wall, f.addrs[i], f.sandbox_id, &err);
+    }
+    if (r < 0)
+        s->wall_errors++;
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        log_error(f.pod, "%s", err.message);
+    if (walled_now)
+        log_info(f.pod, "egress wall up for %s%s (sandbox %s)", f.addrs[0],
+                 f.n_addrs > 1 ? " and more" : "", f.sandbox_id);
+    shim_wall_facts_clear(&f);
+}
+
 static int on_request(void *user, const char *method, const uint8_t *in, size_t len,
                       uint8_t **ret_out, size_t *ret_len, int *ret_status, char **ret_message)
 {
     shim_intercept *s = user;
+    if (s->wall && strcmp(method, M_CREATE) == 0)
+        return wall_create(s, in, len, ret_status, ret_message);
+    if (s->wall && strcmp(method, M_REMOVE_SANDBOX) == 0) {
+        wall_remove(s, in, len);
+        return 0;
+    }
     if (strcmp(method, M_RUN_POD_SANDBOX) != 0)
         return 0;
     _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
@@ -132,6 +237,10 @@ static int on_response(void *user, const char *method, const uint8_t *in, size_t
                        uint8_t **ret_out, size_t *ret_len)
 {
     shim_intercept *s = user;
+    if (s->wall && strcmp(method, M_SANDBOX_STATUS) == 0) {
+        wall_status(s, in, len);
+        return 0;
+    }
     if (strcmp(method, M_STATUS) != 0)
         return 0;
     const char *names[] = {s->handlers->handler_auto, s->handlers->handler_vm,
@@ -176,13 +285,14 @@ static void on_done(void *user, const char *method, int status, int64_t duration
 }
 
 int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
-                       const iso_probe_result *probe, moat_error *err)
+                       const iso_probe_result *probe, iso_wall *wall, moat_error *err)
 {
     shim_intercept *s = calloc(1, sizeof(*s));
     if (!s)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     s->handlers = handlers;
     s->probe = probe;
+    s->wall = wall;
     s->decisions = json_object();
     pthread_mutex_init(&s->lock, NULL);
     *out = s;
@@ -262,6 +372,20 @@ char *shim_intercept_metrics(shim_intercept *s)
                         "decode.\n# TYPE moat_cri_invalid_requests_total counter\n"
                         "moat_cri_invalid_requests_total %llu\n",
                         (unsigned long long)s->invalid);
+    if (s->wall)
+        moat_strbuf_appendf(
+            &b,
+            "# HELP moat_cri_egress_wall_sandboxes Pod sandboxes the egress wall holds now.\n"
+            "# TYPE moat_cri_egress_wall_sandboxes gauge\nmoat_cri_egress_wall_sandboxes %zu\n"
+            "# HELP moat_cri_egress_wall_errors_total Egress wall changes nftables refused.\n"
+            "# TYPE moat_cri_egress_wall_errors_total counter\n"
+            "moat_cri_egress_wall_errors_total %llu\n"
+            "# HELP moat_cri_egress_wall_refusals_total CreateContainer calls refused because "
+            "their pod was not walled.\n"
+            "# TYPE moat_cri_egress_wall_refusals_total counter\n"
+            "moat_cri_egress_wall_refusals_total %llu\n",
+            iso_wall_count(s->wall), (unsigned long long)s->wall_errors,
+            (unsigned long long)s->wall_refusals);
     pthread_mutex_unlock(&s->lock);
     return moat_strbuf_take(&b);
 }

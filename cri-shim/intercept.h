@@ -1,19 +1,28 @@
 /* What moat-cri does with the calls it reads: RunPodSandbox is decided (decide.h) and
  * rewritten or refused, Status gains the logical handlers; every call is counted. These are
- * the relay's hooks (relay.h), plus the metrics they keep. */
+ * the relay's hooks (relay.h), plus the metrics they keep.
+ *
+ * With an egress wall (isolation/wall.h), a walled pod (messages.h: shim_wall_facts) is
+ * walled when its PodSandboxStatus first shows its addresses (kubelet asks for it right
+ * after RunPodSandbox, before it creates a container); its CreateContainer is refused
+ * while it is not walled (fail closed, kubelet retries) and sets its DNS servers; its
+ * RemovePodSandbox takes it out. A pod that is not walled releases an address a missed
+ * removal left walled. */
 #ifndef MOAT_SHIM_INTERCEPT_H
 #define MOAT_SHIM_INTERCEPT_H
 
 #include "decide.h"
 #include "isolation/probe.h"
+#include "isolation/wall.h"
 #include "relay.h"
 
 typedef struct shim_intercept shim_intercept;
 
-/* handlers (and the strings in it) and probe are borrowed and must outlive the object; the
- * probe result may be replaced with shim_intercept_set_probe (after a re-probe). */
+/* handlers (and the strings in it), probe and wall are borrowed and must outlive the object;
+ * the probe result may be replaced with shim_intercept_set_probe (after a re-probe). wall
+ * NULL: no egress wall (egressWall.mode none). */
 int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
-                       const iso_probe_result *probe, moat_error *err);
+                       const iso_probe_result *probe, iso_wall *wall, moat_error *err);
 
 /* Swaps in a new probe result; the old one stays owned by the caller. Thread-safe. */
 void shim_intercept_set_probe(shim_intercept *s, const iso_probe_result *probe);
@@ -22,7 +31,7 @@ void shim_intercept_set_probe(shim_intercept *s, const iso_probe_result *probe);
 shim_hooks shim_intercept_hooks(shim_intercept *s);
 
 /* Prometheus text: calls and latency per method and code, decisions per handler, refusals,
- * upstream errors. Caller frees. */
+ * upstream errors, the egress wall's sandboxes and failures. Caller frees. */
 char *shim_intercept_metrics(shim_intercept *s);
 
 void shim_intercept_free(shim_intercept *s);

@@ -19,6 +19,7 @@
 #include "libmoat/log.h"
 #include "libmoat/signals.h"
 #include "isolation/probe.h"
+#include "isolation/wall.h"
 #include "relay.h"
 
 #define VERSION  "0.1.0"
@@ -33,6 +34,9 @@ static void usage(FILE *f)
                "  --upstream PATH      containerd's CRI socket (config: upstream)\n"
                "  --metrics-addr ADDR  /healthz and /metrics, host:port (config: metrics)\n"
                "  --gpu-mode MODE      container, vm-passthrough or none (config: gpuMode)\n"
+               "  --egress-wall MODE   nftables or none (config: egressWall.mode)\n"
+               "  --remove-wall        delete the egress wall's nftables table and exit\n"
+               "                       (uninstall: running sandboxes lose their wall)\n"
                "  --log-level LEVEL    debug, info, warn, error (default info)\n"
                "  --version, --help\n");
 }
@@ -45,12 +49,13 @@ static char *http_metrics(void *user)
 int main(int argc, char **argv)
 {
     const char *config_path = NULL, *level = "info";
+    bool remove_wall = false;
     typedef struct {
         const char *key, *value;
     } override;
     override overrides[8];
     size_t n_over = 0;
-    enum { O_CONFIG = 256, O_LISTEN, O_UPSTREAM, O_METRICS, O_GPU, O_LOG };
+    enum { O_CONFIG = 256, O_LISTEN, O_UPSTREAM, O_METRICS, O_GPU, O_LOG, O_WALL, O_REMOVE_WALL };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -58,6 +63,8 @@ int main(int argc, char **argv)
         {"metrics-addr", required_argument, NULL, O_METRICS},
         {"gpu-mode", required_argument, NULL, O_GPU},
         {"log-level", required_argument, NULL, O_LOG},
+        {"egress-wall", required_argument, NULL, O_WALL},
+        {"remove-wall", no_argument, NULL, O_REMOVE_WALL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -82,6 +89,12 @@ int main(int argc, char **argv)
             break;
         case O_LOG:
             level = optarg;
+            break;
+        case O_WALL:
+            overrides[n_over++] = (override){"egressWall.mode", optarg};
+            break;
+        case O_REMOVE_WALL:
+            remove_wall = true;
             break;
         case 'h':
             usage(stdout);
@@ -117,6 +130,8 @@ int main(int argc, char **argv)
     shim_intercept *icp = NULL;
     shim_relay *relay = NULL;
     moat_http *http = NULL;
+    iso_nft nft = {0};
+    iso_wall *wall = NULL;
     iso_probe_result probe[2] = {{0}, {0}};
     int current = 0, rc = 1;
 
@@ -133,6 +148,31 @@ int main(int argc, char **argv)
     if (shim_config_check(cfg, &err) < 0) {
         log_error(NULL, "configuration: %s", err.message);
         goto out;
+    }
+    bool walled = strcmp(cfg->wall_mode, SHIM_WALL_NFTABLES) == 0;
+    if (walled && iso_nft_open(&nft, &err) < 0) {
+        log_error(NULL, "egress wall: %s", err.message);
+        goto out;
+    }
+    if (remove_wall) {
+        if (walled && iso_wall_delete(&nft, cfg->wall_table, &err) < 0) {
+            log_error(NULL, "%s", err.message);
+            goto out;
+        }
+        log_info(NULL, "egress wall: table inet %s removed", cfg->wall_table);
+        rc = 0;
+        goto out;
+    }
+    if (walled) {
+        if (iso_wall_open(&wall, &nft, cfg->wall_table, &err) < 0) {
+            log_error(NULL, "%s (egressWall.mode none runs without it)", err.message);
+            goto out;
+        }
+        log_info(NULL, "egress wall: nftables table inet %s, %zu pod sandboxes walled",
+                 cfg->wall_table, iso_wall_count(wall));
+    } else {
+        log_warn(NULL, "egress wall: off (egressWall.mode none): a sandbox's first instants "
+                       "rely on the network plugin's NetworkPolicy alone");
     }
     shim_handlers handlers = {cfg->handler_auto, cfg->handler_vm,  cfg->handler_gvisor,
                               cfg->runsc,        cfg->runsc_nonet, cfg->runsc_nvproxy,
@@ -152,7 +192,7 @@ int main(int argc, char **argv)
              probe[0].usable ? "usable" : "not usable", probe[0].found, probe[0].reason);
 
     grpc_init();
-    if (shim_intercept_new(&icp, &handlers, &probe[0], &err) < 0)
+    if (shim_intercept_new(&icp, &handlers, &probe[0], wall, &err) < 0)
         goto out_grpc;
     shim_hooks hooks = shim_intercept_hooks(icp);
     if (shim_relay_start(&relay, cfg->listen, cfg->socket_mode, cfg->upstream, &hooks, &err) < 0) {
@@ -207,6 +247,8 @@ out_grpc:
 out:
     iso_probe_result_clear(&probe[0]);
     iso_probe_result_clear(&probe[1]);
+    iso_wall_free(wall);
+    iso_nft_close(&nft);
     shim_config_free(cfg);
     moat_error_clear(&err);
     return rc;

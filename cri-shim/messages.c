@@ -187,3 +187,135 @@ out:
     moat__cri__status_response__free_unpacked(resp, NULL);
     return r;
 }
+
+/* ---- the egress wall's facts ------------------------------------------------------------ */
+
+#define SANDBOX_READY 0 /* PodSandboxState */
+#define MAX_FACTS                                                                                  \
+    8 /* addresses or DNS servers taken (a pod has one or two addresses,                           \
+       * kubelet passes at most three servers) */
+
+static int facts_strdup(char **slot, const char *s)
+{
+    return (*slot = strdup(s ? s : "")) ? 0 : -1;
+}
+
+static int facts_push(char ***list, size_t *n, const char *s)
+{
+    if (!s || !*s || *n >= MAX_FACTS)
+        return 0;
+    char **grown = realloc(*list, (*n + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    *list = grown;
+    if (facts_strdup(&grown[*n], s) < 0)
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+static int facts_pod(shim_wall_facts *f, const Moat__Cri__PodSandboxMetadata *m)
+{
+    if (m && asprintf(&f->pod, "%s/%s", m->namespace_ ? m->namespace_ : "",
+                      m->name ? m->name : "") < 0) {
+        f->pod = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void facts_network(shim_wall_facts *f, const char *net)
+{
+    f->walled = net != NULL;
+    f->internet = net && strcmp(net, MOAT_EGRESS_INTERNET) == 0;
+}
+
+int shim_sandbox_status_facts(const uint8_t *in, size_t len, shim_wall_facts *out, moat_error *err)
+{
+    Moat__Cri__PodSandboxStatusResponse *resp =
+        moat__cri__pod_sandbox_status_response__unpack(NULL, len, in);
+    if (!resp || !resp->status) {
+        if (resp)
+            moat__cri__pod_sandbox_status_response__free_unpacked(resp, NULL);
+        return moat_error_set(err, MOAT_E_INVALID, "PodSandboxStatusResponse %s",
+                              resp ? "has no status" : "does not decode");
+    }
+    Moat__Cri__PodSandboxStatus *st = resp->status;
+    shim_wall_facts f = {.ready = st->state == SANDBOX_READY};
+    const char *net = NULL;
+    for (size_t i = 0; i < st->n_annotations; i++)
+        if (st->annotations[i]->key &&
+            strcmp(st->annotations[i]->key, MOAT_ANNOTATION_NETWORK) == 0)
+            net = st->annotations[i]->value;
+    facts_network(&f, net);
+    int r = facts_strdup(&f.sandbox_id, st->id);
+    if (r == 0)
+        r = facts_pod(&f, st->metadata);
+    if (r == 0 && st->network) {
+        r = facts_push(&f.addrs, &f.n_addrs, st->network->ip);
+        for (size_t i = 0; r == 0 && i < st->network->n_additional_ips; i++)
+            r = facts_push(&f.addrs, &f.n_addrs, st->network->additional_ips[i]->ip);
+    }
+    moat__cri__pod_sandbox_status_response__free_unpacked(resp, NULL);
+    if (r < 0) {
+        shim_wall_facts_clear(&f);
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
+    *out = f;
+    return 0;
+}
+
+int shim_create_container_facts(const uint8_t *in, size_t len, shim_wall_facts *out,
+                                moat_error *err)
+{
+    Moat__Cri__CreateContainerRequest *req =
+        moat__cri__create_container_request__unpack(NULL, len, in);
+    if (!req)
+        return moat_error_set(err, MOAT_E_INVALID, "CreateContainerRequest does not decode");
+    shim_wall_facts f = {0};
+    Moat__Cri__PodSandboxConfig *cfg = req->sandbox_config;
+    int r = facts_strdup(&f.sandbox_id, req->pod_sandbox_id);
+    if (cfg) {
+        facts_network(&f, map_get(cfg->annotations, cfg->n_annotations, MOAT_ANNOTATION_NETWORK));
+        if (r == 0)
+            r = facts_pod(&f, cfg->metadata);
+        for (size_t i = 0; r == 0 && cfg->dns_config && i < cfg->dns_config->n_servers; i++)
+            r = facts_push(&f.dns, &f.n_dns, cfg->dns_config->servers[i]);
+    }
+    moat__cri__create_container_request__free_unpacked(req, NULL);
+    if (r < 0) {
+        shim_wall_facts_clear(&f);
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
+    *out = f;
+    return 0;
+}
+
+int shim_remove_pod_sandbox_id(const uint8_t *in, size_t len, char **ret_id, moat_error *err)
+{
+    Moat__Cri__RemovePodSandboxRequest *req =
+        moat__cri__remove_pod_sandbox_request__unpack(NULL, len, in);
+    if (!req)
+        return moat_error_set(err, MOAT_E_INVALID, "RemovePodSandboxRequest does not decode");
+    char *id = strdup(req->pod_sandbox_id ? req->pod_sandbox_id : "");
+    moat__cri__remove_pod_sandbox_request__free_unpacked(req, NULL);
+    if (!id)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    *ret_id = id;
+    return 0;
+}
+
+void shim_wall_facts_clear(shim_wall_facts *f)
+{
+    if (!f)
+        return;
+    free(f->sandbox_id);
+    free(f->pod);
+    for (size_t i = 0; i < f->n_addrs; i++)
+        free(f->addrs[i]);
+    free(f->addrs);
+    for (size_t i = 0; i < f->n_dns; i++)
+        free(f->dns[i]);
+    free(f->dns);
+    *f = (shim_wall_facts){0};
+}

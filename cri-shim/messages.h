@@ -6,7 +6,9 @@
  * the concrete handler and the decision in the sandbox's annotations (so PodSandboxStatus
  * reports it, also after a restart of the shim).
  * Status: the logical handlers are added to runtime_handlers, so kubelet publishes them in
- * Node.status.runtimeHandlers. */
+ * Node.status.runtimeHandlers.
+ * PodSandboxStatus, CreateContainer, RemovePodSandbox: read (never changed) for the egress
+ * wall (isolation/wall.h). */
 #ifndef MOAT_SHIM_MESSAGES_H
 #define MOAT_SHIM_MESSAGES_H
 
@@ -30,5 +32,34 @@ int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handl
  * with the new response, 0 when nothing was missing, -1 for a malformed response. */
 int shim_status_add_handlers(const uint8_t *in, size_t len, const char *const *names,
                              size_t n_names, uint8_t **ret_out, size_t *ret_len, moat_error *err);
+
+/* What the egress wall needs from the calls around a pod's life. A pod is walled when its
+ * annotations carry MOAT_ANNOTATION_NETWORK (the operator puts it on every sandbox Pod; a
+ * Pod that asks for Moat's egress class gets its wall), and keeps its DNS servers only
+ * when that is MOAT_EGRESS_INTERNET. Everything owned; shim_wall_facts_clear frees. */
+typedef struct {
+    char *sandbox_id;
+    char *pod;     /* "namespace/name", for logs; NULL when the message has no metadata */
+    bool walled;   /* MOAT_ANNOTATION_NETWORK is present */
+    bool internet; /* ... and is MOAT_EGRESS_INTERNET */
+    bool ready;    /* PodSandboxStatus: SANDBOX_READY */
+    char **addrs;  /* PodSandboxStatus: the pod's IPs */
+    size_t n_addrs;
+    char **dns; /* CreateContainer: the DNS servers kubelet gave the sandbox */
+    size_t n_dns;
+} shim_wall_facts;
+
+/* From a PodSandboxStatusResponse: sandbox_id, pod, walled, internet, ready, addrs.
+ * -1 (MOAT_E_INVALID) when it does not decode or has no status. */
+int shim_sandbox_status_facts(const uint8_t *in, size_t len, shim_wall_facts *out, moat_error *err);
+
+/* From a CreateContainerRequest: sandbox_id, pod, walled, internet, dns. */
+int shim_create_container_facts(const uint8_t *in, size_t len, shim_wall_facts *out,
+                                moat_error *err);
+
+/* The pod_sandbox_id of a RemovePodSandboxRequest (caller frees). */
+int shim_remove_pod_sandbox_id(const uint8_t *in, size_t len, char **ret_id, moat_error *err);
+
+void shim_wall_facts_clear(shim_wall_facts *f);
 
 #endif

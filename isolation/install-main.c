@@ -41,6 +41,7 @@ static void usage(FILE *f)
                "  --service-manager systemd|process:DIR   (default systemd)\n"
                "  --systemctl 'CMD ...'       (default 'nsenter --target 1 --mount -- systemctl')\n"
                "  --assume-hypervisor kvm|mshv|none   take that answer instead of probing\n"
+               "  --egress-wall-table NAME            moat-cri's nftables table (moat)\n"
                "  --gpu-mode container|vm-passthrough|none   this pool's GPUs (default none)\n"
                "  --help\n");
 }
@@ -100,6 +101,7 @@ int main(int argc, char **argv)
         O_MANAGER,
         O_SYSTEMCTL,
         O_ASSUME,
+        O_WALL_TABLE,
         O_GPU,
     };
     static const struct option opts[] = {
@@ -127,6 +129,7 @@ int main(int argc, char **argv)
         {"service-manager", required_argument, NULL, O_MANAGER},
         {"systemctl", required_argument, NULL, O_SYSTEMCTL},
         {"assume-hypervisor", required_argument, NULL, O_ASSUME},
+        {"egress-wall-table", required_argument, NULL, O_WALL_TABLE},
         {"gpu-mode", required_argument, NULL, O_GPU},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -213,6 +216,9 @@ int main(int argc, char **argv)
         case O_ASSUME:
             real.assume_hypervisor = optarg;
             o.cri_probe_assume = optarg;
+            break;
+        case O_WALL_TABLE:
+            o.cri_wall_table = optarg;
             break;
         case O_GPU:
             if (strcmp(optarg, MOAT_GPU_MODE_CONTAINER) != 0 &&

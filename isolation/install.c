@@ -18,6 +18,7 @@
 #include "isolation/gvisor/runsc.h"
 #include "isolation/kata/kata.h"
 #include "isolation/probe.h"
+#include "isolation/wall.h"
 #include "libmoat/names.h"
 #include "libmoat/strbuf.h"
 #include "libmoat/textfile.h"
@@ -46,6 +47,7 @@ void iso_install_options_default(iso_install_options *o)
         .cri_metrics = "127.0.0.1:9466",
         .cri_service = "moat-cri",
         .cri_timeout_ms = 30000,
+        .cri_wall_table = ISO_WALL_TABLE,
         .kubelet_config = "/var/lib/kubelet/config.yaml",
         .kubelet_service = "kubelet",
         .kubelet_healthz = "http://127.0.0.1:10248/healthz",
@@ -916,9 +918,21 @@ static int real_healthy(void *impl, const char *url, int timeout_ms, int settle_
     }
 }
 
+static int real_remove_wall(void *impl, const char *table, moat_error *err)
+{
+    (void)impl;
+    iso_nft nft;
+    if (iso_nft_open(&nft, err) < 0)
+        return -1;
+    int r = iso_wall_delete(&nft, table, err);
+    iso_nft_close(&nft);
+    return r;
+}
+
 iso_install_checks iso_install_checks_real(iso_install_real *r)
 {
-    return (iso_install_checks){real_hypervisor, real_cri_version, real_healthy, r};
+    return (iso_install_checks){real_hypervisor, real_cri_version, real_healthy, real_remove_wall,
+                                r};
 }
 
 /* ---- planning ---- */
@@ -1146,6 +1160,8 @@ static int cri_files(install_ctx *c, bool *changed, moat_error *err)
                         c->o->cri_socket, c->o->containerd_socket, c->o->cri_metrics);
     if (c->o->cri_probe_assume)
         moat_strbuf_appendf(&b, "probe:\n  assume: %s\n", c->o->cri_probe_assume);
+    if (c->o->cri_wall_table && strcmp(c->o->cri_wall_table, ISO_WALL_TABLE) != 0)
+        moat_strbuf_appendf(&b, "egressWall:\n  table: %s\n", c->o->cri_wall_table);
     if (c->o->gpu_mode && strcmp(c->o->gpu_mode, MOAT_GPU_MODE_NONE) != 0)
         moat_strbuf_appendf(&b, "gpuMode: %s\n", c->o->gpu_mode);
     bool trunc = b.truncated;
@@ -1354,7 +1370,8 @@ static int restore_or_remove(install_ctx *c, const char *hostpath, bool *changed
             return -1;
         if (*changed)
             report_add(c->rep, "restored %s", hostpath);
-        unlink(bp);
+        /* The backup stays until the uninstall has finished: a run that fails later and is
+         * run again must still know the file was the host's (not remove it as Moat's). */
         return 0;
     }
     if (unlink(path) == 0) {
@@ -1421,10 +1438,22 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
     /* 3. kubelet on containerd again, then moat-cri gone. */
     if (r == 0 && (kubelet || pending(&c, o->kubelet_service)))
         r = restart(&c, svc, o->kubelet_service, err);
+    bool cri_gone = false;
     if (r == 0 && (r = svc->undefine(svc->impl, o->cri_service, &ch, err)) == 0 && ch) {
         report_add(rep, "stopped and removed service %s", o->cri_service);
+        cri_gone = true;
         if (rep)
             rep->restarts++;
+    }
+    /* moat-cri leaves its wall in the kernel on purpose (its restarts keep running pods
+     * walled); with moat-cri gone it goes too. Asked every time (no table is no change), so
+     * a run that failed here is finished by the next one. */
+    if (r == 0 && o->cri_wall_table) {
+        if ((r = chk->remove_wall(chk->impl, o->cri_wall_table, err)) < 0)
+            moat_error_prefix(err, "removing moat-cri's egress wall");
+        else if (cri_gone)
+            report_add(rep, "removed nftables table inet %s (moat-cri's egress wall)",
+                       o->cri_wall_table);
     }
     /* 4. every other file, then the directories, deepest first. */
     for (size_t i = 0; r == 0 && i < c.n; i++)
@@ -1438,6 +1467,12 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
             asprintf(&backup, "%s/backup", c.state) < 0) {
             r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
         } else {
+            for (size_t i = 0; i < c.n; i++) {
+                _cleanup_free_ char *bp =
+                    c.entries[i][0] == 'f' ? backup_path(&c, c.entries[i] + 2) : NULL;
+                if (bp)
+                    unlink(bp);
+            }
             unlink(manifest);
             const char *names[] = {o->containerd_service, o->cri_service, o->kubelet_service};
             for (size_t i = 0; i < ELEMENTSOF(names); i++) {

@@ -55,6 +55,7 @@ typedef struct {
     const char *cri_service;      /* "moat-cri" */
     int cri_timeout_ms;           /* how long moat-cri has to answer Version; 30000 */
     const char *cri_probe_assume; /* moat-cri's probe.assume (kvm, mshv, none); NULL: probe */
+    const char *cri_wall_table;   /* moat-cri's egressWall.table (isolation/wall.h); "moat" */
     /* This node pool's GPU mode (MOAT_GPU_MODE_*: "container", "vm-passthrough", "none");
      * NULL is none. It adds the GPU handlers below and is moat-cri's gpuMode. */
     const char *gpu_mode;
@@ -84,12 +85,16 @@ typedef struct iso_install_checks {
     /* 0 once url answers 200 and keeps answering for settle_ms, within timeout_ms; else < 0
      * with the last failure in err. */
     int (*healthy)(void *impl, const char *url, int timeout_ms, int settle_ms, moat_error *err);
+    /* Deletes moat-cri's egress wall table (isolation/wall.h) from the node's nftables; no
+     * such table is 0. */
+    int (*remove_wall)(void *impl, const char *table, moat_error *err);
     void *impl;
 } iso_install_checks;
 
 /* The real checks: the host probe (iso_probe_run under host_root) unless assume is set: "kvm",
  * "mshv" or "none" take that answer without probing), CRI Version over HTTP/2 with libcurl (gRPC
- * framing, no gRPC library), healthz with libcurl. assume and host_root are borrowed. */
+ * framing, no gRPC library), healthz with libcurl, the wall with libnftables (the installer
+ * runs in the node's network namespace). assume and host_root are borrowed. */
 typedef struct {
     const char *assume_hypervisor;
     const char *host_root;
@@ -126,9 +131,10 @@ int iso_install_run(iso_install_report *rep, const iso_install_options *o,
 
 /* Undoes every install: kubelet's files and containerd's config back, containerd restarted
  * (and answering Version) when its config changed, then kubelet when its files did, moat-cri
- * stopped and removed, every file the installer created removed, the state directory
- * removed; kubelet's health checked last (an error if it is not healthy, with everything
- * else done). Running it again changes nothing. */
+ * stopped and removed with its egress wall (no pod runs through it any more; an address the
+ * wall kept would hold a later pod off private addresses), every file the installer created
+ * removed, the state directory removed; kubelet's health checked last (an error if it is not
+ * healthy, with everything else done). Running it again changes nothing. */
 int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
                           const iso_service_ops *svc, const iso_install_checks *chk,
                           moat_error *err);

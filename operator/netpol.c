@@ -1,43 +1,15 @@
 #include "netpol.h"
 
+#include "libmoat/egress.h"
 #include "libmoat/macro.h"
 #include "libmoat/names.h"
 
 /* Set by the API server on every namespace (Kubernetes 1.21 and later) and immutable, so
  * unlike a label a user adds, it cannot be put on another namespace to pose as DNS. */
 #define NAMESPACE_NAME_LABEL "kubernetes.io/metadata.name"
-#define DNS_PORT             53
 
 /* jansson's own json_decrefp, under the house name. */
 #define _cleanup_json_ _cleanup_(json_decrefp)
-
-/* IPv4 addresses an "internet" sandbox must not reach although 0.0.0.0/0 covers them.
- * ipBlock is meant for addresses outside the cluster; with most CNIs the pod and service
- * ranges sit in the private blocks below, and the cluster's own traffic is allowed only by
- * the DNS rule. A trap: NodeLocal DNSCache listens on 169.254.20.10, which this table
- * blocks; clusters using it need their DNS reachable through the DNS rule instead. */
-static const char *const ipv4_blocked[] = {
-    "10.0.0.0/8",     /* RFC 1918 private: nodes, pods, services, the VPC */
-    "172.16.0.0/12",  /* RFC 1918 private */
-    "192.168.0.0/16", /* RFC 1918 private */
-    "100.64.0.0/10",  /* RFC 6598 CGNAT: pod ranges on some clouds, VPNs, carrier NAT */
-    "169.254.0.0/16", /* RFC 3927 link-local, incl. cloud metadata 169.254.169.254 (credentials) */
-    "127.0.0.0/8",    /* loopback */
-    "0.0.0.0/8",      /* "this network": 0.0.0.0 reaches local listeners on Linux */
-    "224.0.0.0/4",    /* multicast */
-    "240.0.0.0/4",    /* reserved, incl. broadcast 255.255.255.255 */
-    "168.63.129.16/32", /* Azure wireserver: VM agent, DNS, health probes, reachable from any VM */
-};
-
-/* The same for IPv6. */
-static const char *const ipv6_blocked[] = {
-    "fc00::/7",  /* RFC 4193 unique local: private IPv6 pod and VPC ranges */
-    "fe80::/10", /* link-local */
-    "::1/128",   /* loopback */
-    /* AWS instance metadata over IPv6. fc00::/7 covers it; it is listed on its own so that
-     * narrowing the ULA entry can never expose credentials. */
-    "fd00:ec2::254/128", "ff00::/8", /* multicast */
-};
 
 static int nomem(moat_error *err)
 {
@@ -97,13 +69,15 @@ int sandbox_netpols_build(json_t **out, const char *ns, const operator_config *c
     json_t *labels = dns_pod_labels(cfg);
     if (!labels)
         return nomem(err);
-    json_t *to_dns = json_pack(
-        "{s:[{s:{s:{s:s}}, s:{s:o}}], s:[{s:s, s:i}, {s:s, s:i}]}", "to", "namespaceSelector",
-        "matchLabels", NAMESPACE_NAME_LABEL, cfg->dns_namespace, "podSelector", "matchLabels",
-        labels, "ports", "protocol", "UDP", "port", DNS_PORT, "protocol", "TCP", "port", DNS_PORT);
+    json_t *to_dns =
+        json_pack("{s:[{s:{s:{s:s}}, s:{s:o}}], s:[{s:s, s:i}, {s:s, s:i}]}", "to",
+                  "namespaceSelector", "matchLabels", NAMESPACE_NAME_LABEL, cfg->dns_namespace,
+                  "podSelector", "matchLabels", labels, "ports", "protocol", "UDP", "port",
+                  MOAT_EGRESS_DNS_PORT, "protocol", "TCP", "port", MOAT_EGRESS_DNS_PORT);
     json_t *to_public =
-        json_pack("{s:[o, o]}", "to", ip_block("0.0.0.0/0", ipv4_blocked, ELEMENTSOF(ipv4_blocked)),
-                  ip_block("::/0", ipv6_blocked, ELEMENTSOF(ipv6_blocked)));
+        json_pack("{s:[o, o]}", "to",
+                  ip_block("0.0.0.0/0", moat_egress_blocked_ipv4, moat_egress_blocked_ipv4_count),
+                  ip_block("::/0", moat_egress_blocked_ipv6, moat_egress_blocked_ipv6_count));
     /* Checked before policy(), which would read NULL as "no egress rules". */
     json_t *egress = json_pack("[o, o]", to_dns, to_public);
     if (!egress)

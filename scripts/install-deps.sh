@@ -8,14 +8,14 @@ packages=(
     build-essential cmake ninja-build pkg-config clang clang-format
     # libraries (found with pkg-config)
     libyaml-dev libcurl4-openssl-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler
-    libgrpc-dev libvirt-dev libcmocka-dev libmicrohttpd-dev
+    libgrpc-dev libvirt-dev libcmocka-dev libmicrohttpd-dev libnftables-dev
     # tests: the CRI client, tools, sanitizer runtime, valgrind
     python3 python3-yaml python3-grpcio python3-grpc-tools protobuf-compiler jq curl openssl
     valgrind libclang-rt-14-dev
     # the node installer's bundles (isolation/bundle.sh): interpreter and RUNPATH
     patchelf file
     # the node: runc, CNI plugins, networking tools, the test image's busybox
-    runc containernetworking-plugins iproute2 iptables ipset util-linux busybox-static
+    runc containernetworking-plugins iproute2 iptables ipset nftables util-linux busybox-static
     # libvirt as the host probe's second witness
     libvirt-daemon-system libvirt-clients
 )

@@ -182,6 +182,11 @@ up() {
 }
 
 down() {
+    # moat-cri leaves its egress wall (an nftables table) in the kernel across its restarts;
+    # `moat-install uninstall` would remove it, here the cluster goes as a whole.
+    if [ -f "$m/etc/cri.yaml" ] && [ -x "$m/opt/bin/moat-cri" ]; then
+        "$m/opt/bin/moat-cri" --config "$m/etc/cri.yaml" --remove-wall 2>/dev/null || true
+    fi
     bash "$root/e2e/node/node.sh" down || true
     bash "$root/e2e/cluster/control-plane.sh" down
 }

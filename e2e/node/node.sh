@@ -293,6 +293,10 @@ down() {
     bash "$here/addons.sh" down
     stop kubelet
     stop moat-cri
+    # its egress wall stays in the kernel across restarts of moat-cri: the node takes it down
+    if [ -n "$moat_cri" ] && [ -f "$dir/moat-cri/config.yaml" ]; then
+        "$moat_cri" --config="$dir/moat-cri/config.yaml" --remove-wall 2>/dev/null || true
+    fi
     # Stop the pods while containerd still runs, so shims and sandboxes end cleanly.
     if alive containerd && [ -S "$sock" ]; then
         local t

@@ -40,5 +40,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     free(out);
     moat_error_clear(&err);
+
+    /* the egress wall's readers: facts or an error, never a crash or a leak */
+    shim_wall_facts f = {0};
+    if (shim_sandbox_status_facts(data, size, &f, &err) < 0 && !err.message)
+        abort();
+    if (f.n_addrs > 8)
+        abort();
+    shim_wall_facts_clear(&f);
+    moat_error_clear(&err);
+    if (shim_create_container_facts(data, size, &f, &err) < 0 && !err.message)
+        abort();
+    if (f.n_dns > 8)
+        abort();
+    shim_wall_facts_clear(&f);
+    moat_error_clear(&err);
+    char *id = NULL;
+    if (shim_remove_pod_sandbox_id(data, size, &id, &err) < 0 && !err.message)
+        abort();
+    free(id);
+    moat_error_clear(&err);
     return 0;
 }

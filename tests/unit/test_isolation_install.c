@@ -205,6 +205,8 @@ typedef struct {
     bool cri_defined, cri_running;
     bool kubelet_healthy;
     int version_calls;
+    char wall_removed[64]; /* the table remove_wall was last asked for */
+    bool wall_fails;
 } fake;
 
 static void logf_(fake *f, const char *what, const char *name)
@@ -306,6 +308,15 @@ static int f_healthy(void *impl, const char *url, int timeout_ms, int settle_ms,
     return f->kubelet_healthy ? 0 : moat_error_set(err, MOAT_E_NETWORK, "connection refused");
 }
 
+static int f_remove_wall(void *impl, const char *table, moat_error *err)
+{
+    fake *f = impl;
+    if (f->wall_fails)
+        return moat_error_set(err, MOAT_E_IO, "nftables: Operation not permitted");
+    snprintf(f->wall_removed, sizeof(f->wall_removed), "%s", table);
+    return 0;
+}
+
 static void put(const char *root, const char *rel, const char *text)
 {
     char path[512];
@@ -367,7 +378,7 @@ static void world_init(world *w, iso_install_mode mode)
     put(w->root, "/etc/containerd/config.toml", CONTAINERD);
     put(w->root, "/var/lib/kubelet/config.yaml", KUBELET);
     w->svc = (iso_service_ops){f_define, f_undefine, f_start, f_restart, f_stop, f_running, &w->f};
-    w->chk = (iso_install_checks){f_hypervisor, f_version, f_healthy, &w->f};
+    w->chk = (iso_install_checks){f_hypervisor, f_version, f_healthy, f_remove_wall, &w->f};
     iso_install_options_default(&w->o);
     w->o.mode = mode;
     w->o.host_root = w->root;
@@ -481,8 +492,19 @@ static void test_shim_mode(void **state)
     assert_string_equal(w.f.log, "define:moat-cri start:moat-cri ");
     iso_install_report_clear(&rep);
 
+    /* The wall cannot be removed: the uninstall says so, and the next run finishes it. */
+    w.f.wall_fails = true;
+    iso_install_report rep2 = {0};
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(iso_install_uninstall(&rep2, &w.o, &w.svc, &w.chk, &err), -1);
+    assert_non_null(strstr(err.message, "removing moat-cri's egress wall: nftables"));
+    moat_error_clear(&err);
+    iso_install_report_clear(&rep2);
+    w.f.wall_fails = false;
+    w.f.log[0] = '\0';
+
     assert_int_equal(uninstall(&w, &rep), 0);
-    assert_string_equal(w.f.log, "restart:containerd restart:kubelet undefine:moat-cri ");
+    assert_string_equal(w.f.wall_removed, "moat");
     k = get(w.root, "/var/lib/kubelet/config.yaml");
     assert_string_equal(k, KUBELET);
     free(k);

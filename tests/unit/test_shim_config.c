@@ -222,6 +222,25 @@ static void test_gpu_mode(void **state)
     assert_parse_error("gpuMode: \"\"\n", MOAT_E_INVALID, "gpuMode: must not be empty");
 }
 
+static void test_egress_wall(void **state)
+{
+    shim_config *c = parse_ok("egressWall: {mode: none, table: moat_test}\n");
+    assert_string_equal(c->wall_mode, "none");
+    assert_string_equal(c->wall_table, "moat_test");
+    shim_config_free(c);
+    c = parse_ok("listen: /run/x.sock\n");
+    assert_string_equal(c->wall_mode, "nftables"); /* on unless written down */
+    assert_string_equal(c->wall_table, "moat");
+    shim_config_free(c);
+    assert_parse_error("egressWall: {mode: iptables}\n", MOAT_E_INVALID,
+                       "egressWall.mode: \"iptables\" is not nftables or none");
+    assert_parse_error("egressWall: {table: \"moat; flush ruleset\"}\n", MOAT_E_INVALID,
+                       "egressWall.table: \"moat; flush ruleset\" is not an nftables table name "
+                       "(up to 64 letters, digits or _)");
+    assert_parse_error("egressWall: nftables\n", MOAT_E_INVALID,
+                       "egressWall: expected a mapping, found a string");
+}
+
 static void test_empty_strings(void **state)
 {
     static const char *const keys[][2] = {
@@ -595,15 +614,15 @@ int main(void)
         cmocka_unit_test(test_new_default),   cmocka_unit_test(test_empty),
         cmocka_unit_test(test_full),          cmocka_unit_test(test_partial_and_flow),
         cmocka_unit_test(test_socket_mode),   cmocka_unit_test(test_socket_group),
-        cmocka_unit_test(test_gpu_mode),      cmocka_unit_test(test_empty_strings),
-        cmocka_unit_test(test_paths),         cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_handler_names), cmocka_unit_test(test_cross_checks),
-        cmocka_unit_test(test_unknown_key),   cmocka_unit_test(test_wrong_type),
-        cmocka_unit_test(test_duplicate_key), cmocka_unit_test(test_syntax_error),
-        cmocka_unit_test(test_too_large),     cmocka_unit_test(test_origin),
-        cmocka_unit_test(test_load),          cmocka_unit_test(test_load_errors),
-        cmocka_unit_test(test_set),           cmocka_unit_test(test_free_null),
-        cmocka_unit_test(test_probe_assume),
+        cmocka_unit_test(test_gpu_mode),      cmocka_unit_test(test_egress_wall),
+        cmocka_unit_test(test_empty_strings), cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_metrics),       cmocka_unit_test(test_handler_names),
+        cmocka_unit_test(test_cross_checks),  cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_wrong_type),    cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_syntax_error),  cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_origin),        cmocka_unit_test(test_load),
+        cmocka_unit_test(test_load_errors),   cmocka_unit_test(test_set),
+        cmocka_unit_test(test_free_null),     cmocka_unit_test(test_probe_assume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

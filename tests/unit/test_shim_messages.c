@@ -44,8 +44,8 @@ static void annotation(buf *cfg, const char *k, const char *v)
     put_len(cfg, 7, e.b, e.n);
 }
 
-/* A request with fields the shim's schema lacks: config.hostname (2), config.dns_config (4)
- * and a top-level field 99 from some future CRI version. */
+/* A request with fields the shim's schema lacks: config.hostname (2) and a top-level field
+ * 99 from some future CRI version; and config.dns_config (4), which it reads. */
 static buf request(const char *handler, const char *network)
 {
     buf meta = {0}, cfg = {0}, req = {0};
@@ -54,7 +54,7 @@ static buf request(const char *handler, const char *network)
     put_len(&cfg, 1, meta.b, meta.n);
     put_str(&cfg, 2, "kept-hostname");
     put_str(&cfg, 4,
-            "\x0a\x05"
+            "\x0a\x06"
             "10.0.0"); /* DNSConfig{servers: ["10.0.0"]} */
     if (network)
         annotation(&cfg, MOAT_ANNOTATION_NETWORK, network);
@@ -88,7 +88,7 @@ static void test_rewrite_keeps_unknown_fields(void **state)
     assert_string_equal(pod, "team/pod");
     assert_true(contains(out, len, "kept-hostname", 13));
     assert_true(contains(out, len,
-                         "\x0a\x05"
+                         "\x0a\x06"
                          "10.0.0",
                          8));
     assert_true(contains(out, len, "\x98\x06\x07", 3)); /* field 99 = 7 */
@@ -166,12 +166,88 @@ static void test_status_gains_logical_handlers_once(void **state)
     free(out);
 }
 
+/* PodSandboxStatusResponse{status: {id, metadata, state, network{ip, additional_ips},
+ * annotations}} and CreateContainerRequest{pod_sandbox_id, sandbox_config{metadata,
+ * dns_config, annotations}}, as kubelet and containerd send them. */
+static void test_wall_facts(void **state)
+{
+    (void)state;
+    buf meta = {0}, net = {0}, extra = {0}, st = {0}, resp = {0};
+    put_str(&meta, 1, "pod");
+    put_str(&meta, 3, "team");
+    put_str(&net, 1, "10.88.0.5");
+    put_str(&extra, 1, "fd00::5");
+    put_len(&net, 2, extra.b, extra.n);
+    put_str(&st, 1, "sb1");
+    put_len(&st, 2, meta.b, meta.n);
+    st.b[st.n++] = 3 << 3; /* state: SANDBOX_READY (0) */
+    st.b[st.n++] = 0;
+    put_len(&st, 5, net.b, net.n);
+    buf ann = {0};
+    put_str(&ann, 1, MOAT_ANNOTATION_NETWORK);
+    put_str(&ann, 2, MOAT_EGRESS_INTERNET);
+    put_len(&st, 8, ann.b, ann.n);
+    put_len(&resp, 1, st.b, st.n);
+    shim_wall_facts f = {0};
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(shim_sandbox_status_facts(resp.b, resp.n, &f, &err), 0);
+    assert_string_equal(f.sandbox_id, "sb1");
+    assert_string_equal(f.pod, "team/pod");
+    assert_true(f.walled && f.internet && f.ready);
+    assert_int_equal(f.n_addrs, 2);
+    assert_string_equal(f.addrs[0], "10.88.0.5");
+    assert_string_equal(f.addrs[1], "fd00::5");
+    shim_wall_facts_clear(&f);
+
+    /* not ready, no Moat network: neither walled nor ready */
+    buf st2 = {0}, resp2 = {0};
+    put_str(&st2, 1, "sb2");
+    st2.b[st2.n++] = 3 << 3;
+    st2.b[st2.n++] = 1; /* SANDBOX_NOTREADY */
+    put_len(&resp2, 1, st2.b, st2.n);
+    assert_int_equal(shim_sandbox_status_facts(resp2.b, resp2.n, &f, &err), 0);
+    assert_false(f.walled || f.ready);
+    assert_int_equal(f.n_addrs, 0);
+    shim_wall_facts_clear(&f);
+    /* no status at all: malformed for the wall's purpose */
+    assert_int_equal(shim_sandbox_status_facts((const uint8_t *)"", 0, &f, &err), -1);
+    assert_int_equal(err.code, MOAT_E_INVALID);
+    moat_error_clear(&err);
+
+    buf dns = {0}, cfg = {0}, req = {0};
+    put_str(&dns, 1, "10.96.0.10");
+    put_str(&dns, 1, "10.96.0.11");
+    put_len(&cfg, 1, meta.b, meta.n);
+    put_len(&cfg, 4, dns.b, dns.n);
+    annotation(&cfg, MOAT_ANNOTATION_NETWORK, MOAT_EGRESS_NONE);
+    put_str(&req, 1, "sb1");
+    put_len(&req, 3, cfg.b, cfg.n);
+    assert_int_equal(shim_create_container_facts(req.b, req.n, &f, &err), 0);
+    assert_string_equal(f.sandbox_id, "sb1");
+    assert_true(f.walled);
+    assert_false(f.internet);
+    assert_int_equal(f.n_dns, 2);
+    assert_string_equal(f.dns[1], "10.96.0.11");
+    shim_wall_facts_clear(&f);
+
+    buf rm = {0};
+    put_str(&rm, 1, "sb1");
+    char *id = NULL;
+    assert_int_equal(shim_remove_pod_sandbox_id(rm.b, rm.n, &id, &err), 0);
+    assert_string_equal(id, "sb1");
+    free(id);
+    const uint8_t garbage[] = {0x0a, 0xff, 0xff, 0xff, 0x0f};
+    assert_int_equal(shim_create_container_facts(garbage, sizeof(garbage), &f, &err), -1);
+    moat_error_clear(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rewrite_keeps_unknown_fields),
         cmocka_unit_test(test_other_handlers_pass_and_vm_is_refused),
         cmocka_unit_test(test_status_gains_logical_handlers_once),
+        cmocka_unit_test(test_wall_facts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,8 @@ PROTO = os.path.join(CACHE, "go", "mod", "k8s.io", "cri-api@v0.35.4", "pkg", "ap
 WORK = tempfile.mkdtemp(prefix="moat-install-test-")
 ENV = dict(os.environ, PATH=BIN + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+WALL_TABLE = "moat_itest_install"  # moat-cri's egress wall (isolation/wall.h): this test's own
+CHROOT_TABLE = "moat_itest_chroot"
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -189,6 +191,11 @@ def wait(what, fn, timeout=60):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def nft_table(name):
+    """Whether nftables holds table inet <name>."""
+    return subprocess.run(["nft", "list", "table", "inet", name], capture_output=True).returncode == 0
+
+
 def healthz(port):
     with NO_PROXY.open(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
         return r.status == 200 and r.read().strip() == b"ok"
@@ -216,7 +223,10 @@ def handlers(sock):
 
 
 def cleanup():
-    """Every process with WORK on its command line, then mounts under WORK, then WORK."""
+    """Every process with WORK on its command line, then mounts under WORK, then WORK, and
+    the egress wall tables a failed test may have left."""
+    for table in (WALL_TABLE, CHROOT_TABLE):
+        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
     for p in os.listdir("/proc"):
         if not p.isdigit() or int(p) == os.getpid():
             continue
@@ -344,7 +354,8 @@ class ShimMode(unittest.TestCase):
                     "--kubelet-config", cls.kcfg,
                     "--kubelet-healthz", f"http://127.0.0.1:{cls.hz}/healthz",
                     "--kubelet-settle", "3000", "--kubelet-timeout", "60000",
-                    f"--service-manager=process:{cls.svc}", "--assume-hypervisor", "none"]
+                    f"--service-manager=process:{cls.svc}", "--assume-hypervisor", "none",
+                    "--egress-wall-table", WALL_TABLE]
         run_install("service", "start", "containerd", *cls.args)
         wait("containerd", lambda: version(cls.cd_sock))
         run_install("service", "start", "kubelet", *cls.args)
@@ -409,6 +420,7 @@ class ShimMode(unittest.TestCase):
         self.assertEqual(v.runtime_name, "containerd")
         self.assertEqual(v, version(self.cd_sock))
         wait("kubelet's calls through moat-cri", lambda: self.calls("ListPodSandbox") > 0)
+        self.assertTrue(nft_table(WALL_TABLE), "moat-cri raised no egress wall")
         self.assertTrue({"runsc", "runsc-nonet", "moat-auto"} <= handlers(self.cri_sock))
 
         p = run_install("install", *self.args)
@@ -420,8 +432,10 @@ class ShimMode(unittest.TestCase):
 
         p = run_install("uninstall", *self.args)
         for line in ("restored " + self.kcfg, "restarted kubelet",
-                     "stopped and removed service moat-cri", "restarted containerd"):
+                     "stopped and removed service moat-cri", "restarted containerd",
+                     f"removed nftables table inet {WALL_TABLE}"):
             self.assertIn(line, p.stdout)
+        self.assertFalse(nft_table(WALL_TABLE))
         self.assert_back_to_original()
         wait("kubelet healthy on containerd again", lambda: healthz(self.hz))
         p = run_install("uninstall", *self.args)
@@ -441,7 +455,8 @@ mount --bind {os.path.dirname(self.cd_sock)} {root}{os.path.dirname(self.cd_sock
 mount -t proc proc {root}/proc
 mount --rbind /dev {root}/dev
 test ! -e {root}/lib && test ! -e {root}/usr && test ! -e {root}/lib64 && test ! -e {root}/etc
-exec chroot {root} {self.prefix}/bin/moat-cri --listen /run/cri.sock \
+echo 'egressWall: {{table: {CHROOT_TABLE}}}' >{root}/tmp/cri.yaml
+exec chroot {root} {self.prefix}/bin/moat-cri --config /tmp/cri.yaml --listen /run/cri.sock \
     --upstream {self.cd_sock} --metrics-addr 127.0.0.1:{port}
 """
         log = open(os.path.join(WORK, "chroot-moat-cri.log"), "w")
@@ -453,10 +468,13 @@ exec chroot {root} {self.prefix}/bin/moat-cri --listen /run/cri.sock \
                      timeout=20)
             self.assertEqual(v.runtime_name, "containerd")
             self.assertTrue(healthz(port))
+            # its egress wall, from libnftables in the bundle
+            self.assertTrue(nft_table(CHROOT_TABLE))
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(20)
             log.close()
+            subprocess.run(["nft", "delete", "table", "inet", CHROOT_TABLE], capture_output=True)
         with open(os.path.join(WORK, "chroot-moat-cri.log")) as f:
             out = f.read()
         self.assertEqual(code, 0, out)

@@ -30,6 +30,9 @@ CONTAINERD = os.path.join(NODE, "containerd", "containerd.sock")
 CONTAINERD_PID = os.path.join(NODE, "run", "containerd.pid")
 SHIM_SOCK = os.path.join(WORK, "cri.sock")
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # pod addresses: direct
+WALL_TABLE = "moat_itest_shim"  # the shim's egress wall: this test's own nftables table
+NAT_TABLE = "moat_itest_shim_nat"  # the test's stand-in for kube-proxy's DNAT of a Service
+DNS_SERVICE = "10.96.99.10"
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -69,7 +72,8 @@ class Shim:
             # exist (some of these machines have a usable /dev/kvm, some none).
             f.write(f"listen: {SHIM_SOCK}\nupstream: {CONTAINERD}\n"
                     f"metrics: 127.0.0.1:{self.port}\n"
-                    f"probe: {{kvm: {WORK}/no-kvm, mshv: {WORK}/no-mshv}}\n")
+                    f"probe: {{kvm: {WORK}/no-kvm, mshv: {WORK}/no-mshv}}\n"
+                    f"egressWall: {{table: {WALL_TABLE}}}\n")
         self.log = open(os.path.join(WORK, "moat-cri.log"), "a")
         self.start()
 
@@ -177,12 +181,19 @@ class ShimTest(unittest.TestCase):
             except grpc.RpcError:
                 pass
         code = cls.shim.stop()
+        subprocess.run(["nft", "delete", "table", "ip", NAT_TABLE], capture_output=True)
+        removed = subprocess.run([SHIM, f"--config={cls.shim.config}", "--remove-wall"],
+                                 capture_output=True, text=True)
+        left = subprocess.run(["nft", "list", "table", "inet", WALL_TABLE], capture_output=True)
         node("down")
         if cls.containerd and cls.containerd.poll() is None:
             cls.containerd.kill()
         shutil.rmtree(WORK, ignore_errors=True)
         if code != 0:
             raise AssertionError(f"moat-cri exited {code} on SIGTERM")
+        if removed.returncode != 0 or left.returncode == 0:
+            raise AssertionError(f"moat-cri --remove-wall left table inet {WALL_TABLE}: "
+                                 f"exit {removed.returncode}: {removed.stderr}")
 
     def run_pod(self, name, handler="", **kw):
         cfg = sandbox_config(name, **kw)
@@ -191,12 +202,17 @@ class ShimTest(unittest.TestCase):
         self.pods.append(r.pod_sandbox_id)
         return r.pod_sandbox_id, cfg
 
-    def start_container(self, pid, cfg, command):
+    def start_container(self, pid, cfg, command, name="main"):
+        """As kubelet does: the sandbox's status (its address) first, then the container."""
+        self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid), timeout=10)
+        return self.create_start(pid, cfg, command, name)
+
+    def create_start(self, pid, cfg, command, name="main"):
         c = self.rt.CreateContainer(api.CreateContainerRequest(
             pod_sandbox_id=pid, sandbox_config=cfg, config=api.ContainerConfig(
-                metadata=api.ContainerMetadata(name="main"),
+                metadata=api.ContainerMetadata(name=name),
                 image=api.ImageSpec(image="moat.local/busybox:1.35"), command=command,
-                log_path="main.log")), timeout=60)
+                log_path=f"{name}.log")), timeout=60)
         self.rt.StartContainer(api.StartContainerRequest(container_id=c.container_id), timeout=60)
         return c.container_id
 
@@ -469,15 +485,7 @@ class ShimTest(unittest.TestCase):
         self.assertTrue(ip.startswith("10.90."), ip)
         # The server answers the host (on the test's bridge) before any gVisor pod asks it:
         # a failure below is then the gVisor pod's.
-        deadline = time.time() + 10
-        while True:
-            try:
-                with NO_PROXY.open(f"http://{ip}:8080/", timeout=2) as r:
-                    self.assertEqual(r.read().decode().strip(), "hello-from-runc")
-                break
-            except OSError as e:
-                self.assertLess(time.time(), deadline, f"the runc server at {ip}: {e}")
-                time.sleep(0.1)
+        self.assertEqual(self.wait_served(f"http://{ip}:8080/"), "hello-from-runc")
         # Not wget's -T: Debian's busybox 1.35 wget segfaults with it (exit 139), under runc too.
         wget = ["timeout", "10", "wget", "-qO-", f"http://{ip}:8080/"]
 
@@ -503,6 +511,106 @@ class ShimTest(unittest.TestCase):
         # refused for want of a network, not failing some other way (a crash, a timeout)
         self.assertEqual(out.exit_code, 1, out.stderr.decode())
         self.assertIn("Network is unreachable", out.stderr.decode())
+
+    def wait_served(self, url):
+        """The body at url, once the host gets one (within 10 s)."""
+        deadline = time.time() + 10
+        while True:
+            try:
+                with NO_PROXY.open(url, timeout=2) as r:
+                    return r.read().decode().strip()
+            except OSError as e:
+                self.assertLess(time.time(), deadline, f"{url} from the host: {e}")
+                time.sleep(0.1)
+
+    def walled_set(self, family="4"):
+        out = subprocess.run(["nft", "-j", "list", "set", "inet", WALL_TABLE, "walled" + family],
+                             capture_output=True, text=True, check=True).stdout
+        elems = json.loads(out)["nftables"][1]["set"].get("elem", [])
+        return {e["elem"]["val"]: e["elem"].get("comment") for e in elems}
+
+    def test_egress_wall_keeps_an_internet_pod_off_private_addresses_from_its_first_instant(self):
+        # A runc server on 8080 and on 53 (HTTP over TCP, standing in for DNS over TCP), and
+        # a Service-like address the test DNATs to it, as kube-proxy would.
+        srv, srv_cfg = self.run_pod("wall-web")
+        self.start_container(srv, srv_cfg, [
+            "sh", "-c", "mkdir -p /tmp/www && echo served >/tmp/www/index.html && "
+                        "httpd -p 53 -h /tmp/www && exec httpd -f -p 8080 -h /tmp/www"])
+        ip = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(
+            pod_sandbox_id=srv)).status.network.ip
+        self.assertEqual(self.wait_served(f"http://{ip}:8080/"), "served")
+        subprocess.run(["nft", "-f", "-"], check=True, text=True, input=f"""
+            table ip {NAT_TABLE} {{
+              chain pre {{
+                type nat hook prerouting priority dstnat; policy accept;
+                ip daddr {DNS_SERVICE} tcp dport {{ 53, 8080 }} dnat to {ip}
+              }}
+            }}""")
+        probe = lambda url: (f"if timeout 10 wget -qO- {url} >/dev/null 2>&1; "
+                             f"then echo REACHED {url}; else echo BLOCKED {url}; fi")
+        first = probe(f"http://{ip}:8080/")
+
+        # Through the shim as kubelet calls it: RunPodSandbox, PodSandboxStatus (the wall goes
+        # up), CreateContainer. The container's first act is the probe.
+        ann = {"moat.dev/network": "internet"}
+        dns = api.DNSConfig(servers=[DNS_SERVICE])
+        pid, cfg = self.run_pod("walled", "moat-auto", annotations=ann, dns_config=dns)
+        pod_ip = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(
+            pod_sandbox_id=pid)).status.network.ip
+        self.assertEqual(self.walled_set().get(pod_ip), pid)
+        cid = self.create_start(pid, cfg, ["sh", "-c", first + "; sleep 120"])
+        def first_log():
+            with open(os.path.join(WORK, "logs", "walled", "main.log")) as f:
+                return f.read()
+        deadline = time.time() + 30
+        while "BLOCKED" not in first_log() and "REACHED" not in first_log():
+            self.assertLess(time.time(), deadline, "the walled pod's first probe never ended")
+            time.sleep(0.2)
+        self.assertIn(f"BLOCKED http://{ip}:8080/", first_log())
+
+        def run(url):
+            out = self.rt.ExecSync(api.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", probe(url)],
+                                                       timeout=30))
+            return out.stdout.decode().strip()
+        # DNS: its server by the address kubelet gave (before DNAT), port 53 only; the same
+        # pod at its own address, or another port behind the same Service address, stays walled.
+        self.assertEqual(run(f"http://{DNS_SERVICE}:53/"), f"REACHED http://{DNS_SERVICE}:53/")
+        self.assertEqual(run(f"http://{DNS_SERVICE}:8080/"), f"BLOCKED http://{DNS_SERVICE}:8080/")
+        self.assertEqual(run(f"http://{ip}:53/"), f"BLOCKED http://{ip}:53/")
+        # the node itself (the bridge's address: the input hook)
+        self.assertEqual(run("http://10.90.0.1:1/"), "BLOCKED http://10.90.0.1:1/")
+        # ... while a pod without Moat's egress class reaches the server
+        pid2, cfg2 = self.run_pod("wall-plain", "moat-gvisor")
+        cid2 = self.start_container(pid2, cfg2, ["sleep", "60"])
+        out = self.rt.ExecSync(api.ExecSyncRequest(
+            container_id=cid2, cmd=["sh", "-c", probe(f"http://{ip}:8080/")], timeout=30))
+        self.assertEqual(out.stdout.decode().strip(), f"REACHED http://{ip}:8080/")
+
+        # A walled pod's container before its status came through: refused, nothing created.
+        pid3, cfg3 = self.run_pod("wall-early", "moat-auto", annotations=ann)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.create_start(pid3, cfg3, ["true"])
+        self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("not walled yet", e.exception.details())
+        self.assertEqual(len(self.direct.ListContainers(api.ListContainersRequest(
+            filter=api.ContainerFilter(pod_sandbox_id=pid3))).containers), 0)
+        self.start_container(pid3, cfg3, ["true"])  # kubelet's retry, after the status
+
+        # A restarted shim reads the wall back from the kernel: a second container is let in.
+        self.assertEqual(self.shim.stop(), 0)
+        self.restart_shim()
+        self.assertIn("moat_cri_egress_wall_sandboxes 2", self.shim.metrics())
+        cid4 = self.create_start(pid, cfg, ["sleep", "60"], name="second")
+        out = self.rt.ExecSync(api.ExecSyncRequest(
+            container_id=cid4, cmd=["sh", "-c", probe(f"http://{ip}:8080/")], timeout=30))
+        self.assertEqual(out.stdout.decode().strip(), f"BLOCKED http://{ip}:8080/")
+
+        # Removed through the shim: the address leaves the wall.
+        for p in (pid, pid3):
+            self.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=p), timeout=60)
+            self.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=p), timeout=60)
+        self.assertNotIn(pod_ip, self.walled_set())
+        self.assertIn("moat_cri_egress_wall_sandboxes 0", self.shim.metrics())
 
     def test_sigterm_drains_the_call_in_flight(self):
         pid, cfg = self.run_pod("drain")

@@ -1,0 +1,570 @@
+#include "wall.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <nftables/libnftables.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libmoat/egress.h"
+#include "libmoat/macro.h"
+#include "libmoat/strbuf.h"
+
+#define MAX_ID 128
+
+/* The four sets of elements the wall owns, by index. */
+enum { SET_WALLED4, SET_WALLED6, SET_DNS4, SET_DNS6, SET__COUNT };
+static const char *const set_names[SET__COUNT] = {"walled4", "walled6", "dns4", "dns6"};
+
+/* One element in the kernel: its set, its text in nft's syntax ("10.88.0.5",
+ * "10.88.0.5 . 10.96.0.10 . udp . 53"), the address it walls and the sandbox it belongs
+ * to ("" for an element without a comment: not ours to keep, released on reuse). */
+typedef struct {
+    int set;
+    char *element, *addr, *id;
+} wall_entry;
+
+struct iso_wall {
+    const iso_nft *nft;
+    char *table;
+    wall_entry *entries;
+    size_t n, cap;
+};
+
+/* libnftables */
+
+static int nft_run(void *user, const char *commands, char **ret_json, moat_error *err)
+{
+    struct nft_ctx *ctx = user;
+    /* Numbers, not names: a name would need /etc/protocols, which the bundle's chroot (and
+     * a minimal node image) may lack, and the index compares element texts. */
+    nft_ctx_output_set_flags(ctx,
+                             NFT_CTX_OUTPUT_NUMERIC_ALL | (ret_json ? NFT_CTX_OUTPUT_JSON : 0));
+    if (nft_ctx_buffer_output(ctx) < 0 || nft_ctx_buffer_error(ctx) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "nftables: out of memory");
+    int rc = nft_run_cmd_from_buffer(ctx, commands);
+    const char *out = nft_ctx_get_output_buffer(ctx);
+    const char *msg = nft_ctx_get_error_buffer(ctx);
+    int r = 0;
+    if (rc != 0) {
+        /* nft's message ends with the offending command and a caret line: keep line one. */
+        size_t len = msg ? strcspn(msg, "\n") : 0;
+        r = moat_error_set(err, MOAT_E_IO, "nftables: %.*s", (int)len,
+                           len ? msg : "the command failed");
+    } else if (ret_json) {
+        *ret_json = strdup(out ? out : "");
+        if (!*ret_json)
+            r = moat_error_set(err, MOAT_E_NOMEM, "nftables: out of memory");
+    }
+    nft_ctx_unbuffer_output(ctx);
+    nft_ctx_unbuffer_error(ctx);
+    return r;
+}
+
+int iso_nft_open(iso_nft *out, moat_error *err)
+{
+    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    if (!ctx)
+        return moat_error_set(err, MOAT_E_NOMEM, "nftables: no context");
+    *out = (iso_nft){nft_run, ctx};
+    return 0;
+}
+
+void iso_nft_close(iso_nft *n)
+{
+    if (n && n->user)
+        nft_ctx_free(n->user);
+    if (n)
+        *n = (iso_nft){0};
+}
+
+/* checks */
+
+/* 1 to max bytes, each a letter, a digit or one of extra. */
+static bool name_ok(const char *s, size_t max, const char *extra)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (len == 0 || len > max)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              strchr(extra, *c)))
+            return false;
+    return true;
+}
+
+bool iso_wall_table_valid(const char *table)
+{
+    return name_ok(table, ISO_WALL_MAX_TABLE, "_");
+}
+
+/* Sandbox ids go into nft comments in double quotes: no quote, no backslash, no space. */
+static bool valid_id(const char *id)
+{
+    return name_ok(id, MAX_ID, "_-.");
+}
+
+/* The canonical text of an address (so "10.0.0.01" is refused and "::FFFF:a00:1" and
+ * "::ffff:10.0.0.1" are one element), its family in *ret_v6. */
+static int canonical(char out[INET6_ADDRSTRLEN], bool *ret_v6, const char *addr, const char *what,
+                     moat_error *err)
+{
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (addr && inet_pton(AF_INET, addr, bin) == 1) {
+        inet_ntop(AF_INET, bin, out, INET6_ADDRSTRLEN);
+        *ret_v6 = false;
+        return 0;
+    }
+    if (addr && inet_pton(AF_INET6, addr, bin) == 1) {
+        inet_ntop(AF_INET6, bin, out, INET6_ADDRSTRLEN);
+        *ret_v6 = true;
+        return 0;
+    }
+    return moat_error_set(err, MOAT_E_INVALID, "egress wall: %s \"%s\" is not an IP address", what,
+                          addr ? addr : "");
+}
+
+/* the index */
+
+static void entry_clear(wall_entry *e)
+{
+    free(e->element);
+    free(e->addr);
+    free(e->id);
+}
+
+static int index_add(iso_wall *w, int set, const char *element, const char *addr, const char *id)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 16;
+        wall_entry *grown = realloc(w->entries, cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        w->entries = grown;
+        w->cap = cap;
+    }
+    wall_entry e = {set, strdup(element), strdup(addr), strdup(id)};
+    if (!e.element || !e.addr || !e.id) {
+        entry_clear(&e);
+        return -1;
+    }
+    w->entries[w->n++] = e;
+    return 0;
+}
+
+static void index_drop(iso_wall *w, size_t i)
+{
+    entry_clear(&w->entries[i]);
+    w->entries[i] = w->entries[--w->n];
+}
+
+/* Appends "delete element" for every entry matching (id, or addr when id is NULL) to b and
+ * marks it (set = -1 - set) so the caller can drop or restore the marks. */
+static size_t mark(iso_wall *w, moat_strbuf *b, const char *id, const char *addr)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        wall_entry *e = &w->entries[i];
+        if (e->set < 0 || (id && strcmp(e->id, id) != 0) || (!id && strcmp(e->addr, addr) != 0))
+            continue;
+        moat_strbuf_appendf(b, "delete element inet %s %s { %s }\n", w->table, set_names[e->set],
+                            e->element);
+        e->set = -1 - e->set;
+        n++;
+    }
+    return n;
+}
+
+static void unmark(iso_wall *w, bool drop)
+{
+    for (size_t i = w->n; i-- > 0;)
+        if (w->entries[i].set < 0) {
+            if (drop)
+                index_drop(w, i);
+            else
+                w->entries[i].set = -1 - w->entries[i].set;
+        }
+}
+
+static int run(iso_wall *w, moat_strbuf *b, moat_error *err)
+{
+    if (b->truncated)
+        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+    _cleanup_free_ char *cmds = moat_strbuf_take(b);
+    if (!cmds)
+        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+    return w->nft->run(w->nft->user, cmds, NULL, err);
+}
+
+/* reading the kernel's elements back */
+
+/* nft's JSON for one element value: a string, a number, or {"concat": [...]}. */
+static int element_text(moat_strbuf *b, json_t *val)
+{
+    if (json_is_string(val))
+        moat_strbuf_appendf(b, "%s", json_string_value(val));
+    else if (json_is_integer(val))
+        moat_strbuf_appendf(b, "%lld", (long long)json_integer_value(val));
+    else {
+        json_t *parts = json_object_get(val, "concat");
+        if (!json_is_array(parts) || json_array_size(parts) == 0)
+            return -1;
+        size_t i;
+        json_t *p;
+        json_array_foreach (parts, i, p) {
+            if (i)
+                moat_strbuf_appendf(b, " . ");
+            if (!json_is_string(p) && !json_is_integer(p))
+                return -1;
+            if (element_text(b, p) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int read_set(iso_wall *w, int set, moat_error *err)
+{
+    _cleanup_free_ char *cmd = NULL, *out = NULL;
+    if (asprintf(&cmd, "list set inet %s %s", w->table, set_names[set]) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+    if (w->nft->run(w->nft->user, cmd, &out, err) < 0)
+        return moat_error_prefix(err, "egress wall: reading %s", set_names[set]);
+    json_error_t jerr;
+    json_t *doc _cleanup_(json_decrefp) = json_loads(out, 0, &jerr);
+    json_t *items = json_object_get(doc, "nftables");
+    if (!json_is_array(items))
+        return moat_error_set(err, MOAT_E_INVALID, "egress wall: %s: nft's JSON has no list",
+                              set_names[set]);
+    size_t i;
+    json_t *item;
+    json_array_foreach (items, i, item) {
+        json_t *elems = json_object_get(json_object_get(item, "set"), "elem");
+        size_t k;
+        json_t *el;
+        json_array_foreach (elems, k, el) {
+            json_t *inner = json_object_get(el, "elem");
+            json_t *val = inner ? json_object_get(inner, "val") : el;
+            const char *id = inner ? json_string_value(json_object_get(inner, "comment")) : NULL;
+            moat_strbuf b = {0};
+            _cleanup_free_ char *text = NULL;
+            if (element_text(&b, val) < 0 || !(text = moat_strbuf_take(&b))) {
+                free(moat_strbuf_take(&b));
+                return moat_error_set(err, MOAT_E_INVALID,
+                                      "egress wall: %s: an element nft lists is not understood",
+                                      set_names[set]);
+            }
+            /* The walled address is the element or, for DNS, its first part. */
+            char addr[INET6_ADDRSTRLEN];
+            size_t alen = strcspn(text, " ");
+            snprintf(addr, sizeof(addr), "%.*s", (int)alen, text);
+            if (index_add(w, set, text, addr, id && valid_id(id) ? id : "") < 0)
+                return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+        }
+    }
+    return 0;
+}
+
+/* the wall */
+
+static void ranges(moat_strbuf *b, const char *table, const char *set, const char *const *cidrs,
+                   size_t n)
+{
+    moat_strbuf_appendf(b, "flush set inet %s %s\nadd element inet %s %s { ", table, set, table,
+                        set);
+    for (size_t i = 0; i < n; i++)
+        moat_strbuf_appendf(b, "%s%s", i ? ", " : "", cidrs[i]);
+    moat_strbuf_appendf(b, " }\n");
+}
+
+int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, moat_error *err)
+{
+    if (!iso_wall_table_valid(table))
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "egress wall: table \"%s\" is not 1 to %d letters, digits or _",
+                              table ? table : "", ISO_WALL_MAX_TABLE);
+    iso_wall *w = calloc(1, sizeof(*w));
+    if (!w || !(w->table = strdup(table))) {
+        free(w);
+        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+    }
+    w->nft = nft;
+
+    const char *t = table;
+    moat_strbuf b = {0};
+    moat_strbuf_appendf(
+        &b,
+        "add table inet %s\n"
+        "add set inet %s blocked4 { type ipv4_addr; flags interval; auto-merge; }\n"
+        "add set inet %s blocked6 { type ipv6_addr; flags interval; auto-merge; }\n"
+        "add set inet %s walled4 { type ipv4_addr; }\n"
+        "add set inet %s walled6 { type ipv6_addr; }\n"
+        "add set inet %s dns4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; }\n"
+        "add set inet %s dns6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; }\n",
+        t, t, t, t, t, t, t);
+    ranges(&b, t, "blocked4", moat_egress_blocked_ipv4, moat_egress_blocked_ipv4_count);
+    ranges(&b, t, "blocked6", moat_egress_blocked_ipv6, moat_egress_blocked_ipv6_count);
+    static const char *const hooks[] = {"forward", "input"};
+    for (size_t i = 0; i < ELEMENTSOF(hooks); i++) {
+        const char *h = hooks[i];
+        moat_strbuf_appendf(
+            &b,
+            "add chain inet %s %s { type filter hook %s priority filter - 10; policy accept; }\n"
+            "flush chain inet %s %s\n"
+            "add rule inet %s %s ip saddr @walled4 ip daddr @blocked4 ip saddr . ct original ip "
+            "daddr . meta l4proto . th dport != @dns4 reject with icmpx admin-prohibited\n"
+            "add rule inet %s %s ip6 saddr @walled6 ip6 daddr @blocked6 ip6 saddr . ct original "
+            "ip6 daddr . meta l4proto . th dport != @dns6 reject with icmpx admin-prohibited\n",
+            t, h, h, t, h, t, h, t, h);
+    }
+    if (run(w, &b, err) < 0) {
+        iso_wall_free(w);
+        return moat_error_prefix(err, "egress wall: table inet %s", table);
+    }
+    for (int s = 0; s < SET__COUNT; s++)
+        if (read_set(w, s, err) < 0) {
+            iso_wall_free(w);
+            return -1;
+        }
+    *out = w;
+    return 0;
+}
+
+bool iso_wall_has(const iso_wall *w, const char *sandbox_id)
+{
+    for (size_t i = 0; sandbox_id && i < w->n; i++)
+        if (w->entries[i].set >= 0 && strcmp(w->entries[i].id, sandbox_id) == 0)
+            return true;
+    return false;
+}
+
+size_t iso_wall_count(const iso_wall *w)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        const wall_entry *e = &w->entries[i];
+        if (e->set != SET_WALLED4 && e->set != SET_WALLED6)
+            continue;
+        bool first = true;
+        for (size_t k = 0; k < i && first; k++)
+            if ((w->entries[k].set == SET_WALLED4 || w->entries[k].set == SET_WALLED6) &&
+                strcmp(w->entries[k].id, e->id) == 0)
+                first = false;
+        n += first && *e->id;
+    }
+    return n;
+}
+
+/* What the index would hold for the sandbox after an add: the walled addresses, then the
+ * DNS elements. */
+typedef struct {
+    int set;
+    char element[2 * INET6_ADDRSTRLEN + 16];
+    char addr[INET6_ADDRSTRLEN];
+} wanted;
+
+static bool same_as_index(const iso_wall *w, const char *id, const wanted *want, size_t n)
+{
+    size_t have = 0;
+    for (size_t i = 0; i < w->n; i++)
+        if (strcmp(w->entries[i].id, id) == 0)
+            have++;
+    if (have != n)
+        return false;
+    for (size_t k = 0; k < n; k++) {
+        bool found = false;
+        for (size_t i = 0; i < w->n && !found; i++)
+            found = w->entries[i].set == want[k].set && strcmp(w->entries[i].id, id) == 0 &&
+                    strcmp(w->entries[i].element, want[k].element) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+int iso_wall_add(iso_wall *w, const char *sandbox_id, const char *const *addrs, size_t n_addrs,
+                 const char *const *dns, size_t n_dns, moat_error *err)
+{
+    if (!valid_id(sandbox_id))
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "egress wall: sandbox id \"%s\" is not 1 to %d of [A-Za-z0-9_.-]",
+                              sandbox_id ? sandbox_id : "", MAX_ID);
+    if (n_addrs == 0)
+        return moat_error_set(err, MOAT_E_INVALID, "egress wall: sandbox %s has no address",
+                              sandbox_id);
+    if (n_addrs > 8 || n_dns > 8)
+        return moat_error_set(err, MOAT_E_RANGE,
+                              "egress wall: sandbox %s: %zu addresses and %zu DNS servers, at "
+                              "most 8 of each",
+                              sandbox_id, n_addrs, n_dns);
+    /* 8 addresses, each with up to 8 servers over two protocols. */
+    wanted want[8 + 8 * 8 * 2];
+    size_t n = 0;
+    char dns_c[8][INET6_ADDRSTRLEN];
+    bool dns_v6[8];
+    for (size_t k = 0; k < n_dns; k++)
+        if (canonical(dns_c[k], &dns_v6[k], dns[k], "DNS server", err) < 0)
+            return -1;
+    for (size_t a = 0; a < n_addrs; a++) {
+        bool v6;
+        char addr[INET6_ADDRSTRLEN];
+        if (canonical(addr, &v6, addrs[a], "pod address", err) < 0)
+            return -1;
+        wanted *x = &want[n++];
+        x->set = v6 ? SET_WALLED6 : SET_WALLED4;
+        snprintf(x->addr, sizeof(x->addr), "%s", addr);
+        snprintf(x->element, sizeof(x->element), "%s", addr);
+        for (size_t k = 0; k < n_dns; k++) {
+            if (dns_v6[k] != v6)
+                continue; /* a server of the other family: that address cannot use it */
+            static const char *const protos[] = {"17", "6"}; /* UDP, TCP: by number */
+            for (size_t p = 0; p < ELEMENTSOF(protos); p++) {
+                x = &want[n++];
+                x->set = v6 ? SET_DNS6 : SET_DNS4;
+                snprintf(x->addr, sizeof(x->addr), "%s", addr);
+                snprintf(x->element, sizeof(x->element), "%s . %s . %s . %d", addr, dns_c[k],
+                         protos[p], MOAT_EGRESS_DNS_PORT);
+            }
+        }
+    }
+    if (same_as_index(w, sandbox_id, want, n))
+        return 0;
+
+    /* One transaction: out go this sandbox's old elements and any other element on its
+     * addresses; in go the new ones. */
+    moat_strbuf b = {0};
+    mark(w, &b, sandbox_id, NULL);
+    for (size_t k = 0; k < n; k++)
+        if (want[k].set == SET_WALLED4 || want[k].set == SET_WALLED6)
+            mark(w, &b, NULL, want[k].addr);
+    for (size_t k = 0; k < n; k++)
+        moat_strbuf_appendf(&b, "add element inet %s %s { %s comment \"%s\" }\n", w->table,
+                            set_names[want[k].set], want[k].element, sandbox_id);
+    if (run(w, &b, err) < 0) {
+        unmark(w, false);
+        return moat_error_prefix(err, "egress wall: walling sandbox %s", sandbox_id);
+    }
+    unmark(w, true);
+    for (size_t k = 0; k < n; k++)
+        if (index_add(w, want[k].set, want[k].element, want[k].addr, sandbox_id) < 0)
+            return moat_error_set(err, MOAT_E_NOMEM,
+                                  "egress wall: sandbox %s is walled, but out of memory "
+                                  "recording it",
+                                  sandbox_id);
+    return 0;
+}
+
+int iso_wall_set_dns(iso_wall *w, const char *sandbox_id, const char *const *dns, size_t n_dns,
+                     moat_error *err)
+{
+    const char *addrs[8];
+    size_t n = 0;
+    for (size_t i = 0; sandbox_id && i < w->n && n < ELEMENTSOF(addrs); i++) {
+        const wall_entry *e = &w->entries[i];
+        if ((e->set == SET_WALLED4 || e->set == SET_WALLED6) && strcmp(e->id, sandbox_id) == 0)
+            addrs[n++] = e->addr;
+    }
+    if (n == 0)
+        return moat_error_set(err, MOAT_E_NOTFOUND, "egress wall: sandbox %s is not walled",
+                              sandbox_id ? sandbox_id : "");
+    /* iso_wall_add rewrites the index, which holds these strings: copy them first. */
+    char copy[8][INET6_ADDRSTRLEN];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(copy[i], sizeof(copy[i]), "%s", addrs[i]);
+        addrs[i] = copy[i];
+    }
+    return iso_wall_add(w, sandbox_id, addrs, n, dns, n_dns, err);
+}
+
+int iso_wall_remove(iso_wall *w, const char *sandbox_id, moat_error *err)
+{
+    if (!sandbox_id || !*sandbox_id)
+        return 0;
+    moat_strbuf b = {0};
+    if (mark(w, &b, sandbox_id, NULL) == 0) {
+        free(moat_strbuf_take(&b));
+        return 0;
+    }
+    if (run(w, &b, err) < 0) {
+        unmark(w, false);
+        return moat_error_prefix(err, "egress wall: unwalling sandbox %s", sandbox_id);
+    }
+    unmark(w, true);
+    return 0;
+}
+
+int iso_wall_release(iso_wall *w, const char *addr, const char *sandbox_id, moat_error *err)
+{
+    char c[INET6_ADDRSTRLEN];
+    bool v6;
+    if (canonical(c, &v6, addr, "pod address", err) < 0)
+        return -1;
+    /* Every element on the address that is not sandbox_id's, and what else those
+     * sandboxes had: a sandbox whose address went to another pod is gone. */
+    moat_strbuf b = {0};
+    for (size_t i = 0; i < w->n; i++) {
+        wall_entry *e = &w->entries[i];
+        if (e->set >= 0 && strcmp(e->addr, c) == 0 && strcmp(e->id, sandbox_id ? sandbox_id : "")) {
+            if (*e->id) {
+                char *id = strdup(e->id);
+                if (!id) {
+                    unmark(w, false);
+                    free(moat_strbuf_take(&b));
+                    return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+                }
+                mark(w, &b, id, NULL);
+                free(id);
+            }
+        }
+    }
+    mark(w, &b, NULL, c);
+    if (!b.len) {
+        free(moat_strbuf_take(&b));
+        return 0;
+    }
+    if (run(w, &b, err) < 0) {
+        unmark(w, false);
+        return moat_error_prefix(err, "egress wall: releasing %s", c);
+    }
+    unmark(w, true);
+    return 0;
+}
+
+void iso_wall_free(iso_wall *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n; i++)
+        entry_clear(&w->entries[i]);
+    free(w->entries);
+    free(w->table);
+    free(w);
+}
+
+int iso_wall_delete(const iso_nft *nft, const char *table, moat_error *err)
+{
+    if (!iso_wall_table_valid(table))
+        return moat_error_set(err, MOAT_E_INVALID, "egress wall: table \"%s\" is not valid",
+                              table ? table : "");
+    _cleanup_free_ char *list = NULL;
+    if (nft->run(nft->user, "list tables inet", &list, err) < 0)
+        return moat_error_prefix(err, "egress wall: listing tables");
+    json_t *doc _cleanup_(json_decrefp) = json_loads(list, 0, NULL);
+    size_t i;
+    json_t *item;
+    bool present = false;
+    json_array_foreach (json_object_get(doc, "nftables"), i, item) {
+        const char *name =
+            json_string_value(json_object_get(json_object_get(item, "table"), "name"));
+        present |= name && strcmp(name, table) == 0;
+    }
+    if (!present)
+        return 0;
+    _cleanup_free_ char *cmd = NULL;
+    if (asprintf(&cmd, "delete table inet %s", table) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+    if (nft->run(nft->user, cmd, NULL, err) < 0)
+        return moat_error_prefix(err, "egress wall: deleting table inet %s", table);
+    return 0;
+}
