@@ -360,7 +360,7 @@ size_t iso_wall_count(const iso_wall *w)
  * DNS elements. */
 typedef struct {
     int set;
-    char element[2 * INET6_ADDRSTRLEN + 16];
+    char element[2 * INET6_ADDRSTRLEN + 32];
     char addr[INET6_ADDRSTRLEN];
 } wanted;
 
@@ -402,12 +402,12 @@ int iso_wall_add(iso_wall *w, const char *sandbox_id, const char *const *addrs, 
     wanted want[8 + 8 * 8 * 2];
     size_t n = 0;
     char dns_c[8][INET6_ADDRSTRLEN];
-    bool dns_v6[8];
+    bool dns_v6[8] = {false};
     for (size_t k = 0; k < n_dns; k++)
         if (canonical(dns_c[k], &dns_v6[k], dns[k], "DNS server", err) < 0)
             return -1;
     for (size_t a = 0; a < n_addrs; a++) {
-        bool v6;
+        bool v6 = false;
         char addr[INET6_ADDRSTRLEN];
         if (canonical(addr, &v6, addrs[a], "pod address", err) < 0)
             return -1;
@@ -423,8 +423,8 @@ int iso_wall_add(iso_wall *w, const char *sandbox_id, const char *const *addrs, 
                 x = &want[n++];
                 x->set = v6 ? SET_DNS6 : SET_DNS4;
                 snprintf(x->addr, sizeof(x->addr), "%s", addr);
-                snprintf(x->element, sizeof(x->element), "%s . %s . %s . %d", addr, dns_c[k],
-                         protos[p], MOAT_EGRESS_DNS_PORT);
+                snprintf(x->element, sizeof(x->element), "%.46s . %.46s . %.2s . %d", addr,
+                         dns_c[k], protos[p], MOAT_EGRESS_DNS_PORT);
             }
         }
     }
@@ -497,7 +497,7 @@ int iso_wall_remove(iso_wall *w, const char *sandbox_id, moat_error *err)
 int iso_wall_release(iso_wall *w, const char *addr, const char *sandbox_id, moat_error *err)
 {
     char c[INET6_ADDRSTRLEN];
-    bool v6;
+    bool v6 = false;
     if (canonical(c, &v6, addr, "pod address", err) < 0)
         return -1;
     /* Every element on the address that is not sandbox_id's, and what else those

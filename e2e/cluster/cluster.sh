@@ -82,11 +82,10 @@ host_install() {
 images_up() {
     local tag
     tag=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$root/helm/moat/Chart.yaml")
-    if [ ! -f "$images/moat-operator.tar" ] || [ ! -f "$images/moat-node.tar" ] ||
-        [ "${MOAT_IMAGES_REBUILD:-0}" = 1 ]; then
-        say "building Moat's images (images/build.sh)"
-        bash "$root/images/build.sh" >&2
-    fi
+    # Always: the release build is incremental (seconds when nothing changed), and images
+    # kept from an earlier tree would test old code.
+    say "building Moat's images (images/build.sh)"
+    bash "$root/images/build.sh" >&2
     local i
     for i in moat-operator moat-node; do
         "$bin/ctr" --address "$node/containerd/containerd.sock" -n k8s.io images import \
