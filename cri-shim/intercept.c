@@ -120,7 +120,8 @@ static int wall_create(shim_intercept *s, const uint8_t *in, size_t len, int *re
         if (!iso_wall_has(s->wall, f.sandbox_id))
             r = moat_error_set(&err, MOAT_E_NOTFOUND,
                                "egress wall: pod sandbox %s is not walled yet (its "
-                               "PodSandboxStatus with its address has not come through the shim)",
+                               "PodSandboxStatus with its address has not come through the "
+                               "shim, or walling it failed: moat-cri's log says)",
                                f.sandbox_id);
         else
             r = iso_wall_set_dns(s->wall, f.sandbox_id, (const char *const *)f.dns,
