@@ -11,6 +11,7 @@
 
 #include "isolation/agent.h"
 #include "isolation/cri.h"
+#include "libmoat/http.h"
 #include "libmoat/kube.h"
 #include "libmoat/kubeconfig.h"
 #include "libmoat/log.h"
@@ -43,6 +44,8 @@ static void usage(FILE *f)
                "  --report moat|all         report pods asking for Moat, or every pod (default "
                "all)\n"
                "  --default-runtime NAME    containerd's default runtime (default runc)\n"
+               "  --metrics-addr ADDR       /healthz, /readyz, /metrics on host:port (default\n"
+               "                            127.0.0.1:9468; \"\" for none)\n"
                "  --log-level LEVEL         debug, info, warn, error (default info)\n"
                "  --version, --help\n"
                "SIGHUP probes again at once; SIGTERM and SIGINT stop.\n");
@@ -101,11 +104,21 @@ static void *wait_signals(void *arg)
     }
 }
 
+static bool http_ready(void *user)
+{
+    return agent_ready(user);
+}
+
+static char *http_metrics(void *user)
+{
+    return agent_metrics(user);
+}
+
 int main(int argc, char **argv)
 {
     const char *node = getenv("NODE_NAME"), *kubeconfig = NULL, *facts_path = NULL;
     const char *endpoint = "unix:///run/containerd/containerd.sock", *assume = NULL;
-    const char *default_runtime = "runc";
+    const char *default_runtime = "runc", *metrics_addr = "127.0.0.1:9468";
     agent_facts base = {0};
     bool report_all = true;
     long interval_s = 60;
@@ -127,6 +140,7 @@ int main(int argc, char **argv)
         O_INTERVAL,
         O_REPORT,
         O_DEFAULT_RUNTIME,
+        O_METRICS,
         O_LOG
     };
     static const struct option opts[] = {
@@ -140,6 +154,7 @@ int main(int argc, char **argv)
         {"probe-interval", required_argument, NULL, O_INTERVAL},
         {"report", required_argument, NULL, O_REPORT},
         {"default-runtime", required_argument, NULL, O_DEFAULT_RUNTIME},
+        {"metrics-addr", required_argument, NULL, O_METRICS},
         {"log-level", required_argument, NULL, O_LOG},
         {"root", required_argument, NULL, O_ROOT},
         {"runsc", required_argument, NULL, O_RUNSC},
@@ -218,6 +233,9 @@ int main(int argc, char **argv)
         case O_DEFAULT_RUNTIME:
             default_runtime = optarg;
             break;
+        case O_METRICS:
+            metrics_addr = optarg;
+            break;
         case O_LOG:
             if (moat_log_level_parse(&level, optarg) < 0) {
                 fprintf(stderr, "moat-agent: --log-level: want debug, info, warn or error\n");
@@ -270,6 +288,7 @@ int main(int argc, char **argv)
     kube_client *kc = NULL;
     cri_client *cri = NULL;
     agent *a = NULL;
+    moat_http *http = NULL;
     if ((kubeconfig ? kube_config_load_file(&kcfg, kubeconfig, NULL, &err)
                     : kube_config_load_default(&kcfg, NULL, &err)) < 0 ||
         kube_client_new(&kc, kcfg, &(kube_client_options){.user_agent = "moat-agent/" VERSION},
@@ -289,6 +308,11 @@ int main(int argc, char **argv)
         .probe_interval_ns = interval_s * 1000000000LL,
     };
     if (agent_new(&a, kc, &ao, &facts, &cri_ops, &err) < 0) {
+        log_error(NULL, "%s", err.message);
+        goto out;
+    }
+    moat_http_handlers hh = {http_ready, http_metrics, a};
+    if (*metrics_addr && moat_http_start(&http, metrics_addr, &hh, &err) < 0) {
         log_error(NULL, "%s", err.message);
         goto out;
     }
@@ -312,6 +336,7 @@ int main(int argc, char **argv)
     pthread_join(sig_thread, NULL);
     rc = 0;
 out:
+    moat_http_stop(http);
     agent_free(a);
     cri_client_free(cri);
     kube_client_free(kc);

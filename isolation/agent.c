@@ -2,6 +2,7 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "libmoat/kobj.h"
 #include "libmoat/log.h"
 #include "libmoat/names.h"
+#include "libmoat/strbuf.h"
 #include "libmoat/workqueue.h"
 
 /* Largest facts file read. */
@@ -361,9 +363,18 @@ struct agent {
     workqueue *q;
     kube_loop *loop;
     kube_informer *pods;
+    pthread_mutex_t lock; /* guards what follows: the worker writes, /metrics reads */
     bool have_facts;
     agent_facts last; /* the facts last labelled */
+    uint64_t labelled, label_errors, probe_errors, reports, report_errors;
 };
+
+static void count(agent *a, uint64_t *counter)
+{
+    pthread_mutex_lock(&a->lock);
+    (*counter)++;
+    pthread_mutex_unlock(&a->lock);
+}
 
 int agent_new(agent **out, kube_client *client, const agent_options *opts,
               const agent_facts_ops *facts, const agent_cri_ops *cri, moat_error *err)
@@ -373,6 +384,7 @@ int agent_new(agent **out, kube_client *client, const agent_options *opts,
     agent *a = calloc(1, sizeof(*a));
     if (!a)
         return moat_error_set(err, MOAT_E_NOMEM, "agent: out of memory");
+    pthread_mutex_init(&a->lock, NULL);
     a->client = client;
     a->facts = facts;
     a->cri = cri;
@@ -401,7 +413,57 @@ void agent_free(agent *a)
     workqueue_free(a->q);
     free(a->node_name);
     free(a->default_runtime);
+    pthread_mutex_destroy(&a->lock);
     free(a);
+}
+
+bool agent_ready(agent *a)
+{
+    pthread_mutex_lock(&a->lock);
+    bool labelled = a->have_facts;
+    pthread_mutex_unlock(&a->lock);
+    return labelled && a->pods && kube_informer_has_synced(a->pods);
+}
+
+char *agent_metrics(agent *a)
+{
+    moat_strbuf b = {0};
+    pthread_mutex_lock(&a->lock);
+    moat_strbuf_appendf(
+        &b,
+        "# HELP moat_agent_node_labels_total Node labellings (probe, then patch if needed).\n"
+        "# TYPE moat_agent_node_labels_total counter\n"
+        "moat_agent_node_labels_total{result=\"ok\"} %llu\n"
+        "moat_agent_node_labels_total{result=\"error\"} %llu\n"
+        "# HELP moat_agent_probe_errors_total Host probes that failed.\n"
+        "# TYPE moat_agent_probe_errors_total counter\nmoat_agent_probe_errors_total %llu\n"
+        "# HELP moat_agent_pod_reports_total Isolation reports written on Pods.\n"
+        "# TYPE moat_agent_pod_reports_total counter\n"
+        "moat_agent_pod_reports_total{result=\"ok\"} %llu\n"
+        "moat_agent_pod_reports_total{result=\"error\"} %llu\n",
+        (unsigned long long)a->labelled, (unsigned long long)a->label_errors,
+        (unsigned long long)a->probe_errors, (unsigned long long)a->reports,
+        (unsigned long long)a->report_errors);
+    if (a->have_facts) {
+        moat_strbuf_appendf(
+            &b,
+            "# HELP moat_agent_node_info The facts last labelled on the node.\n"
+            "# TYPE moat_agent_node_info gauge\n"
+            "moat_agent_node_info{hypervisor=\"%s\",gpu_mode=\"%s\",gvisor=\"%s\","
+            "kata=\"%s\"} 1\n",
+            agent_hypervisor_name(a->last.hypervisor), agent_gpu_mode_name(a->last.gpu_mode),
+            a->last.runtimes & AGENT_RUNTIME_GVISOR ? "true" : "false",
+            /* as labelled: Kata only with a hypervisor */
+            (a->last.runtimes & AGENT_RUNTIME_KATA) && a->last.hypervisor != AGENT_HYPERVISOR_NONE
+                ? "true"
+                : "false");
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (b.truncated) {
+        free(moat_strbuf_take(&b));
+        return NULL;
+    }
+    return moat_strbuf_take(&b);
 }
 
 void agent_reprobe(agent *a)
@@ -439,6 +501,8 @@ static int label_node(agent *a)
     _cleanup_free_ char *why = NULL;
     if (a->facts->probe(a->facts->impl, &f, &why, &err) < 0) {
         log_warn(a->node_name, "probe: %s", err.message);
+        count(a, &a->probe_errors);
+        count(a, &a->label_errors);
         return -1;
     }
     json_t *labels = agent_facts_labels(&f), *node = NULL, *patch = NULL;
@@ -470,10 +534,15 @@ static int label_node(agent *a)
         log_info(a->node_name, "labels up to date (hypervisor %s: %s)",
                  agent_hypervisor_name(f.hypervisor), why ? why : "");
     }
+    pthread_mutex_lock(&a->lock);
     a->last = f;
     a->have_facts = true;
+    a->labelled++;
+    pthread_mutex_unlock(&a->lock);
     rc = 0;
 out:
+    if (rc < 0)
+        count(a, &a->label_errors);
     json_decref(labels);
     json_decref(node);
     json_decref(patch);
@@ -527,8 +596,11 @@ static int report_pod(agent *a, const char *key)
             goto out;
         }
         log_info(key, "isolation report %s (sandbox %.12s)", report, st.id);
+        count(a, &a->reports);
     }
 out:
+    if (rc < 0)
+        count(a, &a->report_errors);
     cri_sandbox_status_clear(&st);
     json_decref(patch);
     json_decref(pod);

@@ -164,6 +164,15 @@ void agent_reprobe(agent *a);
 /* Makes agent_run() return. Thread-safe. */
 void agent_stop(agent *a);
 
+/* Ready (for /readyz): the node has been labelled since agent_run() started and the pod
+ * informer has synced. Thread-safe. */
+bool agent_ready(agent *a);
+
+/* Prometheus text (caller frees; NULL when out of memory): node labelling and pod
+ * reports by result, probe failures, and the facts last labelled (the hypervisor, the
+ * runtimes, the GPU mode, as gauges). Thread-safe. */
+char *agent_metrics(agent *a);
+
 /* Accepts NULL. */
 void agent_free(agent *a);
 

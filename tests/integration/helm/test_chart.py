@@ -148,6 +148,9 @@ class ChartTemplateTest(unittest.TestCase):
         ds = {d["metadata"]["name"]: d for d in by_kind(objs, "DaemonSet")}
         self.assertEqual(set(ds), {"moat-node-cpu", "moat-node-gpu-container", "moat-node-gpu-vm"})
         agent = ds["moat-node-gpu-vm"]["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(agent["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "metrics"})
+        self.assertEqual(agent["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "metrics"})
+        self.assertIn("--metrics-addr=0.0.0.0:9468", agent["args"])
         self.assertIn("--gpu-mode=vm-passthrough", agent["args"])
         self.assertIn("--cri-endpoint=unix:///run/containerd/containerd.sock", agent["args"])
 

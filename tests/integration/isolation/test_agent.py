@@ -14,11 +14,14 @@ containerd (node.sh with MOAT_NODE_CRI; the node is put back as the ctest fixtur
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 import grpc
 
@@ -133,10 +136,22 @@ class AgentTest(unittest.TestCase):
 
     @classmethod
     def start_agent(cls, *args):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            cls.mport = s.getsockname()[1]
         return subprocess.Popen(
             [AGENT, f"--kubeconfig={cls.kubeconfig}", f"--node-name={NODE}",
              f"--cri-endpoint=unix://{SHIM_SOCK}", "--probe-interval=3600", "--log-level=debug",
-             *args], stdout=cls.log, stderr=cls.log)
+             f"--metrics-addr=127.0.0.1:{cls.mport}", *args], stdout=cls.log, stderr=cls.log)
+
+    def http(self, path):
+        """(status, body) of the agent's endpoint."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"http://127.0.0.1:{self.mport}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
     @classmethod
     def tearDownClass(cls):
@@ -250,6 +265,30 @@ class AgentTest(unittest.TestCase):
                          absent=("moat.dev/runtime.kata",))
         self.assertNothingElseChanged()
         self.assertAgentAlive()
+
+        # Its endpoints: alive, ready (labelled, pods synced), and the facts it labelled.
+        self.assertEqual(self.http("/healthz")[0], 200)
+        self.assertEqual(wait_for(lambda: self.http("/readyz")[0] == 200 or None, timeout=10,
+                                  what="moat-agent ready"), True)
+        text = wait_for(lambda: (lambda t: t if 'kata="false"' in t else None)(
+            self.http("/metrics")[1]), timeout=10, what="the last facts in /metrics")
+        self.assertIn('moat_agent_node_info{hypervisor="none",gpu_mode="none",gvisor="true",'
+                      'kata="false"} 1', text)
+        ok = [ln for ln in text.splitlines()
+              if ln.startswith('moat_agent_node_labels_total{result="ok"}')]
+        self.assertTrue(ok and int(ok[0].split()[-1]) >= 3, text)  # start and two SIGHUPs
+
+        # A probe that fails is counted, and the labels stay as they were.
+        with open(self.facts, "w") as f:
+            f.write("{not json")
+        self.agent.send_signal(signal.SIGHUP)
+        def probe_errors():
+            line = [ln for ln in self.http("/metrics")[1].splitlines()
+                    if ln.startswith("moat_agent_probe_errors_total ")]
+            return int(line[0].split()[-1]) if line else 0
+        wait_for(lambda: probe_errors() >= 1 or None, timeout=10, what="the failed probe counted")
+        self.assertEqual(node_meta()[0]["moat.dev/hypervisor"], "none")
+        self.write_facts({"hypervisor": "none", "runtimes": ["gvisor", "kata"]})
 
     def containerd_truth(self, uid):
         """The pod's newest sandbox as containerd itself reports it."""
