@@ -255,9 +255,9 @@ static int set_value(shim_config *c, const setting *st, const char *text, moat_e
     case KIND_TABLE:
         if (!iso_wall_table_valid(text))
             return moat_error_set(err, MOAT_E_INVALID,
-                                  "\"%s\" is not an nftables table name (up to 64 letters, "
+                                  "\"%s\" is not an nftables table name (up to %d letters, "
                                   "digits or _)",
-                                  text);
+                                  text, ISO_WALL_MAX_TABLE);
         break;
     case KIND_RUNTIME:
     case KIND_GROUP:

@@ -18,12 +18,19 @@ enum { SET_WALLED4, SET_WALLED6, SET_DNS4, SET_DNS6, SET__COUNT };
 static const char *const set_names[SET__COUNT] = {"walled4", "walled6", "dns4", "dns6"};
 
 /* One element in the kernel: its set, its text in nft's syntax ("10.88.0.5",
- * "10.88.0.5 . 10.96.0.10 . udp . 53"), the address it walls and the sandbox it belongs
- * to ("" for an element without a comment: not ours to keep, released on reuse). */
+ * "10.88.0.5 . 10.96.0.10 . 17 . 53"), the address it walls and the sandbox it belongs
+ * to ("" for an element without a comment: not ours to keep, released on reuse).
+ * doomed: in the transaction being built, as a "delete element". */
 typedef struct {
     int set;
     char *element, *addr, *id;
+    bool doomed;
 } wall_entry;
+
+static bool is_address_set(int set)
+{
+    return set == SET_WALLED4 || set == SET_WALLED6;
+}
 
 struct iso_wall {
     const iso_nft *nft;
@@ -144,7 +151,7 @@ static int index_add(iso_wall *w, int set, const char *element, const char *addr
         w->entries = grown;
         w->cap = cap;
     }
-    wall_entry e = {set, strdup(element), strdup(addr), strdup(id)};
+    wall_entry e = {set, strdup(element), strdup(addr), strdup(id), false};
     if (!e.element || !e.addr || !e.id) {
         entry_clear(&e);
         return -1;
@@ -159,31 +166,33 @@ static void index_drop(iso_wall *w, size_t i)
     w->entries[i] = w->entries[--w->n];
 }
 
-/* Appends "delete element" for every entry matching (id, or addr when id is NULL) to b and
- * marks it (set = -1 - set) so the caller can drop or restore the marks. */
-static size_t mark(iso_wall *w, moat_strbuf *b, const char *id, const char *addr)
+/* Appends the entry's "delete element" to b and dooms it; unmark() then drops the doomed
+ * (the transaction went through) or spares them (it did not). */
+static void doom(iso_wall *w, moat_strbuf *b, wall_entry *e)
 {
-    size_t n = 0;
+    moat_strbuf_appendf(b, "delete element inet %s %s { %s }\n", w->table, set_names[e->set],
+                        e->element);
+    e->doomed = true;
+}
+
+/* Dooms every entry not yet doomed that matches id, or addr when id is NULL. */
+static void mark(iso_wall *w, moat_strbuf *b, const char *id, const char *addr)
+{
     for (size_t i = 0; i < w->n; i++) {
         wall_entry *e = &w->entries[i];
-        if (e->set < 0 || (id && strcmp(e->id, id) != 0) || (!id && strcmp(e->addr, addr) != 0))
-            continue;
-        moat_strbuf_appendf(b, "delete element inet %s %s { %s }\n", w->table, set_names[e->set],
-                            e->element);
-        e->set = -1 - e->set;
-        n++;
+        if (!e->doomed && (id ? strcmp(e->id, id) == 0 : strcmp(e->addr, addr) == 0))
+            doom(w, b, e);
     }
-    return n;
 }
 
 static void unmark(iso_wall *w, bool drop)
 {
     for (size_t i = w->n; i-- > 0;)
-        if (w->entries[i].set < 0) {
+        if (w->entries[i].doomed) {
             if (drop)
                 index_drop(w, i);
             else
-                w->entries[i].set = -1 - w->entries[i].set;
+                w->entries[i].doomed = false;
         }
 }
 
@@ -334,7 +343,7 @@ int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, moat_er
 bool iso_wall_has(const iso_wall *w, const char *sandbox_id)
 {
     for (size_t i = 0; sandbox_id && i < w->n; i++)
-        if (w->entries[i].set >= 0 && strcmp(w->entries[i].id, sandbox_id) == 0)
+        if (strcmp(w->entries[i].id, sandbox_id) == 0)
             return true;
     return false;
 }
@@ -344,12 +353,11 @@ size_t iso_wall_count(const iso_wall *w)
     size_t n = 0;
     for (size_t i = 0; i < w->n; i++) {
         const wall_entry *e = &w->entries[i];
-        if (e->set != SET_WALLED4 && e->set != SET_WALLED6)
+        if (!is_address_set(e->set))
             continue;
         bool first = true;
         for (size_t k = 0; k < i && first; k++)
-            if ((w->entries[k].set == SET_WALLED4 || w->entries[k].set == SET_WALLED6) &&
-                strcmp(w->entries[k].id, e->id) == 0)
+            if (is_address_set(w->entries[k].set) && strcmp(w->entries[k].id, e->id) == 0)
                 first = false;
         n += first && *e->id;
     }
@@ -436,7 +444,7 @@ int iso_wall_add(iso_wall *w, const char *sandbox_id, const char *const *addrs, 
     moat_strbuf b = {0};
     mark(w, &b, sandbox_id, NULL);
     for (size_t k = 0; k < n; k++)
-        if (want[k].set == SET_WALLED4 || want[k].set == SET_WALLED6)
+        if (is_address_set(want[k].set))
             mark(w, &b, NULL, want[k].addr);
     for (size_t k = 0; k < n; k++)
         moat_strbuf_appendf(&b, "add element inet %s %s { %s comment \"%s\" }\n", w->table,
@@ -458,34 +466,30 @@ int iso_wall_add(iso_wall *w, const char *sandbox_id, const char *const *addrs, 
 int iso_wall_set_dns(iso_wall *w, const char *sandbox_id, const char *const *dns, size_t n_dns,
                      moat_error *err)
 {
+    /* Copies: iso_wall_add rewrites the index, which holds the strings. */
+    char copy[8][INET6_ADDRSTRLEN];
     const char *addrs[8];
     size_t n = 0;
     for (size_t i = 0; sandbox_id && i < w->n && n < ELEMENTSOF(addrs); i++) {
         const wall_entry *e = &w->entries[i];
-        if ((e->set == SET_WALLED4 || e->set == SET_WALLED6) && strcmp(e->id, sandbox_id) == 0)
-            addrs[n++] = e->addr;
+        if (is_address_set(e->set) && strcmp(e->id, sandbox_id) == 0) {
+            snprintf(copy[n], sizeof(copy[n]), "%s", e->addr);
+            addrs[n] = copy[n];
+            n++;
+        }
     }
     if (n == 0)
         return moat_error_set(err, MOAT_E_NOTFOUND, "egress wall: sandbox %s is not walled",
                               sandbox_id ? sandbox_id : "");
-    /* iso_wall_add rewrites the index, which holds these strings: copy them first. */
-    char copy[8][INET6_ADDRSTRLEN];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(copy[i], sizeof(copy[i]), "%s", addrs[i]);
-        addrs[i] = copy[i];
-    }
     return iso_wall_add(w, sandbox_id, addrs, n, dns, n_dns, err);
 }
 
 int iso_wall_remove(iso_wall *w, const char *sandbox_id, moat_error *err)
 {
-    if (!sandbox_id || !*sandbox_id)
+    if (!sandbox_id || !*sandbox_id || !iso_wall_has(w, sandbox_id))
         return 0;
     moat_strbuf b = {0};
-    if (mark(w, &b, sandbox_id, NULL) == 0) {
-        free(moat_strbuf_take(&b));
-        return 0;
-    }
+    mark(w, &b, sandbox_id, NULL);
     if (run(w, &b, err) < 0) {
         unmark(w, false);
         return moat_error_prefix(err, "egress wall: unwalling sandbox %s", sandbox_id);
@@ -500,28 +504,26 @@ int iso_wall_release(iso_wall *w, const char *addr, const char *sandbox_id, moat
     bool v6 = false;
     if (canonical(c, &v6, addr, "pod address", err) < 0)
         return -1;
-    /* Every element on the address that is not sandbox_id's, and what else those
-     * sandboxes had: a sandbox whose address went to another pod is gone. */
+    /* Called for every ready pod that is not walled, at each of its statuses: mostly
+     * nothing to do, found without building anything. */
+    const char *keep = sandbox_id ? sandbox_id : "";
+    bool any = false;
+    for (size_t i = 0; i < w->n && !any; i++)
+        any = strcmp(w->entries[i].addr, c) == 0 && strcmp(w->entries[i].id, keep) != 0;
+    if (!any)
+        return 0;
+    /* Every element on the address that is not sandbox_id's, and what else those sandboxes
+     * had: a sandbox whose address went to another pod is gone. Dooming frees nothing, so
+     * the ids stay valid while marking. */
     moat_strbuf b = {0};
     for (size_t i = 0; i < w->n; i++) {
         wall_entry *e = &w->entries[i];
-        if (e->set >= 0 && strcmp(e->addr, c) == 0 && strcmp(e->id, sandbox_id ? sandbox_id : "")) {
-            if (*e->id) {
-                char *id = strdup(e->id);
-                if (!id) {
-                    unmark(w, false);
-                    free(moat_strbuf_take(&b));
-                    return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
-                }
-                mark(w, &b, id, NULL);
-                free(id);
-            }
-        }
-    }
-    mark(w, &b, NULL, c);
-    if (!b.len) {
-        free(moat_strbuf_take(&b));
-        return 0;
+        if (e->doomed || strcmp(e->addr, c) != 0 || strcmp(e->id, keep) == 0)
+            continue;
+        if (*e->id)
+            mark(w, &b, e->id, NULL);
+        else
+            doom(w, &b, e);
     }
     if (run(w, &b, err) < 0) {
         unmark(w, false);

@@ -476,16 +476,8 @@ class ShimTest(unittest.TestCase):
         self.assertIn("moat_cri_", self.shim.metrics())
 
     def test_gvisor_pod_reaches_another_pod_and_a_no_network_one_cannot(self):
-        srv, srv_cfg = self.run_pod("web")
-        self.start_container(srv, srv_cfg, [
-            "sh", "-c", "mkdir -p /tmp/www && echo hello-from-runc >/tmp/www/index.html && "
-                        "exec httpd -f -p 8080 -h /tmp/www"])
-        ip = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(
-            pod_sandbox_id=srv)).status.network.ip
+        ip = self.web_pod("web", "hello-from-runc")
         self.assertTrue(ip.startswith("10.90."), ip)
-        # The server answers the host (on the test's bridge) before any gVisor pod asks it:
-        # a failure below is then the gVisor pod's.
-        self.assertEqual(self.wait_served(f"http://{ip}:8080/"), "hello-from-runc")
         # Not wget's -T: Debian's busybox 1.35 wget segfaults with it (exit 139), under runc too.
         wget = ["timeout", "10", "wget", "-qO-", f"http://{ip}:8080/"]
 
@@ -512,6 +504,19 @@ class ShimTest(unittest.TestCase):
         self.assertEqual(out.exit_code, 1, out.stderr.decode())
         self.assertIn("Network is unreachable", out.stderr.decode())
 
+    def web_pod(self, name, body, also_on=None):
+        """A runc pod serving body over HTTP on 8080 (and on also_on); its address, once it
+        answers the host on the test's bridge (a failure after that is the client's)."""
+        extra = f"httpd -p {also_on} -h /tmp/www && " if also_on else ""
+        pid, cfg = self.run_pod(name)
+        self.start_container(pid, cfg, [
+            "sh", "-c", f"mkdir -p /tmp/www && echo {body} >/tmp/www/index.html && "
+                        f"{extra}exec httpd -f -p 8080 -h /tmp/www"])
+        ip = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(
+            pod_sandbox_id=pid)).status.network.ip
+        self.assertEqual(self.wait_served(f"http://{ip}:8080/"), body)
+        return ip
+
     def wait_served(self, url):
         """The body at url, once the host gets one (within 10 s)."""
         deadline = time.time() + 10
@@ -532,13 +537,7 @@ class ShimTest(unittest.TestCase):
     def test_egress_wall_keeps_an_internet_pod_off_private_addresses_from_its_first_instant(self):
         # A runc server on 8080 and on 53 (HTTP over TCP, standing in for DNS over TCP), and
         # a Service-like address the test DNATs to it, as kube-proxy would.
-        srv, srv_cfg = self.run_pod("wall-web")
-        self.start_container(srv, srv_cfg, [
-            "sh", "-c", "mkdir -p /tmp/www && echo served >/tmp/www/index.html && "
-                        "httpd -p 53 -h /tmp/www && exec httpd -f -p 8080 -h /tmp/www"])
-        ip = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(
-            pod_sandbox_id=srv)).status.network.ip
-        self.assertEqual(self.wait_served(f"http://{ip}:8080/"), "served")
+        ip = self.web_pod("wall-web", "served", also_on=53)
         subprocess.run(["nft", "-f", "-"], check=True, text=True, input=f"""
             table ip {NAT_TABLE} {{
               chain pre {{
