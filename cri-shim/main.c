@@ -150,12 +150,13 @@ int main(int argc, char **argv)
         goto out;
     }
     bool walled = strcmp(cfg->wall_mode, SHIM_WALL_NFTABLES) == 0;
-    if (walled && iso_nft_open(&nft, &err) < 0) {
+    /* --remove-wall whatever the mode: a wall an earlier configuration raised goes too. */
+    if ((walled || remove_wall) && iso_nft_open(&nft, &err) < 0) {
         log_error(NULL, "egress wall: %s", err.message);
         goto out;
     }
     if (remove_wall) {
-        if (walled && iso_wall_delete(&nft, cfg->wall_table, &err) < 0) {
+        if (iso_wall_delete(&nft, cfg->wall_table, &err) < 0) {
             log_error(NULL, "%s", err.message);
             goto out;
         }
