@@ -13,6 +13,8 @@
 # Environment: MOAT_CACHE (binaries, default /var/cache/moat), MOAT_CLUSTER_DIR (state,
 # default /var/tmp/moat-cluster), MOAT_APISERVER_PORT (6443), MOAT_ETCD_PORT (23790).
 set -euo pipefail
+# shellcheck source=../lib/procs.sh
+. "$(dirname "$0")/../lib/procs.sh"
 
 MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
 dir=${MOAT_CLUSTER_DIR:-/var/tmp/moat-cluster}
@@ -94,8 +96,7 @@ kubeconfig() {
 start() {
     local name=$1
     shift
-    setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
-    echo $! >"$dir/run/$name.pid"
+    procs_start "$dir/logs/$name.log" "$dir/run/$name.pid" "$@"
 }
 
 # Every process of ours has $dir on its command line; that finds them even when a pid file
@@ -108,13 +109,7 @@ our_pids() {
 }
 
 # stop_one <component>: TERM, up to 5 s, then KILL.
-stop_one() {
-    local pid i
-    pid=$(cat "$dir/run/$1.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
+stop_one() { procs_stop "$dir/run/$1.pid" 50; }
 
 stop_all() {
     local pids i c

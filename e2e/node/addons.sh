@@ -13,6 +13,8 @@
 # removes it. kube-network-policies (kind's enforcer) cannot run here: it needs nftables'
 # queue statement, and this kernel is built without CONFIG_NFT_QUEUE.
 set -euo pipefail
+# shellcheck source=../lib/procs.sh
+. "$(dirname "$0")/../lib/procs.sh"
 
 MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
 cluster=${MOAT_CLUSTER_DIR:-/var/tmp/moat-cluster}
@@ -29,19 +31,12 @@ die() { say "$*"; exit 1; }
 start() {
     local name=$1
     shift
-    setsid "$@" >"$dir/$name.log" 2>&1 </dev/null &
-    echo $! >"$dir/$name.pid"
+    procs_start "$dir/$name.log" "$dir/$name.pid" "$@"
 }
 
-alive() { kill -0 "$(cat "$dir/$1.pid" 2>/dev/null)" 2>/dev/null; }
+alive() { procs_alive "$dir/$1.pid"; }
 
-stop() {
-    local pid i
-    pid=$(cat "$dir/$1.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
+stop() { procs_stop "$dir/$1.pid" 50; }
 
 # client_kubeconfig <name> <CN> : a client certificate signed by the cluster's CA.
 client_kubeconfig() {

@@ -23,6 +23,8 @@
 # 9467) and points kubelet at it. Its probe assumes no hypervisor: this node configures no
 # Kata handler (and Kata cannot run here), whatever the probe finds. `down` stops it too.
 set -euo pipefail
+# shellcheck source=../lib/procs.sh
+. "$(dirname "$0")/../lib/procs.sh"
 
 MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
 cluster=${MOAT_CLUSTER_DIR:-/var/tmp/moat-cluster}
@@ -46,11 +48,10 @@ die() { say "$*"; exit 1; }
 start() {
     local name=$1
     shift
-    setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
-    echo $! >"$dir/run/$name.pid"
+    procs_start "$dir/logs/$name.log" "$dir/run/$name.pid" "$@"
 }
 
-alive() { kill -0 "$(cat "$dir/run/$1.pid" 2>/dev/null)" 2>/dev/null; }
+alive() { procs_alive "$dir/run/$1.pid"; }
 
 network_up() {
     ip link show "$bridge" >/dev/null 2>&1 || ip link add "$bridge" type bridge
@@ -281,13 +282,7 @@ up() {
     [ "$addons" = 0 ] || bash "$here/addons.sh" up
 }
 
-stop() {
-    local name=$1 pid i
-    pid=$(cat "$dir/run/$name.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
+stop() { procs_stop "$dir/run/$1.pid" 100; }
 
 down() {
     bash "$here/addons.sh" down
