@@ -421,8 +421,9 @@ bool agent_ready(agent *a)
 {
     pthread_mutex_lock(&a->lock);
     bool labelled = a->have_facts;
+    kube_informer *pods = a->pods;
     pthread_mutex_unlock(&a->lock);
-    return labelled && a->pods && kube_informer_has_synced(a->pods);
+    return labelled && pods && kube_informer_has_synced(pods);
 }
 
 char *agent_metrics(agent *a)
@@ -627,7 +628,13 @@ int agent_run(agent *a, moat_error *err)
         .field_selector = selector,
     };
     kube_informer_handlers h = {on_add, on_update, NULL, a};
-    if (kube_informer_new(&a->pods, a->loop, &io, &h, err) < 0 || kube_loop_start(a->loop, err) < 0)
+    kube_informer *pods = NULL;
+    if (kube_informer_new(&pods, a->loop, &io, &h, err) < 0)
+        return moat_error_prefix(err, "pods on %s", a->node_name);
+    pthread_mutex_lock(&a->lock); /* agent_ready() reads it from the HTTP thread */
+    a->pods = pods;
+    pthread_mutex_unlock(&a->lock);
+    if (kube_loop_start(a->loop, err) < 0)
         return moat_error_prefix(err, "pods on %s", a->node_name);
     workqueue_add(a->q, NODE_KEY, NULL);
 
