@@ -209,7 +209,7 @@ int main(int argc, char **argv)
             goto out_grpc;
         }
     }
-    moat_http_handlers hh = {NULL, http_metrics, icp};
+    moat_http_handlers hh = {.metrics = http_metrics, .user = icp};
     if (cfg->metrics && *cfg->metrics && moat_http_start(&http, cfg->metrics, &hh, &err) < 0) {
         log_error(NULL, "%s", err.message);
         goto out_grpc;

@@ -311,7 +311,7 @@ int main(int argc, char **argv)
         log_error(NULL, "%s", err.message);
         goto out;
     }
-    moat_http_handlers hh = {http_ready, http_metrics, a};
+    moat_http_handlers hh = {.ready = http_ready, .metrics = http_metrics, .user = a};
     if (*metrics_addr && moat_http_start(&http, metrics_addr, &hh, &err) < 0) {
         log_error(NULL, "%s", err.message);
         goto out;

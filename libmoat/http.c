@@ -37,6 +37,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                      "text/plain");
     if (strcmp(url, "/healthz") == 0)
         return reply(conn, MHD_HTTP_OK, "ok\n", false, "text/plain");
+    if (strcmp(url, "/readyz") == 0 && h->handlers.unready) {
+        char *why = h->handlers.unready(h->handlers.user);
+        return why ? reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why, true, "text/plain")
+                   : reply(conn, MHD_HTTP_OK, "ok\n", false, "text/plain");
+    }
     if (strcmp(url, "/readyz") == 0)
         return !h->handlers.ready || h->handlers.ready(h->handlers.user)
                    ? reply(conn, MHD_HTTP_OK, "ok\n", false, "text/plain")

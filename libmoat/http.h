@@ -9,7 +9,10 @@
 #include "error.h"
 
 typedef struct {
-    bool (*ready)(void *user);    /* NULL: always ready */
+    bool (*ready)(void *user); /* NULL: always ready */
+    /* When set, used instead of ready: NULL when ready, else why not, malloc'd (the server
+     * frees it and answers 503 with it). */
+    char *(*unready)(void *user);
     char *(*metrics)(void *user); /* the exposition text, malloc'd (the server frees it) */
     void *user;
 } moat_http_handlers;

@@ -29,6 +29,12 @@ const kube_resource KUBE_CONFIGMAPS = {"", "v1", "configmaps", "ConfigMap", true
 const kube_resource KUBE_SECRETS = {"", "v1", "secrets", "Secret", true};
 const kube_resource KUBE_EVENTS = {"", "v1", "events", "Event", true};
 const kube_resource KUBE_LEASES = {"coordination.k8s.io", "v1", "leases", "Lease", true};
+const kube_resource KUBE_VALIDATINGADMISSIONPOLICIES = {"admissionregistration.k8s.io", "v1",
+                                                        "validatingadmissionpolicies",
+                                                        "ValidatingAdmissionPolicy", false};
+const kube_resource KUBE_VALIDATINGADMISSIONPOLICYBINDINGS = {
+    "admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+    "ValidatingAdmissionPolicyBinding", false};
 const kube_resource KUBE_NETWORKPOLICIES = {"networking.k8s.io", "v1", "networkpolicies",
                                             "NetworkPolicy", true};
 const kube_resource KUBE_SANDBOXES = {"moat.dev", "v1alpha1", "sandboxes", "Sandbox", true};

@@ -65,7 +65,8 @@ typedef struct {
 } kube_resource;
 
 extern const kube_resource KUBE_PODS, KUBE_NODES, KUBE_NAMESPACES, KUBE_CONFIGMAPS, KUBE_SECRETS,
-    KUBE_EVENTS, KUBE_LEASES, KUBE_NETWORKPOLICIES, KUBE_SANDBOXES;
+    KUBE_EVENTS, KUBE_LEASES, KUBE_NETWORKPOLICIES, KUBE_SANDBOXES,
+    KUBE_VALIDATINGADMISSIONPOLICIES, KUBE_VALIDATINGADMISSIONPOLICYBINDINGS;
 
 /* The HTTP exchange, behind a function pointer so unit tests can replace the network. */
 typedef struct {

@@ -31,6 +31,26 @@
 /* On the Pod, written by the node agent: JSON {"runtime","handler","reason","verified"}. */
 #define MOAT_ANNOTATION_ISOLATION_REPORT "moat.dev/isolation-report"
 
+/* The operator's mark on each Pod it made (operator/mark.h): "v1." and an HMAC-SHA256 in
+ * unpadded base64url, keyed by a Secret only the operator reads. */
+#define MOAT_ANNOTATION_MARK "moat.dev/mark"
+
+/* The chart's admission policies (helm/moat/templates/admission-*.yaml); each has a
+ * ValidatingAdmissionPolicyBinding of the same name. moat-operator is not Ready while one
+ * of them, or its binding, is missing (README: Threat model). */
+#define MOAT_POLICY_SANDBOX_SECRETS   "moat-sandbox-secrets"
+#define MOAT_POLICY_SANDBOX_PLACEMENT "moat-sandbox-placement"
+#define MOAT_POLICY_POD_GUARD         "moat-pod-guard"
+#define MOAT_POLICY_SANDBOX_POD_SHAPE "moat-sandbox-pod-shape"
+#define MOAT_POLICY_AGENT_OWN_NODE    "moat-agent-own-node"
+#define MOAT_POLICIES_DEFAULT                                                                      \
+    MOAT_POLICY_SANDBOX_SECRETS "," MOAT_POLICY_SANDBOX_PLACEMENT "," MOAT_POLICY_POD_GUARD        \
+                                "," MOAT_POLICY_SANDBOX_POD_SHAPE "," MOAT_POLICY_AGENT_OWN_NODE
+
+/* Where a Sandbox may not name a nodeSelector or toleration key outside the operator's
+ * allow-list, Moat's own keys (this prefix) are always allowed. */
+#define MOAT_KEY_PREFIX "moat.dev/"
+
 /* Node labels, written by the node agent from the host probe. */
 #define MOAT_NODE_LABEL_MANAGED    "moat.dev/managed"    /* "true" */
 #define MOAT_NODE_LABEL_HYPERVISOR "moat.dev/hypervisor" /* "kvm", "mshv" or "none" */

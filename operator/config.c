@@ -26,6 +26,7 @@ typedef enum {
     KIND_DURATION, /* a positive Go duration */
     KIND_INT,      /* a whole number between min and max */
     KIND_LABELS,   /* a non-empty mapping of label name to value */
+    KIND_LIST,     /* a sequence of non-empty strings, maybe empty; def is comma-separated */
 } setting_kind;
 
 typedef enum {
@@ -59,6 +60,12 @@ typedef enum {
     S_DNS_NAMESPACE,
     S_DNS_POD_LABELS,
     S_WORKERS,
+    S_PLACEMENT,
+    S_PLACEMENT_NODE_KEYS,
+    S_PLACEMENT_TOLERATION_KEYS,
+    S_SECURITY,
+    S_MARK_KEY_FILE,
+    S_REQUIRED_POLICIES,
     S_COUNT
 } setting_id;
 
@@ -68,7 +75,8 @@ typedef struct {
     const char *def; /* the default, as the file would spell it; NULL for sections and labels */
     bool has_str;    /* the text is kept in the char * at offset str */
     size_t str;
-    size_t num; /* offset of the int64_t (quantity, duration) or int (KIND_INT) */
+    size_t num; /* offset of the int64_t (quantity, duration), int (KIND_INT) or char **
+                   (KIND_LIST) */
     int min, max;
 } setting;
 
@@ -126,6 +134,18 @@ static const setting settings[S_COUNT] = {
     [S_DNS_POD_LABELS] = {.path = "network.dnsPodLabels", .kind = KIND_LABELS},
 
     [S_WORKERS] = {"workers", KIND_INT, "4", NUM(workers), .min = 1, .max = 64},
+
+    [S_PLACEMENT] = {.path = "placement", .kind = KIND_SECTION},
+    [S_PLACEMENT_NODE_KEYS] = {"placement.nodeSelectorKeys", KIND_LIST, "",
+                               NUM(placement_node_selector_keys)},
+    [S_PLACEMENT_TOLERATION_KEYS] = {"placement.tolerationKeys", KIND_LIST, "",
+                                     NUM(placement_toleration_keys)},
+
+    [S_SECURITY] = {.path = "security", .kind = KIND_SECTION},
+    [S_MARK_KEY_FILE] = {"security.markKeyFile", KIND_STRING, OPERATOR_MARK_KEY_FILE,
+                         STR(mark_key_file)},
+    [S_REQUIRED_POLICIES] = {"security.requiredPolicies", KIND_LIST, MOAT_POLICIES_DEFAULT,
+                             NUM(required_policies)},
 };
 
 /* Each default, checked against its maximum once the whole file is read. */
@@ -185,6 +205,34 @@ static bool parse_int(int64_t *ret, const char *text)
     return true;
 }
 
+/* Replaces the list at st's offset with v (NULL-terminated, owned; taken). */
+static void set_list(operator_config *c, const setting *st, char ***v)
+{
+    char ***slot = field_at(c, st->num);
+    strv_free(*slot);
+    *slot = TAKE_PTR(*v);
+}
+
+/* A default list: comma-separated names, "" for none. */
+static int set_list_text(operator_config *c, const setting *st, const char *text, moat_error *err)
+{
+    size_t n = 1;
+    for (const char *p = text; *p; p++)
+        n += *p == ',';
+    _cleanup_strv_ char **v = calloc(n + 1, sizeof(char *));
+    if (!v)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    size_t i = 0;
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len > 0 && !(v[i++] = strndup(p, len)))
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        p += len + (p[len] == ',');
+    }
+    set_list(c, st, &v);
+    return 0;
+}
+
 /* Converts `text` for st and stores it in c. Nothing is written when it fails; the error does
  * not name the key (the caller adds it). */
 static int set_value(operator_config *c, const setting *st, const char *text, moat_error *err)
@@ -220,6 +268,8 @@ static int set_value(operator_config *c, const setting *st, const char *text, mo
             return moat_error_set(err, MOAT_E_RANGE, "%s is not between %d and %d", text, st->min,
                                   st->max);
         break;
+    case KIND_LIST:
+        return set_list_text(c, st, text, err);
     case KIND_SECTION:
     case KIND_LABELS:
         return moat_error_set(err, MOAT_E_INVALID, "not a single value");
@@ -317,6 +367,26 @@ static int parse_labels(parse_state *s, const yaml_node_t *map, const char *path
     return 0;
 }
 
+static int parse_list(parse_state *s, const setting *st, const yaml_node_t *seq, moat_error *err)
+{
+    size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    _cleanup_strv_ char **v = calloc(n + 1, sizeof(char *));
+    if (!v)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *item = yaml_document_get_node(s->doc, seq->data.sequence.items.start[i]);
+        const char *text =
+            item && item->type == YAML_SCALAR_NODE ? moat_yaml_scalar_text(item) : NULL;
+        if (!text || !*text)
+            return moat_error_set(err, MOAT_E_INVALID, "%s[%zu]: expected a non-empty string",
+                                  st->path, i);
+        if (!(v[i] = strdup(text)))
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
+    set_list(s->c, st, &v);
+    return 0;
+}
+
 /* The setting named `key` (klen bytes, maybe with NULs) inside the section at `prefix` ("" at
  * the top), or -1. */
 static int find_setting(const char *prefix, const char *key, size_t klen)
@@ -348,9 +418,17 @@ static int take_value(parse_state *s, setting_id id, const yaml_node_t *v, moat_
         return 0; /* "cpu:" alone keeps the default */
 
     bool mapping = st->kind == KIND_SECTION || st->kind == KIND_LABELS;
-    if (v->type != (mapping ? YAML_MAPPING_NODE : YAML_SCALAR_NODE))
+    yaml_node_type_t want = mapping                 ? YAML_MAPPING_NODE
+                            : st->kind == KIND_LIST ? YAML_SEQUENCE_NODE
+                                                    : YAML_SCALAR_NODE;
+    if (v->type != want)
         return moat_error_set(err, MOAT_E_INVALID, "%s: expected %s, found %s", st->path,
-                              mapping ? "a mapping" : "a string", moat_yaml_type_name(v));
+                              mapping                 ? "a mapping"
+                              : st->kind == KIND_LIST ? "a list"
+                                                      : "a string",
+                              moat_yaml_type_name(v));
+    if (st->kind == KIND_LIST)
+        return parse_list(s, st, v, err);
     if (st->kind == KIND_SECTION)
         return walk_mapping(s, v, st->path, err);
     if (st->kind == KIND_LABELS)
@@ -498,5 +576,9 @@ void operator_config_free(operator_config *c)
     free(c->dns_namespace);
     strv_free(c->dns_pod_label_keys);
     strv_free(c->dns_pod_label_values);
+    strv_free(c->placement_node_selector_keys);
+    strv_free(c->placement_toleration_keys);
+    free(c->mark_key_file);
+    strv_free(c->required_policies);
     free(c);
 }

@@ -35,6 +35,15 @@
  *     dnsNamespace: kube-system           # where cluster DNS runs (Internet egress may reach it)
  *     dnsPodLabels: {k8s-app: kube-dns}
  *   workers: 4                            # reconciles in parallel (1..64)
+ *   placement:                            # what a Sandbox may say about its node
+ *     nodeSelectorKeys: []                # spec.nodeSelector keys besides moat.dev/...; "*": any
+ *     tolerationKeys: []                  # spec.tolerations keys besides moat.dev/...; "*": any,
+ *                                         # and an empty key with operator Exists
+ *   security:
+ *     markKeyFile: /etc/moat-operator/mark/key  # the key of the mark on its Pods (mark.h)
+ *     requiredPolicies: [moat-sandbox-secrets, moat-sandbox-placement, moat-pod-guard,
+ *                        moat-sandbox-pod-shape, moat-agent-own-node]
+ *                                         # /readyz fails while one, or its binding, is absent
  */
 #ifndef MOAT_OPERATOR_CONFIG_H
 #define MOAT_OPERATOR_CONFIG_H
@@ -63,7 +72,15 @@ typedef struct {
     char **dns_pod_label_keys, **dns_pod_label_values; /* NULL-terminated, same length */
 
     int workers;
+
+    /* NULL-terminated lists, never NULL (empty: { NULL }). */
+    char **placement_node_selector_keys, **placement_toleration_keys;
+    char *mark_key_file;
+    char **required_policies;
 } operator_config;
+
+/* Where the chart mounts the mark key Secret. */
+#define OPERATOR_MARK_KEY_FILE "/etc/moat-operator/mark/key"
 
 /* A configuration holding every default. Caller frees. */
 int operator_config_new_default(operator_config **out, moat_error *err);

@@ -16,6 +16,7 @@
 #include "libmoat/names.h"
 #include "libmoat/recorder.h"
 #include "libmoat/workqueue.h"
+#include "mark.h"
 #include "netpol.h"
 #include "pod.h"
 #include "status.h"
@@ -38,6 +39,10 @@ struct operator_controller {
 
     kube_loop *loop;
     kube_informer *sandboxes, *pods, *nodes;
+    /* The chart's admission policies and their bindings: /readyz names one that is missing
+     * (cfg->required_policies; no informers when that list is empty). */
+    kube_informer *policies, *bindings;
+    sandbox_mark_key *mark_key;
     workqueue *queue;
     kube_recorder *recorder;
     kube_leader *leader;
@@ -132,17 +137,13 @@ static void prune_pod(void *user, json_t *pod)
                                          "ephemeralContainerStatuses"};
     for (size_t i = 0; json_is_object(status) && i < ELEMENTSOF(unread); i++)
         json_object_del(status, unread[i]);
-    json_t *spec = json_object_get(pod, "spec");
-    if (json_is_object(spec)) {
-        json_t *keep = json_object();
-        const char *fields[] = {"nodeName", "runtimeClassName"};
-        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
-            json_t *v = json_object_get(spec, fields[i]);
-            if (v)
-                json_object_set(keep, fields[i], v);
-        }
-        json_object_set_new(pod, "spec", keep);
-    }
+    sandbox_mark_prune_spec(pod); /* spec: what placement and the mark's subject need */
+}
+
+/* Policies are read only for their names: their CEL is long. */
+static void prune_policy(void *user, json_t *policy)
+{
+    json_object_del(policy, "spec");
 }
 
 /* ---- facts about the nodes ----------------------------------------------------------- */
@@ -203,16 +204,59 @@ static int ensure_policies(operator_controller *c, const char *ns, moat_error *e
     return 0;
 }
 
-static bool owned_by(const json_t *pod, const char *uid)
+/* The Pod's controller reference, or NULL. */
+static const json_t *controller_ref(const json_t *pod)
 {
     json_t *refs = kobj_get(pod, "metadata.ownerReferences"), *r;
     size_t i;
-    json_array_foreach (refs, i, r) {
-        const char *u = kobj_str(r, "uid");
-        if (u && uid && strcmp(u, uid) == 0)
-            return true;
+    json_array_foreach (refs, i, r)
+        if (kobj_bool(r, "controller", false))
+            return r;
+    return NULL;
+}
+
+static bool is_sandbox_ref(const json_t *ref)
+{
+    const char *kind = kobj_str(ref, "kind"), *api = kobj_str(ref, "apiVersion");
+    return kind && api && strcmp(kind, MOAT_SANDBOX_KIND) == 0 &&
+           strncmp(api, MOAT_API_GROUP "/", strlen(MOAT_API_GROUP "/")) == 0;
+}
+
+typedef enum {
+    POD_OURS,    /* made by the operator for this Sandbox */
+    POD_WAIT,    /* an earlier Sandbox's Pod of the same name, on its way out */
+    POD_FOREIGN, /* anything else: never trusted, the Sandbox fails (*why says why) */
+} pod_claim;
+
+/* Whose Pod is this? Only a Pod with a controller reference to this Sandbox and the
+ * operator's mark over its shape is ours: an owner reference and labels are something any
+ * tenant who may create Pods can write (README: Threat model). */
+static pod_claim claim_pod(operator_controller *c, const json_t *pod, const char *uid, char *why,
+                           size_t len)
+{
+    const json_t *ctl = controller_ref(pod);
+    const char *owner = kobj_str(ctl, "uid");
+    if (ctl && is_sandbox_ref(ctl) && owner && uid && strcmp(owner, uid) == 0) {
+        if (sandbox_mark_verify(c->mark_key, pod, uid))
+            return POD_OURS;
+        snprintf(why, len,
+                 "pod %s/%s names this Sandbox as its controller but does not carry "
+                 "moat-operator's mark (%s): it was not made, or was changed, by someone else; "
+                 "nothing it reports is trusted",
+                 kobj_namespace(pod), kobj_name(pod), MOAT_ANNOTATION_MARK);
+        return POD_FOREIGN;
     }
-    return false;
+    /* An earlier Sandbox of the same name: its Pod goes with it (garbage collector). */
+    if (ctl && is_sandbox_ref(ctl) && owner)
+        return POD_WAIT;
+    if (kobj_get(pod, "metadata.deletionTimestamp"))
+        return POD_WAIT;
+    snprintf(why, len,
+             "pod %s/%s exists and was not made by moat-operator for this Sandbox (%s): nothing "
+             "it reports is trusted",
+             kobj_namespace(pod), kobj_name(pod),
+             ctl ? "its controller is another object" : "no controller reference to it");
+    return POD_FOREIGN;
 }
 
 static void record_transitions(operator_controller *c, const json_t *sbx, const json_t *old,
@@ -256,6 +300,7 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
     const char *ns = kobj_namespace(sbx), *name = kobj_name(sbx), *uid = kobj_uid(sbx);
     outcome result = DONE;
     json_t *pod = NULL, *built = NULL;
+    char untrusted[512];
     _cleanup_error_ moat_error spec_err = MOAT_ERROR_INIT;
     sandbox_plan plan = {0};
 
@@ -264,7 +309,13 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
         result = FAILED;
         goto out;
     }
-    sandbox_view view = {.sandbox = sbx, .spec_error = built ? NULL : spec_err.message};
+    if (built && sandbox_mark_set(built, c->mark_key, uid, err) < 0) {
+        result = FAILED;
+        goto out;
+    }
+    sandbox_view view = {.sandbox = sbx,
+                         .spec_error = built ? NULL : spec_err.message,
+                         .isolation = kobj_str(sbx, "spec.isolation")};
     int64_t timeout_ns = c->cfg->default_timeout_ns, ttl_ns = c->cfg->default_ttl_ns;
     if (built) {
         _cleanup_error_ moat_error e2 = MOAT_ERROR_INIT;
@@ -280,13 +331,13 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
     view.ttl_s = ttl_ns / 1000000000LL;
 
     pod = kube_informer_get(c->pods, key);
-    if (pod && !owned_by(pod, uid)) {
-        if (kobj_get(pod, "metadata.deletionTimestamp") || kobj_label(pod, MOAT_LABEL_SANDBOX)) {
-            /* A Pod of an earlier Sandbox of the same name, on its way out: wait for it. */
-            *ret_after_s = 1;
-            goto out;
-        }
-        view.spec_error = "a Pod of that name exists and does not belong to this Sandbox";
+    pod_claim claim = pod ? claim_pod(c, pod, uid, untrusted, sizeof(untrusted)) : POD_OURS;
+    if (claim == POD_WAIT) {
+        *ret_after_s = 1;
+        goto out;
+    }
+    if (claim == POD_FOREIGN) {
+        view.untrusted_pod = untrusted;
         json_decref(pod);
         pod = NULL;
     }
@@ -309,7 +360,25 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
                 result = FAILED;
                 goto out;
             }
-            moat_error_clear(err); /* made by an earlier pass: the cache will show it */
+            moat_error_clear(err);
+            /* Made by an earlier pass (the cache will show it), or by someone else, without
+             * the label the cache selects on: look, and never wait on a stranger's Pod. */
+            json_t *found = NULL;
+            if (kube_get(c->client, &found, &KUBE_PODS, ns, name, err) < 0) {
+                result = kube_error_is(err, KUBE_REASON_NOT_FOUND) ? REQUEUE_NOW : FAILED;
+                if (result == REQUEUE_NOW)
+                    moat_error_clear(err);
+                goto out;
+            }
+            pod_claim whose = claim_pod(c, found, uid, untrusted, sizeof(untrusted));
+            json_decref(found);
+            if (whose != POD_FOREIGN) {
+                *ret_after_s = 1;
+                goto out;
+            }
+            view.untrusted_pod = untrusted;
+            sandbox_plan_clear(&plan);
+            sandbox_plan_make(&plan, &view, &facts);
         } else {
             atomic_fetch_add(&c->pods_created, 1);
             kube_recorder_event(c->recorder, sbx, "Normal", "PodCreated", "created pod %s", name);
@@ -434,12 +503,59 @@ void controller_stop(operator_controller *c)
     wake(c, false);
 }
 
-bool controller_ready(operator_controller *c)
+/* The first required policy missing from cache (as "ValidatingAdmissionPolicy NAME" or
+ * "...Binding NAME"), written into buf; false when all are there. */
+static bool missing_policy(operator_controller *c, char *buf, size_t len)
 {
+    for (char **p = c->cfg->required_policies; *p; p++) {
+        struct {
+            kube_informer *inf;
+            const char *kind;
+        } both[] = {{c->policies, "ValidatingAdmissionPolicy"},
+                    {c->bindings, "ValidatingAdmissionPolicyBinding"}};
+        for (size_t i = 0; i < ELEMENTSOF(both); i++) {
+            json_t *o = kube_informer_get(both[i].inf, *p);
+            /* A binding must bind the policy of its name, and deny. */
+            bool ok = o != NULL;
+            if (o && both[i].inf == c->bindings) {
+                const char *name = kobj_str(o, "spec.policyName");
+                json_t *actions = kobj_get(o, "spec.validationActions"), *a;
+                size_t k;
+                bool deny = false;
+                json_array_foreach (actions, k, a)
+                    deny |= json_is_string(a) && strcmp(json_string_value(a), "Deny") == 0;
+                ok = name && strcmp(name, *p) == 0 && deny;
+            }
+            json_decref(o);
+            if (!ok) {
+                snprintf(buf, len, "%s %s", both[i].kind, *p);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+char *controller_unready(operator_controller *c)
+{
+    char *why = NULL, missing[320];
     pthread_mutex_lock(&c->lock);
-    bool r = c->ready;
+    bool synced = c->ready;
     pthread_mutex_unlock(&c->lock);
-    return r;
+    if (!synced)
+        return strdup("caches not synced\n");
+    if (!c->policies)
+        return NULL;
+    if (!kube_informer_has_synced(c->policies) || !kube_informer_has_synced(c->bindings))
+        return strdup("admission policies not read yet (can it list "
+                      "validatingadmissionpolicies and their bindings?)\n");
+    if (missing_policy(c, missing, sizeof(missing)) &&
+        asprintf(&why,
+                 "%s is missing or does not deny: without it tenants are not held to the "
+                 "Sandbox's rules (README: Threat model)\n",
+                 missing) < 0)
+        return strdup("not ready\n");
+    return why;
 }
 
 int controller_new(operator_controller **out, const controller_options *o, moat_error *err)
@@ -454,6 +570,10 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     c->lease_name = strdup(o->lease_name ? o->lease_name : "moat-operator");
     c->leader_elect = o->leader_elect;
     c->policies_applied = json_object();
+    if (sandbox_mark_key_load(&c->mark_key, c->cfg->mark_key_file, err) < 0) {
+        controller_free(c);
+        return -1;
+    }
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     pthread_mutex_init(&c->ns_lock, NULL);
@@ -467,6 +587,9 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
                                 .transform = prune_pod,
                                 .compact_cache = true};
     kube_informer_options no = {.resource = &KUBE_NODES};
+    kube_informer_options vo = {.resource = &KUBE_VALIDATINGADMISSIONPOLICIES,
+                                .transform = prune_policy};
+    kube_informer_options bo = {.resource = &KUBE_VALIDATINGADMISSIONPOLICYBINDINGS};
     kube_informer_handlers sh = {sandbox_changed, sandbox_updated, sandbox_changed, c};
     kube_informer_handlers ph = {pod_changed, pod_updated, pod_changed, c};
     kube_informer_handlers nh = {node_changed, node_updated, node_changed, c};
@@ -475,6 +598,9 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
         kube_informer_new(&c->sandboxes, c->loop, &so, &sh, err) < 0 ||
         kube_informer_new(&c->pods, c->loop, &po, &ph, err) < 0 ||
         kube_informer_new(&c->nodes, c->loop, &no, &nh, err) < 0 ||
+        (*c->cfg->required_policies &&
+         (kube_informer_new(&c->policies, c->loop, &vo, NULL, err) < 0 ||
+          kube_informer_new(&c->bindings, c->loop, &bo, NULL, err) < 0)) ||
         workqueue_new(&c->queue, &qo, err) < 0 ||
         kube_recorder_new(&c->recorder, c->client, FIELD_MANAGER, c->identity, err) < 0) {
         controller_free(c);
@@ -571,6 +697,7 @@ void controller_free(operator_controller *c)
     if (c->recorder)
         kube_recorder_free(c->recorder, 2 * 1000000000LL);
     json_decref(c->policies_applied);
+    sandbox_mark_key_free(c->mark_key);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->ns_lock);

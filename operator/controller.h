@@ -37,8 +37,10 @@ int controller_run(operator_controller *c, moat_error *err);
 /* Asks controller_run to return; safe from any thread. */
 void controller_stop(operator_controller *c);
 
-/* True once the caches have synced (for /readyz). */
-bool controller_ready(operator_controller *c);
+/* NULL once the caches have synced and every admission policy of the configuration's
+ * security.requiredPolicies, with its binding, is in the cluster; else why not, as a new
+ * string the caller frees (for /readyz). */
+char *controller_unready(operator_controller *c);
 
 /* The Prometheus text exposition of the controller's metrics. Caller frees. */
 char *controller_metrics_render(operator_controller *c);

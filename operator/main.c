@@ -50,9 +50,9 @@ static bool parse_bool(const char *s, bool *out)
     return false;
 }
 
-static bool http_ready(void *user)
+static char *http_unready(void *user)
 {
-    return controller_ready(user);
+    return controller_unready(user);
 }
 
 static char *http_metrics(void *user)
@@ -200,7 +200,7 @@ int main(int argc, char **argv)
         log_error(NULL, "controller: %s", err.message);
         goto out;
     }
-    moat_http_handlers hh = {http_ready, http_metrics, ctl};
+    moat_http_handlers hh = {.unready = http_unready, .metrics = http_metrics, .user = ctl};
     if (metrics_addr && *metrics_addr && moat_http_start(&http, metrics_addr, &hh, &err) < 0) {
         log_error(NULL, "%s", err.message);
         goto out;

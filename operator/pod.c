@@ -571,7 +571,28 @@ static int build_pull_secrets(json_t **out, const json_t *spec, moat_error *err)
     return 0;
 }
 
-static int build_node_selector(json_t **out, const json_t *spec, moat_error *err)
+/* A nodeSelector or toleration key the cluster's placement policy lets a Sandbox name:
+ * Moat's own (moat.dev/...), one listed, or any when "*" is listed. */
+static bool placement_allows(char *const *allowed, const char *key)
+{
+    if (strncmp(key, MOAT_KEY_PREFIX, strlen(MOAT_KEY_PREFIX)) == 0)
+        return true;
+    for (; *allowed; allowed++)
+        if (strcmp(*allowed, "*") == 0 || strcmp(*allowed, key) == 0)
+            return true;
+    return false;
+}
+
+static bool placement_allows_any(char *const *allowed)
+{
+    for (; *allowed; allowed++)
+        if (strcmp(*allowed, "*") == 0)
+            return true;
+    return false;
+}
+
+static int build_node_selector(json_t **out, const json_t *spec, const operator_config *cfg,
+                               moat_error *err)
 {
     const json_t *selector = NULL;
     const char *key;
@@ -586,6 +607,13 @@ static int build_node_selector(json_t **out, const json_t *spec, moat_error *err
     json_object_foreach ((json_t *)selector, key, value) {
         if (!json_is_string(value))
             return invalid(err, "spec.nodeSelector[\"%.*s%s\"]: not a string", SHOWN(key));
+        /* Placement is the cluster's: a tenant's selector could aim a sandbox at a chosen
+         * victim's node (kubernetes.io/hostname) or a dedicated pool. */
+        if (!placement_allows(cfg->placement_node_selector_keys, key))
+            return invalid(err,
+                           "spec.nodeSelector[\"%.*s%s\"]: key not allowed by the cluster's "
+                           "placement policy (placement.nodeSelectorKeys)",
+                           SHOWN(key));
     }
     json_t *copy = json_copy((json_t *)selector);
     if (!copy)
@@ -602,7 +630,8 @@ static bool one_of(const char *s, const char *const *values)
     return false;
 }
 
-static int build_toleration(json_t **out, const json_t *item, const char *field, moat_error *err)
+static int build_toleration(json_t **out, const json_t *item, const char *field,
+                            const operator_config *cfg, moat_error *err)
 {
     static const char *const operators[] = {"Exists", "Equal", NULL};
     static const char *const effects[] = {"NoSchedule", "PreferNoSchedule", "NoExecute", NULL};
@@ -626,6 +655,17 @@ static int build_toleration(json_t **out, const json_t *item, const char *field,
         return invalid(err, "%s.value: must be empty when operator is Exists", field);
     if ((!key || !*key) && !exists)
         return invalid(err, "%s.key: may be empty only when operator is Exists", field);
+    /* An empty key with Exists tolerates every taint: cordoned and dedicated nodes too. */
+    if ((!key || !*key) && !placement_allows_any(cfg->placement_toleration_keys))
+        return invalid(err,
+                       "%s.key: an empty key tolerates every taint; not allowed by the cluster's "
+                       "placement policy (placement.tolerationKeys has no \"*\")",
+                       field);
+    if (key && *key && !placement_allows(cfg->placement_toleration_keys, key))
+        return invalid(err,
+                       "%s.key: \"%.*s%s\" not allowed by the cluster's placement policy "
+                       "(placement.tolerationKeys)",
+                       field, SHOWN(key));
     json_t *seconds = json_object_get(item, "tolerationSeconds");
     if (seconds && !json_is_null(seconds) && !json_is_integer(seconds))
         return invalid(err, "%s.tolerationSeconds: not an integer", field);
@@ -658,7 +698,7 @@ static int build_tolerations(json_t **out, const json_t *spec, const sandbox_par
     json_array_foreach (list, i, item) {
         json_t *t = NULL;
         snprintf(field, sizeof field, "spec.tolerations[%zu]", i);
-        if (build_toleration(&t, item, field, err) < 0 || append(tolerations, t, err) < 0)
+        if (build_toleration(&t, item, field, cfg, err) < 0 || append(tolerations, t, err) < 0)
             return -1;
     }
     /* GPU nodes are tainted so that only pods asking for GPUs land there. */
@@ -821,7 +861,7 @@ int sandbox_pod_build(json_t **out, const json_t *sandbox, const operator_config
     if (build_metadata(&metadata, &p, err) < 0 ||
         build_container(&container, spec, &p, cfg, err) < 0 ||
         build_pull_secrets(&pull_secrets, spec, err) < 0 ||
-        build_node_selector(&node_selector, spec, err) < 0 ||
+        build_node_selector(&node_selector, spec, cfg, err) < 0 ||
         build_tolerations(&tolerations, spec, &p, cfg, err) < 0 ||
         build_affinity(&affinity, &p, cfg, err) < 0)
         return -1;

@@ -122,30 +122,109 @@ static void set_time(json_t *obj, const char *key, int64_t t)
     json_object_set_new(obj, key, json_string(ts));
 }
 
-/* status.isolation from the node agent's report on the Pod; NULL report: unknown. */
-static bool isolation_from_report(json_t *status, const json_t *pod, char *msg, size_t len)
+/* What the node agent's report on the Pod says, against what the Sandbox asked for. */
+typedef enum {
+    REPORT_NONE,     /* no report (yet), or one that does not parse */
+    REPORT_OK,       /* gvisor or kata, and what the Sandbox asked for */
+    REPORT_MISMATCH, /* an isolation the Sandbox did not ask for (VM asked, gVisor ran) */
+    REPORT_WEAKER,   /* a runtime that is no isolation Moat provides (runc) */
+} report_verdict;
+
+/* A report's text fields as status may hold them: at most the CRD's maxLength, whole UTF-8
+ * characters. A longer reason would fail every status write, the TTL's included. */
+#define REPORT_HANDLER_MAX 253
+#define REPORT_REASON_MAX  1024
+
+static bool is_handler_name(const char *s)
+{
+    if (strlen(s) > REPORT_HANDLER_MAX)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' ||
+              *s == '_'))
+            return false;
+    return true;
+}
+
+/* Does the reported runtime satisfy spec.isolation (NULL: Auto)? */
+static bool runtime_satisfies(const char *runtime, const char *wanted)
+{
+    if (wanted && strcmp(wanted, "VM") == 0)
+        return strcmp(runtime, MOAT_RUNTIME_KATA) == 0;
+    if (wanted && strcmp(wanted, "GVisor") == 0)
+        return strcmp(runtime, MOAT_RUNTIME_GVISOR) == 0;
+    return true;
+}
+
+/* status.isolation from the node agent's report on the Pod (NULL pod: none yet), and a
+ * message for the Isolated condition. Only a report of the isolation the Sandbox asked for
+ * is REPORT_OK: nothing else may make Isolated True. */
+static report_verdict isolation_from_report(json_t *status, const json_t *pod, const char *wanted,
+                                            char *msg, size_t len)
 {
     const char *report = kobj_annotation(pod, MOAT_ANNOTATION_ISOLATION_REPORT);
     json_t *r = report ? json_loads(report, 0, NULL) : NULL;
     const char *runtime = kobj_str(r, "runtime"), *handler = kobj_str(r, "handler");
     const char *reason = kobj_str(r, "reason");
-    bool ok = runtime && (strcmp(runtime, MOAT_RUNTIME_GVISOR) == 0 ||
-                          strcmp(runtime, MOAT_RUNTIME_KATA) == 0);
-    if (ok) {
+    char why[REPORT_REASON_MAX + 1];
+    report_verdict v = REPORT_NONE;
+
+    if (len > 0)
+        msg[0] = '\0';
+
+    if (!handler || !is_handler_name(handler))
+        handler = "";
+    FORMAT(why, "%s", reason ? reason : "");
+    if (runtime &&
+        (strcmp(runtime, MOAT_RUNTIME_GVISOR) == 0 || strcmp(runtime, MOAT_RUNTIME_KATA) == 0)) {
+        v = runtime_satisfies(runtime, wanted) ? REPORT_OK : REPORT_MISMATCH;
         json_object_set_new(status, "isolation",
                             json_pack("{s:s, s:s, s:s, s:b}", "runtime", runtime, "handler",
-                                      handler ? handler : "", "reason", reason ? reason : "",
-                                      "verified", kobj_bool(r, "verified", false)));
-        snprintf(msg, len, "%s (%s): %s", runtime, handler ? handler : "?",
-                 reason ? reason : "reported by the node");
-        utf8_trim(msg);
+                                      handler, "reason", why, "verified",
+                                      v == REPORT_OK && kobj_bool(r, "verified", false)));
+        if (v == REPORT_OK)
+            snprintf(msg, len, "%s (%s): %s", runtime, *handler ? handler : "?",
+                     *why ? why : "reported by the node");
+        else
+            snprintf(msg, len, "isolation %s was asked for; the node reports %s (%s): %s", wanted,
+                     runtime, *handler ? handler : "?", why);
     } else {
+        if (runtime && *runtime) {
+            v = REPORT_WEAKER;
+            snprintf(msg, len,
+                     "the node reports runtime \"%.64s\" (handler \"%s\"): not an isolation "
+                     "Moat provides",
+                     runtime, handler);
+        }
         json_object_set_new(status, "isolation",
-                            json_pack("{s:s, s:s, s:s, s:b}", "runtime", "", "handler", "",
-                                      "reason", "", "verified", 0));
+                            json_pack("{s:s, s:s, s:s, s:b}", "runtime", "", "handler",
+                                      v == REPORT_WEAKER ? handler : "", "reason",
+                                      v == REPORT_WEAKER ? msg : "", "verified", 0));
     }
+    utf8_trim(msg);
     json_decref(r);
-    return ok;
+    return v;
+}
+
+/* The Isolated condition for a verdict. */
+static void isolated_condition(json_t *conds, const json_t *old, report_verdict v, const char *imsg,
+                               int64_t generation, int64_t now)
+{
+    switch (v) {
+    case REPORT_OK:
+        condition(conds, old, "Isolated", "True", "NodeReported", imsg, generation, now);
+        break;
+    case REPORT_MISMATCH:
+        condition(conds, old, "Isolated", "False", "IsolationMismatch", imsg, generation, now);
+        break;
+    case REPORT_WEAKER:
+        condition(conds, old, "Isolated", "False", "NotIsolated", imsg, generation, now);
+        break;
+    case REPORT_NONE:
+        condition(conds, old, "Isolated", "Unknown", "AwaitingNodeReport",
+                  "the node has not reported the runtime yet", generation, now);
+        break;
+    }
 }
 
 static void finish(json_t *status, const char *phase, const char *message, int64_t when)
@@ -184,8 +263,9 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
             out->requeue_after_s = left;
         /* A late isolation report still makes status.isolation true. */
         if (pod && !kobj_bool(old, "isolation.verified", false)) {
-            char imsg[512];
-            if (isolation_from_report(st, pod, imsg, sizeof(imsg))) {
+            char imsg[REPORT_REASON_MAX + 256];
+            report_verdict v = isolation_from_report(st, pod, view->isolation, imsg, sizeof(imsg));
+            if (v != REPORT_NONE) {
                 json_t *oc = kobj_get(old, "conditions"), *c;
                 size_t i;
                 json_array_foreach (oc, i, c) {
@@ -193,7 +273,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
                     if (t && strcmp(t, "Isolated") != 0)
                         json_array_append(conds, c);
                 }
-                condition(conds, old, "Isolated", "True", "NodeReported", imsg, generation, now);
+                isolated_condition(conds, old, v, imsg, generation, now);
                 json_object_set_new(st, "conditions", conds);
                 conds = NULL;
             }
@@ -214,6 +294,24 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         condition(conds, old, "Isolated", "Unknown", "InvalidSpec", "no pod was created",
                   generation, now);
         condition(conds, old, "Finished", "True", "InvalidSpec", msg, generation, now);
+        json_object_set_new(st, "conditions", conds);
+        out->status = st;
+        out->requeue_after_s = view->ttl_s > 0 ? view->ttl_s : 1;
+        return;
+    }
+
+    if (view->untrusted_pod) {
+        /* A Pod the operator did not make: whatever it or its annotations say is not
+         * trusted, and the Sandbox ends here rather than wait on it. */
+        FORMAT(msg, "%s", view->untrusted_pod);
+        finish(st, "Failed", msg, now);
+        json_object_set_new(st, "isolation",
+                            json_pack("{s:s, s:s, s:s, s:b}", "runtime", "", "handler", "",
+                                      "reason", "", "verified", 0));
+        condition(conds, old, "Scheduled", "False", "UntrustedPod", msg, generation, now);
+        condition(conds, old, "Ready", "False", "UntrustedPod", msg, generation, now);
+        condition(conds, old, "Isolated", "False", "UntrustedPod", msg, generation, now);
+        condition(conds, old, "Finished", "True", "UntrustedPod", msg, generation, now);
         json_object_set_new(st, "conditions", conds);
         out->status = st;
         out->requeue_after_s = view->ttl_s > 0 ? view->ttl_s : 1;
@@ -259,7 +357,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         condition(conds, old, "Isolated", "Unknown", "AwaitingNodeReport",
                   "the node has not reported the runtime yet", generation, now);
         condition(conds, old, "Finished", "False", reason, "", generation, now);
-        isolation_from_report(st, NULL, msg, sizeof(msg));
+        isolation_from_report(st, NULL, view->isolation, msg, sizeof(msg));
         json_object_set_new(st, "conditions", conds);
         out->status = st;
         return;
@@ -361,12 +459,10 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         condition(conds, old, "Ready", "False", final_reason ? final_reason : phase,
                   kobj_str(st, "message"), generation, now);
 
-    char imsg[512];
-    if (isolation_from_report(st, pod, imsg, sizeof(imsg)))
-        condition(conds, old, "Isolated", "True", "NodeReported", imsg, generation, now);
-    else
-        condition(conds, old, "Isolated", "Unknown", "AwaitingNodeReport",
-                  "the node has not reported the runtime yet", generation, now);
+    char imsg[REPORT_REASON_MAX + 256];
+    isolated_condition(conds, old,
+                       isolation_from_report(st, pod, view->isolation, imsg, sizeof(imsg)), imsg,
+                       generation, now);
 
     if (final_reason) {
         condition(conds, old, "Finished", "True", final_reason, kobj_str(st, "message"), generation,

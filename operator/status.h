@@ -7,7 +7,9 @@
  * Ready, Finished, Isolated; a condition's lastTransitionTime changes only when its status
  * flips. status.isolation comes only from the node's own report on the Pod (the
  * MOAT_ANNOTATION_ISOLATION_REPORT annotation the node agent writes), never from the
- * RuntimeClass: until the report arrives, runtime is "" and verified false. Timers (the
+ * RuntimeClass: until the report arrives, runtime is "" and verified false. A report of
+ * another isolation than spec.isolation asked for (VM asked, gVisor ran) or of a runtime
+ * that is no isolation (runc) makes Isolated False, never True. Timers (the
  * timeout, ttlAfterFinished) are computed from status times, so they survive a restart. */
 #ifndef MOAT_OPERATOR_STATUS_H
 #define MOAT_OPERATOR_STATUS_H
@@ -41,8 +43,12 @@ typedef struct {
     const json_t *sandbox;
     const json_t *pod;      /* the Sandbox's Pod from the cache, or NULL */
     const char *spec_error; /* the Pod could not be built: why (the spec is nonsense) */
-    bool wants_vm;          /* isolation: VM */
-    int gpus;               /* GPUs requested */
+    /* A Pod of the Sandbox's name that the operator did not make (no controller reference
+     * to the Sandbox, or no valid mark): why. The Sandbox fails; pod is NULL then. */
+    const char *untrusted_pod;
+    const char *isolation; /* spec.isolation: "Auto" (or NULL), "VM", "GVisor" */
+    bool wants_vm;         /* isolation: VM */
+    int gpus;              /* GPUs requested */
     int64_t timeout_s, ttl_s;
 } sandbox_view;
 

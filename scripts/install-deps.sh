@@ -8,7 +8,7 @@ packages=(
     build-essential cmake ninja-build pkg-config clang clang-format
     # libraries (found with pkg-config)
     libyaml-dev libcurl4-openssl-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler
-    libgrpc-dev libvirt-dev libcmocka-dev libmicrohttpd-dev libnftables-dev
+    libgrpc-dev libvirt-dev libcmocka-dev libmicrohttpd-dev libnftables-dev libssl-dev
     # tests: the CRI client, tools, sanitizer runtime, valgrind
     python3 python3-yaml python3-grpcio python3-grpc-tools protobuf-compiler jq curl openssl
     valgrind libclang-rt-14-dev

@@ -254,6 +254,40 @@ static void test_dns_pod_labels(void **state)
                        "network.dnsPodLabels: expected a mapping, found a string");
 }
 
+static void test_placement_and_security(void **state)
+{
+    operator_config *c = parse_ok("placement:\n"
+                                  "  nodeSelectorKeys: [pool, topology.kubernetes.io/zone]\n"
+                                  "  tolerationKeys:\n    - \"*\"\n"
+                                  "security:\n  markKeyFile: /run/key\n  requiredPolicies: []\n");
+    assert_int_equal(strv_length(c->placement_node_selector_keys), 2);
+    assert_string_equal(c->placement_node_selector_keys[1], "topology.kubernetes.io/zone");
+    assert_int_equal(strv_length(c->placement_toleration_keys), 1);
+    assert_string_equal(c->placement_toleration_keys[0], "*");
+    assert_string_equal(c->mark_key_file, "/run/key");
+    assert_non_null(c->required_policies); /* empty, never NULL */
+    assert_int_equal(strv_length(c->required_policies), 0);
+    operator_config_free(c);
+
+    c = parse_ok("");
+    assert_int_equal(strv_length(c->placement_node_selector_keys), 0);
+    assert_int_equal(strv_length(c->placement_toleration_keys), 0);
+    assert_string_equal(c->mark_key_file, OPERATOR_MARK_KEY_FILE);
+    assert_int_equal(strv_length(c->required_policies), 5);
+    assert_string_equal(c->required_policies[0], "moat-sandbox-secrets");
+    assert_string_equal(c->required_policies[4], "moat-agent-own-node");
+    operator_config_free(c);
+
+    assert_parse_error("placement:\n  nodeSelectorKeys: pool\n", MOAT_E_INVALID,
+                       "placement.nodeSelectorKeys: expected a list, found a string");
+    assert_parse_error("placement:\n  tolerationKeys: [a, \"\"]\n", MOAT_E_INVALID,
+                       "placement.tolerationKeys[1]: expected a non-empty string");
+    assert_parse_error("placement:\n  tolerationKeys: [[a]]\n", MOAT_E_INVALID,
+                       "placement.tolerationKeys[0]: expected a non-empty string");
+    assert_parse_error("security:\n  markKeyFile: \"\"\n", MOAT_E_INVALID,
+                       "security.markKeyFile: must not be empty");
+}
+
 static void test_unknown_key(void **state)
 {
     assert_parse_error("defaults:\n  cpuu: 1\n", MOAT_E_INVALID, "defaults.cpuu: unknown key");
@@ -478,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_flow_and_aliases),
         cmocka_unit_test(test_dns_pod_labels),
+        cmocka_unit_test(test_placement_and_security),
         cmocka_unit_test(test_unknown_key),
         cmocka_unit_test(test_syntax_error),
         cmocka_unit_test(test_wrong_type),

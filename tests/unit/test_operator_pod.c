@@ -14,6 +14,10 @@
 
 static char *dns_keys[] = {"k8s-app", NULL};
 static char *dns_values[] = {"kube-dns", NULL};
+/* The placement the default tests run under: "pool" selectable, every taint tolerable. */
+static char *node_keys[] = {"pool", NULL};
+static char *toleration_keys[] = {"*", NULL};
+static char *no_keys[] = {NULL};
 
 /* The defaults config.h documents, filled by hand so these tests do not depend on the
  * configuration parser. */
@@ -48,6 +52,8 @@ static operator_config test_config(void)
         .dns_pod_label_keys = dns_keys,
         .dns_pod_label_values = dns_values,
         .workers = 4,
+        .placement_node_selector_keys = node_keys,
+        .placement_toleration_keys = toleration_keys,
     };
 }
 
@@ -397,6 +403,74 @@ static void test_container_fields(void **state)
     json_decref(pod);
 }
 
+/* Placement under a config whose allow-lists are given; NULL want: built. */
+static void check_placement(char **nodes, char **tolerations, const char *spec, const char *want)
+{
+    operator_config cfg = test_config();
+    cfg.placement_node_selector_keys = nodes;
+    cfg.placement_toleration_keys = tolerations;
+    moat_error err = MOAT_ERROR_INIT;
+    json_t *sandbox = sandbox_with(spec), *pod = NULL;
+    int r = sandbox_pod_build(&pod, sandbox, &cfg, &err);
+    json_decref(sandbox);
+    if (!want) {
+        if (r < 0)
+            fail_msg("spec %s refused: %s", spec, err.message);
+        json_decref(pod);
+        return;
+    }
+    if (r == 0)
+        fail_msg("spec %s was built; wanted \"%s\"", spec, want);
+    if (strcmp(err.message, want) != 0)
+        fail_msg("want \"%s\", got \"%s\"", want, err.message);
+    moat_error_clear(&err);
+}
+
+static void test_placement_allow_list(void **state)
+{
+    static char *pool[] = {"pool", NULL}, *any[] = {"*", NULL}, *dedicated[] = {"dedicated", NULL};
+    /* Empty lists (the default): only Moat's own keys. */
+    check_placement(
+        no_keys, no_keys,
+        "{\"image\": \"x\", \"nodeSelector\": {\"moat.dev/pool\": \"a\"},"
+        " \"tolerations\": [{\"key\": \"moat.dev/dedicated\", \"operator\": \"Exists\"}]}",
+        NULL);
+    /* The attack: a victim's node by hostname, whatever its taints. */
+    check_placement(
+        no_keys, no_keys,
+        "{\"image\": \"x\", \"nodeSelector\": {\"kubernetes.io/hostname\": \"victim\"}}",
+        "spec.nodeSelector[\"kubernetes.io/hostname\"]: key not allowed by the "
+        "cluster's placement policy (placement.nodeSelectorKeys)");
+    check_placement(pool, no_keys,
+                    "{\"image\": \"x\", \"tolerations\": [{\"operator\": \"Exists\"}]}",
+                    "spec.tolerations[0].key: an empty key tolerates every taint; not allowed by "
+                    "the cluster's placement policy (placement.tolerationKeys has no \"*\")");
+    check_placement(pool, dedicated,
+                    "{\"image\": \"x\", \"tolerations\": [{\"key\": \"dedicated\","
+                    " \"operator\": \"Exists\"}, {\"key\": \"node.kubernetes.io/unschedulable\","
+                    " \"operator\": \"Exists\"}]}",
+                    "spec.tolerations[1].key: \"node.kubernetes.io/unschedulable\" not allowed by "
+                    "the cluster's placement policy (placement.tolerationKeys)");
+    /* Listed keys, and "*" for any. */
+    check_placement(pool, dedicated,
+                    "{\"image\": \"x\", \"nodeSelector\": {\"pool\": \"a\"},"
+                    " \"tolerations\": [{\"key\": \"dedicated\", \"operator\": \"Exists\"}]}",
+                    NULL);
+    check_placement(pool, dedicated,
+                    "{\"image\": \"x\", \"nodeSelector\": {\"pool\": \"a\", \"zone\": \"b\"}}",
+                    "spec.nodeSelector[\"zone\"]: key not allowed by the cluster's placement "
+                    "policy (placement.nodeSelectorKeys)");
+    check_placement(any, any,
+                    "{\"image\": \"x\", \"nodeSelector\": {\"kubernetes.io/hostname\": \"n\"},"
+                    " \"tolerations\": [{\"operator\": \"Exists\"}]}",
+                    NULL);
+    /* A key that merely starts like Moat's is not Moat's. */
+    check_placement(no_keys, no_keys,
+                    "{\"image\": \"x\", \"nodeSelector\": {\"moat.dev.evil/x\": \"a\"}}",
+                    "spec.nodeSelector[\"moat.dev.evil/x\"]: key not allowed by the cluster's "
+                    "placement policy (placement.nodeSelectorKeys)");
+}
+
 static void test_unknown_fields_dropped(void **state)
 {
     /* The API server prunes fields the schema lacks; one that slipped past is not copied,
@@ -646,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_gpu_vm_mode),
         cmocka_unit_test(test_egress),
         cmocka_unit_test(test_container_fields),
+        cmocka_unit_test(test_placement_allow_list),
         cmocka_unit_test(test_unknown_fields_dropped),
         cmocka_unit_test(test_owner_reference),
         cmocka_unit_test(test_deadline),

@@ -940,6 +940,106 @@ static void test_isolation_report_kata(void **state)
     expect_cond(st, "Isolated", "True", "NodeReported");
 }
 
+/* A runtime that is no isolation (what a pod on runc would be reported as) makes Isolated
+ * False: status never claims an isolation that did not run. */
+static void test_isolation_report_not_isolated(void **state)
+{
+    static const char *const reports[] = {
+        "{\"runtime\": \"runc\", \"handler\": \"runc\", \"verified\": true}",
+        "{\"runtime\": \"GVISOR\", \"verified\": true}",
+    };
+    scenario *s = *state;
+    for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+        set_pod(s, pod_new("{\"phase\": \"Running\", \"startTime\": \"2026-11-24T05:28:20Z\","
+                           " \"conditions\": [" SCHEDULED_TRUE ", " READY_TRUE "]}"));
+        annotate(s->pod, MOAT_ANNOTATION_ISOLATION_REPORT, reports[i]);
+        const json_t *st = plan(s);
+        expect_str(st, "isolation.runtime", "");
+        assert_false(kobj_bool(st, "isolation.verified", true));
+        expect_cond(st, "Isolated", "False", "NotIsolated");
+        expect_contains(st, "isolation.reason", "not an isolation Moat provides");
+    }
+}
+
+/* The report must be of the isolation the Sandbox asked for: VM asked and gVisor reported
+ * (or GVisor asked and Kata reported) is never Isolated True, whatever "verified" says. */
+static void test_isolation_report_contradicts_spec(void **state)
+{
+    static const struct {
+        const char *wanted, *report, *runtime;
+    } cases[] = {
+        {"VM", GVISOR_REPORT, "gvisor"},
+        {"GVisor", "{\"runtime\": \"kata\", \"handler\": \"kata-clh\", \"verified\": true}",
+         "kata"},
+    };
+    scenario *s = *state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        s->view.isolation = cases[i].wanted;
+        set_pod(s, pod_new("{\"phase\": \"Running\", \"startTime\": \"2026-11-24T05:28:20Z\","
+                           " \"conditions\": [" SCHEDULED_TRUE ", " READY_TRUE "]}"));
+        annotate(s->pod, MOAT_ANNOTATION_ISOLATION_REPORT, cases[i].report);
+        const json_t *st = plan(s);
+        expect_str(st, "isolation.runtime", cases[i].runtime);
+        assert_false(kobj_bool(st, "isolation.verified", true));
+        const json_t *c = expect_cond(st, "Isolated", "False", "IsolationMismatch");
+        expect_contains(c, "message", cases[i].wanted);
+        expect_stable(s);
+    }
+    /* ... and Auto takes either. */
+    s->view.isolation = "Auto";
+    set_pod(s, pod_new("{\"phase\": \"Running\", \"startTime\": \"2026-11-24T05:28:20Z\","
+                       " \"conditions\": [" SCHEDULED_TRUE ", " READY_TRUE "]}"));
+    annotate(s->pod, MOAT_ANNOTATION_ISOLATION_REPORT, GVISOR_REPORT);
+    expect_cond(plan(s), "Isolated", "True", "NodeReported");
+}
+
+/* A reason longer than the CRD's 1,024 characters, or a handler that is no handler name,
+ * would fail every status write (and so the timeout and the TTL): cut and dropped. */
+static void test_isolation_report_bounded(void **state)
+{
+    scenario *s = *state;
+    char *reason = utf8_text(3, 5000);
+    char *report = NULL;
+    assert_true(asprintf(&report,
+                         "{\"runtime\": \"gvisor\", \"handler\": \"%0300d\", \"reason\": \"%s\","
+                         " \"verified\": true}",
+                         7, reason) > 0);
+    set_pod(s, pod_new("{\"phase\": \"Running\", \"startTime\": \"2026-11-24T05:28:20Z\","
+                       " \"conditions\": [" SCHEDULED_TRUE ", " READY_TRUE "]}"));
+    annotate(s->pod, MOAT_ANNOTATION_ISOLATION_REPORT, report);
+    const json_t *st = plan(s); /* check_schema: within every maxLength, valid UTF-8 */
+    assert_true(strlen(kobj_str(st, "isolation.reason")) <= 1024);
+    assert_true(strlen(kobj_str(st, "isolation.reason")) > 1000);
+    expect_str(st, "isolation.handler", "");
+    set_pod(s, pod_new("{\"phase\": \"Running\", \"startTime\": \"2026-11-24T05:28:20Z\","
+                       " \"conditions\": [" SCHEDULED_TRUE ", " READY_TRUE "]}"));
+    annotate(
+        s->pod, MOAT_ANNOTATION_ISOLATION_REPORT,
+        "{\"runtime\": \"gvisor\", \"handler\": \"runsc\\nX-Injected: 1\", \"verified\": true}");
+    expect_str(plan(s), "isolation.handler", "");
+    free(report);
+    free(reason);
+}
+
+/* A Pod the operator did not make (the controller says why): the Sandbox fails, and
+ * nothing of that Pod reaches its status. */
+static void test_untrusted_pod(void **state)
+{
+    scenario *s = *state;
+    s->view.isolation = "VM";
+    s->view.untrusted_pod = "pod ns/sb exists and was not made by moat-operator";
+    set_pod(s, NULL);
+    const json_t *st = plan(s);
+    expect_str(st, "phase", "Failed");
+    expect_contains(st, "message", "not made by moat-operator");
+    expect_str(st, "isolation.runtime", "");
+    assert_false(kobj_bool(st, "isolation.verified", true));
+    expect_cond(st, "Isolated", "False", "UntrustedPod");
+    expect_cond(st, "Finished", "True", "UntrustedPod");
+    assert_int_equal(s->plan.action, SANDBOX_ACTION_NONE);
+    expect_stable(s);
+}
+
 /* Fields of the wrong type in an accepted report are dropped, not copied. */
 static void test_isolation_report_wrong_field_types(void **state)
 {
@@ -962,8 +1062,6 @@ static void test_isolation_report_refused(void **state)
         "null",
         "[\"gvisor\"]",
         "\"gvisor\"",
-        "{\"runtime\": \"runc\", \"handler\": \"runc\", \"verified\": true}",
-        "{\"runtime\": \"GVISOR\", \"verified\": true}",
         "{\"runtime\": \"\", \"verified\": true}",
         "{\"runtime\": 1, \"verified\": true}",
         "{\"handler\": \"runsc\", \"verified\": true}",
@@ -1629,6 +1727,10 @@ int main(void)
         T(test_isolation_report_kata),
         T(test_isolation_report_wrong_field_types),
         T(test_isolation_report_refused),
+        T(test_isolation_report_not_isolated),
+        T(test_isolation_report_contradicts_spec),
+        T(test_isolation_report_bounded),
+        T(test_untrusted_pod),
         T(test_isolation_only_from_report),
         T(test_final_ttl_running),
         T(test_final_ttl_over),

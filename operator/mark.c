@@ -1,0 +1,246 @@
+#include "mark.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libmoat/kobj.h"
+#include "libmoat/macro.h"
+#include "libmoat/names.h"
+#include "libmoat/textfile.h"
+
+#define MARK_PREFIX  "v1."
+#define DIGEST_BYTES 32
+/* unpadded base64url of 32 bytes */
+#define DIGEST_TEXT 43
+
+struct sandbox_mark_key {
+    size_t len;
+    unsigned char bytes[];
+};
+
+#define _cleanup_json_ _cleanup_(json_decrefp)
+
+int sandbox_mark_key_new(sandbox_mark_key **out, const void *bytes, size_t len, moat_error *err)
+{
+    if (len < MARK_KEY_MIN)
+        return moat_error_set(err, MOAT_E_INVALID, "%zu bytes of key; at least %d are needed", len,
+                              MARK_KEY_MIN);
+    if (len > MARK_KEY_MAX)
+        return moat_error_set(err, MOAT_E_INVALID, "%zu bytes of key; at most %d are used", len,
+                              MARK_KEY_MAX);
+    sandbox_mark_key *k = malloc(sizeof(*k) + len);
+    if (!k)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    k->len = len;
+    memcpy(k->bytes, bytes, len);
+    *out = k;
+    return 0;
+}
+
+int sandbox_mark_key_load(sandbox_mark_key **out, const char *path, moat_error *err)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    /* one byte over the cap so that a longer file is told apart from one at the cap */
+    if (moat_read_text(&text, &len, path, MARK_KEY_MAX + 1, err) < 0)
+        return moat_error_prefix(err, "the mark key");
+    if (len > 0 && text[len - 1] == '\n')
+        len--;
+    int r = sandbox_mark_key_new(out, text, len, err);
+    OPENSSL_cleanse(text, len);
+    if (r < 0)
+        return moat_error_prefix(err, "the mark key %s", path);
+    return 0;
+}
+
+void sandbox_mark_key_free(sandbox_mark_key *k)
+{
+    if (!k)
+        return;
+    OPENSSL_cleanse(k->bytes, k->len);
+    free(k);
+}
+
+static bool flag(const json_t *obj, const char *path)
+{
+    return kobj_bool(obj, path, false);
+}
+
+/* [{name, image, privileged}] of a container list; NULL when out of memory. */
+static json_t *containers_subject(const json_t *list)
+{
+    json_t *out = json_array(), *c;
+    size_t i;
+    if (!out)
+        return NULL;
+    json_array_foreach (list, i, c) {
+        const char *name = kobj_str(c, "name"), *image = kobj_str(c, "image");
+        if (json_array_append_new(out, json_pack("[s, s, b]", name ? name : "", image ? image : "",
+                                                 flag(c, "securityContext.privileged"))) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* The keys of metadata.<field> that the operator writes: every moat.dev/ key but the node
+ * agent's report and the mark itself. */
+static json_t *moat_keys(const json_t *pod, const char *field)
+{
+    json_t *out = json_object(), *v;
+    const char *k;
+    if (!out)
+        return NULL;
+    json_object_foreach (kobj_get(pod, field), k, v) {
+        if (strncmp(k, "moat.dev/", 9) != 0 || strcmp(k, MOAT_ANNOTATION_ISOLATION_REPORT) == 0 ||
+            strcmp(k, MOAT_ANNOTATION_MARK) == 0)
+            continue;
+        if (json_object_set(out, k, v) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* The subject as canonical JSON (sorted keys, compact); NULL when out of memory. */
+static char *subject_text(const json_t *pod, const char *owner_uid)
+{
+    json_t *volumes = json_array(), *v;
+    size_t i;
+    if (!volumes)
+        return NULL;
+    json_array_foreach (kobj_get(pod, "spec.volumes"), i, v) {
+        const char *name = kobj_str(v, "name");
+        json_array_append_new(volumes, json_string(name ? name : ""));
+    }
+    const char *rc = kobj_str(pod, "spec.runtimeClassName");
+    /* "b" of a missing automountServiceAccountToken is true: the API server mounts a token
+     * unless told not to. */
+    _cleanup_json_ json_t *s = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:o, s:o, s:o, s:o, s:o}", "v", "1",
+        "namespace", kobj_namespace(pod) ?: "", "name", kobj_name(pod) ?: "", "owner",
+        owner_uid ? owner_uid : "", "runtimeClassName", rc ? rc : "", "hostNetwork",
+        flag(pod, "spec.hostNetwork"), "hostPID", flag(pod, "spec.hostPID"), "hostIPC",
+        flag(pod, "spec.hostIPC"), "automountServiceAccountToken",
+        kobj_bool(pod, "spec.automountServiceAccountToken", true), "containers",
+        containers_subject(kobj_get(pod, "spec.containers")), "initContainers",
+        containers_subject(kobj_get(pod, "spec.initContainers")), "volumes", volumes, "labels",
+        moat_keys(pod, "metadata.labels"), "annotations", moat_keys(pod, "metadata.annotations"));
+    if (!s)
+        return NULL;
+    return json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+static void base64url(char *out, const unsigned char *in, size_t len)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0, i = 0;
+    for (; i + 2 < len; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+        out[o++] = abc[v >> 6 & 63];
+        out[o++] = abc[v & 63];
+    }
+    if (len - i == 2) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+        out[o++] = abc[v >> 6 & 63];
+    } else if (len - i == 1) {
+        unsigned v = (unsigned)in[i] << 16;
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+    }
+    out[o] = '\0';
+}
+
+char *sandbox_mark_compute(const sandbox_mark_key *key, const json_t *pod, const char *owner_uid)
+{
+    _cleanup_free_ char *subject = subject_text(pod, owner_uid);
+    unsigned char digest[DIGEST_BYTES];
+    unsigned int n = 0;
+    if (!subject)
+        return NULL;
+    if (!HMAC(EVP_sha256(), key->bytes, (int)key->len, (const unsigned char *)subject,
+              strlen(subject), digest, &n) ||
+        n != DIGEST_BYTES)
+        return NULL;
+    char *out = malloc(sizeof(MARK_PREFIX) + DIGEST_TEXT);
+    if (!out)
+        return NULL;
+    memcpy(out, MARK_PREFIX, sizeof(MARK_PREFIX) - 1);
+    base64url(out + sizeof(MARK_PREFIX) - 1, digest, sizeof(digest));
+    return out;
+}
+
+int sandbox_mark_set(json_t *pod, const sandbox_mark_key *key, const char *owner_uid,
+                     moat_error *err)
+{
+    json_t *annotations = kobj_get(pod, "metadata.annotations");
+    if (!json_is_object(annotations))
+        return moat_error_set(err, MOAT_E_INVALID, "the pod has no annotations to mark");
+    /* The mark is not part of its own subject (moat_keys skips it), so an old one can stay
+     * while the new one is computed. */
+    _cleanup_free_ char *mark = sandbox_mark_compute(key, pod, owner_uid);
+    if (!mark || json_object_set_new(annotations, MOAT_ANNOTATION_MARK, json_string(mark)) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory marking the pod");
+    return 0;
+}
+
+bool sandbox_mark_verify(const sandbox_mark_key *key, const json_t *pod, const char *owner_uid)
+{
+    const char *have = kobj_annotation(pod, MOAT_ANNOTATION_MARK);
+    if (!have || strlen(have) != sizeof(MARK_PREFIX) - 1 + DIGEST_TEXT)
+        return false;
+    _cleanup_free_ char *want = sandbox_mark_compute(key, pod, owner_uid);
+    return want && CRYPTO_memcmp(have, want, strlen(want)) == 0;
+}
+
+void sandbox_mark_prune_spec(json_t *pod)
+{
+    json_t *spec = json_object_get(pod, "spec");
+    if (!json_is_object(spec))
+        return;
+    json_t *keep = json_object();
+    if (!keep)
+        return;
+    static const char *const fields[] = {"nodeName",    "runtimeClassName",
+                                         "hostNetwork", "hostPID",
+                                         "hostIPC",     "automountServiceAccountToken"};
+    for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+        json_t *v = json_object_get(spec, fields[i]);
+        if (v)
+            json_object_set(keep, fields[i], v);
+    }
+    static const char *const lists[] = {"containers", "initContainers"};
+    for (size_t l = 0; l < ELEMENTSOF(lists); l++) {
+        json_t *list = json_object_get(spec, lists[l]), *c;
+        size_t i;
+        if (!json_is_array(list))
+            continue;
+        json_t *small = json_array();
+        json_array_foreach (list, i, c) {
+            json_t *p = kobj_get(c, "securityContext.privileged");
+            json_array_append_new(small, json_pack("{s:O*, s:O*, s:{s:O*}}", "name",
+                                                   json_object_get(c, "name"), "image",
+                                                   json_object_get(c, "image"), "securityContext",
+                                                   "privileged", p));
+        }
+        json_object_set_new(keep, lists[l], small);
+    }
+    json_t *volumes = json_object_get(spec, "volumes"), *v;
+    size_t i;
+    if (json_is_array(volumes)) {
+        json_t *names = json_array();
+        json_array_foreach (volumes, i, v)
+            json_array_append_new(names, json_pack("{s:O*}", "name", json_object_get(v, "name")));
+        json_object_set_new(keep, "volumes", names);
+    }
+    json_object_set_new(pod, "spec", keep);
+}

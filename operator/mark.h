@@ -1,0 +1,62 @@
+/* The operator's mark on the Pods it makes, so that it adopts no other.
+ *
+ * A tenant who may create and patch Pods can make a Pod that looks like a sandbox Pod: the
+ * Sandbox's name, an owner reference with its uid, Moat's labels, a forged isolation
+ * report. The chart's admission policies refuse that; this mark is the second wall, for a
+ * cluster whose policies are missing or wrong. The mark is HMAC-SHA256, keyed by a Secret
+ * only the operator reads (mounted into its pod), over the Pod's identity and every field
+ * that decides its isolation:
+ *
+ *   namespace, name, the owning Sandbox's uid, runtimeClassName, hostNetwork, hostPID,
+ *   hostIPC, automountServiceAccountToken, each container's and init container's name,
+ *   image and privileged flag, the volumes' names, and Moat's labels and annotations that
+ *   the operator writes (MOAT_LABEL_*, MOAT_ANNOTATION_ISOLATION/NETWORK/GPU_*).
+ *
+ * None of these is defaulted or rewritten by the API server, so the mark computed on the
+ * manifest before it is created equals the one computed on the Pod read back. The owner's
+ * uid is in the subject so that a mark copied from an earlier Pod of the same name is
+ * worth nothing: a Pod made before its Sandbox existed (a warm pool) is marked again, with
+ * the new owner, in the same write that binds it; a resumed Sandbox's new Pod is marked
+ * when it is made. */
+#ifndef MOAT_OPERATOR_MARK_H
+#define MOAT_OPERATOR_MARK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "libmoat/error.h"
+
+typedef struct sandbox_mark_key sandbox_mark_key;
+
+/* At least this many bytes of key (256 bits), and at most MARK_KEY_MAX. */
+#define MARK_KEY_MIN 32
+#define MARK_KEY_MAX 4096
+
+/* Loads the key from path: its bytes, less one trailing newline. MOAT_E_IO when the file
+ * cannot be read, MOAT_E_INVALID when it is shorter than MARK_KEY_MIN or longer than
+ * MARK_KEY_MAX (the message names the file). *out is the caller's (sandbox_mark_key_free). */
+int sandbox_mark_key_load(sandbox_mark_key **out, const char *path, moat_error *err);
+
+/* A key from bytes (tests). Same limits and ownership. */
+int sandbox_mark_key_new(sandbox_mark_key **out, const void *bytes, size_t len, moat_error *err);
+
+/* Accepts NULL. */
+void sandbox_mark_key_free(sandbox_mark_key *k);
+
+/* The mark of pod as owned by the Sandbox whose uid is owner_uid: a new string ("v1." and
+ * 43 characters of base64url) the caller frees, or NULL when out of memory. */
+char *sandbox_mark_compute(const sandbox_mark_key *key, const json_t *pod, const char *owner_uid);
+
+/* Sets the mark annotation on pod (a manifest about to be created). MOAT_E_NOMEM only. */
+int sandbox_mark_set(json_t *pod, const sandbox_mark_key *key, const char *owner_uid,
+                     moat_error *err);
+
+/* True when pod carries the mark sandbox_mark_compute() gives for it and owner_uid,
+ * compared in constant time. */
+bool sandbox_mark_verify(const sandbox_mark_key *key, const json_t *pod, const char *owner_uid);
+
+/* Keeps in a cached Pod's spec only what the controller reads, the mark's subject
+ * included; everything else of spec is dropped (the informer's transform). */
+void sandbox_mark_prune_spec(json_t *pod);
+
+#endif
