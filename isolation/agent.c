@@ -294,31 +294,37 @@ const char *agent_runtime_of_handler(const char *handler, const char *default_ru
 
 char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime)
 {
+    /* The runtime and the handler are what the runtime recorded for the sandbox, never what
+     * its annotations say: a pod's author writes its annotations, and on a handler moat-cri
+     * passes through (or with no moat-cri in front of the runtime) nothing overwrites
+     * decision annotations the author wrote. The decision gives only its reason, and only
+     * when it names exactly the handler and runtime that ran. */
     const char *read = st->runtime_handler ? st->runtime_handler : "";
+    const char *runtime = agent_runtime_of_handler(read, default_runtime);
     _cleanup_free_ char *reason = NULL;
-    json_t *r;
-    if (st->decision_runtime && *st->decision_runtime && st->decision_handler &&
-        *st->decision_handler) {
-        bool verified = strcmp(read, st->decision_handler) == 0;
-        const char *why = st->decision_reason ? st->decision_reason : "";
-        if (!verified && asprintf(&reason, "%s; but the runtime reports handler \"%s\", not %s",
-                                  why, read, st->decision_handler) < 0)
-            return NULL;
-        r = json_pack("{s:s, s:s, s:s, s:b}", "runtime", st->decision_runtime, "handler",
-                      st->decision_handler, "reason", reason ? reason : why, "verified", verified);
-    } else {
-        int n = *read ? asprintf(&reason,
-                                 "no decision from moat-cri on the sandbox: handler \"%s\", as "
-                                 "the runtime reports it",
-                                 read)
-                      : asprintf(&reason, "no decision from moat-cri on the sandbox: the "
-                                          "runtime's default handler, as the runtime reports it");
-        if (n < 0)
-            return NULL;
-        r = json_pack("{s:s, s:s, s:s, s:b}", "runtime",
-                      agent_runtime_of_handler(read, default_runtime), "handler", read, "reason",
-                      reason, "verified", 1);
-    }
+    bool decided = st->decision_runtime && *st->decision_runtime && st->decision_handler &&
+                   *st->decision_handler;
+    int n = 0;
+    if (decided && strcmp(read, st->decision_handler) == 0 &&
+        strcmp(runtime, st->decision_runtime) == 0)
+        reason = strdup(st->decision_reason ? st->decision_reason : "");
+    else if (decided)
+        n = asprintf(&reason,
+                     "the sandbox's decision annotations name %s (%s), not what the runtime "
+                     "recorded: reported from the runtime's handler \"%s\"",
+                     st->decision_runtime, st->decision_handler, read);
+    else if (*read)
+        n = asprintf(&reason,
+                     "no decision from moat-cri on the sandbox: handler \"%s\", as the runtime "
+                     "reports it",
+                     read);
+    else
+        n = asprintf(&reason, "no decision from moat-cri on the sandbox: the runtime's default "
+                              "handler, as the runtime reports it");
+    if (n < 0 || !reason)
+        return NULL;
+    json_t *r = json_pack("{s:s, s:s, s:s, s:b}", "runtime", runtime, "handler", read, "reason",
+                          reason, "verified", 1);
     if (!r)
         return NULL;
     char *s = json_dumps(r, JSON_COMPACT);

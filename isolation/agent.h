@@ -115,14 +115,13 @@ bool agent_pod_wants_moat(const json_t *pod);
  * handler itself. Static or borrowed. */
 const char *agent_runtime_of_handler(const char *handler, const char *default_runtime);
 
-/* The isolation report (compact JSON text; caller frees) for a sandbox status:
- * - with the shim's decision (runtime and handler annotations): runtime, handler and
- *   reason from it, verified when st->runtime_handler equals the decision's handler (a
- *   mismatch is told in the reason);
- * - without one (a pod the shim passed through, or no shim in front of the runtime):
- *   runtime from the handler the runtime reports (agent_runtime_of_handler), that handler,
- *   a reason saying so, and verified true: the report is what the runtime itself says.
- * NULL when out of memory. */
+/* The isolation report (compact JSON text; caller frees) for a sandbox status. Its runtime
+ * and handler are always what the runtime recorded (st->runtime_handler through
+ * agent_runtime_of_handler), never the decision annotations, which a pod's author can write
+ * wherever moat-cri does not overwrite them; verified is true (the runtime's own record).
+ * The reason is the shim's decision reason when the decision names exactly that handler and
+ * runtime; otherwise it says the decision disagreed, or that there was none. NULL when out
+ * of memory. */
 char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime);
 
 /* The merge patch setting pod's report annotation to report; *ret is NULL when pod already

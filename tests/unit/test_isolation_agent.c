@@ -253,12 +253,19 @@ static void test_report(void **state)
     assert_true(json_is_true(json_object_get(r, "verified")));
     json_decref(r);
 
-    /* The runtime ran something else: not verified, and the reason says so. */
+    /* Decision annotations on a pod the runtime ran on runc (a pod's author wrote them, on
+     * a handler moat-cri passes through): the report is runc's, whatever they say. */
     r = report_of("runc", "kata", "kata-clh", "kvm usable");
-    assert_string_equal(json_string_value(json_object_get(r, "runtime")), "kata");
-    assert_string_equal(json_string_value(json_object_get(r, "handler")), "kata-clh");
-    assert_true(json_is_false(json_object_get(r, "verified")));
+    assert_string_equal(json_string_value(json_object_get(r, "runtime")), "runc");
+    assert_string_equal(json_string_value(json_object_get(r, "handler")), "runc");
+    assert_true(json_is_true(json_object_get(r, "verified")));
     assert_non_null(strstr(json_string_value(json_object_get(r, "reason")), "\"runc\""));
+    assert_null(strstr(json_string_value(json_object_get(r, "reason")), "kvm usable"));
+    json_decref(r);
+    /* ... also when they name the real handler with another runtime. */
+    r = report_of("runsc", "kata", "runsc", "forged");
+    assert_string_equal(json_string_value(json_object_get(r, "runtime")), "gvisor");
+    assert_null(strstr(json_string_value(json_object_get(r, "reason")), "forged"));
     json_decref(r);
 
     /* No decision at all: a pod passed through to the default runtime. */

@@ -34,3 +34,19 @@ imagePullSecrets:
 {{- define "moat.agentUser" -}}
 system:serviceaccount:{{ .Release.Namespace }}:{{ include "moat.agentName" . }}
 {{- end -}}
+
+{{/* The operator's user name as the API server sees its service-account token. */}}
+{{- define "moat.operatorUser" -}}
+system:serviceaccount:{{ .Release.Namespace }}:{{ include "moat.operatorName" . }}
+{{- end -}}
+
+{{/* A list of strings as a CEL list literal: ['a', 'b']. Values are quoted with
+single quotes; a quote or backslash in one is refused (no key or name holds them). */}}
+{{- define "moat.celList" -}}
+{{- $out := list -}}
+{{- range . -}}
+{{- if or (contains "'" .) (contains "\\" .) -}}{{ fail (printf "%q: a quote or backslash cannot be in a key or name" .) }}{{- end -}}
+{{- $out = append $out (printf "'%s'" .) -}}
+{{- end -}}
+[{{ join ", " $out }}]
+{{- end -}}

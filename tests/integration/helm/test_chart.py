@@ -403,11 +403,11 @@ class ChartClusterTest(unittest.TestCase):
                                 {"name": "gpu", "nodeSelector": {"moat.dev/pool": "gpu", **NOWHERE},
                                  "mode": "config", "isolation": "auto", "gpu": "container"}]}, f)
             f.flush()
-            old_checksum = dep["spec"]["template"]["metadata"]["annotations"]["moat.dev/config-checksum"]
+            old_checksum = dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
             helm("upgrade", RELEASE, CHART, "-n", self.ns, "-f", f.name)
         dep = get_json("deployment", "moat-operator", "-n", self.ns)
         self.assertEqual(dep["spec"]["replicas"], 3)
-        self.assertNotEqual(dep["spec"]["template"]["metadata"]["annotations"]["moat.dev/config-checksum"],
+        self.assertNotEqual(dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"],
                             old_checksum)
         cfg = yaml.safe_load(get_json("configmap", "moat-operator", "-n", self.ns)["data"]["operator.yaml"])
         self.assertEqual(cfg["workers"], 8)
