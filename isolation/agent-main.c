@@ -21,34 +21,37 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: moat-agent [OPTIONS]\n"
-               "Labels this node with what it can run and reports on each pod the isolation it\n"
-               "really got (the CRI shim's decision read back from the runtime).\n\n"
-               "  --node-name NAME          this node (default: $NODE_NAME)\n"
-               "  --kubeconfig PATH         kubeconfig (default: $KUBECONFIG, in-cluster, "
-               "~/.kube/config)\n"
-               "  --cri-endpoint ENDPOINT   CRI socket (default "
-               "unix:///run/containerd/containerd.sock)\n"
-               "  --facts PATH              take the node's facts from this JSON file instead of\n"
-               "                            probing: {\"hypervisor\", \"runtimes\", \"gpuMode\"};\n"
-               "                            re-read on each probe (SIGHUP)\n"
-               "  --root PATH               the host's /proc, /sys and /dev under PATH for the\n"
-               "                            probe (a container mounts the host at /host)\n"
-               "  --runsc, --runsc-shim, --kata-shim PATH\n"
-               "                            where the runtimes are (default /usr/local/bin/...,\n"
-               "                            /opt/kata/...)\n"
-               "  --assume-hypervisor KIND  kvm, mshv or none instead of the host probe, with\n"
-               "  --runtimes LIST           the runtimes, comma-separated (gvisor,kata), and\n"
-               "  --gpu-mode MODE           none, container or vm-passthrough (default none)\n"
-               "  --probe-interval SECONDS  probe again and recheck every pod (default 60)\n"
-               "  --report moat|all         report pods asking for Moat, or every pod (default "
-               "all)\n"
-               "  --default-runtime NAME    containerd's default runtime (default runc)\n"
-               "  --metrics-addr ADDR       /healthz, /readyz, /metrics on host:port (default\n"
-               "                            127.0.0.1:9468; \"\" for none)\n"
-               "  --log-level LEVEL         debug, info, warn, error (default info)\n"
-               "  --version, --help\n"
-               "SIGHUP probes again at once; SIGTERM and SIGINT stop.\n");
+    fprintf(f,
+            "Usage: moat-agent [OPTIONS]\n"
+            "Labels this node with what it can run and reports on each pod the isolation it\n"
+            "really got (the CRI shim's decision read back from the runtime).\n\n"
+            "  --node-name NAME          this node (default: $NODE_NAME)\n"
+            "  --kubeconfig PATH         kubeconfig (default: $KUBECONFIG, in-cluster, "
+            "~/.kube/config)\n"
+            "  --cri-endpoint ENDPOINT   CRI socket (default "
+            "unix:///run/containerd/containerd.sock)\n"
+            "  --facts PATH              take the node's facts from this JSON file instead of\n"
+            "                            probing: {\"hypervisor\", \"runtimes\", \"gpuMode\"};\n"
+            "                            re-read on each probe (SIGHUP)\n"
+            "  --root PATH               the host's /proc, /sys and /dev under PATH for the\n"
+            "                            probe (a container mounts the host at /host)\n"
+            "  --runsc, --runsc-shim, --kata-shim PATH\n"
+            "                            where the runtimes are (default /usr/local/bin/...,\n"
+            "                            /opt/kata/...)\n"
+            "  --assume-hypervisor KIND  kvm, mshv or none instead of the host probe, with\n"
+            "  --runtimes LIST           the runtimes, comma-separated (gvisor,kata), and\n"
+            "  --gpu-mode MODE           none, container or vm-passthrough (default none)\n"
+            "  --mode MODE               shim (moat-cri decides each pod) or config (containerd\n"
+            "                            maps the handlers; reports say what that drops)\n"
+            "  --probe-interval SECONDS  probe again and recheck every pod (default 60)\n"
+            "  --report moat|all         report pods asking for Moat, or every pod (default "
+            "all)\n"
+            "  --default-runtime NAME    containerd's default runtime (default runc)\n"
+            "  --metrics-addr ADDR       /healthz, /readyz, /metrics on host:port (default\n"
+            "                            127.0.0.1:9468; \"\" for none)\n"
+            "  --log-level LEVEL         debug, info, warn, error (default info)\n"
+            "  --version, --help\n"
+            "SIGHUP probes again at once; SIGTERM and SIGINT stop.\n");
 }
 
 static int parse_runtimes(unsigned *out, const char *list)
@@ -119,6 +122,7 @@ int main(int argc, char **argv)
     const char *node = getenv("NODE_NAME"), *kubeconfig = NULL, *facts_path = NULL;
     const char *endpoint = "unix:///run/containerd/containerd.sock", *assume = NULL;
     const char *default_runtime = "runc", *metrics_addr = "127.0.0.1:9468";
+    bool config_mode = false;
     agent_facts base = {0};
     bool report_all = true;
     long interval_s = 60;
@@ -140,6 +144,7 @@ int main(int argc, char **argv)
         O_INTERVAL,
         O_REPORT,
         O_DEFAULT_RUNTIME,
+        O_MODE,
         O_METRICS,
         O_LOG
     };
@@ -154,6 +159,7 @@ int main(int argc, char **argv)
         {"probe-interval", required_argument, NULL, O_INTERVAL},
         {"report", required_argument, NULL, O_REPORT},
         {"default-runtime", required_argument, NULL, O_DEFAULT_RUNTIME},
+        {"mode", required_argument, NULL, O_MODE},
         {"metrics-addr", required_argument, NULL, O_METRICS},
         {"log-level", required_argument, NULL, O_LOG},
         {"root", required_argument, NULL, O_ROOT},
@@ -230,6 +236,13 @@ int main(int argc, char **argv)
         case O_KATA_SHIM:
             probe_cfg.runtimes.kata_shim = optarg;
             break;
+        case O_MODE:
+            if (strcmp(optarg, "shim") != 0 && strcmp(optarg, "config") != 0) {
+                fprintf(stderr, "moat-agent: --mode: want shim or config\n");
+                return 2;
+            }
+            config_mode = strcmp(optarg, "config") == 0;
+            break;
         case O_DEFAULT_RUNTIME:
             default_runtime = optarg;
             break;
@@ -304,6 +317,7 @@ int main(int argc, char **argv)
     agent_options ao = {
         .node_name = node,
         .default_runtime = default_runtime,
+        .config_mode = config_mode,
         .report_all = report_all,
         .probe_interval_ns = interval_s * 1000000000LL,
     };

@@ -292,7 +292,7 @@ const char *agent_runtime_of_handler(const char *handler, const char *default_ru
     return handler;
 }
 
-char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime)
+char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime, bool config_mode)
 {
     /* The runtime and the handler are what the runtime recorded for the sandbox, never what
      * its annotations say: a pod's author writes its annotations, and on a handler moat-cri
@@ -305,8 +305,16 @@ char *agent_report_json(const cri_sandbox_status *st, const char *default_runtim
     bool decided = st->decision_runtime && *st->decision_runtime && st->decision_handler &&
                    *st->decision_handler;
     int n = 0;
-    if (decided && strcmp(read, st->decision_handler) == 0 &&
-        strcmp(runtime, st->decision_runtime) == 0)
+    if (config_mode)
+        /* No moat-cri on the node: whatever decision annotations the sandbox has, its
+         * pod's author wrote. Say what this mode does not give. */
+        n = asprintf(&reason,
+                     "config mode: containerd ran handler \"%s\"; no moat-cri on this node, so "
+                     "no runsc-nonet for egress None, no egress wall, no refusal of privileged "
+                     "pods (README: Threat model)",
+                     read);
+    else if (decided && strcmp(read, st->decision_handler) == 0 &&
+             strcmp(runtime, st->decision_runtime) == 0)
         reason = strdup(st->decision_reason ? st->decision_reason : "");
     else if (decided)
         n = asprintf(&reason,
@@ -362,6 +370,7 @@ agent_cri_ops agent_cri_client(cri_client *c)
 struct agent {
     kube_client *client;
     char *node_name, *default_runtime;
+    bool config_mode;
     bool report_all;
     int64_t interval_ns;
     const agent_facts_ops *facts;
@@ -398,6 +407,7 @@ int agent_new(agent **out, kube_client *client, const agent_options *opts,
     a->interval_ns = opts->probe_interval_ns > 0 ? opts->probe_interval_ns : 60000000000LL;
     a->node_name = strdup(opts->node_name);
     a->default_runtime = strdup(opts->default_runtime ? opts->default_runtime : "runc");
+    a->config_mode = opts->config_mode;
     workqueue_options wo = {.max_delay_ns = 30000000000LL};
     if (!a->node_name || !a->default_runtime) {
         agent_free(a);
@@ -582,7 +592,7 @@ static int report_pod(agent *a, const char *key)
         rc = finished ? 0 : 1;
         goto out;
     }
-    report = agent_report_json(&st, a->default_runtime);
+    report = agent_report_json(&st, a->default_runtime, a->config_mode);
     if (!report) {
         log_error(key, "report: out of memory");
         rc = -1;

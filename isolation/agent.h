@@ -120,9 +120,11 @@ const char *agent_runtime_of_handler(const char *handler, const char *default_ru
  * agent_runtime_of_handler), never the decision annotations, which a pod's author can write
  * wherever moat-cri does not overwrite them; verified is true (the runtime's own record).
  * The reason is the shim's decision reason when the decision names exactly that handler and
- * runtime; otherwise it says the decision disagreed, or that there was none. NULL when out
- * of memory. */
-char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime);
+ * runtime; otherwise it says the decision disagreed, or that there was none. In config mode
+ * (no moat-cri on the node) decisions are ignored and the reason says which of the shim's
+ * guarantees the node does not give. NULL when out of memory. */
+char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime,
+                        bool config_mode);
 
 /* The merge patch setting pod's report annotation to report; *ret is NULL when pod already
  * carries exactly that text. */
@@ -142,6 +144,7 @@ typedef struct {
     const char *node_name;       /* required */
     const char *default_runtime; /* NULL: "runc" */
     bool report_all;             /* report every pod on the node, not only Moat's */
+    bool config_mode;            /* no moat-cri on the node (agent_report_json) */
     int64_t probe_interval_ns;   /* 0: 60 s; also how often every pod is checked again */
 } agent_options;
 

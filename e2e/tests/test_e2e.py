@@ -146,6 +146,25 @@ class E2E(unittest.TestCase):
         self.assertEqual(self.status("vm").get("phase"), "Pending")
         self.assertEqual(self.pods_of("vm"), [])
 
+    def test_b2_secret_its_creator_may_not_read_is_refused_at_apply(self):
+        """A user allowed Sandboxes but not the Secret: refused by the chart's
+        moat-sandbox-secrets policy at `kubectl apply`, naming the field and the Secret."""
+        user = f"e2e-tenant-{os.getpid()}"
+        kubectl("create", "secret", "generic", "db", "-n", self.ns, "--from-literal=k=v")
+        kubectl("create", "role", "sandboxes", "-n", self.ns, "--verb=create,get,list",
+                "--resource=sandboxes.moat.dev")
+        kubectl("create", "rolebinding", "sandboxes", "-n", self.ns, "--role=sandboxes",
+                f"--user={user}")
+        doc = json.loads(sandbox_yaml("steal", "echo $TOKEN"))
+        doc["spec"]["env"] = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "db",
+                                                                               "key": "k"}}}]
+        rc, _, err = kubectl("--as", user, "apply", "-n", self.ns, "-f", "-",
+                             stdin=json.dumps(doc), check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("spec.env[TOKEN].valueFrom.secretKeyRef.name", err)
+        self.assertIn('Secret "db"', err)
+        self.assertNotEqual(kubectl("get", "sandbox", "steal", "-n", self.ns, check=False)[0], 0)
+
     def test_c_exec_through_the_shim(self):
         self.apply(sandbox_yaml("exec", "sleep 60"))
         st = self.wait_phase("exec", ("Running",), 120)

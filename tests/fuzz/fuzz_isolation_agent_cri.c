@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         if (!st.id || !st.pod_uid || !st.runtime_handler)
             abort();
-        char *report = agent_report_json(&st, "runc");
+        char *report = agent_report_json(&st, "runc", false);
         if (report) {
             json_t *j = json_loads(report, 0, NULL);
             if (!j)

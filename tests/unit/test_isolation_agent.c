@@ -232,7 +232,7 @@ static json_t *report_of(const char *handler, const char *d_runtime, const char 
         .decision_handler = (char *)d_handler,
         .decision_reason = (char *)d_reason,
     };
-    char *s = agent_report_json(&st, "runc");
+    char *s = agent_report_json(&st, "runc", false);
     assert_non_null(s);
     json_t *j = json_loads(s, 0, NULL);
     assert_non_null(j);
@@ -290,6 +290,24 @@ static void test_report(void **state)
     r = report_of("runsc", "gvisor", "runsc", NULL);
     assert_string_equal(json_string_value(json_object_get(r, "reason")), "");
     assert_true(json_is_true(json_object_get(r, "verified")));
+    json_decref(r);
+
+    /* Config mode: decisions there are the pod author's; the reason says what is dropped. */
+    cri_sandbox_status cm = {.id = (char *)"abc",
+                             .pod_uid = (char *)"u",
+                             .runtime_handler = (char *)"runsc",
+                             .decision_runtime = (char *)"gvisor",
+                             .decision_handler = (char *)"runsc",
+                             .decision_reason = (char *)"forged"};
+    char *text = agent_report_json(&cm, "runc", true);
+    assert_non_null(text);
+    r = json_loads(text, 0, NULL);
+    free(text);
+    assert_string_equal(json_string_value(json_object_get(r, "runtime")), "gvisor");
+    const char *why = json_string_value(json_object_get(r, "reason"));
+    assert_non_null(strstr(why, "config mode"));
+    assert_non_null(strstr(why, "no egress wall"));
+    assert_null(strstr(why, "forged"));
     json_decref(r);
 
     assert_string_equal(agent_runtime_of_handler("other", "runc"), "other");
@@ -508,7 +526,7 @@ static void test_status_response_decode(void **state)
     assert_string_equal(s.decision_runtime, "gvisor");
     assert_string_equal(s.decision_handler, "runsc");
     assert_string_equal(s.decision_reason, "no /dev/kvm");
-    char *rep = agent_report_json(&s, "runc");
+    char *rep = agent_report_json(&s, "runc", false);
     json_t *j = json_loads(rep, 0, NULL);
     assert_true(json_is_true(json_object_get(j, "verified")));
     json_decref(j);

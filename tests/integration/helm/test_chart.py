@@ -5,6 +5,7 @@ values, uninstall; CRDs and Sandboxes survive an upgrade; the schema refuses bad
 naming them; the chart's RBAC by impersonation, and the admission policy refusing a node
 agent's write to another node. The chart's copies of shared manifests are checked against
 their sources (crds/, isolation/agent/)."""
+import base64
 import glob
 import json
 import os
@@ -112,6 +113,7 @@ class ChartTemplateTest(unittest.TestCase):
         agent = spec["containers"][0]
         self.assertEqual(agent["name"], "agent")
         self.assertIn(f"--gpu-mode={pool['gpu']}", agent["args"])
+        self.assertIn(f"--mode={pool['mode']}", agent["args"])
         sock = "/run/moat/cri.sock" if pool["mode"] == "shim" else "/run/containerd/containerd.sock"
         self.assertIn(f"--cri-endpoint=unix://{sock}", agent["args"])
         if pool["isolation"] == "gvisor":
@@ -142,6 +144,46 @@ class ChartTemplateTest(unittest.TestCase):
         self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/healthz")
         self.assertEqual(c["readinessProbe"]["httpGet"]["path"], "/readyz")
         self.assertIn("limits", c["resources"])
+
+    def test_admission_policies_and_mark_key(self):
+        objs = docs(template())
+        names = {o["metadata"]["name"] for o in by_kind(objs, "ValidatingAdmissionPolicy")}
+        bound = {o["spec"]["policyName"] for o in by_kind(objs, "ValidatingAdmissionPolicyBinding")
+                 if o["spec"]["validationActions"] == ["Deny"]}
+        required = ["moat-sandbox-secrets", "moat-sandbox-placement", "moat-pod-guard",
+                    "moat-sandbox-pod-shape", "moat-agent-own-node"]
+        self.assertEqual(names, set(required))
+        self.assertEqual(bound, set(required))
+        cfg = yaml.safe_load(by_kind(objs, "ConfigMap", "moat-operator")[0]["data"]["operator.yaml"])
+        self.assertEqual(cfg["security"]["requiredPolicies"], required)
+        self.assertEqual(cfg["placement"], {"nodeSelectorKeys": [], "tolerationKeys": []})
+        # one authorizer check per validation, 16 of them: the CRD's cap
+        secrets = by_kind(objs, "ValidatingAdmissionPolicy", "moat-sandbox-secrets")[0]
+        checks = [v for v in secrets["spec"]["validations"] if "authorizer" in v["expression"]]
+        self.assertEqual(len(checks), 16)
+        self.assertTrue(all(v["expression"].count("check('get')") == 1 for v in checks))
+        # the mark key: a Secret mounted into the operator, read-only
+        key = by_kind(objs, "Secret", "moat-operator-mark")[0]
+        self.assertGreaterEqual(len(base64.b64decode(key["data"]["key"])), 32)
+        pod = by_kind(objs, "Deployment", "moat-operator")[0]["spec"]["template"]["spec"]
+        self.assertIn({"name": "mark-key", "secret": {"secretName": "moat-operator-mark",
+                                                      "defaultMode": 0o400}}, pod["volumes"])
+        # the chart's own pod templates carry no Moat key the guard reserves
+        for o in objs:
+            if o["kind"] in ("Deployment", "DaemonSet"):
+                meta = o["spec"]["template"]["metadata"]
+                for k in list(meta.get("labels", {})) + list(meta.get("annotations", {})):
+                    if k.startswith("moat.dev/"):
+                        self.assertTrue(k == "moat.dev/node-pool" or k.startswith("moat.dev/pool-"), k)
+        # the placement allow-lists reach the policy and the operator alike
+        objs = docs(template(extra=["--set", "operator.config.placement.nodeSelectorKeys[0]=pool",
+                                    "--set", "operator.config.placement.tolerationKeys[0]=*"]))
+        placement = by_kind(objs, "ValidatingAdmissionPolicy", "moat-sandbox-placement")[0]
+        variables = {v["name"]: v["expression"] for v in placement["spec"]["variables"]}
+        self.assertEqual(variables["nodeKeys"], "['pool']")
+        self.assertEqual(variables["tolerationKeys"], "['*']")
+        cfg = yaml.safe_load(by_kind(objs, "ConfigMap", "moat-operator")[0]["data"]["operator.yaml"])
+        self.assertEqual(cfg["placement"], {"nodeSelectorKeys": ["pool"], "tolerationKeys": ["*"]})
 
     def test_gpu_example_pools(self):
         objs = docs(template(GPU_EXAMPLE))
@@ -445,6 +487,8 @@ class ChartClusterTest(unittest.TestCase):
             (op, "list", "nodes", None), (op, "patch", "networkpolicies.networking.k8s.io", self.sandbox_ns),
             (op, "create", "events", self.sandbox_ns), (op, "patch", "events", self.sandbox_ns),
             (op, "get", "leases.coordination.k8s.io", self.ns),
+            (op, "list", "validatingadmissionpolicies.admissionregistration.k8s.io", None),
+            (op, "watch", "validatingadmissionpolicybindings.admissionregistration.k8s.io", None),
             (op, "update", "leases.coordination.k8s.io", self.ns),
             (op, "create", "leases.coordination.k8s.io", self.ns),
             (agent, "get", "nodes", None), (agent, "patch", "nodes", None),
@@ -459,6 +503,8 @@ class ChartClusterTest(unittest.TestCase):
             (op, "delete", "pods", self.sandbox_ns), (op, "create", "pods/exec", self.sandbox_ns),
             (op, "update", "leases.coordination.k8s.io", "kube-system"),
             (op, "create", "clusterrolebindings", None), (op, "delete", "networkpolicies", self.sandbox_ns),
+            (op, "delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io", None),
+            (op, "get", "secrets", "moat-system"),
             (agent, "get", "secrets", self.sandbox_ns), (agent, "delete", "nodes", None),
             (agent, "list", "nodes", None), (agent, "create", "pods", self.sandbox_ns),
             (agent, "delete", "pods", self.sandbox_ns), (agent, "update", "nodes/status", None),
@@ -488,8 +534,14 @@ class ChartClusterTest(unittest.TestCase):
                                 "clusters": [{"name": "c", "cluster": cluster}],
                                 "users": [{"name": "sa", "user": {"token": token}}],
                                 "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}]}, f)
+            # the mark key: the chart's Secret, which the Deployment mounts there
+            key = os.path.join(d, "mark-key")
+            with open(key, "wb") as f:
+                f.write(base64.b64decode(get_json("secret", "moat-operator-mark", "-n", self.ns)
+                                         ["data"]["key"]))
+            self.assertIn("/etc/moat-operator/mark/key", cm)
             with open(cfg, "w") as f:
-                f.write(cm)
+                f.write(cm.replace("/etc/moat-operator/mark/key", key))
             log = open(os.path.join(d, "operator.log"), "w+")
             proc = subprocess.Popen([OPERATOR, "--config", cfg, "--kubeconfig", kc,
                                      "--metrics-addr", "127.0.0.1:0", "--lease-namespace", self.ns,
