@@ -1,5 +1,6 @@
 #include "messages.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,52 @@ static int map_set(Moat__Cri__PodSandboxConfig *cfg, const char *key, const char
     return 0;
 }
 
+#define DECISION_PREFIX "moat.dev/decision-"
+
+/* Removes every decision annotation (MOAT_ANNOTATION_DECISION_*) from cfg: only moat-cri
+ * writes them, and the node agent must never read one a pod's author wrote. Returns how
+ * many it removed. */
+static size_t strip_decisions(Moat__Cri__PodSandboxConfig *cfg)
+{
+    size_t kept = 0, n = cfg->n_annotations;
+    for (size_t i = 0; i < n; i++) {
+        Moat__Cri__PodSandboxConfig__AnnotationsEntry *e = cfg->annotations[i];
+        if (e->key && strncmp(e->key, DECISION_PREFIX, strlen(DECISION_PREFIX)) == 0)
+            protobuf_c_message_free_unpacked(&e->base, NULL);
+        else
+            cfg->annotations[kept++] = e;
+    }
+    cfg->n_annotations = kept;
+    return n - kept;
+}
+
 /* protobuf-c's unpack allocates with the system allocator (NULL allocator), so the message
  * tree can be edited with malloc/free and freed with free_unpacked. */
+/* The request packed again: 1 with *ret_out (caller frees) and *ret_len, or -1. */
+static int encode(const Moat__Cri__RunPodSandboxRequest *req, uint8_t **ret_out, size_t *ret_len,
+                  moat_error *err)
+{
+    size_t n = moat__cri__run_pod_sandbox_request__get_packed_size(req);
+    uint8_t *out = malloc(n ? n : 1);
+    if (!out)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    size_t packed = moat__cri__run_pod_sandbox_request__pack(req, out);
+    /* protobuf-c keeps what it does not know, including what it only tolerated (a field
+     * numbered 0, say), and may then write bytes it refuses to read back: send nothing
+     * upstream that does not decode. */
+    Moat__Cri__RunPodSandboxRequest *check =
+        moat__cri__run_pod_sandbox_request__unpack(NULL, packed, out);
+    if (!check) {
+        free(out);
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "RunPodSandboxRequest does not survive re-encoding");
+    }
+    moat__cri__run_pod_sandbox_request__free_unpacked(check, NULL);
+    *ret_len = packed;
+    *ret_out = out;
+    return 1;
+}
+
 int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handlers *handlers,
                                  const iso_probe_result *probe, uint8_t **ret_out, size_t *ret_len,
                                  shim_decision *ret_decision, char **ret_pod, moat_error *err)
@@ -89,9 +134,12 @@ int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handl
     }
 
     shim_decide(ret_decision, handlers, probe, &facts);
+    /* Decision annotations a pod's author wrote never reach the runtime's record: on a
+     * handler passed through, nothing would overwrite them. */
+    bool stripped = cfg && strip_decisions(cfg) > 0;
     switch (ret_decision->verdict) {
     case SHIM_PASS:
-        r = 0;
+        r = stripped ? encode(req, ret_out, ret_len, err) : 0;
         break;
     case SHIM_REFUSE:
         r = moat_error_set(err, MOAT_E_RANGE, "%s", ret_decision->reason);
@@ -112,28 +160,7 @@ int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handl
         if (req->runtime_handler != protobuf_c_empty_string)
             free(req->runtime_handler);
         req->runtime_handler = handler;
-        size_t n = moat__cri__run_pod_sandbox_request__get_packed_size(req);
-        uint8_t *out = malloc(n ? n : 1);
-        if (!out) {
-            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-            break;
-        }
-        size_t packed = moat__cri__run_pod_sandbox_request__pack(req, out);
-        /* protobuf-c keeps what it does not know, including what it only tolerated (a field
-         * numbered 0, say), and may then write bytes it refuses to read back: send nothing
-         * upstream that does not decode. */
-        Moat__Cri__RunPodSandboxRequest *check =
-            moat__cri__run_pod_sandbox_request__unpack(NULL, packed, out);
-        if (!check) {
-            free(out);
-            r = moat_error_set(err, MOAT_E_INVALID,
-                               "RunPodSandboxRequest does not survive re-encoding");
-            break;
-        }
-        moat__cri__run_pod_sandbox_request__free_unpacked(check, NULL);
-        *ret_len = packed;
-        *ret_out = out;
-        r = 1;
+        r = encode(req, ret_out, ret_len, err);
         break;
     }
     }

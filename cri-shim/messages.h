@@ -23,7 +23,9 @@
  * untouched), 1 with *ret_out and *ret_len (the rewritten request; caller frees), or -1: a
  * malformed request (MOAT_E_INVALID) or a refusal (MOAT_E_RANGE: the pod must not run
  * here; err says why). *ret_decision (caller clears) is filled whenever the handler was a
- * Moat one. */
+ * Moat one. Decision annotations (moat.dev/decision-*) in the request are the pod author's,
+ * never the shim's: they are removed, from a request passed through too (which then comes
+ * back rewritten, 1). */
 int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handlers *handlers,
                                  const iso_probe_result *probe, uint8_t **ret_out, size_t *ret_len,
                                  shim_decision *ret_decision, char **ret_pod, moat_error *err);

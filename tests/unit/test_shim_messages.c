@@ -46,7 +46,15 @@ static void annotation(buf *cfg, const char *k, const char *v)
 
 /* A request with fields the shim's schema lacks: config.hostname (2) and a top-level field
  * 99 from some future CRI version; and config.dns_config (4), which it reads. */
+static buf request_with(const char *handler, const char *network, const char *const *extra);
+
 static buf request(const char *handler, const char *network)
+{
+    return request_with(handler, network, NULL);
+}
+
+/* ... with extra annotations: key, value, ..., NULL. */
+static buf request_with(const char *handler, const char *network, const char *const *extra)
 {
     buf meta = {0}, cfg = {0}, req = {0};
     put_str(&meta, 1, "pod");
@@ -58,6 +66,8 @@ static buf request(const char *handler, const char *network)
             "10.0.0"); /* DNSConfig{servers: ["10.0.0"]} */
     if (network)
         annotation(&cfg, MOAT_ANNOTATION_NETWORK, network);
+    for (; extra && extra[0]; extra += 2)
+        annotation(&cfg, extra[0], extra[1]);
     put_len(&req, 1, cfg.b, cfg.n);
     put_str(&req, 2, handler);
     req.b[req.n++] = 0x98; /* field 99, varint: the tag 99 << 3 as a varint */
@@ -145,6 +155,50 @@ static void test_other_handlers_pass_and_vm_is_refused(void **state)
     assert_int_equal(err.code, MOAT_E_INVALID);
     moat_error_clear(&err);
     shim_decision_clear(&d);
+}
+
+/* Decision annotations a pod's author wrote never reach the runtime: on a handler the
+ * shim passes through (nothing would overwrite them, and the node agent would read them
+ * back) and on a Moat handler alike. */
+static void test_authors_decisions_removed(void **state)
+{
+    /* short: the hand-made encoding has one-byte lengths */
+    static const char *const forged[] = {MOAT_ANNOTATION_DECISION_RUNTIME,
+                                         "kata",
+                                         "moat.dev/decision-x",
+                                         "forged",
+                                         "keep/me",
+                                         "y",
+                                         NULL};
+    iso_probe_result probe = {.usable = false, .reason = "no /dev/kvm"};
+    const char *handlers_in[] = {"runc", "moat-gvisor"};
+    for (size_t h = 0; h < 2; h++) {
+        buf in = request_with(handlers_in[h], NULL, forged);
+        uint8_t *out = NULL;
+        size_t len = 0;
+        shim_decision d = {0};
+        moat_error err = MOAT_ERROR_INIT;
+        assert_int_equal(
+            shim_run_pod_sandbox_rewrite(in.b, in.n, &handlers, &probe, &out, &len, &d, NULL, &err),
+            1);
+        assert_false(contains(out, len, "forged", 6));
+        assert_false(contains(out, len, "decision-x", 10));
+        assert_true(contains(out, len, "keep/me", 7));
+        assert_true(contains(out, len, "kept-hostname", 13));
+        assert_true(contains(out, len, "\x98\x06\x07", 3));
+        Moat__Cri__RunPodSandboxRequest *req =
+            moat__cri__run_pod_sandbox_request__unpack(NULL, len, out);
+        assert_non_null(req);
+        size_t decisions = 0;
+        for (size_t i = 0; i < req->config->n_annotations; i++)
+            decisions += strncmp(req->config->annotations[i]->key, "moat.dev/decision-", 18) == 0;
+        /* passed through: none left; decided: the shim's own three */
+        assert_int_equal(decisions, h == 0 ? 0 : 3);
+        assert_string_equal(req->runtime_handler, h == 0 ? "runc" : "runsc");
+        moat__cri__run_pod_sandbox_request__free_unpacked(req, NULL);
+        shim_decision_clear(&d);
+        free(out);
+    }
 }
 
 static void test_status_gains_logical_handlers_once(void **state)
@@ -246,6 +300,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rewrite_keeps_unknown_fields),
         cmocka_unit_test(test_other_handlers_pass_and_vm_is_refused),
+        cmocka_unit_test(test_authors_decisions_removed),
         cmocka_unit_test(test_status_gains_logical_handlers_once),
         cmocka_unit_test(test_wall_facts),
     };
