@@ -176,6 +176,13 @@ void shim_decide(shim_decision *out, const shim_handlers *h, const iso_probe_res
         refuse(out, "a Moat sandbox never shares the host's ipc namespace");
     else if (pod->gpu_count < 0)
         refuse(out, "GPU count %d is negative", pod->gpu_count);
+    else if (pod->malformed)
+        refuse(out, "%s", pod->malformed);
+    else if (pod->forbidden_annotation)
+        refuse(out,
+               "a Moat sandbox may not carry the pod annotation %s (Kata and CDI overrides are "
+               "not the pod author's)",
+               pod->forbidden_annotation);
     if (out->verdict == SHIM_REFUSE)
         return;
 

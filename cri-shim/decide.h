@@ -4,6 +4,8 @@
  *   requested      node / pod                              verdict
  *   other handler  anything                                PASS (relayed untouched)
  *   any Moat one   privileged, or a host namespace         REFUSE
+ *                  a Kata or CDI pod annotation            REFUSE
+ *                  a malformed Moat annotation             REFUSE
  *   moat-vm        no usable hypervisor                    REFUSE
  *                  GPUs, GPU mode vm-passthrough           kata_gpu
  *                  GPUs, other GPU mode                    REFUSE
@@ -46,6 +48,12 @@ typedef struct {
     bool no_network;             /* MOAT_ANNOTATION_NETWORK is MOAT_EGRESS_NONE */
     bool privileged;             /* any container, or the sandbox, asks for it */
     bool host_network, host_pid, host_ipc;
+    /* The first pod annotation no Moat sandbox may carry (io.katacontainers...: hypervisor,
+     * kernel and virtiofsd overrides; cdi.k8s.io/...: devices), or NULL. */
+    const char *forbidden_annotation;
+    /* Why a Moat annotation (MOAT_ANNOTATION_GPU_COUNT, _NETWORK) does not parse, or NULL:
+     * the operator writes them, so a malformed one is not the operator's. */
+    const char *malformed;
 } shim_pod_facts;
 
 typedef struct {

@@ -113,8 +113,20 @@ int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handl
     if (cfg) {
         const char *gpus = map_get(cfg->annotations, cfg->n_annotations, MOAT_ANNOTATION_GPU_COUNT);
         const char *net = map_get(cfg->annotations, cfg->n_annotations, MOAT_ANNOTATION_NETWORK);
-        facts.gpu_count = gpus ? atoi(gpus) : 0;
+        /* Strictly: "0".."8" and "none" or "internet", as the operator writes them. */
+        if (gpus && !(gpus[0] >= '0' && gpus[0] <= '8' && gpus[1] == '\0'))
+            facts.malformed = "annotation " MOAT_ANNOTATION_GPU_COUNT " is not 0 to 8";
+        else if (net && strcmp(net, MOAT_EGRESS_NONE) != 0 &&
+                 strcmp(net, MOAT_EGRESS_INTERNET) != 0)
+            facts.malformed = "annotation " MOAT_ANNOTATION_NETWORK " is not none or internet";
+        facts.gpu_count = gpus && !facts.malformed ? gpus[0] - '0' : 0;
         facts.no_network = net && strcmp(net, MOAT_EGRESS_NONE) == 0;
+        for (size_t i = 0; i < cfg->n_annotations && !facts.forbidden_annotation; i++) {
+            const char *k = cfg->annotations[i]->key;
+            if (k &&
+                (strncmp(k, "io.katacontainers.", 18) == 0 || strncmp(k, "cdi.k8s.io/", 11) == 0))
+                facts.forbidden_annotation = k;
+        }
         Moat__Cri__LinuxSandboxSecurityContext *sc =
             cfg->linux ? cfg->linux->security_context : NULL;
         if (sc) {

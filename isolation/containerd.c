@@ -573,12 +573,12 @@ int iso_containerd_block(char **out, iso_containerd_version v, const iso_runtime
                 goto fail;
             }
             /* As kata-deploy writes them (tools/packaging/kata-deploy/scripts/containerd.sh):
-             * the shim by path, privileged pods without the host's devices, Kata's pod
-             * annotations (and CDI's for the GPU runtime) passed through. */
+             * the shim by path, privileged pods without the host's devices; but unlike
+             * kata-deploy, no pod_annotations: "io.katacontainers..." would let any pod's
+             * author set hypervisor, kernel and virtiofsd arguments, "cdi.k8s.io/..." ask for
+             * devices. GPUs come from the device plugin (CRI's CDI devices), nothing else. */
             moat_strbuf_appendf(&b, "  runtime_path = \"%s\"\n", p->kata_shim);
             moat_strbuf_appendf(&b, "  privileged_without_host_devices = true\n");
-            moat_strbuf_appendf(&b, "  pod_annotations = [\"io.katacontainers.*\"%s]\n",
-                                gpu ? ", \"cdi.k8s.io/*\"" : "");
             moat_strbuf_appendf(&b, TABLE_FMT, plugin, h, ".options");
             moat_strbuf_appendf(&b, "  ConfigPath = \"%s\"\n", config);
         } else {

@@ -201,6 +201,57 @@ static void test_authors_decisions_removed(void **state)
     }
 }
 
+/* Moat's annotations are read strictly, and Kata or CDI overrides refuse a Moat pod. */
+static void test_annotations_read_strictly(void **state)
+{
+    static const struct {
+        const char *handler, *key, *value, *want; /* want: NULL when decided */
+    } cases[] = {
+        {"moat-gvisor", MOAT_ANNOTATION_GPU_COUNT, "1x", "moat.dev/gpu-count is not 0 to 8"},
+        {"moat-gvisor", MOAT_ANNOTATION_GPU_COUNT, "9", "moat.dev/gpu-count is not 0 to 8"},
+        {"moat-gvisor", MOAT_ANNOTATION_GPU_COUNT, "", "moat.dev/gpu-count is not 0 to 8"},
+        {"moat-gvisor", MOAT_ANNOTATION_GPU_COUNT, "0", NULL},
+        {"moat-auto", "io.katacontainers.config.hypervisor.kernel_params", "x",
+         "io.katacontainers.config.hypervisor.kernel_params"},
+        {"moat-auto", "cdi.k8s.io/gpu", "nvidia.com/gpu=all", "cdi.k8s.io/gpu"},
+        {"runc", "io.katacontainers.config.hypervisor.kernel_params", "x", NULL},
+    };
+    iso_probe_result probe = {.usable = false, .reason = "no /dev/kvm"};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *const extra[] = {cases[i].key, cases[i].value, NULL};
+        buf in = request_with(cases[i].handler, NULL, extra);
+        uint8_t *out = NULL;
+        size_t len = 0;
+        shim_decision d = {0};
+        moat_error err = MOAT_ERROR_INIT;
+        int r =
+            shim_run_pod_sandbox_rewrite(in.b, in.n, &handlers, &probe, &out, &len, &d, NULL, &err);
+        if (cases[i].want) {
+            assert_int_equal(r, -1);
+            assert_int_equal(err.code, MOAT_E_RANGE);
+            if (!strstr(err.message, cases[i].want))
+                fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.message, cases[i].want);
+        } else {
+            assert_true(r >= 0);
+        }
+        moat_error_clear(&err);
+        shim_decision_clear(&d);
+        free(out);
+    }
+    /* the network annotation: none or internet only */
+    buf bad = request("moat-gvisor", "offline");
+    uint8_t *out = NULL;
+    size_t len = 0;
+    shim_decision d = {0};
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(
+        shim_run_pod_sandbox_rewrite(bad.b, bad.n, &handlers, &probe, &out, &len, &d, NULL, &err),
+        -1);
+    assert_non_null(strstr(err.message, "moat.dev/network is not none or internet"));
+    moat_error_clear(&err);
+    shim_decision_clear(&d);
+}
+
 static void test_status_gains_logical_handlers_once(void **state)
 {
     buf h = {0}, resp = {0};
@@ -301,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_rewrite_keeps_unknown_fields),
         cmocka_unit_test(test_other_handlers_pass_and_vm_is_refused),
         cmocka_unit_test(test_authors_decisions_removed),
+        cmocka_unit_test(test_annotations_read_strictly),
         cmocka_unit_test(test_status_gains_logical_handlers_once),
         cmocka_unit_test(test_wall_facts),
     };
