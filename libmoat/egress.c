@@ -1,5 +1,10 @@
 #include "egress.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "macro.h"
 
 /* ipBlock is meant for addresses outside the cluster; with most CNIs the pod and service
@@ -17,6 +22,8 @@ const char *const moat_egress_blocked_ipv4[] = {
     "224.0.0.0/4",      /* multicast */
     "240.0.0.0/4",      /* reserved, incl. broadcast 255.255.255.255 */
     "168.63.129.16/32", /* Azure wireserver: VM agent, DNS, health probes, from any VM */
+    "192.0.0.0/24",     /* RFC 6890 IETF protocol assignments (DS-Lite, NAT64 discovery) */
+    "198.18.0.0/15",    /* RFC 2544 benchmarking: used inside some data centres */
 };
 const size_t moat_egress_blocked_ipv4_count = ELEMENTSOF(moat_egress_blocked_ipv4);
 
@@ -27,5 +34,31 @@ const char *const moat_egress_blocked_ipv6[] = {
     /* AWS instance metadata over IPv6. fc00::/7 covers it; it is listed on its own so that
      * narrowing the ULA entry can never expose credentials. */
     "fd00:ec2::254/128", "ff00::/8", /* multicast */
+    /* NAT64 (RFC 6052, RFC 8215): on a NAT64 network these reach IPv4 addresses, private
+     * ones included. */
+    "64:ff9b::/96", "64:ff9b:1::/48", "::/128", /* unspecified */
 };
 const size_t moat_egress_blocked_ipv6_count = ELEMENTSOF(moat_egress_blocked_ipv6);
+
+bool moat_cidr_valid(const char *text, bool *ret_v6)
+{
+    char addr[INET6_ADDRSTRLEN];
+    unsigned char bin[sizeof(struct in6_addr)];
+    const char *slash = text ? strchr(text, '/') : NULL;
+    if (!slash || (size_t)(slash - text) >= sizeof(addr))
+        return false;
+    snprintf(addr, sizeof(addr), "%.*s", (int)(slash - text), text);
+    bool v6 = inet_pton(AF_INET6, addr, bin) == 1;
+    if (!v6 && inet_pton(AF_INET, addr, bin) != 1)
+        return false;
+    const char *p = slash + 1;
+    size_t n = strlen(p);
+    if (n == 0 || n > 3 || strspn(p, "0123456789") != n || (n > 1 && p[0] == '0'))
+        return false;
+    int len = atoi(p);
+    if (len > (v6 ? 128 : 32))
+        return false;
+    if (ret_v6)
+        *ret_v6 = v6;
+    return true;
+}

@@ -5,6 +5,7 @@
 #ifndef MOAT_EGRESS_H
 #define MOAT_EGRESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* CIDRs, IPv4 and IPv6. Some overlap on purpose (see egress.c): users of an interval set
@@ -13,6 +14,10 @@ extern const char *const moat_egress_blocked_ipv4[];
 extern const size_t moat_egress_blocked_ipv4_count;
 extern const char *const moat_egress_blocked_ipv6[];
 extern const size_t moat_egress_blocked_ipv6_count;
+
+/* Whether text is a CIDR: an IPv4 or IPv6 address, '/', a prefix length of 0..32 or
+ * 0..128 (decimal, no sign or leading zero). *ret_v6 tells the family when it is. */
+bool moat_cidr_valid(const char *text, bool *ret_v6);
 
 /* The port cluster DNS answers on; the one private destination Internet egress keeps. */
 #define MOAT_EGRESS_DNS_PORT 53

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "libmoat/egress.h"
 #include "libmoat/names.h"
 #include "libmoat/textfile.h"
 #include "libmoat/units.h"
@@ -27,6 +28,7 @@ typedef enum {
     KIND_INT,      /* a whole number between min and max */
     KIND_LABELS,   /* a non-empty mapping of label name to value */
     KIND_LIST,     /* a sequence of non-empty strings, maybe empty; def is comma-separated */
+    KIND_CIDRS,    /* a KIND_LIST of CIDRs (libmoat/egress.h) */
 } setting_kind;
 
 typedef enum {
@@ -59,6 +61,7 @@ typedef enum {
     S_NETWORK,
     S_DNS_NAMESPACE,
     S_DNS_POD_LABELS,
+    S_CLUSTER_CIDRS,
     S_WORKERS,
     S_PLACEMENT,
     S_PLACEMENT_NODE_KEYS,
@@ -132,6 +135,7 @@ static const setting settings[S_COUNT] = {
     [S_NETWORK] = {.path = "network", .kind = KIND_SECTION},
     [S_DNS_NAMESPACE] = {"network.dnsNamespace", KIND_STRING, "kube-system", STR(dns_namespace)},
     [S_DNS_POD_LABELS] = {.path = "network.dnsPodLabels", .kind = KIND_LABELS},
+    [S_CLUSTER_CIDRS] = {"network.clusterCIDRs", KIND_CIDRS, "", NUM(cluster_cidrs)},
 
     [S_WORKERS] = {"workers", KIND_INT, "4", NUM(workers), .min = 1, .max = 64},
 
@@ -269,6 +273,7 @@ static int set_value(operator_config *c, const setting *st, const char *text, mo
                                   st->max);
         break;
     case KIND_LIST:
+    case KIND_CIDRS:
         return set_list_text(c, st, text, err);
     case KIND_SECTION:
     case KIND_LABELS:
@@ -380,6 +385,10 @@ static int parse_list(parse_state *s, const setting *st, const yaml_node_t *seq,
         if (!text || !*text)
             return moat_error_set(err, MOAT_E_INVALID, "%s[%zu]: expected a non-empty string",
                                   st->path, i);
+        if (st->kind == KIND_CIDRS && !moat_cidr_valid(text, NULL))
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "%s[%zu]: \"%s\" is not a CIDR (address/prefix length)", st->path,
+                                  i, text);
         if (!(v[i] = strdup(text)))
             return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     }
@@ -418,16 +427,17 @@ static int take_value(parse_state *s, setting_id id, const yaml_node_t *v, moat_
         return 0; /* "cpu:" alone keeps the default */
 
     bool mapping = st->kind == KIND_SECTION || st->kind == KIND_LABELS;
-    yaml_node_type_t want = mapping                 ? YAML_MAPPING_NODE
-                            : st->kind == KIND_LIST ? YAML_SEQUENCE_NODE
-                                                    : YAML_SCALAR_NODE;
+    bool list = st->kind == KIND_LIST || st->kind == KIND_CIDRS;
+    yaml_node_type_t want = mapping ? YAML_MAPPING_NODE
+                            : list  ? YAML_SEQUENCE_NODE
+                                    : YAML_SCALAR_NODE;
     if (v->type != want)
         return moat_error_set(err, MOAT_E_INVALID, "%s: expected %s, found %s", st->path,
-                              mapping                 ? "a mapping"
-                              : st->kind == KIND_LIST ? "a list"
-                                                      : "a string",
+                              mapping ? "a mapping"
+                              : list  ? "a list"
+                                      : "a string",
                               moat_yaml_type_name(v));
-    if (st->kind == KIND_LIST)
+    if (list)
         return parse_list(s, st, v, err);
     if (st->kind == KIND_SECTION)
         return walk_mapping(s, v, st->path, err);
@@ -576,6 +586,7 @@ void operator_config_free(operator_config *c)
     free(c->dns_namespace);
     strv_free(c->dns_pod_label_keys);
     strv_free(c->dns_pod_label_values);
+    strv_free(c->cluster_cidrs);
     strv_free(c->placement_node_selector_keys);
     strv_free(c->placement_toleration_keys);
     free(c->mark_key_file);

@@ -34,6 +34,8 @@
  *   network:
  *     dnsNamespace: kube-system           # where cluster DNS runs (Internet egress may reach it)
  *     dnsPodLabels: {k8s-app: kube-dns}
+ *     clusterCIDRs: []                    # the cluster's pod and service ranges, v4 and v6:
+ *                                         # never reachable with egress Internet
  *   workers: 4                            # reconciles in parallel (1..64)
  *   placement:                            # what a Sandbox may say about its node
  *     nodeSelectorKeys: []                # spec.nodeSelector keys besides moat.dev/...; "*": any
@@ -70,6 +72,7 @@ typedef struct {
 
     char *dns_namespace;
     char **dns_pod_label_keys, **dns_pod_label_values; /* NULL-terminated, same length */
+    char **cluster_cidrs;                              /* NULL-terminated, never NULL */
 
     int workers;
 

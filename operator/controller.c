@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/sha.h>
 #include <time.h>
 
 #include "libmoat/informer.h"
@@ -51,11 +52,14 @@ struct operator_controller {
     pthread_cond_t cond;
     bool stop, lost, ready;
 
-    pthread_mutex_t ns_lock;
-    json_t *policies_applied; /* namespaces whose NetworkPolicies are in place */
+    /* The NetworkPolicies of each namespace with Sandboxes, kept level-based: an informer on
+     * the operator's policies, one work-queue key per namespace (NETPOL_KEY), and the hash
+     * of each policy's spec, carried in an annotation, to see that one is as built. */
+    kube_informer *netpols;
+    char netpol_names[2][64], netpol_hashes[2][65];
 
     atomic_uint_fast64_t reconciles, reconcile_errors, requeues, pods_created, status_writes,
-        conflicts, deletes;
+        conflicts, deletes, netpol_applies;
     atomic_uint_fast64_t latency_buckets[N_BUCKETS + 1];
     _Atomic double latency_sum;
     atomic_bool leading;
@@ -178,30 +182,111 @@ static bool may_write(operator_controller *c)
     return !c->leader_elect || (c->leader && kube_leader_is_leading(c->leader));
 }
 
-static int ensure_policies(operator_controller *c, const char *ns, moat_error *err)
+/* What a reconcile asks of the worker: nothing more, a quick retry (a conflict), a retry
+ * with backoff (a failure), or a short wait (its namespace's NetworkPolicies). */
+typedef enum { DONE, REQUEUE_NOW, FAILED, WAIT_POLICIES } outcome;
+
+/* A namespace's NetworkPolicies are one work-queue key of their own, so no two workers
+ * apply them at once (a fresh namespace with many Sandboxes applied them once per worker). A
+ * Sandbox key always holds a '/', this one never. */
+#define NETPOL_KEY             "networkpolicies:"
+#define NETPOL_HASH_ANNOTATION "moat.dev/spec-sha256"
+#define NETPOL_WAIT_NS         (50 * 1000000LL)
+
+/* SHA-256 of the policy's spec as canonical JSON, in hex, into out[65]; false when out of
+ * memory. */
+static bool spec_hash(char out[65], const json_t *policy)
 {
-    pthread_mutex_lock(&c->ns_lock);
-    bool done = json_object_get(c->policies_applied, ns) != NULL;
-    pthread_mutex_unlock(&c->ns_lock);
-    if (done)
-        return 0;
+    _cleanup_free_ char *text =
+        json_dumps(json_object_get(policy, "spec"), JSON_COMPACT | JSON_SORT_KEYS);
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    if (!text || !SHA256((const unsigned char *)text, strlen(text), d))
+        return false;
+    for (size_t i = 0; i < sizeof(d); i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    return true;
+}
+
+/* Whether the cache shows every policy of ns as built. */
+static bool policies_ready(operator_controller *c, const char *ns)
+{
+    char key[512];
+    for (size_t i = 0; i < ELEMENTSOF(c->netpol_names); i++) {
+        snprintf(key, sizeof(key), "%s/%s", ns, c->netpol_names[i]);
+        json_t *p = kube_informer_get(c->netpols, key);
+        const char *h = kobj_annotation(p, NETPOL_HASH_ANNOTATION);
+        bool same = h && strcmp(h, c->netpol_hashes[i]) == 0;
+        json_decref(p);
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
+static bool namespace_has_sandboxes(operator_controller *c, const char *ns)
+{
+    json_t *all = kube_informer_list(c->sandboxes), *s;
+    size_t i;
+    bool any = false;
+    json_array_foreach (all, i, s) {
+        const char *sns = kobj_namespace(s);
+        if (sns && strcmp(sns, ns) == 0) {
+            any = true;
+            break;
+        }
+    }
+    json_decref(all);
+    return any;
+}
+
+/* The NETPOL_KEY reconcile: every policy of a namespace that has Sandboxes, applied where
+ * the cache lacks it or holds another spec (deleted or edited by hand). */
+static outcome reconcile_policies(operator_controller *c, const char *ns, moat_error *err)
+{
+    if (!namespace_has_sandboxes(c, ns))
+        return DONE;
     json_t *policies = NULL, *p;
     size_t i;
     if (sandbox_netpols_build(&policies, ns, c->cfg, err) < 0)
-        return -1;
+        return FAILED;
     kube_patch_options po = {.field_manager = FIELD_MANAGER, .force = true};
+    outcome result = DONE;
     json_array_foreach (policies, i, p) {
+        char key[512];
+        snprintf(key, sizeof(key), "%s/%s", ns, kobj_name(p));
+        json_t *cached = kube_informer_get(c->netpols, key);
+        const char *h = kobj_annotation(cached, NETPOL_HASH_ANNOTATION);
+        bool same = h && i < ELEMENTSOF(c->netpol_hashes) && strcmp(h, c->netpol_hashes[i]) == 0;
+        json_decref(cached);
+        if (same)
+            continue;
+        json_t *meta = json_object_get(p, "metadata");
+        json_object_set_new(meta, "annotations",
+                            json_pack("{s:s}", NETPOL_HASH_ANNOTATION, c->netpol_hashes[i]));
         if (kube_patch(c->client, NULL, &KUBE_NETWORKPOLICIES, ns, kobj_name(p), KUBE_PATCH_APPLY,
                        p, &po, err) < 0) {
-            json_decref(policies);
-            return -1;
+            moat_error_prefix(err, "network policy %s/%s", ns, kobj_name(p));
+            result = FAILED;
+            break;
         }
+        atomic_fetch_add(&c->netpol_applies, 1);
     }
     json_decref(policies);
-    pthread_mutex_lock(&c->ns_lock);
-    json_object_set_new(c->policies_applied, ns, json_true());
-    pthread_mutex_unlock(&c->ns_lock);
-    return 0;
+    return result;
+}
+
+static void netpol_changed(void *user, json_t *policy)
+{
+    operator_controller *c = user;
+    const char *ns = kobj_namespace(policy);
+    char key[300];
+    if (ns && snprintf(key, sizeof(key), NETPOL_KEY "%s", ns) < (int)sizeof(key))
+        enqueue(c, key);
+}
+
+static void netpol_updated(void *user, json_t *old, json_t *policy)
+{
+    netpol_changed(user, policy);
 }
 
 /* The Pod's controller reference, or NULL. */
@@ -284,8 +369,6 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
 
 /* ---- reconcile ----------------------------------------------------------------------- */
 
-typedef enum { DONE, REQUEUE_NOW, FAILED } outcome;
-
 static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_after_s,
                          moat_error *err)
 {
@@ -350,9 +433,12 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
     if (!may_write(c))
         goto out;
     if (plan.action == SANDBOX_ACTION_CREATE_POD) {
-        if (ensure_policies(c, ns, err) < 0) {
-            moat_error_prefix(err, "network policies in %s", ns);
-            result = FAILED;
+        /* No sandbox Pod before its namespace's policies are in place (the cache says so). */
+        if (!policies_ready(c, ns)) {
+            char pkey[300];
+            snprintf(pkey, sizeof(pkey), NETPOL_KEY "%s", ns);
+            enqueue(c, pkey);
+            result = WAIT_POLICIES;
             goto out;
         }
         if (kube_create(c->client, NULL, &KUBE_PODS, ns, built, err) < 0) {
@@ -446,7 +532,9 @@ static void *worker(void *arg)
     while (workqueue_get(c->queue, &key) == 0) {
         _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
         int64_t after = 0, t0 = mono_ns();
-        outcome o = reconcile(c, key, &after, &err);
+        outcome o = strncmp(key, NETPOL_KEY, strlen(NETPOL_KEY)) == 0
+                        ? reconcile_policies(c, key + strlen(NETPOL_KEY), &err)
+                        : reconcile(c, key, &after, &err);
         observe_latency(c, (double)(mono_ns() - t0) / 1e9);
         atomic_fetch_add(&c->reconciles, 1);
         moat_error qerr = MOAT_ERROR_INIT;
@@ -458,6 +546,9 @@ static void *worker(void *arg)
         } else if (o == REQUEUE_NOW) {
             atomic_fetch_add(&c->requeues, 1);
             workqueue_add_after(c->queue, key, CONFLICT_RETRY, &qerr);
+        } else if (o == WAIT_POLICIES) {
+            atomic_fetch_add(&c->requeues, 1);
+            workqueue_add_after(c->queue, key, NETPOL_WAIT_NS, &qerr);
         } else {
             workqueue_forget(c->queue, key);
             if (after > 0)
@@ -558,6 +649,26 @@ char *controller_unready(operator_controller *c)
     return why;
 }
 
+/* The names and spec hashes of the policies every namespace gets (their spec does not
+ * depend on the namespace). */
+static int netpol_hashes(operator_controller *c, moat_error *err)
+{
+    json_t *policies = NULL, *p;
+    size_t i;
+    if (sandbox_netpols_build(&policies, "any", c->cfg, err) < 0)
+        return -1;
+    int r = json_array_size(policies) == ELEMENTSOF(c->netpol_names) ? 0 : -1;
+    json_array_foreach (policies, i, p) {
+        if (r < 0 || i >= ELEMENTSOF(c->netpol_names))
+            break;
+        snprintf(c->netpol_names[i], sizeof(c->netpol_names[i]), "%s", kobj_name(p));
+        if (!spec_hash(c->netpol_hashes[i], p))
+            r = -1;
+    }
+    json_decref(policies);
+    return r < 0 ? moat_error_set(err, MOAT_E_NOMEM, "hashing the network policies") : 0;
+}
+
 int controller_new(operator_controller **out, const controller_options *o, moat_error *err)
 {
     operator_controller *c = calloc(1, sizeof(*c));
@@ -569,14 +680,12 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     c->lease_namespace = strdup(o->lease_namespace ? o->lease_namespace : "moat-system");
     c->lease_name = strdup(o->lease_name ? o->lease_name : "moat-operator");
     c->leader_elect = o->leader_elect;
-    c->policies_applied = json_object();
     if (sandbox_mark_key_load(&c->mark_key, c->cfg->mark_key_file, err) < 0) {
         controller_free(c);
         return -1;
     }
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
-    pthread_mutex_init(&c->ns_lock, NULL);
 
     static const char *const pod_indexes[] = {MOAT_LABEL_SANDBOX, NULL};
     /* Sandboxes and their Pods are many and read one at a time: compact caches. */
@@ -590,6 +699,10 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     kube_informer_options vo = {.resource = &KUBE_VALIDATINGADMISSIONPOLICIES,
                                 .transform = prune_policy};
     kube_informer_options bo = {.resource = &KUBE_VALIDATINGADMISSIONPOLICYBINDINGS};
+    kube_informer_options npo = {.resource = &KUBE_NETWORKPOLICIES,
+                                 .label_selector =
+                                     SANDBOX_NETPOL_MANAGED_BY_KEY "=" SANDBOX_NETPOL_MANAGED_BY};
+    kube_informer_handlers nph = {netpol_changed, netpol_updated, netpol_changed, c};
     kube_informer_handlers sh = {sandbox_changed, sandbox_updated, sandbox_changed, c};
     kube_informer_handlers ph = {pod_changed, pod_updated, pod_changed, c};
     kube_informer_handlers nh = {node_changed, node_updated, node_changed, c};
@@ -598,6 +711,7 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
         kube_informer_new(&c->sandboxes, c->loop, &so, &sh, err) < 0 ||
         kube_informer_new(&c->pods, c->loop, &po, &ph, err) < 0 ||
         kube_informer_new(&c->nodes, c->loop, &no, &nh, err) < 0 ||
+        kube_informer_new(&c->netpols, c->loop, &npo, &nph, err) < 0 || netpol_hashes(c, err) < 0 ||
         (*c->cfg->required_policies &&
          (kube_informer_new(&c->policies, c->loop, &vo, NULL, err) < 0 ||
           kube_informer_new(&c->bindings, c->loop, &bo, NULL, err) < 0)) ||
@@ -618,7 +732,7 @@ int controller_run(operator_controller *c, moat_error *err)
 
     if (kube_loop_start(c->loop, err) < 0)
         return -1;
-    kube_informer *all[] = {c->sandboxes, c->pods, c->nodes};
+    kube_informer *all[] = {c->sandboxes, c->pods, c->nodes, c->netpols};
     for (size_t i = 0; i < ELEMENTSOF(all); i++)
         if (kube_informer_wait_synced(all[i], SYNC_TIMEOUT_NS) < 0)
             return moat_error_set(err, MOAT_E_NETWORK, "caches did not sync in %llds",
@@ -696,11 +810,9 @@ void controller_free(operator_controller *c)
     workqueue_free(c->queue);
     if (c->recorder)
         kube_recorder_free(c->recorder, 2 * 1000000000LL);
-    json_decref(c->policies_applied);
     sandbox_mark_key_free(c->mark_key);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
-    pthread_mutex_destroy(&c->ns_lock);
     free(c->identity);
     free(c->lease_namespace);
     free(c->lease_name);
@@ -732,6 +844,12 @@ char *controller_metrics_render(operator_controller *c)
                         "# TYPE moat_operator_pods_created_total counter\n"
                         "moat_operator_pods_created_total %llu\n",
                         (unsigned long long)atomic_load(&c->pods_created));
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_operator_networkpolicy_applies_total NetworkPolicies applied "
+                        "(made, or put back as built).\n"
+                        "# TYPE moat_operator_networkpolicy_applies_total counter\n"
+                        "moat_operator_networkpolicy_applies_total %llu\n",
+                        (unsigned long long)atomic_load(&c->netpol_applies));
     moat_strbuf_appendf(
         &b,
         "# HELP moat_operator_status_conflicts_total Status writes refused as stale.\n"

@@ -16,8 +16,9 @@ static int nomem(moat_error *err)
     return moat_error_set(err, MOAT_E_NOMEM, "out of memory building the NetworkPolicies");
 }
 
-/* {ipBlock: {cidr, except: [blocked...]}} */
-static json_t *ip_block(const char *cidr, const char *const *blocked, size_t n)
+/* {ipBlock: {cidr, except: [blocked..., the cluster's own ranges of that family...]}} */
+static json_t *ip_block(const char *cidr, const char *const *blocked, size_t n,
+                        char *const *cluster, bool v6)
 {
     json_t *except = json_array();
     if (!except)
@@ -27,6 +28,16 @@ static json_t *ip_block(const char *cidr, const char *const *blocked, size_t n)
             json_decref(except);
             return NULL;
         }
+    /* Pod and service ranges outside the private blocks (public IPv6 GUA ranges, say):
+     * an except must be of the cidr's family. */
+    for (; cluster && *cluster; cluster++) {
+        bool is_v6 = false;
+        if (moat_cidr_valid(*cluster, &is_v6) && is_v6 == v6 &&
+            json_array_append_new(except, json_string(*cluster)) < 0) {
+            json_decref(except);
+            return NULL;
+        }
+    }
     return json_pack("{s:{s:s, s:o}}", "ipBlock", "cidr", cidr, "except", except);
 }
 
@@ -76,8 +87,10 @@ int sandbox_netpols_build(json_t **out, const char *ns, const operator_config *c
                   MOAT_EGRESS_DNS_PORT, "protocol", "TCP", "port", MOAT_EGRESS_DNS_PORT);
     json_t *to_public =
         json_pack("{s:[o, o]}", "to",
-                  ip_block("0.0.0.0/0", moat_egress_blocked_ipv4, moat_egress_blocked_ipv4_count),
-                  ip_block("::/0", moat_egress_blocked_ipv6, moat_egress_blocked_ipv6_count));
+                  ip_block("0.0.0.0/0", moat_egress_blocked_ipv4, moat_egress_blocked_ipv4_count,
+                           cfg->cluster_cidrs, false),
+                  ip_block("::/0", moat_egress_blocked_ipv6, moat_egress_blocked_ipv6_count,
+                           cfg->cluster_cidrs, true));
     /* Checked before policy(), which would read NULL as "no egress rules". */
     json_t *egress = json_pack("[o, o]", to_dns, to_public);
     if (!egress)

@@ -286,6 +286,18 @@ static void test_placement_and_security(void **state)
                        "placement.tolerationKeys[0]: expected a non-empty string");
     assert_parse_error("security:\n  markKeyFile: \"\"\n", MOAT_E_INVALID,
                        "security.markKeyFile: must not be empty");
+
+    c = parse_ok("network:\n  clusterCIDRs: [10.244.0.0/16, \"fd00:10:96::/108\"]\n");
+    assert_int_equal(strv_length(c->cluster_cidrs), 2);
+    assert_string_equal(c->cluster_cidrs[1], "fd00:10:96::/108");
+    operator_config_free(c);
+    static const char *const bad[] = {"10.0.0.0",    "10.0.0.0/33", "::/129",
+                                      "10.0.0.0/08", "x/8",         "10.0.0.0/-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char yaml[128];
+        snprintf(yaml, sizeof(yaml), "network:\n  clusterCIDRs: [\"%s\"]\n", bad[i]);
+        assert_parse_error(yaml, MOAT_E_INVALID, "network.clusterCIDRs[0]: ");
+    }
 }
 
 static void test_unknown_key(void **state)

@@ -100,10 +100,31 @@ static void test_egress_internet(void **state)
                    "{\"ipBlock\": {\"cidr\": \"0.0.0.0/0\", \"except\": ["
                    "\"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\", \"100.64.0.0/10\","
                    " \"169.254.0.0/16\", \"127.0.0.0/8\", \"0.0.0.0/8\", \"224.0.0.0/4\","
-                   " \"240.0.0.0/4\", \"168.63.129.16/32\"]}},"
+                   " \"240.0.0.0/4\", \"168.63.129.16/32\", \"192.0.0.0/24\", \"198.18.0.0/15\"]}},"
                    "{\"ipBlock\": {\"cidr\": \"::/0\", \"except\": ["
                    "\"fc00::/7\", \"fe80::/10\", \"::1/128\", \"fd00:ec2::254/128\","
-                   " \"ff00::/8\"]}}]}");
+                   " \"ff00::/8\", \"64:ff9b::/96\", \"64:ff9b:1::/48\", \"::/128\"]}}]}");
+    json_decref(policies);
+}
+
+/* The cluster's own pod and service ranges, each in the except list of its family: an
+ * IPv6 GUA pod range or a public service range is not "the Internet". */
+static void test_cluster_cidrs_excepted(void **state)
+{
+    static char *cidrs[] = {"2600:1f18::/56", "203.0.113.0/24", "fd00:10:96::/108", NULL};
+    operator_config cfg = test_config();
+    cfg.cluster_cidrs = cidrs;
+    json_t *policies = build("team-a", &cfg);
+    json_t *to =
+        kobj_get(json_array_get(kobj_get(json_array_get(policies, 1), "spec.egress"), 1), "to");
+    json_t *v4 = kobj_get(json_array_get(to, 0), "ipBlock.except");
+    json_t *v6 = kobj_get(json_array_get(to, 1), "ipBlock.except");
+    assert_string_equal(json_string_value(json_array_get(v4, json_array_size(v4) - 1)),
+                        "203.0.113.0/24");
+    assert_string_equal(json_string_value(json_array_get(v6, json_array_size(v6) - 2)),
+                        "2600:1f18::/56");
+    assert_string_equal(json_string_value(json_array_get(v6, json_array_size(v6) - 1)),
+                        "fd00:10:96::/108");
     json_decref(policies);
 }
 
@@ -149,9 +170,8 @@ static void test_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_egress_none),
-        cmocka_unit_test(test_egress_internet),
-        cmocka_unit_test(test_dns_from_config),
+        cmocka_unit_test(test_egress_none),     cmocka_unit_test(test_egress_internet),
+        cmocka_unit_test(test_dns_from_config), cmocka_unit_test(test_cluster_cidrs_excepted),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

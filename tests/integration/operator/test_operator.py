@@ -229,6 +229,29 @@ class OperatorTest(unittest.TestCase):
         self.assertEqual(self.operator.get("/healthz")[0], 200)
 
 
+    def test_network_policies_applied_once_and_kept(self):
+        """A fresh namespace with ten Sandboxes at once gets its two policies applied once
+        each (the work queue's namespace key, not each worker); a policy deleted or edited
+        by hand is back, as built, within seconds."""
+        before = self.operator.metric("moat_operator_networkpolicy_applies_total")
+        docs = "\n---\n".join(sandbox(f"np-{i}") for i in range(10))
+        kubectl("create", "-n", self.ns, "-f", "-", stdin=docs)
+        for i in range(10):
+            self.wait_pod(f"np-{i}")
+        names = {"moat-egress-none", "moat-egress-internet"}
+        have = {p["metadata"]["name"] for p in get_json("networkpolicies", "-n", self.ns)["items"]}
+        self.assertEqual(have, names)
+        self.assertEqual(self.operator.metric("moat_operator_networkpolicy_applies_total") - before, 2)
+        built = get_json("networkpolicy", "moat-egress-internet", "-n", self.ns)["spec"]
+        kubectl("delete", "networkpolicy", "moat-egress-none", "-n", self.ns)
+        wait_for(lambda: kubectl("get", "networkpolicy", "moat-egress-none", "-n", self.ns,
+                                 check=False)[0] == 0, 10, what="the deleted policy back")
+        kubectl("patch", "networkpolicy", "moat-egress-internet", "-n", self.ns, "--type=merge",
+                "-p", json.dumps({"spec": {"egress": [{}]}}))  # allow everything
+        wait_for(lambda: get_json("networkpolicy", "moat-egress-internet", "-n", self.ns)["spec"]
+                 == built, 10, what="the edited policy as built again")
+
+
 class NonsenseTest(unittest.TestCase):
     """A Sandbox that slipped past the schema (written while the CRD had none) becomes
     Failed with a message; the operator never crashes."""
