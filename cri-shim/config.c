@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "isolation/wall.h"
+#include "libmoat/egress.h"
 #include "libmoat/names.h"
 #include "libmoat/textfile.h"
 
@@ -35,6 +36,7 @@ typedef enum {
     KIND_ASSUME,   /* kvm | mshv | none; empty: probe */
     KIND_WALL,     /* nftables | none */
     KIND_TABLE,    /* an nftables table name: letters, digits, _ */
+    KIND_CIDRS,    /* a list of CIDRs (a YAML sequence; comma-separated from a flag) */
 } setting_kind;
 
 typedef enum {
@@ -61,6 +63,7 @@ typedef enum {
     S_WALL,
     S_WALL_MODE,
     S_WALL_TABLE,
+    S_WALL_CIDRS,
     S_COUNT
 } setting_id;
 
@@ -68,7 +71,8 @@ typedef struct {
     const char *path; /* dotted, as errors name it */
     setting_kind kind;
     const char *def; /* the default, as the file would spell it; NULL for sections */
-    size_t field;    /* offset of the char * (or the unsigned int of KIND_MODE) */
+    size_t field;    /* offset of the char * (the unsigned int of KIND_MODE, the char ** of
+                        KIND_CIDRS) */
 } setting;
 
 #define F(f) offsetof(shim_config, f)
@@ -107,6 +111,7 @@ static const setting settings[S_COUNT] = {
     [S_WALL] = {.path = "egressWall", .kind = KIND_SECTION},
     [S_WALL_MODE] = {"egressWall.mode", KIND_WALL, SHIM_WALL_NFTABLES, F(wall_mode)},
     [S_WALL_TABLE] = {"egressWall.table", KIND_TABLE, "moat", F(wall_table)},
+    [S_WALL_CIDRS] = {"egressWall.clusterCIDRs", KIND_CIDRS, "", F(wall_cluster_cidrs)},
 };
 
 /* ---- values ----------------------------------------------------------------------------- */
@@ -197,10 +202,57 @@ static int parse_mode(unsigned int *ret, const char *text, moat_error *err)
 
 /* Checks `text` for st and stores it in c. Nothing is written when it fails; the error does
  * not name the key (the caller adds it). */
+static void strv_free(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Replaces the CIDR list at st's field with items (n of them, copied), each checked. */
+static int set_cidrs(shim_config *c, const setting *st, const char *const *items, size_t n,
+                     bool name_key, moat_error *err)
+{
+    char **v = calloc(n + 1, sizeof(char *));
+    if (!v)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (!moat_cidr_valid(items[i], NULL)) {
+            strv_free(v);
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "%s[%zu]: \"%s\" is not a CIDR (address/prefix length)",
+                                  name_key ? st->path : "", i, items[i]);
+        }
+        if (!(v[i] = strdup(items[i]))) {
+            strv_free(v);
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        }
+    }
+    char ***slot = field_at(c, st->field);
+    strv_free(*slot);
+    *slot = v;
+    return 0;
+}
+
 static int set_value(shim_config *c, const setting *st, const char *text, moat_error *err)
 {
     if (st->kind == KIND_SECTION)
         return moat_error_set(err, MOAT_E_INVALID, "a section, not a single value");
+    if (st->kind == KIND_CIDRS) {
+        /* from a flag or a default: comma-separated */
+        _cleanup_free_ char *copy = strdup(text);
+        const char *items[64];
+        size_t n = 0;
+        if (!copy)
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        for (char *save = NULL, *t = strtok_r(copy, ",", &save); t;
+             t = strtok_r(NULL, ",", &save)) {
+            if (n == ELEMENTSOF(items))
+                return moat_error_set(err, MOAT_E_RANGE, "more than %zu CIDRs", ELEMENTSOF(items));
+            items[n++] = t;
+        }
+        return set_cidrs(c, st, items, n, false, err);
+    }
     if (st->kind == KIND_MODE) {
         unsigned int mode = 0;
         if (parse_mode(&mode, text, err) < 0)
@@ -263,6 +315,7 @@ static int set_value(shim_config *c, const setting *st, const char *text, moat_e
     case KIND_GROUP:
     case KIND_SECTION:
     case KIND_MODE:
+    case KIND_CIDRS:
         break;
     }
 
@@ -313,6 +366,24 @@ static int take_value(parse_state *s, setting_id id, const yaml_node_t *v, moat_
     if (moat_yaml_is_null(v))
         return 0; /* "gpuMode:" alone keeps the default */
 
+    if (st->kind == KIND_CIDRS) {
+        if (v->type != YAML_SEQUENCE_NODE)
+            return moat_error_set(err, MOAT_E_INVALID, "%s: expected a list, found %s", st->path,
+                                  moat_yaml_type_name(v));
+        size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+        _cleanup_free_ const char **items = calloc(n + 1, sizeof(char *));
+        if (!items)
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            const yaml_node_t *item =
+                yaml_document_get_node(s->doc, v->data.sequence.items.start[i]);
+            items[i] = item && item->type == YAML_SCALAR_NODE ? moat_yaml_scalar_text(item) : NULL;
+            if (!items[i])
+                return moat_error_set(err, MOAT_E_INVALID, "%s[%zu]: expected a string", st->path,
+                                      i);
+        }
+        return set_cidrs(s->c, st, items, n, true, err);
+    }
     bool mapping = st->kind == KIND_SECTION;
     if (v->type != (mapping ? YAML_MAPPING_NODE : YAML_SCALAR_NODE))
         return moat_error_set(err, MOAT_E_INVALID, "%s: expected %s, found %s", st->path,
@@ -444,7 +515,8 @@ int shim_config_check(const shim_config *c, moat_error *err)
     /* Fields set by hand (from flags) get the file's rule too. */
     for (size_t i = 0; i < S_COUNT; i++) {
         setting_kind k = settings[i].kind;
-        if (k == KIND_SECTION || k == KIND_MODE || k == KIND_GROUP || k == KIND_ASSUME)
+        if (k == KIND_SECTION || k == KIND_MODE || k == KIND_GROUP || k == KIND_ASSUME ||
+            k == KIND_CIDRS)
             continue;
         const char *v = string_at(c, (setting_id)i);
         if (!v || !*v)
@@ -480,7 +552,9 @@ void shim_config_free(shim_config *c)
     if (!c)
         return;
     for (size_t i = 0; i < S_COUNT; i++)
-        if (settings[i].kind != KIND_SECTION && settings[i].kind != KIND_MODE)
+        if (settings[i].kind == KIND_CIDRS)
+            strv_free(*(char ***)field_at(c, settings[i].field));
+        else if (settings[i].kind != KIND_SECTION && settings[i].kind != KIND_MODE)
             free(*(char **)field_at(c, settings[i].field));
     free(c);
 }

@@ -31,6 +31,9 @@
  *     table: moat                             #   instant; none leaves it to the
  *                                             #   NetworkPolicy alone (a choice to write
  *                                             #   down); table: the inet table it owns
+ *     clusterCIDRs: []                        #   the cluster's pod and service ranges,
+ *                                             #   v4 and v6, blocked besides the private
+ *                                             #   ones (the node's addresses always are)
  *
  * The three logical handlers must differ from each other and from every containerd
  * handler, and listen from upstream. */
@@ -50,10 +53,11 @@ typedef struct {
     /* probe.assume: kvm, mshv or none to skip the probe and take that answer (for tests,
      * and nodes whose devices the shim cannot see); NULL: probe. */
     char *probe_assume;
-    unsigned int socket_mode; /* permission bits of listen, e.g. 0660 */
-    char *socket_group;       /* NULL: leave the group alone */
-    char *wall_mode;          /* SHIM_WALL_* */
-    char *wall_table;         /* the nftables inet table of the egress wall */
+    unsigned int socket_mode;  /* permission bits of listen, e.g. 0660 */
+    char *socket_group;        /* NULL: leave the group alone */
+    char *wall_mode;           /* SHIM_WALL_* */
+    char *wall_table;          /* the nftables inet table of the egress wall */
+    char **wall_cluster_cidrs; /* NULL-terminated, never NULL */
 } shim_config;
 
 #define SHIM_WALL_NFTABLES "nftables"

@@ -39,7 +39,7 @@ struct shim_intercept {
     size_t n_methods;
     json_t *decisions; /* "handler runtime" -> count */
     uint64_t refusals, invalid;
-    uint64_t wall_errors, wall_refusals;
+    uint64_t wall_errors, wall_refusals, wall_reasserts, wall_restores;
 };
 
 static bool wants(void *user, const char *method)
@@ -384,11 +384,41 @@ char *shim_intercept_metrics(shim_intercept *s)
             "# HELP moat_cri_egress_wall_refusals_total CreateContainer calls refused because "
             "their pod was not walled.\n"
             "# TYPE moat_cri_egress_wall_refusals_total counter\n"
-            "moat_cri_egress_wall_refusals_total %llu\n",
+            "moat_cri_egress_wall_refusals_total %llu\n"
+            "# HELP moat_cri_egress_wall_reasserts_total Times the egress wall was put back as "
+            "it should be (every " SHIM_WALL_REASSERT_TEXT ").\n"
+            "# TYPE moat_cri_egress_wall_reasserts_total counter\n"
+            "moat_cri_egress_wall_reasserts_total %llu\n"
+            "# HELP moat_cri_egress_wall_restores_total Reasserts that found the kernel's table "
+            "changed (flushed, deleted, elements or rules gone) and restored it.\n"
+            "# TYPE moat_cri_egress_wall_restores_total counter\n"
+            "moat_cri_egress_wall_restores_total %llu\n",
             iso_wall_count(s->wall), (unsigned long long)s->wall_errors,
-            (unsigned long long)s->wall_refusals);
+            (unsigned long long)s->wall_refusals, (unsigned long long)s->wall_reasserts,
+            (unsigned long long)s->wall_restores);
     pthread_mutex_unlock(&s->lock);
     return moat_strbuf_take(&b);
+}
+
+int shim_intercept_wall_reassert(shim_intercept *s, const char *const *extra, size_t n_extra,
+                                 bool *ret_restored, moat_error *err)
+{
+    bool restored = false;
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    if (s->wall) {
+        r = iso_wall_reassert(s->wall, extra, n_extra, &restored, err);
+        if (r < 0)
+            s->wall_errors++;
+        else {
+            s->wall_reasserts++;
+            s->wall_restores += restored;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (ret_restored)
+        *ret_restored = restored;
+    return r;
 }
 
 void shim_intercept_free(shim_intercept *s)

@@ -11,6 +11,9 @@
 #ifndef MOAT_SHIM_INTERCEPT_H
 #define MOAT_SHIM_INTERCEPT_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "decide.h"
 #include "isolation/probe.h"
 #include "isolation/wall.h"
@@ -33,6 +36,16 @@ shim_hooks shim_intercept_hooks(shim_intercept *s);
 /* Prometheus text: calls and latency per method and code, decisions per handler, refusals,
  * upstream errors, the egress wall's sandboxes and failures. Caller frees. */
 char *shim_intercept_metrics(shim_intercept *s);
+
+/* How often moat-cri puts its egress wall back (main.c): the bound on how long a flushed
+ * ruleset, a deleted table or a removed element stays so. */
+#define SHIM_WALL_REASSERT_S    5
+#define SHIM_WALL_REASSERT_TEXT "5 s"
+
+/* Puts the egress wall back as it should be (iso_wall_reassert) with extra as its further
+ * blocked destinations; counted in the metrics. No wall: nothing, 0. Thread-safe. */
+int shim_intercept_wall_reassert(shim_intercept *s, const char *const *extra, size_t n_extra,
+                                 bool *ret_restored, moat_error *err);
 
 void shim_intercept_free(shim_intercept *s);
 

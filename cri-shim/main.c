@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -44,6 +45,79 @@ static void usage(FILE *f)
 static char *http_metrics(void *user)
 {
     return shim_intercept_metrics(user);
+}
+
+static void iso_wall_strv_freep(char ***v)
+{
+    iso_wall_strv_free(*v);
+}
+
+/* The egress wall's further blocked destinations: the cluster's CIDRs (configuration) and
+ * the node's own addresses, now. */
+static int wall_extra(char ***ret, size_t *ret_n, const shim_config *cfg, moat_error *err)
+{
+    _cleanup_(iso_wall_strv_freep) char **node = NULL;
+    if (iso_wall_node_addresses(&node, err) < 0)
+        return -1;
+    size_t n = 0, k = 0;
+    for (char **p = cfg->wall_cluster_cidrs; *p; p++)
+        n++;
+    for (char **p = node; *p; p++)
+        n++;
+    _cleanup_(iso_wall_strv_freep) char **v = calloc(n + 1, sizeof(char *));
+    if (!v)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    for (char **p = cfg->wall_cluster_cidrs; *p; p++)
+        if (!(v[k++] = strdup(*p)))
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    for (char **p = node; *p; p++)
+        v[k++] = TAKE_PTR(*p);
+    *ret = TAKE_PTR(v);
+    *ret_n = k;
+    return 0;
+}
+
+/* Puts the egress wall back every SHIM_WALL_REASSERT_S: a flushed ruleset or a deleted
+ * table stays so at most that long, and a new node address is blocked as soon. */
+typedef struct {
+    shim_intercept *icp;
+    const shim_config *cfg;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+} reasserter;
+
+static void *reassert_loop(void *arg)
+{
+    reasserter *ra = arg;
+    pthread_mutex_lock(&ra->lock);
+    while (!ra->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += SHIM_WALL_REASSERT_S;
+        while (!ra->stop && pthread_cond_timedwait(&ra->cond, &ra->lock, &until) == 0)
+            ;
+        if (ra->stop)
+            break;
+        pthread_mutex_unlock(&ra->lock);
+        moat_error err = MOAT_ERROR_INIT;
+        char **extra = NULL;
+        size_t n = 0;
+        bool restored = false;
+        if (wall_extra(&extra, &n, ra->cfg, &err) < 0 ||
+            shim_intercept_wall_reassert(ra->icp, (const char *const *)extra, n, &restored, &err) <
+                0)
+            log_warn(NULL, "%s", err.message);
+        else if (restored)
+            log_warn(NULL, "egress wall: the kernel's table had changed (flushed, deleted, or "
+                           "elements gone): put back");
+        iso_wall_strv_free(extra);
+        moat_error_clear(&err);
+        pthread_mutex_lock(&ra->lock);
+    }
+    pthread_mutex_unlock(&ra->lock);
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -165,7 +239,14 @@ int main(int argc, char **argv)
         goto out;
     }
     if (walled) {
-        if (iso_wall_open(&wall, &nft, cfg->wall_table, &err) < 0) {
+        _cleanup_(iso_wall_strv_freep) char **extra = NULL;
+        size_t n_extra = 0;
+        if (wall_extra(&extra, &n_extra, cfg, &err) < 0) {
+            log_error(NULL, "%s", err.message);
+            goto out;
+        }
+        if (iso_wall_open(&wall, &nft, cfg->wall_table, (const char *const *)extra, n_extra, &err) <
+            0) {
             log_error(NULL, "%s (egressWall.mode none runs without it)", err.message);
             goto out;
         }
@@ -215,6 +296,14 @@ int main(int argc, char **argv)
         goto out_grpc;
     }
     log_info(NULL, "moat-cri %s: %s -> %s", VERSION, cfg->listen, cfg->upstream);
+    reasserter ra = {.icp = icp, .cfg = cfg};
+    pthread_mutex_init(&ra.lock, NULL);
+    pthread_cond_init(&ra.cond, NULL);
+    bool reasserting = wall && pthread_create(&ra.thread, NULL, reassert_loop, &ra) == 0;
+    if (wall && !reasserting) {
+        log_error(NULL, "egress wall: cannot start the thread that keeps it in place");
+        goto out_grpc;
+    }
 
     for (;;) {
         int sig = moat_signals_wait();
@@ -240,6 +329,13 @@ int main(int argc, char **argv)
                  probe[current].reason);
     }
     rc = 0;
+    if (reasserting) {
+        pthread_mutex_lock(&ra.lock);
+        ra.stop = true;
+        pthread_cond_signal(&ra.cond);
+        pthread_mutex_unlock(&ra.lock);
+        pthread_join(ra.thread, NULL);
+    }
 out_grpc:
     moat_http_stop(http);
     shim_relay_stop(relay, DRAIN_NS);

@@ -1,7 +1,10 @@
 #include "wall.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <nftables/libnftables.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,7 @@ static bool is_address_set(int set)
 struct iso_wall {
     const iso_nft *nft;
     char *table;
+    char **extra4, **extra6; /* more blocked destinations, NULL-terminated */
     wall_entry *entries;
     size_t n, cap;
 };
@@ -278,16 +282,101 @@ static int read_set(iso_wall *w, int set, moat_error *err)
 /* the wall */
 
 static void ranges(moat_strbuf *b, const char *table, const char *set, const char *const *cidrs,
-                   size_t n)
+                   size_t n, char *const *extra)
 {
     moat_strbuf_appendf(b, "flush set inet %s %s\nadd element inet %s %s { ", table, set, table,
                         set);
     for (size_t i = 0; i < n; i++)
         moat_strbuf_appendf(b, "%s%s", i ? ", " : "", cidrs[i]);
+    for (; extra && *extra; extra++)
+        moat_strbuf_appendf(b, ", %s", *extra);
     moat_strbuf_appendf(b, " }\n");
 }
 
-int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, moat_error *err)
+void iso_wall_strv_free(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Splits extra into w's IPv4 and IPv6 lists (replacing them); each entry a CIDR or an
+ * address. */
+static int set_extra(iso_wall *w, const char *const *extra, size_t n, moat_error *err)
+{
+    char **v4 = calloc(n + 1, sizeof(char *)), **v6 = calloc(n + 1, sizeof(char *));
+    size_t n4 = 0, n6 = 0;
+    if (!v4 || !v6)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        bool is_v6 = false;
+        char c[INET6_ADDRSTRLEN];
+        const char *text = extra[i];
+        if (!moat_cidr_valid(text, &is_v6)) {
+            moat_error perr = MOAT_ERROR_INIT;
+            if (canonical(c, &is_v6, text, "blocked destination", &perr) < 0) {
+                moat_error_clear(&perr);
+                iso_wall_strv_free(v4);
+                iso_wall_strv_free(v6);
+                return moat_error_set(err, MOAT_E_INVALID,
+                                      "egress wall: blocked destination \"%s\" is not a CIDR or "
+                                      "an address",
+                                      text ? text : "");
+            }
+            text = c;
+        }
+        char *copy = strdup(text);
+        if (!copy)
+            goto nomem;
+        if (is_v6)
+            v6[n6++] = copy;
+        else
+            v4[n4++] = copy;
+    }
+    iso_wall_strv_free(w->extra4);
+    iso_wall_strv_free(w->extra6);
+    w->extra4 = v4;
+    w->extra6 = v6;
+    return 0;
+nomem:
+    iso_wall_strv_free(v4);
+    iso_wall_strv_free(v6);
+    return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+}
+
+/* The table, its sets, the blocked ranges and the rules, as nft commands. */
+static void base_commands(const iso_wall *w, moat_strbuf *b)
+{
+    const char *t = w->table;
+    moat_strbuf_appendf(
+        b,
+        "add table inet %s\n"
+        "add set inet %s blocked4 { type ipv4_addr; flags interval; auto-merge; }\n"
+        "add set inet %s blocked6 { type ipv6_addr; flags interval; auto-merge; }\n"
+        "add set inet %s walled4 { type ipv4_addr; }\n"
+        "add set inet %s walled6 { type ipv6_addr; }\n"
+        "add set inet %s dns4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; }\n"
+        "add set inet %s dns6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; }\n",
+        t, t, t, t, t, t, t);
+    ranges(b, t, "blocked4", moat_egress_blocked_ipv4, moat_egress_blocked_ipv4_count, w->extra4);
+    ranges(b, t, "blocked6", moat_egress_blocked_ipv6, moat_egress_blocked_ipv6_count, w->extra6);
+    static const char *const hooks[] = {"forward", "input"};
+    for (size_t i = 0; i < ELEMENTSOF(hooks); i++) {
+        const char *h = hooks[i];
+        moat_strbuf_appendf(
+            b,
+            "add chain inet %s %s { type filter hook %s priority filter - 10; policy accept; }\n"
+            "flush chain inet %s %s\n"
+            "add rule inet %s %s ip saddr @walled4 ip daddr @blocked4 ip saddr . ct original ip "
+            "daddr . meta l4proto . th dport != @dns4 reject with icmpx admin-prohibited\n"
+            "add rule inet %s %s ip6 saddr @walled6 ip6 daddr @blocked6 ip6 saddr . ct original "
+            "ip6 daddr . meta l4proto . th dport != @dns6 reject with icmpx admin-prohibited\n",
+            t, h, h, t, h, t, h, t, h);
+    }
+}
+
+int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, const char *const *extra,
+                  size_t n_extra, moat_error *err)
 {
     if (!iso_wall_table_valid(table))
         return moat_error_set(err, MOAT_E_INVALID,
@@ -299,34 +388,13 @@ int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, moat_er
         return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
     }
     w->nft = nft;
-
-    const char *t = table;
-    moat_strbuf b = {0};
-    moat_strbuf_appendf(
-        &b,
-        "add table inet %s\n"
-        "add set inet %s blocked4 { type ipv4_addr; flags interval; auto-merge; }\n"
-        "add set inet %s blocked6 { type ipv6_addr; flags interval; auto-merge; }\n"
-        "add set inet %s walled4 { type ipv4_addr; }\n"
-        "add set inet %s walled6 { type ipv6_addr; }\n"
-        "add set inet %s dns4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; }\n"
-        "add set inet %s dns6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; }\n",
-        t, t, t, t, t, t, t);
-    ranges(&b, t, "blocked4", moat_egress_blocked_ipv4, moat_egress_blocked_ipv4_count);
-    ranges(&b, t, "blocked6", moat_egress_blocked_ipv6, moat_egress_blocked_ipv6_count);
-    static const char *const hooks[] = {"forward", "input"};
-    for (size_t i = 0; i < ELEMENTSOF(hooks); i++) {
-        const char *h = hooks[i];
-        moat_strbuf_appendf(
-            &b,
-            "add chain inet %s %s { type filter hook %s priority filter - 10; policy accept; }\n"
-            "flush chain inet %s %s\n"
-            "add rule inet %s %s ip saddr @walled4 ip daddr @blocked4 ip saddr . ct original ip "
-            "daddr . meta l4proto . th dport != @dns4 reject with icmpx admin-prohibited\n"
-            "add rule inet %s %s ip6 saddr @walled6 ip6 daddr @blocked6 ip6 saddr . ct original "
-            "ip6 daddr . meta l4proto . th dport != @dns6 reject with icmpx admin-prohibited\n",
-            t, h, h, t, h, t, h, t, h);
+    if (set_extra(w, extra, n_extra, err) < 0) {
+        iso_wall_free(w);
+        return -1;
     }
+
+    moat_strbuf b = {0};
+    base_commands(w, &b);
     if (run(w, &b, err) < 0) {
         iso_wall_free(w);
         return moat_error_prefix(err, "egress wall: table inet %s", table);
@@ -337,6 +405,107 @@ int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, moat_er
             return -1;
         }
     *out = w;
+    return 0;
+}
+
+/* Whether the kernel holds the table with its rules and exactly the walled elements of the
+ * index. Any failure to read counts as "no". */
+static bool kernel_matches(iso_wall *w)
+{
+    iso_wall scratch = {.nft = w->nft, .table = w->table};
+    moat_error err = MOAT_ERROR_INIT;
+    bool same = true;
+    for (int s = 0; s < SET__COUNT && same; s++)
+        same = read_set(&scratch, s, &err) == 0;
+    same = same && scratch.n == w->n;
+    for (size_t i = 0; same && i < w->n; i++) {
+        bool found = false;
+        for (size_t k = 0; k < scratch.n && !found; k++)
+            found = scratch.entries[k].set == w->entries[i].set &&
+                    strcmp(scratch.entries[k].element, w->entries[i].element) == 0;
+        same = found;
+    }
+    for (size_t i = 0; i < scratch.n; i++)
+        entry_clear(&scratch.entries[i]);
+    free(scratch.entries);
+    /* the rules: two per chain */
+    static const char *const hooks[] = {"forward", "input"};
+    for (size_t i = 0; same && i < ELEMENTSOF(hooks); i++) {
+        _cleanup_free_ char *cmd = NULL, *out = NULL;
+        if (asprintf(&cmd, "list chain inet %s %s", w->table, hooks[i]) < 0 ||
+            w->nft->run(w->nft->user, cmd, &out, &err) < 0) {
+            same = false;
+            break;
+        }
+        json_t *doc _cleanup_(json_decrefp) = json_loads(out, 0, NULL);
+        size_t k, rules = 0;
+        json_t *item;
+        json_array_foreach (json_object_get(doc, "nftables"), k, item)
+            rules += json_object_get(item, "rule") != NULL;
+        same = rules == 2;
+    }
+    moat_error_clear(&err);
+    return same;
+}
+
+int iso_wall_reassert(iso_wall *w, const char *const *extra, size_t n_extra, bool *ret_restored,
+                      moat_error *err)
+{
+    bool same = kernel_matches(w);
+    if (set_extra(w, extra, n_extra, err) < 0)
+        return -1;
+    moat_strbuf b = {0};
+    base_commands(w, &b);
+    /* "add element" of an element that is there is no error: the index, whole. */
+    for (size_t i = 0; i < w->n; i++) {
+        const wall_entry *e = &w->entries[i];
+        if (*e->id)
+            moat_strbuf_appendf(&b, "add element inet %s %s { %s comment \"%s\" }\n", w->table,
+                                set_names[e->set], e->element, e->id);
+        else
+            moat_strbuf_appendf(&b, "add element inet %s %s { %s }\n", w->table, set_names[e->set],
+                                e->element);
+    }
+    if (run(w, &b, err) < 0)
+        return moat_error_prefix(err, "egress wall: putting table inet %s back", w->table);
+    if (ret_restored)
+        *ret_restored = !same;
+    return 0;
+}
+
+int iso_wall_node_addresses(char ***ret, moat_error *err)
+{
+    struct ifaddrs *all = NULL;
+    if (getifaddrs(&all) < 0)
+        return moat_error_set(err, MOAT_E_IO, "egress wall: the node's addresses: %s",
+                              strerror(errno));
+    size_t n = 0;
+    for (struct ifaddrs *a = all; a; a = a->ifa_next)
+        n++;
+    char **v = calloc(n + 1, sizeof(char *));
+    size_t k = 0;
+    for (struct ifaddrs *a = all; v && a; a = a->ifa_next) {
+        char text[INET6_ADDRSTRLEN];
+        if (!a->ifa_addr)
+            continue;
+        if (a->ifa_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, text, sizeof(text));
+        else if (a->ifa_addr->sa_family == AF_INET6) {
+            const struct in6_addr *in6 = &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr;
+            if (IN6_IS_ADDR_LINKLOCAL(in6))
+                continue;
+            inet_ntop(AF_INET6, in6, text, sizeof(text));
+        } else
+            continue;
+        if (!(v[k++] = strdup(text))) {
+            iso_wall_strv_free(v);
+            v = NULL;
+        }
+    }
+    freeifaddrs(all);
+    if (!v)
+        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+    *ret = v;
     return 0;
 }
 
@@ -541,6 +710,8 @@ void iso_wall_free(iso_wall *w)
         entry_clear(&w->entries[i]);
     free(w->entries);
     free(w->table);
+    iso_wall_strv_free(w->extra4);
+    iso_wall_strv_free(w->extra6);
     free(w);
 }
 

@@ -59,8 +59,26 @@ typedef struct iso_wall iso_wall;
 
 /* Creates the table, or takes over the one there: the blocked ranges and the rules are
  * written again, the walled elements are kept and read back. table is a name of letters,
- * digits and '_' (iso_wall_table_valid). nft is borrowed and must outlive the wall. */
-int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, moat_error *err);
+ * digits and '_' (iso_wall_table_valid). extra: more blocked destinations besides
+ * libmoat/egress.h's, CIDRs or addresses of either family (the cluster's pod and service
+ * ranges, the node's own addresses); an entry that is neither is MOAT_E_INVALID. nft is
+ * borrowed and must outlive the wall; extra is copied. */
+int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, const char *const *extra,
+                  size_t n_extra, moat_error *err);
+
+/* Puts the wall back as it should be, in one transaction: the table, its sets (the blocked
+ * ranges with extra, which replaces the earlier extra), its rules and every walled element
+ * the wall knows (someone may have flushed the ruleset, deleted the table or an element).
+ * *ret_restored (may be NULL) tells whether the kernel's table differed from what the wall
+ * knows before that (missing, or elements or rules gone). */
+int iso_wall_reassert(iso_wall *w, const char *const *extra, size_t n_extra, bool *ret_restored,
+                      moat_error *err);
+
+/* The node's own addresses (every interface, both families, but IPv6 link-local ones,
+ * which fe80::/10 blocks already): a NULL-terminated list the caller frees with
+ * iso_wall_strv_free. MOAT_E_IO when the kernel cannot list them. */
+int iso_wall_node_addresses(char ***ret, moat_error *err);
+void iso_wall_strv_free(char **v);
 
 /* Walls a pod sandbox: addrs are its IPv4/IPv6 addresses (at least one), dns the DNS
  * servers it may reach on port 53, UDP and TCP (may be empty). One transaction. Walling it

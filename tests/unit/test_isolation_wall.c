@@ -17,8 +17,10 @@ typedef struct {
     char sent[32768]; /* every command since the last reset, as sent */
     int runs;
     bool fail_next;
+    bool fail_writes;    /* every transaction (a run without output) fails */
     const char *sets[4]; /* the JSON "list set" answers: walled4, walled6, dns4, dns6 */
     const char *tables;  /* the JSON "list tables" answer */
+    const char *chain;   /* the JSON "list chain" answer */
 } fake_nft;
 
 static const char *const set_names[] = {"walled4", "walled6", "dns4", "dns6"};
@@ -29,7 +31,7 @@ static int fake_run(void *user, const char *commands, char **ret_json, moat_erro
     f->runs++;
     size_t l = strlen(f->sent);
     snprintf(f->sent + l, sizeof(f->sent) - l, "%s\n", commands);
-    if (f->fail_next) {
+    if (f->fail_next || (f->fail_writes && !ret_json)) {
         f->fail_next = false;
         return moat_error_set(err, MOAT_E_IO, "nftables: Could not process rule: No such file");
     }
@@ -41,6 +43,8 @@ static int fake_run(void *user, const char *commands, char **ret_json, moat_erro
             answer = f->sets[i];
     if (strstr(commands, "list tables") && f->tables)
         answer = f->tables;
+    if (strstr(commands, "list chain") && f->chain)
+        answer = f->chain;
     *ret_json = strdup(answer);
     return 0;
 }
@@ -56,7 +60,7 @@ static iso_wall *open_wall(fake_nft *f, iso_nft *nft)
     *nft = (iso_nft){fake_run, f};
     iso_wall *w = NULL;
     moat_error err = MOAT_ERROR_INIT;
-    if (iso_wall_open(&w, nft, ISO_WALL_TABLE, &err) < 0)
+    if (iso_wall_open(&w, nft, ISO_WALL_TABLE, NULL, 0, &err) < 0)
         fail_msg("open: %s", err.message);
     reset(f);
     return w;
@@ -69,7 +73,7 @@ static void test_open_writes_table_ranges_and_rules(void **state)
     iso_nft nft = {fake_run, &f};
     iso_wall *w = NULL;
     moat_error err = MOAT_ERROR_INIT;
-    assert_int_equal(iso_wall_open(&w, &nft, "moat", &err), 0);
+    assert_int_equal(iso_wall_open(&w, &nft, "moat", NULL, 0, &err), 0);
     assert_non_null(strstr(f.sent, "add table inet moat\n"));
     for (size_t i = 0; i < moat_egress_blocked_ipv4_count; i++)
         assert_non_null(strstr(f.sent, moat_egress_blocked_ipv4[i]));
@@ -92,7 +96,7 @@ static void test_open_writes_table_ranges_and_rules(void **state)
 
     /* a table name that could carry other commands: refused before nftables */
     reset(&f);
-    assert_int_equal(iso_wall_open(&w, &nft, "moat; flush ruleset", &err), -1);
+    assert_int_equal(iso_wall_open(&w, &nft, "moat; flush ruleset", NULL, 0, &err), -1);
     assert_int_equal(err.code, MOAT_E_INVALID);
     assert_int_equal(f.runs, 0);
     moat_error_clear(&err);
@@ -100,10 +104,78 @@ static void test_open_writes_table_ranges_and_rules(void **state)
     /* nftables refuses: the error says so, no object */
     f.fail_next = true;
     w = NULL;
-    assert_int_equal(iso_wall_open(&w, &nft, "moat", &err), -1);
+    assert_int_equal(iso_wall_open(&w, &nft, "moat", NULL, 0, &err), -1);
     assert_null(w);
     assert_non_null(strstr(err.message, "egress wall: table inet moat: nftables: Could not"));
     moat_error_clear(&err);
+}
+
+/* The cluster's ranges and the node's addresses join the blocked sets, by family; anything
+ * else is refused before nftables hears of it. */
+static void test_extra_blocked_destinations(void **state)
+{
+    (void)state;
+    fake_nft f = {0};
+    iso_nft nft = {fake_run, &f};
+    iso_wall *w = NULL;
+    moat_error err = MOAT_ERROR_INIT;
+    const char *bad[] = {"203.0.113.7", "10.0.0.0/33"};
+    assert_int_equal(iso_wall_open(&w, &nft, "moat", bad, 2, &err), -1);
+    assert_int_equal(err.code, MOAT_E_INVALID);
+    assert_non_null(strstr(err.message, "10.0.0.0/33"));
+    assert_int_equal(f.runs, 0);
+    moat_error_clear(&err);
+
+    const char *extra[] = {"203.0.113.7", "2001:db8::/64", "198.51.100.0/24", "2001:DB8::1"};
+    assert_int_equal(iso_wall_open(&w, &nft, "moat", extra, 4, &err), 0);
+    const char *v4 = strstr(f.sent, "add element inet moat blocked4 {");
+    const char *v6 = strstr(f.sent, "add element inet moat blocked6 {");
+    assert_non_null(v4);
+    assert_non_null(v6);
+    assert_non_null(strstr(v4, ", 203.0.113.7, 198.51.100.0/24 }"));
+    assert_non_null(strstr(v6, ", 2001:db8::/64, 2001:db8::1 }")); /* canonical text */
+    iso_wall_free(w);
+}
+
+/* A reassert writes the whole wall again, the walled elements included, in one transaction,
+ * and says whether the kernel had lost anything. */
+static void test_reassert(void **state)
+{
+    (void)state;
+    fake_nft f = {0};
+    iso_nft nft;
+    iso_wall *w = open_wall(&f, &nft);
+    moat_error err = MOAT_ERROR_INIT;
+    const char *addr[] = {"10.88.0.5"};
+    assert_int_equal(iso_wall_add(w, "sb1", addr, 1, NULL, 0, &err), 0);
+
+    /* the kernel (the fake) lists nothing: flushed */
+    reset(&f);
+    bool restored = false;
+    const char *extra[] = {"192.0.2.1"};
+    assert_int_equal(iso_wall_reassert(w, extra, 1, &restored, &err), 0);
+    assert_true(restored);
+    assert_non_null(strstr(f.sent, "add table inet moat"));
+    assert_non_null(strstr(f.sent, "flush chain inet moat forward"));
+    assert_non_null(strstr(f.sent, "add element inet moat walled4 { 10.88.0.5 comment \"sb1\" }"));
+    assert_non_null(strstr(f.sent, ", 192.0.2.1 }"));
+
+    /* the kernel holds exactly what the wall knows: nothing was lost */
+    f.sets[0] = "{\"nftables\": [{\"set\": {\"name\": \"walled4\", \"elem\": "
+                "[{\"elem\": {\"val\": \"10.88.0.5\", \"comment\": \"sb1\"}}]}}]}";
+    f.chain = "{\"nftables\": [{\"chain\": {}}, {\"rule\": {}}, {\"rule\": {}}]}";
+    assert_int_equal(iso_wall_reassert(w, extra, 1, &restored, &err), 0);
+    assert_false(restored);
+    /* ... but a rule gone is a change */
+    f.chain = "{\"nftables\": [{\"chain\": {}}, {\"rule\": {}}]}";
+    assert_int_equal(iso_wall_reassert(w, extra, 1, &restored, &err), 0);
+    assert_true(restored);
+    /* nftables refusing is an error, counted by the caller */
+    f.fail_writes = true;
+    assert_int_equal(iso_wall_reassert(w, extra, 1, &restored, &err), -1);
+    assert_non_null(strstr(err.message, "putting table inet moat back"));
+    moat_error_clear(&err);
+    iso_wall_free(w);
 }
 
 static void test_open_reads_back_what_the_kernel_holds(void **state)
@@ -279,6 +351,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_writes_table_ranges_and_rules),
         cmocka_unit_test(test_open_reads_back_what_the_kernel_holds),
+        cmocka_unit_test(test_extra_blocked_destinations),
+        cmocka_unit_test(test_reassert),
         cmocka_unit_test(test_add_is_canonical_one_transaction_and_moves_addresses),
         cmocka_unit_test(test_bad_input_is_refused_before_nftables),
         cmocka_unit_test(test_dns_remove_and_delete),

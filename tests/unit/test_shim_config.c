@@ -239,6 +239,29 @@ static void test_egress_wall(void **state)
                        "(up to 64 letters, digits or _)");
     assert_parse_error("egressWall: nftables\n", MOAT_E_INVALID,
                        "egressWall: expected a mapping, found a string");
+
+    /* the cluster's ranges */
+    c = parse_ok("egressWall:\n  clusterCIDRs: [10.244.0.0/16, \"2600:1f18::/56\"]\n");
+    assert_string_equal(c->wall_cluster_cidrs[0], "10.244.0.0/16");
+    assert_string_equal(c->wall_cluster_cidrs[1], "2600:1f18::/56");
+    assert_null(c->wall_cluster_cidrs[2]);
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(shim_config_set(c, "egressWall.clusterCIDRs", "10.96.0.0/12,fd00::/8", &err),
+                     0);
+    assert_string_equal(c->wall_cluster_cidrs[1], "fd00::/8");
+    assert_int_equal(shim_config_set(c, "egressWall.clusterCIDRs", "10.96.0.0", &err), -1);
+    assert_non_null(strstr(err.message, "is not a CIDR"));
+    moat_error_clear(&err);
+    shim_config_free(c);
+    c = parse_ok("");
+    assert_non_null(c->wall_cluster_cidrs);
+    assert_null(c->wall_cluster_cidrs[0]);
+    shim_config_free(c);
+    assert_parse_error("egressWall: {clusterCIDRs: [10.0.0.0/40]}\n", MOAT_E_INVALID,
+                       "egressWall.clusterCIDRs[0]: \"10.0.0.0/40\" is not a CIDR "
+                       "(address/prefix length)");
+    assert_parse_error("egressWall: {clusterCIDRs: 10.0.0.0/8}\n", MOAT_E_INVALID,
+                       "egressWall.clusterCIDRs: expected a list, found a string");
 }
 
 static void test_empty_strings(void **state)
