@@ -1,12 +1,14 @@
 /* moat-install: the node installer (isolation/install.h), run by the node image's DaemonSet
  * with the host's root mounted. Prints what it changed, one line each, and a summary. */
 #include <curl/curl.h>
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "isolation/install.h"
+#include "libmoat/egress.h"
 #include "libmoat/names.h"
 #include "isolation/service.h"
 
@@ -42,6 +44,8 @@ static void usage(FILE *f)
                "  --systemctl 'CMD ...'       (default 'nsenter --target 1 --mount -- systemctl')\n"
                "  --assume-hypervisor kvm|mshv|none   take that answer instead of probing\n"
                "  --egress-wall-table NAME            moat-cri's nftables table (moat)\n"
+               "  --cluster-cidrs CIDR[,CIDR...]      the cluster's pod and service ranges,\n"
+               "                                      never reachable from a sandbox\n"
                "  --gpu-mode container|vm-passthrough|none   this pool's GPUs (default none)\n"
                "  --help\n");
 }
@@ -102,6 +106,7 @@ int main(int argc, char **argv)
         O_SYSTEMCTL,
         O_ASSUME,
         O_WALL_TABLE,
+        O_CLUSTER_CIDRS,
         O_GPU,
     };
     static const struct option opts[] = {
@@ -130,6 +135,7 @@ int main(int argc, char **argv)
         {"systemctl", required_argument, NULL, O_SYSTEMCTL},
         {"assume-hypervisor", required_argument, NULL, O_ASSUME},
         {"egress-wall-table", required_argument, NULL, O_WALL_TABLE},
+        {"cluster-cidrs", required_argument, NULL, O_CLUSTER_CIDRS},
         {"gpu-mode", required_argument, NULL, O_GPU},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -217,6 +223,22 @@ int main(int argc, char **argv)
             real.assume_hypervisor = optarg;
             o.cri_probe_assume = optarg;
             break;
+        case O_CLUSTER_CIDRS: {
+            /* checked here: moat-cri would refuse to start on a bad one, after the install */
+            char item[INET6_ADDRSTRLEN + 8];
+            for (const char *p = optarg; *p;) {
+                size_t len = strcspn(p, ",");
+                snprintf(item, sizeof(item), "%.*s", (int)len, p);
+                if (len >= sizeof(item) || !moat_cidr_valid(item, NULL)) {
+                    fprintf(stderr, "moat-install: --cluster-cidrs: \"%.*s\" is not a CIDR\n",
+                            (int)len, p);
+                    return 2;
+                }
+                p += len + (p[len] == ',');
+            }
+            o.cri_cluster_cidrs = optarg;
+            break;
+        }
         case O_WALL_TABLE:
             o.cri_wall_table = optarg;
             break;

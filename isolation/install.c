@@ -1160,8 +1160,23 @@ static int cri_files(install_ctx *c, bool *changed, moat_error *err)
                         c->o->cri_socket, c->o->containerd_socket, c->o->cri_metrics);
     if (c->o->cri_probe_assume)
         moat_strbuf_appendf(&b, "probe:\n  assume: %s\n", c->o->cri_probe_assume);
-    if (c->o->cri_wall_table && strcmp(c->o->cri_wall_table, ISO_WALL_TABLE) != 0)
-        moat_strbuf_appendf(&b, "egressWall:\n  table: %s\n", c->o->cri_wall_table);
+    bool table = c->o->cri_wall_table && strcmp(c->o->cri_wall_table, ISO_WALL_TABLE) != 0;
+    bool cidrs = c->o->cri_cluster_cidrs && *c->o->cri_cluster_cidrs;
+    if (table || cidrs)
+        moat_strbuf_appendf(&b, "egressWall:\n");
+    if (table)
+        moat_strbuf_appendf(&b, "  table: %s\n", c->o->cri_wall_table);
+    if (cidrs) {
+        /* each one quoted: a CIDR holds no quote (moat-cri refuses anything else anyway) */
+        moat_strbuf_appendf(&b, "  clusterCIDRs: [");
+        const char *p = c->o->cri_cluster_cidrs;
+        for (bool first = true; *p; first = false) {
+            size_t len = strcspn(p, ",");
+            moat_strbuf_appendf(&b, "%s\"%.*s\"", first ? "" : ", ", (int)len, p);
+            p += len + (p[len] == ',');
+        }
+        moat_strbuf_appendf(&b, "]\n");
+    }
     if (c->o->gpu_mode && strcmp(c->o->gpu_mode, MOAT_GPU_MODE_NONE) != 0)
         moat_strbuf_appendf(&b, "gpuMode: %s\n", c->o->gpu_mode);
     bool trunc = b.truncated;

@@ -56,6 +56,9 @@ typedef struct {
     int cri_timeout_ms;           /* how long moat-cri has to answer Version; 30000 */
     const char *cri_probe_assume; /* moat-cri's probe.assume (kvm, mshv, none); NULL: probe */
     const char *cri_wall_table;   /* moat-cri's egressWall.table (isolation/wall.h); "moat" */
+    /* moat-cri's egressWall.clusterCIDRs: comma-separated CIDRs (the cluster's pod and
+     * service ranges), checked by moat-cri; NULL or "" for none. */
+    const char *cri_cluster_cidrs;
     /* This node pool's GPU mode (MOAT_GPU_MODE_*: "container", "vm-passthrough", "none");
      * NULL is none. It adds the GPU handlers below and is moat-cri's gpuMode. */
     const char *gpu_mode;

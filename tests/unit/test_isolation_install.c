@@ -456,6 +456,24 @@ static void test_config_mode(void **state)
     world_clear(&w);
 }
 
+/* The cluster's ranges reach moat-cri's configuration as a YAML list it reads back. */
+static void test_cluster_cidrs(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w, ISO_INSTALL_SHIM);
+    w.o.cri_cluster_cidrs = "10.244.0.0/16,fd00:10:96::/108";
+    w.o.cri_wall_table = "moat_x";
+    iso_install_report rep = {0};
+    assert_int_equal(run(&w, &rep), 0);
+    char *cri = get(w.root, "/etc/moat/cri.yaml");
+    assert_non_null(strstr(cri, "egressWall:\n  table: moat_x\n"
+                                "  clusterCIDRs: [\"10.244.0.0/16\", \"fd00:10:96::/108\"]\n"));
+    free(cri);
+    iso_install_report_clear(&rep);
+    world_clear(&w);
+}
+
 static void test_shim_mode(void **state)
 {
     (void)state;
@@ -471,6 +489,7 @@ static void test_shim_mode(void **state)
     char *cri = get(w.root, "/etc/moat/cri.yaml");
     assert_non_null(strstr(cri, "listen: /run/moat/cri.sock\n"));
     assert_non_null(strstr(cri, "upstream: /run/containerd/containerd.sock\n"));
+    assert_null(strstr(cri, "egressWall"));
     free(cri);
     assert_true(exists(w.root, "/opt/moat/lib/libc.so.6"));
     char *cd = get(w.root, "/etc/containerd/config.toml");
@@ -733,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_entries_gpu),
         cmocka_unit_test(test_config_mode),
         cmocka_unit_test(test_shim_mode),
+        cmocka_unit_test(test_cluster_cidrs),
         cmocka_unit_test(test_shim_mode_flags),
         cmocka_unit_test(test_shim_mode_rollback),
         cmocka_unit_test(test_shim_mode_no_answer),

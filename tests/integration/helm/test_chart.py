@@ -184,6 +184,15 @@ class ChartTemplateTest(unittest.TestCase):
         self.assertEqual(variables["tolerationKeys"], "['*']")
         cfg = yaml.safe_load(by_kind(objs, "ConfigMap", "moat-operator")[0]["data"]["operator.yaml"])
         self.assertEqual(cfg["placement"], {"nodeSelectorKeys": ["pool"], "tolerationKeys": ["*"]})
+        # the cluster's ranges reach the NetworkPolicies (operator) and the wall (moat-cri)
+        objs = docs(template(extra=["--set", "cluster.podCIDRs={10.244.0.0/16,2600:1f18::/56}",
+                                    "--set", "cluster.serviceCIDRs={10.96.0.0/12}"]))
+        cfg = yaml.safe_load(by_kind(objs, "ConfigMap", "moat-operator")[0]["data"]["operator.yaml"])
+        self.assertEqual(cfg["network"]["clusterCIDRs"],
+                         ["10.244.0.0/16", "2600:1f18::/56", "10.96.0.0/12"])
+        self.assertEqual(cfg["network"]["dnsNamespace"], "kube-system")
+        install = by_kind(objs, "DaemonSet")[0]["spec"]["template"]["spec"]["initContainers"][0]
+        self.assertIn("--cluster-cidrs=10.244.0.0/16,2600:1f18::/56,10.96.0.0/12", install["args"])
 
     def test_gpu_example_pools(self):
         objs = docs(template(GPU_EXAMPLE))
@@ -241,6 +250,7 @@ class ChartTemplateTest(unittest.TestCase):
             ("image: {pullPolicy: Sometimes}\n", "/image/pullPolicy"),
             ("metrics: {enabled: yes-please}\n", "/metrics/enabled"),
             ("host: {kubeletConfig: relative/path}\n", "/host/kubeletConfig"),
+            ("cluster: {podCIDRs: [10.0.0.0]}\n", "/cluster/podCIDRs/0"),
             ("nodePool:\n  - {name: a}\n", "nodePool"),  # a misspelt key
         ]
         for text, where in cases:
