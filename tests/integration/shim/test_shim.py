@@ -33,6 +33,8 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # pod a
 WALL_TABLE = "moat_itest_shim"  # the shim's egress wall: this test's own nftables table
 NAT_TABLE = "moat_itest_shim_nat"  # the test's stand-in for kube-proxy's DNAT of a Service
 DNS_SERVICE = "10.96.99.10"
+NODE_DUMMY = "moat-tnode0"  # a dummy interface of the test's, holding a "public" node address
+NODE_ADDR = "203.0.113.10"  # TEST-NET-3: outside every blocked range, on this machine only
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -600,6 +602,47 @@ class ShimTest(unittest.TestCase):
         self.restart_shim()
         self.assertIn("moat_cri_egress_wall_sandboxes 2", self.shim.metrics())
         cid4 = self.create_start(pid, cfg, ["sleep", "60"], name="second")
+        out = self.rt.ExecSync(api.ExecSyncRequest(
+            container_id=cid4, cmd=["sh", "-c", probe(f"http://{ip}:8080/")], timeout=30))
+        self.assertEqual(out.stdout.decode().strip(), f"BLOCKED http://{ip}:8080/")
+
+        # The node's own addresses, whatever their range: an address the test puts on a
+        # dummy interface of its own (TEST-NET-3, outside every blocked range) is picked up by
+        # the next reassert (5 s) and refused, while an unwalled pod reaches it.
+        subprocess.run(["ip", "link", "add", NODE_DUMMY, "type", "dummy"], check=True)
+        self.addCleanup(subprocess.run, ["ip", "link", "del", NODE_DUMMY], capture_output=True)
+        subprocess.run(["ip", "addr", "add", f"{NODE_ADDR}/32", "dev", NODE_DUMMY], check=True)
+        subprocess.run(["ip", "link", "set", NODE_DUMMY, "up"], check=True)
+        server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", NODE_ADDR,
+                                   "18080"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(server.kill)
+        self.wait_served(f"http://{NODE_ADDR}:18080/")
+        node_url = f"http://{NODE_ADDR}:18080/"
+        out = self.rt.ExecSync(api.ExecSyncRequest(
+            container_id=cid2, cmd=["sh", "-c", probe(node_url)], timeout=30))
+        self.assertEqual(out.stdout.decode().strip(), f"REACHED {node_url}")
+        deadline = time.time() + 15
+        while True:
+            out = self.rt.ExecSync(api.ExecSyncRequest(
+                container_id=cid4, cmd=["sh", "-c", probe(node_url)], timeout=30))
+            if out.stdout.decode().strip() == f"BLOCKED {node_url}":
+                break
+            self.assertLess(time.time(), deadline, "the node's new address was never walled")
+            time.sleep(1)
+
+        # A flushed table is put back within the bound (5 s), its walled pods with it.
+        subprocess.run(["nft", "delete", "table", "inet", WALL_TABLE], check=True)
+        self.assertNotIn("moat_cri_egress_wall_restores_total 1", self.shim.metrics())
+        deadline = time.time() + 8
+        while subprocess.run(["nft", "list", "table", "inet", WALL_TABLE],
+                             capture_output=True).returncode != 0:
+            self.assertLess(time.time(), deadline, "the deleted table never came back")
+            time.sleep(0.2)
+        wait = time.time() + 3
+        while self.walled_set().get(pod_ip) != pid and time.time() < wait:
+            time.sleep(0.1)
+        self.assertEqual(self.walled_set().get(pod_ip), pid)
+        self.assertIn("moat_cri_egress_wall_restores_total 1", self.shim.metrics())
         out = self.rt.ExecSync(api.ExecSyncRequest(
             container_id=cid4, cmd=["sh", "-c", probe(f"http://{ip}:8080/")], timeout=30))
         self.assertEqual(out.stdout.decode().strip(), f"BLOCKED http://{ip}:8080/")
