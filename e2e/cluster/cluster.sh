@@ -133,8 +133,26 @@ nodePools:
     isolation: auto
     gpu: none
 YAML
-    "$bin/helm" --kubeconfig "$cluster/admin.kubeconfig" install moat "$root/helm/moat" \
-        -n "$ns" --create-namespace -f "$values" --wait --timeout 180s >&2
+    if ! "$bin/helm" --kubeconfig "$cluster/admin.kubeconfig" install moat "$root/helm/moat" \
+        -n "$ns" --create-namespace -f "$values" --wait --timeout 180s >&2; then
+        diagnose
+        return 1
+    fi
+}
+
+# What a failed start leaves to look at, before the cluster goes: the pods, their events,
+# and the last lines of Moat's own logs (the operator's /readyz answer is in its log).
+diagnose() {
+    say "diagnosis: pods, events and Moat's logs"
+    "${kubectl[@]}" get nodes -o wide >&2 || true
+    "${kubectl[@]}" -n "$ns" get pods -o wide >&2 || true
+    "${kubectl[@]}" -n "$ns" describe pods >&2 2>&1 | tail -n 60 >&2 || true
+    "${kubectl[@]}" -n "$ns" logs deploy/moat-operator --tail=40 >&2 || true
+    "${kubectl[@]}" -n "$ns" logs ds/moat-node-local --all-containers --tail=40 >&2 || true
+    "${kubectl[@]}" get --raw \
+        "/api/v1/namespaces/$ns/pods/$("${kubectl[@]}" -n "$ns" get pods \
+        -l app.kubernetes.io/name=moat-operator -o jsonpath='{.items[0].metadata.name}'):8080/proxy/readyz" \
+        >&2 || true
 }
 
 wait_moat() {
@@ -150,7 +168,7 @@ wait_moat() {
         fi
         sleep 1
     done
-    "${kubectl[@]}" -n "$ns" get pods -o wide >&2 || true
+    diagnose
     die "Moat's pods not Running (or the node not labelled) after 180 s"
 }
 
