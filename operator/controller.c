@@ -57,6 +57,10 @@ struct operator_controller {
      * of each policy's spec, carried in an annotation, to see that one is as built. */
     kube_informer *netpols;
     char netpol_names[2][64], netpol_hashes[2][65];
+    /* "ns/name" -> the hash of the spec the API server answered our last apply with: a
+     * cached policy whose spec hashes otherwise was changed by someone else. */
+    pthread_mutex_t applied_lock;
+    json_t *applied;
 
     atomic_uint_fast64_t reconciles, reconcile_errors, requeues, pods_created, status_writes,
         conflicts, deletes, netpol_applies;
@@ -207,20 +211,48 @@ static bool spec_hash(char out[65], const json_t *policy)
     return true;
 }
 
-/* Whether the cache shows every policy of ns as built. */
+/* How the cache's copy of policy `key` compares with what the operator applied. */
+typedef enum {
+    NETPOL_MISSING, /* not in the cache, or built from another configuration */
+    NETPOL_CHANGED, /* its spec is not what the API server answered our apply with */
+    NETPOL_UNKNOWN, /* ours, but not applied by this process yet (after a restart) */
+    NETPOL_SAME,
+} netpol_state;
+
+static netpol_state netpol_compare(operator_controller *c, const char *key, size_t i)
+{
+    json_t *p = kube_informer_get(c->netpols, key);
+    const char *h = kobj_annotation(p, NETPOL_HASH_ANNOTATION);
+    char now[65];
+    netpol_state st = NETPOL_MISSING;
+    if (p && h && strcmp(h, c->netpol_hashes[i]) == 0 && spec_hash(now, p)) {
+        pthread_mutex_lock(&c->applied_lock);
+        const char *applied = json_string_value(json_object_get(c->applied, key));
+        st = !applied ? NETPOL_UNKNOWN : strcmp(applied, now) == 0 ? NETPOL_SAME : NETPOL_CHANGED;
+        pthread_mutex_unlock(&c->applied_lock);
+    }
+    json_decref(p);
+    return st;
+}
+
+/* Whether the cache shows every policy of ns as built (a policy edited by hand is put back
+ * by its own key; it still fences the namespace meanwhile, so Pods wait only for a missing
+ * one). */
 static bool policies_ready(operator_controller *c, const char *ns)
 {
     char key[512];
+    bool ready = true, recheck = false;
     for (size_t i = 0; i < ELEMENTSOF(c->netpol_names); i++) {
         snprintf(key, sizeof(key), "%s/%s", ns, c->netpol_names[i]);
-        json_t *p = kube_informer_get(c->netpols, key);
-        const char *h = kobj_annotation(p, NETPOL_HASH_ANNOTATION);
-        bool same = h && strcmp(h, c->netpol_hashes[i]) == 0;
-        json_decref(p);
-        if (!same)
-            return false;
+        netpol_state st = netpol_compare(c, key, i);
+        ready &= st != NETPOL_MISSING;
+        recheck |= st != NETPOL_SAME;
     }
-    return true;
+    if (ready && recheck) {
+        snprintf(key, sizeof(key), NETPOL_KEY "%s", ns);
+        enqueue(c, key);
+    }
+    return ready;
 }
 
 static bool namespace_has_sandboxes(operator_controller *c, const char *ns)
@@ -253,22 +285,27 @@ static outcome reconcile_policies(operator_controller *c, const char *ns, moat_e
     outcome result = DONE;
     json_array_foreach (policies, i, p) {
         char key[512];
+        if (i >= ELEMENTSOF(c->netpol_hashes))
+            break;
         snprintf(key, sizeof(key), "%s/%s", ns, kobj_name(p));
-        json_t *cached = kube_informer_get(c->netpols, key);
-        const char *h = kobj_annotation(cached, NETPOL_HASH_ANNOTATION);
-        bool same = h && i < ELEMENTSOF(c->netpol_hashes) && strcmp(h, c->netpol_hashes[i]) == 0;
-        json_decref(cached);
-        if (same)
+        if (netpol_compare(c, key, i) == NETPOL_SAME)
             continue;
-        json_t *meta = json_object_get(p, "metadata");
+        json_t *meta = json_object_get(p, "metadata"), *answer = NULL;
         json_object_set_new(meta, "annotations",
                             json_pack("{s:s}", NETPOL_HASH_ANNOTATION, c->netpol_hashes[i]));
-        if (kube_patch(c->client, NULL, &KUBE_NETWORKPOLICIES, ns, kobj_name(p), KUBE_PATCH_APPLY,
-                       p, &po, err) < 0) {
+        if (kube_patch(c->client, &answer, &KUBE_NETWORKPOLICIES, ns, kobj_name(p),
+                       KUBE_PATCH_APPLY, p, &po, err) < 0) {
             moat_error_prefix(err, "network policy %s/%s", ns, kobj_name(p));
             result = FAILED;
             break;
         }
+        char h[65];
+        if (spec_hash(h, answer)) {
+            pthread_mutex_lock(&c->applied_lock);
+            json_object_set_new(c->applied, key, json_string(h));
+            pthread_mutex_unlock(&c->applied_lock);
+        }
+        json_decref(answer);
         atomic_fetch_add(&c->netpol_applies, 1);
     }
     json_decref(policies);
@@ -680,12 +717,14 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     c->lease_namespace = strdup(o->lease_namespace ? o->lease_namespace : "moat-system");
     c->lease_name = strdup(o->lease_name ? o->lease_name : "moat-operator");
     c->leader_elect = o->leader_elect;
+    c->applied = json_object();
+    pthread_mutex_init(&c->applied_lock, NULL);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
     if (sandbox_mark_key_load(&c->mark_key, c->cfg->mark_key_file, err) < 0) {
         controller_free(c);
         return -1;
     }
-    pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->cond, NULL);
 
     static const char *const pod_indexes[] = {MOAT_LABEL_SANDBOX, NULL};
     /* Sandboxes and their Pods are many and read one at a time: compact caches. */
@@ -811,6 +850,8 @@ void controller_free(operator_controller *c)
     if (c->recorder)
         kube_recorder_free(c->recorder, 2 * 1000000000LL);
     sandbox_mark_key_free(c->mark_key);
+    json_decref(c->applied);
+    pthread_mutex_destroy(&c->applied_lock);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     free(c->identity);
