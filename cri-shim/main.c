@@ -94,7 +94,7 @@ static void *reassert_loop(void *arg)
     pthread_mutex_lock(&ra->lock);
     while (!ra->stop) {
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += SHIM_WALL_REASSERT_S;
         while (!ra->stop && pthread_cond_timedwait(&ra->cond, &ra->lock, &until) == 0)
             ;
@@ -298,7 +298,12 @@ int main(int argc, char **argv)
     log_info(NULL, "moat-cri %s: %s -> %s", VERSION, cfg->listen, cfg->upstream);
     reasserter ra = {.icp = icp, .cfg = cfg};
     pthread_mutex_init(&ra.lock, NULL);
-    pthread_cond_init(&ra.cond, NULL);
+    /* a monotonic deadline: a clock set back must not stall the wall's upkeep */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ra.cond, &ca);
+    pthread_condattr_destroy(&ca);
     bool reasserting = wall && pthread_create(&ra.thread, NULL, reassert_loop, &ra) == 0;
     if (wall && !reasserting) {
         log_error(NULL, "egress wall: cannot start the thread that keeps it in place");

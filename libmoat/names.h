@@ -31,6 +31,10 @@
 /* On the Pod, written by the node agent: JSON {"runtime","handler","reason","verified"}. */
 #define MOAT_ANNOTATION_ISOLATION_REPORT "moat.dev/isolation-report"
 
+/* On the Pod, written by the node agent (the sessions issue): when the sandbox was last
+ * active. Like the report, the agent's to write, so outside the operator's mark. */
+#define MOAT_ANNOTATION_LAST_ACTIVITY "moat.dev/last-activity"
+
 /* The operator's mark on each Pod it made (operator/mark.h): "v1." and an HMAC-SHA256 in
  * unpadded base64url, keyed by a Secret only the operator reads. */
 #define MOAT_ANNOTATION_MARK "moat.dev/mark"

@@ -275,7 +275,7 @@ static bool namespace_has_sandboxes(operator_controller *c, const char *ns)
  * the cache lacks it or holds another spec (deleted or edited by hand). */
 static outcome reconcile_policies(operator_controller *c, const char *ns, moat_error *err)
 {
-    if (!namespace_has_sandboxes(c, ns))
+    if (!may_write(c) || !namespace_has_sandboxes(c, ns))
         return DONE;
     json_t *policies = NULL, *p;
     size_t i;
@@ -300,6 +300,23 @@ static outcome reconcile_policies(operator_controller *c, const char *ns, moat_e
             break;
         }
         char h[65];
+        /* Server-side apply leaves alone what another manager added (an egress rule on the
+         * none policy, say): when the answer is not the spec as built, the spec is written
+         * whole. */
+        if (spec_hash(h, answer) && strcmp(h, c->netpol_hashes[i]) != 0 &&
+            json_object_set(answer, "spec", json_object_get(p, "spec")) == 0) {
+            json_t *put = NULL;
+            if (kube_update(c->client, &put, &KUBE_NETWORKPOLICIES, answer, err) < 0) {
+                json_decref(answer);
+                moat_error_prefix(err, "network policy %s/%s", ns, kobj_name(p));
+                result = kube_error_is(err, KUBE_REASON_CONFLICT) ? REQUEUE_NOW : FAILED;
+                if (result == REQUEUE_NOW)
+                    moat_error_clear(err);
+                break;
+            }
+            json_decref(answer);
+            answer = put;
+        }
         if (spec_hash(h, answer)) {
             pthread_mutex_lock(&c->applied_lock);
             json_object_set_new(c->applied, key, json_string(h));
@@ -474,7 +491,9 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
         if (!policies_ready(c, ns)) {
             char pkey[300];
             snprintf(pkey, sizeof(pkey), NETPOL_KEY "%s", ns);
-            enqueue(c, pkey);
+            /* A key that failed waits out its backoff: queueing it now would skip that. */
+            if (workqueue_num_requeues(c->queue, pkey) == 0)
+                enqueue(c, pkey);
             result = WAIT_POLICIES;
             goto out;
         }
@@ -584,8 +603,10 @@ static void *worker(void *arg)
             atomic_fetch_add(&c->requeues, 1);
             workqueue_add_after(c->queue, key, CONFLICT_RETRY, &qerr);
         } else if (o == WAIT_POLICIES) {
+            /* with the key's own backoff (5 ms doubling): a namespace whose policies never
+             * come costs less and less */
             atomic_fetch_add(&c->requeues, 1);
-            workqueue_add_after(c->queue, key, NETPOL_WAIT_NS, &qerr);
+            workqueue_add_rate_limited(c->queue, key, &qerr);
         } else {
             workqueue_forget(c->queue, key);
             if (after > 0)

@@ -69,7 +69,9 @@ static bool flag(const json_t *obj, const char *path)
     return kobj_bool(obj, path, false);
 }
 
-/* [{name, image, privileged}] of a container list; NULL when out of memory. */
+/* [[name, image, privileged, allowPrivilegeEscalation (absent: true, as the kernel's
+ * default), capabilities added, host ports]] of a container list; NULL when out of
+ * memory. */
 static json_t *containers_subject(const json_t *list)
 {
     json_t *out = json_array(), *c;
@@ -78,11 +80,41 @@ static json_t *containers_subject(const json_t *list)
         return NULL;
     json_array_foreach (list, i, c) {
         const char *name = kobj_str(c, "name"), *image = kobj_str(c, "image");
-        if (json_array_append_new(out, json_pack("[s, s, b]", name ? name : "", image ? image : "",
-                                                 flag(c, "securityContext.privileged"))) < 0) {
+        json_t *caps = kobj_get(c, "securityContext.capabilities.add");
+        json_t *ports = json_array(), *p;
+        size_t k;
+        json_array_foreach (kobj_get(c, "ports"), k, p) {
+            int64_t hp = 0;
+            if (kobj_int(p, "hostPort", &hp) && hp != 0)
+                json_array_append_new(ports, json_integer(hp));
+        }
+        json_t *item = json_pack("[s, s, b, b, O, o]", name ? name : "", image ? image : "",
+                                 flag(c, "securityContext.privileged"),
+                                 kobj_bool(c, "securityContext.allowPrivilegeEscalation", true),
+                                 json_is_array(caps) ? caps : json_null(), ports);
+        if (!item || json_array_append_new(out, item) < 0) {
             json_decref(out);
             return NULL;
         }
+    }
+    return out;
+}
+
+/* [[name, the kind of its source]]: "emptyDir", "hostPath", ... (the source's fields are
+ * defaulted by the API server, its kind is not). */
+static json_t *volumes_subject(const json_t *list)
+{
+    json_t *out = json_array(), *v;
+    size_t i;
+    if (!out)
+        return NULL;
+    json_array_foreach (list, i, v) {
+        const char *name = kobj_str(v, "name"), *kind = "", *k;
+        json_t *x;
+        json_object_foreach ((json_t *)v, k, x)
+            if (strcmp(k, "name") != 0)
+                kind = k;
+        json_array_append_new(out, json_pack("[s, s]", name ? name : "", kind));
     }
     return out;
 }
@@ -96,8 +128,9 @@ static json_t *moat_keys(const json_t *pod, const char *field)
     if (!out)
         return NULL;
     json_object_foreach (kobj_get(pod, field), k, v) {
+        /* the node agent's keys are written after the Pod, by the agent */
         if (strncmp(k, "moat.dev/", 9) != 0 || strcmp(k, MOAT_ANNOTATION_ISOLATION_REPORT) == 0 ||
-            strcmp(k, MOAT_ANNOTATION_MARK) == 0)
+            strcmp(k, MOAT_ANNOTATION_LAST_ACTIVITY) == 0 || strcmp(k, MOAT_ANNOTATION_MARK) == 0)
             continue;
         if (json_object_set(out, k, v) < 0) {
             json_decref(out);
@@ -110,27 +143,27 @@ static json_t *moat_keys(const json_t *pod, const char *field)
 /* The subject as canonical JSON (sorted keys, compact); NULL when out of memory. */
 static char *subject_text(const json_t *pod, const char *owner_uid)
 {
-    json_t *volumes = json_array(), *v;
-    size_t i;
-    if (!volumes)
-        return NULL;
-    json_array_foreach (kobj_get(pod, "spec.volumes"), i, v) {
-        const char *name = kobj_str(v, "name");
-        json_array_append_new(volumes, json_string(name ? name : ""));
-    }
     const char *rc = kobj_str(pod, "spec.runtimeClassName");
-    /* "b" of a missing automountServiceAccountToken is true: the API server mounts a token
-     * unless told not to. */
+    const char *sa = kobj_str(pod, "spec.serviceAccountName");
+    const char *seccomp = kobj_str(pod, "spec.securityContext.seccompProfile.type");
+    /* Absent values read as what the API server and the kubelet make of them: a token is
+     * mounted unless told not to, the service account is "default", user namespaces are
+     * off (hostUsers true). */
     _cleanup_json_ json_t *s = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:o, s:o, s:o, s:o, s:o}", "v", "1",
-        "namespace", kobj_namespace(pod) ?: "", "name", kobj_name(pod) ?: "", "owner",
+        "{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:s, s:s, s:b,"
+        " s:o, s:o, s:o, s:o, s:o, s:o}",
+        "v", "1", "namespace", kobj_namespace(pod) ?: "", "name", kobj_name(pod) ?: "", "owner",
         owner_uid ? owner_uid : "", "runtimeClassName", rc ? rc : "", "hostNetwork",
         flag(pod, "spec.hostNetwork"), "hostPID", flag(pod, "spec.hostPID"), "hostIPC",
         flag(pod, "spec.hostIPC"), "automountServiceAccountToken",
-        kobj_bool(pod, "spec.automountServiceAccountToken", true), "containers",
+        kobj_bool(pod, "spec.automountServiceAccountToken", true), "serviceAccountName",
+        sa && *sa ? sa : "default", "seccomp", seccomp ? seccomp : "", "hostUsers",
+        kobj_bool(pod, "spec.hostUsers", true), "containers",
         containers_subject(kobj_get(pod, "spec.containers")), "initContainers",
-        containers_subject(kobj_get(pod, "spec.initContainers")), "volumes", volumes, "labels",
-        moat_keys(pod, "metadata.labels"), "annotations", moat_keys(pod, "metadata.annotations"));
+        containers_subject(kobj_get(pod, "spec.initContainers")), "ephemeralContainers",
+        containers_subject(kobj_get(pod, "spec.ephemeralContainers")), "volumes",
+        volumes_subject(kobj_get(pod, "spec.volumes")), "labels", moat_keys(pod, "metadata.labels"),
+        "annotations", moat_keys(pod, "metadata.annotations"));
     if (!s)
         return NULL;
     return json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
@@ -202,6 +235,31 @@ bool sandbox_mark_verify(const sandbox_mark_key *key, const json_t *pod, const c
     return want && CRYPTO_memcmp(have, want, strlen(want)) == 0;
 }
 
+/* Copies obj.path into keep.path ("a.b": the parents made), when present. */
+static void keep_path(json_t *keep, const json_t *obj, const char *path)
+{
+    json_t *v = kobj_get(obj, path);
+    if (!v)
+        return;
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%s", path);
+    json_t *at = keep;
+    for (char *save = NULL, *part = strtok_r(buf, ".", &save); part;) {
+        char *next = strtok_r(NULL, ".", &save);
+        if (!next) {
+            json_object_set(at, part, v);
+            break;
+        }
+        json_t *child = json_object_get(at, part);
+        if (!json_is_object(child)) {
+            child = json_object();
+            json_object_set_new(at, part, child);
+        }
+        at = child;
+        part = next;
+    }
+}
+
 void sandbox_mark_prune_spec(json_t *pod)
 {
     json_t *spec = json_object_get(pod, "spec");
@@ -210,15 +268,21 @@ void sandbox_mark_prune_spec(json_t *pod)
     json_t *keep = json_object();
     if (!keep)
         return;
-    static const char *const fields[] = {"nodeName",    "runtimeClassName",
-                                         "hostNetwork", "hostPID",
-                                         "hostIPC",     "automountServiceAccountToken"};
-    for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
-        json_t *v = json_object_get(spec, fields[i]);
-        if (v)
-            json_object_set(keep, fields[i], v);
-    }
-    static const char *const lists[] = {"containers", "initContainers"};
+    static const char *const fields[] = {"nodeName",
+                                         "runtimeClassName",
+                                         "hostNetwork",
+                                         "hostPID",
+                                         "hostIPC",
+                                         "automountServiceAccountToken",
+                                         "serviceAccountName",
+                                         "hostUsers",
+                                         "securityContext.seccompProfile.type"};
+    for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+        keep_path(keep, spec, fields[i]);
+    static const char *const lists[] = {"containers", "initContainers", "ephemeralContainers"};
+    static const char *const container_fields[] = {"name", "image", "securityContext.privileged",
+                                                   "securityContext.allowPrivilegeEscalation",
+                                                   "securityContext.capabilities.add"};
     for (size_t l = 0; l < ELEMENTSOF(lists); l++) {
         json_t *list = json_object_get(spec, lists[l]), *c;
         size_t i;
@@ -226,21 +290,36 @@ void sandbox_mark_prune_spec(json_t *pod)
             continue;
         json_t *small = json_array();
         json_array_foreach (list, i, c) {
-            json_t *p = kobj_get(c, "securityContext.privileged");
-            json_array_append_new(small, json_pack("{s:O*, s:O*, s:{s:O*}}", "name",
-                                                   json_object_get(c, "name"), "image",
-                                                   json_object_get(c, "image"), "securityContext",
-                                                   "privileged", p));
+            json_t *kc = json_object();
+            for (size_t f = 0; f < ELEMENTSOF(container_fields); f++)
+                keep_path(kc, c, container_fields[f]);
+            json_t *ports = json_object_get(c, "ports"), *p;
+            size_t k;
+            if (json_is_array(ports)) {
+                json_t *hp = json_array();
+                json_array_foreach (ports, k, p)
+                    json_array_append_new(
+                        hp, json_pack("{s:O*}", "hostPort", json_object_get(p, "hostPort")));
+                json_object_set_new(kc, "ports", hp);
+            }
+            json_array_append_new(small, kc);
         }
         json_object_set_new(keep, lists[l], small);
     }
     json_t *volumes = json_object_get(spec, "volumes"), *v;
     size_t i;
     if (json_is_array(volumes)) {
-        json_t *names = json_array();
-        json_array_foreach (volumes, i, v)
-            json_array_append_new(names, json_pack("{s:O*}", "name", json_object_get(v, "name")));
-        json_object_set_new(keep, "volumes", names);
+        json_t *small = json_array();
+        json_array_foreach (volumes, i, v) {
+            /* the name, and the source's kind with an empty body */
+            json_t *kv = json_object();
+            const char *k;
+            json_t *x;
+            json_object_foreach (v, k, x)
+                json_object_set_new(kv, k, strcmp(k, "name") == 0 ? json_copy(x) : json_object());
+            json_array_append_new(small, kv);
+        }
+        json_object_set_new(keep, "volumes", small);
     }
     json_object_set_new(pod, "spec", keep);
 }

@@ -8,12 +8,17 @@
  * that decides its isolation:
  *
  *   namespace, name, the owning Sandbox's uid, runtimeClassName, hostNetwork, hostPID,
- *   hostIPC, automountServiceAccountToken, each container's and init container's name,
- *   image and privileged flag, the volumes' names, and Moat's labels and annotations that
- *   the operator writes (MOAT_LABEL_*, MOAT_ANNOTATION_ISOLATION/NETWORK/GPU_*).
+ *   hostIPC, hostUsers, automountServiceAccountToken, serviceAccountName, the pod's
+ *   seccomp profile type, each container's (init and ephemeral ones too) name, image,
+ *   privileged and allowPrivilegeEscalation flags, added capabilities and host ports, each
+ *   volume's name and the kind of its source, and Moat's labels and annotations that the
+ *   operator writes (every moat.dev/ key but the node agent's report and activity).
  *
- * None of these is defaulted or rewritten by the API server, so the mark computed on the
- * manifest before it is created equals the one computed on the Pod read back. The owner's
+ * An absent field reads as what the API server or kubelet make of it (serviceAccountName
+ * "default", a token mounted, ...), and a volume's source only by its kind, so the mark
+ * computed on the manifest before it is created equals the one computed on the Pod read
+ * back. The node agent's annotations are outside the mark: the admission policy
+ * moat-pod-guard alone keeps them the agent's. The owner's
  * uid is in the subject so that a mark copied from an earlier Pod of the same name is
  * worth nothing: a Pod made before its Sandbox existed (a warm pool) is marked again, with
  * the new owner, in the same write that binds it; a resumed Sandbox's new Pod is marked

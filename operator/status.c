@@ -191,10 +191,12 @@ static report_verdict isolation_from_report(json_t *status, const json_t *pod, c
     } else {
         if (runtime && *runtime) {
             v = REPORT_WEAKER;
+            /* quoted only when it reads as a name: cut text could split a character */
             snprintf(msg, len,
-                     "the node reports runtime \"%.64s\" (handler \"%s\"): not an isolation "
-                     "Moat provides",
-                     runtime, handler);
+                     "the node reports runtime \"%s\" (handler \"%s\"): not an isolation Moat "
+                     "provides",
+                     is_handler_name(runtime) && strlen(runtime) <= 64 ? runtime : "(unreadable)",
+                     handler);
         }
         json_object_set_new(status, "isolation",
                             json_pack("{s:s, s:s, s:s, s:b}", "runtime", "", "handler",

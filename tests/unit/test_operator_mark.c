@@ -26,6 +26,8 @@ static const char pod_text[] =
     "   \"name\": \"sb\", \"uid\": \"" OWNER "\", \"controller\": true}]},"
     " \"spec\": {\"runtimeClassName\": \"moat-vm\", \"automountServiceAccountToken\": false,"
     "  \"hostNetwork\": false, \"restartPolicy\": \"Never\","
+    "  \"securityContext\": {\"seccompProfile\": {\"type\": \"RuntimeDefault\"}},"
+    "  \"volumes\": [{\"name\": \"scratch\", \"emptyDir\": {}}],"
     "  \"containers\": [{\"name\": \"sandbox\", \"image\": \"python:3\","
     "   \"securityContext\": {\"privileged\": false, \"allowPrivilegeEscalation\": false}}]}}";
 
@@ -110,7 +112,15 @@ static void test_every_subject_field_counts(void **state)
         {"spec.containers.0.securityContext.privileged", "true"},
         {"spec.containers.x", "{\"name\": \"second\", \"image\": \"busybox\"}"},
         {"spec.initContainers", "[{\"name\": \"i\", \"image\": \"busybox\"}]"},
-        {"spec.volumes", "[{\"name\": \"host\", \"hostPath\": {\"path\": \"/\"}}]"},
+        {"spec.volumes", "[{\"name\": \"scratch\", \"hostPath\": {\"path\": \"/\"}}]"},
+        {"spec.containers.0.securityContext.allowPrivilegeEscalation", "true"},
+        {"spec.containers.0.securityContext.allowPrivilegeEscalation", NULL},
+        {"spec.containers.0.securityContext.capabilities", "{\"add\": [\"NET_ADMIN\"]}"},
+        {"spec.containers.0.ports", "[{\"containerPort\": 80, \"hostPort\": 80}]"},
+        {"spec.serviceAccountName", "\"admin\""},
+        {"spec.securityContext.seccompProfile.type", "\"Unconfined\""},
+        {"spec.hostUsers", "false"},
+        {"spec.ephemeralContainers", "[{\"name\": \"debug\", \"image\": \"busybox\"}]"},
         {"metadata.labels.moat.dev/egress", "\"internet\""},
         {"metadata.labels.moat.dev/sandbox", NULL},
         {"metadata.annotations.moat.dev/network", "\"internet\""},
@@ -174,6 +184,11 @@ static void test_defaults_and_reports_do_not_count(void **state)
     json_object_set_new(json_object_get(meta, "labels"), "team", json_string("a"));
     json_object_set_new(json_object_get(meta, "annotations"), MOAT_ANNOTATION_ISOLATION_REPORT,
                         json_string("{\"runtime\": \"kata\"}"));
+    json_object_set_new(json_object_get(meta, "annotations"), MOAT_ANNOTATION_LAST_ACTIVITY,
+                        json_string("2026-12-06T04:00:00Z"));
+    /* a volume source's fields are defaulted: only its kind counts */
+    json_object_set_new(json_array_get(json_object_get(spec, "volumes"), 0), "emptyDir",
+                        json_pack("{s:s}", "medium", ""));
     json_object_set_new(copy, "status", json_pack("{s:s}", "phase", "Running"));
     assert_true(sandbox_mark_verify(k, copy, OWNER));
     /* the informer's pruned copy verifies as the whole Pod does */

@@ -250,6 +250,14 @@ class OperatorTest(unittest.TestCase):
                 "-p", json.dumps({"spec": {"egress": [{}]}}))  # allow everything
         wait_for(lambda: get_json("networkpolicy", "moat-egress-internet", "-n", self.ns)["spec"]
                  == built, 10, what="the edited policy as built again")
+        # a field the operator never wrote (egress on the none policy, another manager's):
+        # server-side apply would keep it; the policy is written whole
+        none = get_json("networkpolicy", "moat-egress-none", "-n", self.ns)["spec"]
+        self.assertNotIn("egress", none)
+        kubectl("patch", "networkpolicy", "moat-egress-none", "-n", self.ns, "--type=merge",
+                "-p", json.dumps({"spec": {"egress": [{}]}}))
+        wait_for(lambda: get_json("networkpolicy", "moat-egress-none", "-n", self.ns)["spec"]
+                 == none, 10, what="the none policy without the added egress")
 
 
 class NonsenseTest(unittest.TestCase):

@@ -117,7 +117,8 @@ class TenantTest(unittest.TestCase):
                        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
                         "resourceNames": readable}]},
             {"kind": "Role", "metadata": {"name": "pods"},
-             "rules": [{"apiGroups": [""], "resources": ["pods", "pods/ephemeralcontainers"],
+             "rules": [{"apiGroups": [""], "resources": ["pods", "pods/ephemeralcontainers",
+                                                         "pods/status"],
                         "verbs": ["create", "get", "list", "watch", "patch", "update",
                                   "delete"]}]},
         ]
@@ -249,6 +250,12 @@ class TenantTest(unittest.TestCase):
                      'metadata.annotations["moat.dev/isolation-report"]')
         self.refused(patch({"metadata": {"labels": {"moat.dev/egress": "internet"}}}),
                      'metadata.labels["moat.dev/egress"]')
+        # ... nor through the status subresource (which keeps metadata changes)
+        self.refused(patch({"metadata": {"annotations": {"moat.dev/isolation-report": report}}},
+                           "--subresource=status"),
+                     'metadata.annotations["moat.dev/isolation-report"]')
+        self.refused(patch({"metadata": {"labels": {"moat.dev/egress": "internet"}}},
+                           "--subresource=status"), 'metadata.labels["moat.dev/egress"]')
         self.refused(patch({"metadata": {"annotations": {"moat.dev/network": "internet"}}}),
                      'metadata.annotations["moat.dev/network"]')
         self.refused(patch({"metadata": {"ownerReferences": None}}),
