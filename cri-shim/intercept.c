@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "libmoat/log.h"
+#include "libmoat/names.h"
 #include "libmoat/strbuf.h"
 #include "libmoat/macro.h"
 #include "messages.h"
@@ -38,6 +39,10 @@ struct shim_intercept {
     method_stats methods[MAX_METHODS];
     size_t n_methods;
     json_t *decisions; /* "handler runtime" -> count */
+    /* sandbox id -> "internet" or "none": the wall decision as the runtime recorded it
+     * (the sandbox's annotations at RunPodSandbox, read back from PodSandboxStatus), so
+     * CreateContainer never goes by the mutable pod's annotations alone */
+    json_t *walled;
     uint64_t refusals, invalid;
     uint64_t wall_errors, wall_refusals, wall_reasserts, wall_restores;
 };
@@ -115,6 +120,14 @@ static int wall_create(shim_intercept *s, const uint8_t *in, size_t len, int *re
         return -1;
     }
     int r = 0;
+    pthread_mutex_lock(&s->lock);
+    const char *recorded = json_string_value(json_object_get(s->walled, f.sandbox_id));
+    if (recorded) {
+        /* the decision taken once, at RunPodSandbox, whatever the request says now */
+        f.walled = true;
+        f.internet = strcmp(recorded, MOAT_EGRESS_INTERNET) == 0;
+    }
+    pthread_mutex_unlock(&s->lock);
     if (f.walled) {
         pthread_mutex_lock(&s->lock);
         if (!iso_wall_has(s->wall, f.sandbox_id))
@@ -149,6 +162,7 @@ static void wall_remove(shim_intercept *s, const uint8_t *in, size_t len)
     }
     pthread_mutex_lock(&s->lock);
     bool had = iso_wall_has(s->wall, id);
+    json_object_del(s->walled, id);
     int r = iso_wall_remove(s->wall, id, &err);
     if (r < 0)
         s->wall_errors++;
@@ -172,6 +186,10 @@ static void wall_status(shim_intercept *s, const uint8_t *in, size_t len)
     int r = 0;
     bool walled_now = false;
     pthread_mutex_lock(&s->lock);
+    if (f.walled && f.sandbox_id && !json_object_get(s->walled, f.sandbox_id) &&
+        json_object_set_new(s->walled, f.sandbox_id,
+                            json_string(f.internet ? MOAT_EGRESS_INTERNET : MOAT_EGRESS_NONE)) < 0)
+        log_warn(f.pod, "egress wall: out of memory recording the decision");
     if (f.ready && f.n_addrs && f.walled && !iso_wall_has(s->wall, f.sandbox_id)) {
         r = iso_wall_add(s->wall, f.sandbox_id, (const char *const *)f.addrs, f.n_addrs, NULL, 0,
                          &err);
@@ -295,6 +313,13 @@ int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
     s->probe = probe;
     s->wall = wall;
     s->decisions = json_object();
+    s->walled = json_object();
+    if (!s->decisions || !s->walled) {
+        json_decref(s->decisions);
+        json_decref(s->walled);
+        free(s);
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
     pthread_mutex_init(&s->lock, NULL);
     *out = s;
     return 0;
@@ -428,6 +453,7 @@ void shim_intercept_free(shim_intercept *s)
     for (size_t i = 0; i < s->n_methods; i++)
         free(s->methods[i].method);
     json_decref(s->decisions);
+    json_decref(s->walled);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
