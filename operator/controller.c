@@ -64,6 +64,8 @@ struct operator_controller {
 
     atomic_uint_fast64_t reconciles, reconcile_errors, requeues, pods_created, status_writes,
         conflicts, deletes, netpol_applies;
+    /* Isolated turned IsolationMismatch, NotIsolated, UntrustedPod (record_transitions) */
+    atomic_uint_fast64_t isolation_alarms[3];
     atomic_uint_fast64_t latency_buckets[N_BUCKETS + 1];
     _Atomic double latency_sum;
     atomic_bool leading;
@@ -398,6 +400,19 @@ static pod_claim claim_pod(operator_controller *c, const json_t *pod, const char
     return POD_FOREIGN;
 }
 
+/* The reason of status's condition of that type, or NULL. */
+static const char *condition_reason(const json_t *status, const char *type)
+{
+    json_t *all = kobj_get(status, "conditions"), *cond;
+    size_t i;
+    json_array_foreach (all, i, cond) {
+        const char *t = kobj_str(cond, "type");
+        if (t && strcmp(t, type) == 0)
+            return kobj_str(cond, "reason");
+    }
+    return NULL;
+}
+
 static void record_transitions(operator_controller *c, const json_t *sbx, const json_t *old,
                                const json_t *new)
 {
@@ -405,6 +420,23 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
     const char *on = kobj_str(old, "nodeName"), *nn = kobj_str(new, "nodeName");
     if (nn && !on)
         kube_recorder_event(c->recorder, sbx, "Normal", "Scheduled", "Pod scheduled to %s", nn);
+    /* Isolation that is not what was asked, and Pods not the operator's: a Warning each
+     * time the Isolated condition turns to that reason, and a count. */
+    static const char *const alarms[] = {"IsolationMismatch", "NotIsolated", "UntrustedPod"};
+    const char *ir = condition_reason(new, "Isolated"), *oir = condition_reason(old, "Isolated");
+    for (size_t i = 0; ir && i < ELEMENTSOF(alarms); i++)
+        if (strcmp(ir, alarms[i]) == 0 && !(oir && strcmp(oir, ir) == 0)) {
+            json_t *all = kobj_get(new, "conditions"), *cond;
+            size_t k;
+            const char *m = NULL;
+            json_array_foreach (all, k, cond) {
+                const char *t = kobj_str(cond, "type");
+                if (t && strcmp(t, "Isolated") == 0)
+                    m = kobj_str(cond, "message");
+            }
+            kube_recorder_event(c->recorder, sbx, "Warning", alarms[i], "%s", m ? m : ir);
+            atomic_fetch_add(&c->isolation_alarms[i], 1);
+        }
     if (!np || (op && strcmp(op, np) == 0))
         return;
     const char *msg = kobj_str(new, "message");
@@ -906,6 +938,14 @@ char *controller_metrics_render(operator_controller *c)
                         "# TYPE moat_operator_pods_created_total counter\n"
                         "moat_operator_pods_created_total %llu\n",
                         (unsigned long long)atomic_load(&c->pods_created));
+    moat_strbuf_appendf(&b, "# HELP moat_operator_isolation_alarms_total Sandboxes whose Isolated "
+                            "condition turned False, by reason.\n"
+                            "# TYPE moat_operator_isolation_alarms_total counter\n");
+    static const char *const alarm_reasons[] = {"IsolationMismatch", "NotIsolated", "UntrustedPod"};
+    for (size_t i = 0; i < ELEMENTSOF(alarm_reasons); i++)
+        moat_strbuf_appendf(&b, "moat_operator_isolation_alarms_total{reason=\"%s\"} %llu\n",
+                            alarm_reasons[i],
+                            (unsigned long long)atomic_load(&c->isolation_alarms[i]));
     moat_strbuf_appendf(&b,
                         "# HELP moat_operator_networkpolicy_applies_total NetworkPolicies applied "
                         "(made, or put back as built).\n"

@@ -130,6 +130,19 @@ class OperatorTest(unittest.TestCase):
             self.assertEqual(sorted(exprs["moat.dev/hypervisor"]), ["kvm", "mshv"])
             wait_for(lambda: get_pod(self.ns, "vm")["spec"].get("nodeName") == kvm.name, 30,
                      what="the VM pod on the KVM node")
+            # a node reporting gVisor for isolation VM: never Isolated, and a Warning says why
+            kubelet_sets(self.ns, "vm", "Running")
+            agent_reports(self.ns, "vm")  # gvisor, runsc
+            st = wait_for(lambda: (s := sandbox_status(self.ns, "vm")) and
+                          (condition(s, "Isolated") or {}).get("reason") == "IsolationMismatch"
+                          and s, 30, what="IsolationMismatch")
+            self.assertEqual(condition(st, "Isolated")["status"], "False")
+            self.assertFalse(st["isolation"]["verified"])
+            wait_for(lambda: get_json("events", "-n", self.ns, "--field-selector",
+                                      "involvedObject.name=vm,reason=IsolationMismatch")["items"],
+                     30, what="the IsolationMismatch event")
+            self.assertGreaterEqual(self.operator.metric(
+                'moat_operator_isolation_alarms_total{reason="IsolationMismatch"}'), 1)
             # VM + GPU asks for the passthrough resource and nodes in VM-passthrough mode
             self.create("vmgpu", isolation="VM", resources={"gpu": {"count": 1}})
             pod = self.wait_pod("vmgpu")

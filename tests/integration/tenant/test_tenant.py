@@ -323,6 +323,11 @@ class TenantTest(unittest.TestCase):
             self.assertFalse(st["isolation"]["verified"])
             self.assertEqual(st["isolation"]["runtime"], "")
             self.assertFalse([s for s in seen if (condition(s, "Isolated") or {}).get("status") == "True"])
+            wait_for(lambda: get_json("events", "-n", self.ns, "--field-selector",
+                                      "involvedObject.name=forge-vm,reason=UntrustedPod")["items"],
+                     30, what="the UntrustedPod event")
+            self.assertGreaterEqual(self.operator.metric(
+                'moat_operator_isolation_alarms_total{reason="UntrustedPod"}'), 1)
         finally:
             kubectl("label", "node", self.node.name, "moat.dev/hypervisor=none", "--overwrite",
                     check=False)
