@@ -202,13 +202,6 @@ static int parse_mode(unsigned int *ret, const char *text, moat_error *err)
 
 /* Checks `text` for st and stores it in c. Nothing is written when it fails; the error does
  * not name the key (the caller adds it). */
-static void strv_free(char **v)
-{
-    for (char **p = v; p && *p; p++)
-        free(*p);
-    free(v);
-}
-
 /* Replaces the CIDR list at st's field with items (n of them, copied), each checked. */
 static int set_cidrs(shim_config *c, const setting *st, const char *const *items, size_t n,
                      bool name_key, moat_error *err)
@@ -218,18 +211,18 @@ static int set_cidrs(shim_config *c, const setting *st, const char *const *items
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         if (!moat_cidr_valid(items[i], NULL)) {
-            strv_free(v);
+            iso_wall_strv_free(v);
             return moat_error_set(err, MOAT_E_INVALID,
                                   "%s[%zu]: \"%s\" is not a CIDR (address/prefix length)",
                                   name_key ? st->path : "", i, items[i]);
         }
         if (!(v[i] = strdup(items[i]))) {
-            strv_free(v);
+            iso_wall_strv_free(v);
             return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
         }
     }
     char ***slot = field_at(c, st->field);
-    strv_free(*slot);
+    iso_wall_strv_free(*slot);
     *slot = v;
     return 0;
 }
@@ -553,7 +546,7 @@ void shim_config_free(shim_config *c)
         return;
     for (size_t i = 0; i < S_COUNT; i++)
         if (settings[i].kind == KIND_CIDRS)
-            strv_free(*(char ***)field_at(c, settings[i].field));
+            iso_wall_strv_free(*(char ***)field_at(c, settings[i].field));
         else if (settings[i].kind != KIND_SECTION && settings[i].kind != KIND_MODE)
             free(*(char **)field_at(c, settings[i].field));
     free(c);

@@ -400,15 +400,15 @@ static pod_claim claim_pod(operator_controller *c, const json_t *pod, const char
     return POD_FOREIGN;
 }
 
-/* The reason of status's condition of that type, or NULL. */
-static const char *condition_reason(const json_t *status, const char *type)
+/* status's condition of that type, or NULL. */
+static const json_t *find_condition(const json_t *status, const char *type)
 {
     json_t *all = kobj_get(status, "conditions"), *cond;
     size_t i;
     json_array_foreach (all, i, cond) {
         const char *t = kobj_str(cond, "type");
         if (t && strcmp(t, type) == 0)
-            return kobj_str(cond, "reason");
+            return cond;
     }
     return NULL;
 }
@@ -423,17 +423,12 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
     /* Isolation that is not what was asked, and Pods not the operator's: a Warning each
      * time the Isolated condition turns to that reason, and a count. */
     static const char *const alarms[] = {"IsolationMismatch", "NotIsolated", "UntrustedPod"};
-    const char *ir = condition_reason(new, "Isolated"), *oir = condition_reason(old, "Isolated");
+    const json_t *iso = find_condition(new, "Isolated");
+    const char *ir = kobj_str(iso, "reason");
+    const char *oir = kobj_str(find_condition(old, "Isolated"), "reason");
+    const char *m = kobj_str(iso, "message");
     for (size_t i = 0; ir && i < ELEMENTSOF(alarms); i++)
         if (strcmp(ir, alarms[i]) == 0 && !(oir && strcmp(oir, ir) == 0)) {
-            json_t *all = kobj_get(new, "conditions"), *cond;
-            size_t k;
-            const char *m = NULL;
-            json_array_foreach (all, k, cond) {
-                const char *t = kobj_str(cond, "type");
-                if (t && strcmp(t, "Isolated") == 0)
-                    m = kobj_str(cond, "message");
-            }
             kube_recorder_event(c->recorder, sbx, "Warning", alarms[i], "%s", m ? m : ir);
             atomic_fetch_add(&c->isolation_alarms[i], 1);
         }
