@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "libmoat/log.h"
 #include "libmoat/names.h"
@@ -31,21 +32,61 @@ typedef struct {
     double sum;
 } method_stats;
 
+/* A change of the egress wall, for the worker. */
+typedef enum { JOB_WALL, JOB_REMOVE, JOB_RELEASE } job_kind;
+
+typedef struct job {
+    job_kind kind;
+    char *id;
+    iso_wall_mode mode;
+    char **addrs; /* NULL-terminated */
+    struct job *next;
+} job;
+
+/* The states of a pod in `pods` (its "state"). */
+#define ST_NEW     "new"     /* a walled pod whose addresses have not shown yet */
+#define ST_PENDING "pending" /* its wall is being raised */
+#define ST_WALLED  "walled"
+#define ST_FAILED  "failed" /* raising it failed ("error"); its next status tries again */
+#define ST_OPEN    "open"   /* not walled: no Moat egress class */
+
+/* How long a CreateContainer waits for its pod's wall before it is refused. */
+#define WALL_WAIT_NS (10LL * 1000000000LL)
+
 struct shim_intercept {
     const shim_handlers *handlers;
     const iso_probe_result *probe;
-    iso_wall *wall;       /* NULL: none */
-    pthread_mutex_t lock; /* guards probe, wall, the stats below */
+    pthread_mutex_t lock; /* guards probe, the stats, pods and the queue; never held
+                           * across nftables or another call */
     method_stats methods[MAX_METHODS];
     size_t n_methods;
     json_t *decisions; /* "handler runtime" -> count */
-    /* sandbox id -> "internet" or "none": the wall decision as the runtime recorded it
-     * (the sandbox's annotations at RunPodSandbox, read back from PodSandboxStatus), so
-     * CreateContainer never goes by the mutable pod's annotations alone */
-    json_t *walled;
+    /* sandbox id -> {"mode": "internet"|"none", "state": ST_*, "error", "since"}: the wall
+     * decision as the runtime recorded it (the sandbox's annotations at RunPodSandbox, read
+     * back from PodSandboxStatus), so CreateContainer never goes by the mutable pod's
+     * annotations alone, and how far its wall is */
+    json_t *pods;
     uint64_t refusals, invalid;
     uint64_t wall_errors, wall_refusals, wall_reasserts, wall_restores;
+    size_t wall_count;
+
+    /* The wall and its worker: every nftables transaction runs on the worker (or the
+     * reassert's thread), under wall_lock, never on the relay's thread. */
+    iso_wall *wall; /* NULL: none */
+    shim_pod_network net;
+    pthread_mutex_t wall_lock;
+    pthread_cond_t wake;
+    pthread_t worker;
+    bool worker_started, stopping;
+    job *head, **tail;
 };
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static bool wants(void *user, const char *method)
 {
@@ -105,7 +146,151 @@ static bool unary(void *user, const char *method)
     return false;
 }
 
-/* CreateContainer of a walled pod: only once it is walled, with its DNS servers. */
+/* the worker */
+
+static void job_free(job *j)
+{
+    if (!j)
+        return;
+    free(j->id);
+    iso_wall_strv_free(j->addrs);
+    free(j);
+}
+
+/* Queues a job (caller holds s->lock); false when out of memory. */
+static bool enqueue(shim_intercept *s, job_kind kind, const char *id, iso_wall_mode mode,
+                    char *const *addrs, size_t n_addrs)
+{
+    job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return false;
+    j->kind = kind;
+    j->mode = mode;
+    j->id = strdup(id);
+    j->addrs = calloc(n_addrs + 1, sizeof(char *));
+    bool ok = j->id && j->addrs;
+    for (size_t i = 0; ok && i < n_addrs; i++)
+        ok = (j->addrs[i] = strdup(addrs[i])) != NULL;
+    if (!ok) {
+        job_free(j);
+        return false;
+    }
+    *s->tail = j;
+    s->tail = &j->next;
+    pthread_cond_signal(&s->wake);
+    return true;
+}
+
+static void set_state(json_t *pod, const char *state, const char *error)
+{
+    json_object_set_new(pod, "state", json_string(state));
+    if (error)
+        json_object_set_new(pod, "error", json_string(error));
+    else
+        json_object_del(pod, "error");
+}
+
+static size_t strv_len(char *const *v)
+{
+    size_t n = 0;
+    while (v && v[n])
+        n++;
+    return n;
+}
+
+/* Raises one pod's wall: its interfaces and DNS servers from the runtime and the kernel,
+ * then one nftables transaction. */
+static void do_wall(shim_intercept *s, const job *j)
+{
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    char **devices = NULL, **dns = NULL;
+    int r = s->net.lookup(s->net.user, j->id, &devices, &dns, &err);
+    size_t count = 0;
+    if (r == 0) {
+        iso_wall_pod pod = {.id = j->id,
+                            .mode = j->mode,
+                            .addrs = (const char *const *)j->addrs,
+                            .n_addrs = strv_len(j->addrs),
+                            .dns = (const char *const *)dns,
+                            .n_dns = strv_len(dns),
+                            .devices = (const char *const *)devices,
+                            .n_devices = strv_len(devices)};
+        pthread_mutex_lock(&s->wall_lock);
+        r = iso_wall_add(s->wall, &pod, &err);
+        count = iso_wall_count(s->wall);
+        pthread_mutex_unlock(&s->wall_lock);
+    }
+    pthread_mutex_lock(&s->lock);
+    json_t *p = json_object_get(s->pods, j->id);
+    if (p && strcmp(json_string_value(json_object_get(p, "state")), ST_PENDING) == 0)
+        set_state(p, r == 0 ? ST_WALLED : ST_FAILED, r == 0 ? NULL : err.message);
+    if (r < 0)
+        s->wall_errors++;
+    else
+        s->wall_count = count;
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        log_error(NULL, "egress wall: sandbox %s: %s", j->id, err.message);
+    else
+        log_info(NULL, "egress wall up for sandbox %s (%s, %s%s on %s%s)", j->id,
+                 j->mode == ISO_WALL_NONE ? "none" : "internet", j->addrs[0],
+                 j->addrs[1] ? " and more" : "", devices[0], devices[1] ? " and more" : "");
+    iso_wall_strv_free(devices);
+    iso_wall_strv_free(dns);
+}
+
+static void do_change(shim_intercept *s, const job *j)
+{
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    pthread_mutex_lock(&s->wall_lock);
+    bool had = j->kind == JOB_REMOVE && iso_wall_has(s->wall, j->id);
+    int r = 0;
+    if (j->kind == JOB_REMOVE)
+        r = iso_wall_remove(s->wall, j->id, &err);
+    for (size_t i = 0; j->kind == JOB_RELEASE && r == 0 && j->addrs[i]; i++)
+        r = iso_wall_release(s->wall, j->addrs[i], j->id, &err);
+    size_t count = iso_wall_count(s->wall);
+    pthread_mutex_unlock(&s->wall_lock);
+    pthread_mutex_lock(&s->lock);
+    s->wall_count = count;
+    s->wall_errors += r < 0;
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        log_error(NULL, "%s (its addresses are released when a pod reuses them)", err.message);
+    else if (had)
+        log_info(NULL, "pod sandbox %s: egress wall taken down", j->id);
+}
+
+static void *work(void *arg)
+{
+    shim_intercept *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->wake, &s->lock);
+        if (s->stopping)
+            break;
+        job *j = s->head;
+        s->head = j->next;
+        if (!s->head)
+            s->tail = &s->head;
+        pthread_mutex_unlock(&s->lock);
+        if (j->kind == JOB_WALL)
+            do_wall(s, j);
+        else
+            do_change(s, j);
+        job_free(j);
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* the hooks */
+
+/* CreateContainer of a walled pod: only once it is walled. Reads the state the worker
+ * keeps; a wall still being raised puts the call off (SHIM_HOOK_LATER) for up to
+ * WALL_WAIT_NS. */
 static int wall_create(shim_intercept *s, const uint8_t *in, size_t len, int *ret_status,
                        char **ret_message)
 {
@@ -121,28 +306,32 @@ static int wall_create(shim_intercept *s, const uint8_t *in, size_t len, int *re
     }
     int r = 0;
     pthread_mutex_lock(&s->lock);
-    const char *recorded = json_string_value(json_object_get(s->walled, f.sandbox_id));
-    if (recorded) {
-        /* the decision taken once, at RunPodSandbox, whatever the request says now */
-        f.walled = true;
-        f.internet = strcmp(recorded, MOAT_EGRESS_INTERNET) == 0;
-    }
+    json_t *p = json_object_get(s->pods, f.sandbox_id);
+    const char *state = json_string_value(json_object_get(p, "state"));
+    /* the decision taken once, at RunPodSandbox, whatever the request says now */
+    bool walled = (p && json_object_get(p, "mode")) || f.walled;
+    if (!walled || (state && strcmp(state, ST_WALLED) == 0))
+        r = 0;
+    else if (state && strcmp(state, ST_PENDING) == 0 &&
+             mono_ns() - json_integer_value(json_object_get(p, "since")) < WALL_WAIT_NS)
+        r = SHIM_HOOK_LATER;
+    else if (state && strcmp(state, ST_PENDING) == 0)
+        r = moat_error_set(&err, MOAT_E_NOTFOUND,
+                           "egress wall: pod sandbox %s: its wall is not up after %lld s "
+                           "(moat-cri's log says why)",
+                           f.sandbox_id, WALL_WAIT_NS / 1000000000LL);
+    else if (state && strcmp(state, ST_FAILED) == 0)
+        r = moat_error_set(&err, MOAT_E_NOTFOUND, "egress wall: pod sandbox %s: %s", f.sandbox_id,
+                           json_string_value(json_object_get(p, "error")));
+    else
+        r = moat_error_set(&err, MOAT_E_NOTFOUND,
+                           "egress wall: pod sandbox %s is not walled yet (its "
+                           "PodSandboxStatus with its address has not come through the "
+                           "shim)",
+                           f.sandbox_id);
+    if (r < 0)
+        s->wall_refusals++;
     pthread_mutex_unlock(&s->lock);
-    if (f.walled) {
-        pthread_mutex_lock(&s->lock);
-        if (!iso_wall_has(s->wall, f.sandbox_id))
-            r = moat_error_set(&err, MOAT_E_NOTFOUND,
-                               "egress wall: pod sandbox %s is not walled yet (its "
-                               "PodSandboxStatus with its address has not come through the "
-                               "shim, or walling it failed: moat-cri's log says)",
-                               f.sandbox_id);
-        else
-            r = iso_wall_set_dns(s->wall, f.sandbox_id, (const char *const *)f.dns,
-                                 f.internet ? f.n_dns : 0, &err);
-        if (r < 0)
-            s->wall_refusals++;
-        pthread_mutex_unlock(&s->lock);
-    }
     if (r < 0) {
         *ret_status = SHIM_FAILED_PRECONDITION;
         *ret_message = strdup(err.message);
@@ -161,20 +350,15 @@ static void wall_remove(shim_intercept *s, const uint8_t *in, size_t len)
         return;
     }
     pthread_mutex_lock(&s->lock);
-    bool had = iso_wall_has(s->wall, id);
-    json_object_del(s->walled, id);
-    int r = iso_wall_remove(s->wall, id, &err);
-    if (r < 0)
+    json_object_del(s->pods, id);
+    if (!enqueue(s, JOB_REMOVE, id, ISO_WALL_INTERNET, NULL, 0))
         s->wall_errors++;
     pthread_mutex_unlock(&s->lock);
-    if (r < 0)
-        log_error(NULL, "%s (its addresses are released when a pod reuses them)", err.message);
-    else if (had)
-        log_info(NULL, "pod sandbox %s: egress wall taken down", id);
 }
 
-/* A ready pod's addresses: walled if it is walled, released from a gone pod if not. Never
- * changes the answer; a failure is logged, and CreateContainer then refuses. */
+/* A ready pod's addresses: its wall goes up (on the worker) if it is walled and not yet,
+ * or failed before; a pod that is not walled releases an address a gone pod left walled,
+ * once. Never changes the answer. */
 static void wall_status(shim_intercept *s, const uint8_t *in, size_t len)
 {
     _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
@@ -183,29 +367,35 @@ static void wall_status(shim_intercept *s, const uint8_t *in, size_t len)
         log_warn(NULL, "PodSandboxStatus: %s", err.message);
         return;
     }
-    int r = 0;
-    bool walled_now = false;
     pthread_mutex_lock(&s->lock);
-    if (f.walled && f.sandbox_id && !json_object_get(s->walled, f.sandbox_id) &&
-        json_object_set_new(s->walled, f.sandbox_id,
-                            json_string(f.internet ? MOAT_EGRESS_INTERNET : MOAT_EGRESS_NONE)) < 0)
-        log_warn(f.pod, "egress wall: out of memory recording the decision");
-    if (f.ready && f.n_addrs && f.walled && !iso_wall_has(s->wall, f.sandbox_id)) {
-        r = iso_wall_add(s->wall, f.sandbox_id, (const char *const *)f.addrs, f.n_addrs, NULL, 0,
-                         &err);
-        walled_now = r == 0;
-    } else if (f.ready && !f.walled) {
-        for (size_t i = 0; i < f.n_addrs && r == 0; i++)
-            r = iso_wall_release(s->wall, f.addrs[i], f.sandbox_id, &err);
+    json_t *p = f.sandbox_id ? json_object_get(s->pods, f.sandbox_id) : NULL;
+    if (!p && f.sandbox_id) {
+        p = json_object();
+        if (f.walled)
+            json_object_set_new(p, "mode",
+                                json_string(f.internet ? MOAT_EGRESS_INTERNET : MOAT_EGRESS_NONE));
+        set_state(p, f.walled ? ST_NEW : ST_OPEN, NULL);
+        if (json_object_set_new(s->pods, f.sandbox_id, p) < 0) {
+            p = NULL;
+            log_warn(f.pod, "egress wall: out of memory recording the decision");
+        }
+        if (p && !f.walled && f.ready && f.n_addrs &&
+            !enqueue(s, JOB_RELEASE, f.sandbox_id, ISO_WALL_INTERNET, f.addrs, f.n_addrs))
+            s->wall_errors++;
     }
-    if (r < 0)
-        s->wall_errors++;
+    const char *state = json_string_value(json_object_get(p, "state"));
+    bool again = state && (strcmp(state, ST_NEW) == 0 || strcmp(state, ST_FAILED) == 0);
+    if (again && f.ready && f.n_addrs) {
+        const char *mode = json_string_value(json_object_get(p, "mode"));
+        iso_wall_mode m =
+            mode && strcmp(mode, MOAT_EGRESS_INTERNET) == 0 ? ISO_WALL_INTERNET : ISO_WALL_NONE;
+        if (enqueue(s, JOB_WALL, f.sandbox_id, m, f.addrs, f.n_addrs)) {
+            set_state(p, ST_PENDING, NULL);
+            json_object_set_new(p, "since", json_integer(mono_ns()));
+        } else
+            s->wall_errors++;
+    }
     pthread_mutex_unlock(&s->lock);
-    if (r < 0)
-        log_error(f.pod, "%s", err.message);
-    if (walled_now)
-        log_info(f.pod, "egress wall up for %s%s (sandbox %s)", f.addrs[0],
-                 f.n_addrs > 1 ? " and more" : "", f.sandbox_id);
     shim_wall_facts_clear(&f);
 }
 
@@ -303,8 +493,18 @@ static void on_done(void *user, const char *method, int status, int64_t duration
     pthread_mutex_unlock(&s->lock);
 }
 
+static void record_walled(void *user, const char *id, iso_wall_mode mode)
+{
+    json_t *p = json_object();
+    json_object_set_new(
+        p, "mode", json_string(mode == ISO_WALL_NONE ? MOAT_EGRESS_NONE : MOAT_EGRESS_INTERNET));
+    set_state(p, ST_WALLED, NULL);
+    json_object_set_new(user, id, p);
+}
+
 int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
-                       const iso_probe_result *probe, iso_wall *wall, moat_error *err)
+                       const iso_probe_result *probe, iso_wall *wall, const shim_pod_network *net,
+                       moat_error *err)
 {
     shim_intercept *s = calloc(1, sizeof(*s));
     if (!s)
@@ -312,15 +512,30 @@ int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
     s->handlers = handlers;
     s->probe = probe;
     s->wall = wall;
+    if (net)
+        s->net = *net;
     s->decisions = json_object();
-    s->walled = json_object();
-    if (!s->decisions || !s->walled) {
+    s->pods = json_object();
+    if (!s->decisions || !s->pods) {
         json_decref(s->decisions);
-        json_decref(s->walled);
+        json_decref(s->pods);
         free(s);
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->wall_lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    s->tail = &s->head;
+    if (wall) {
+        /* the pods a moat-cri before this one walled: the kernel kept them */
+        iso_wall_foreach(wall, record_walled, s->pods);
+        s->wall_count = iso_wall_count(wall);
+        if (pthread_create(&s->worker, NULL, work, s) != 0) {
+            shim_intercept_free(s);
+            return moat_error_set(err, MOAT_E_NOMEM, "egress wall: no thread for its worker");
+        }
+        s->worker_started = true;
+    }
     *out = s;
     return 0;
 }
@@ -418,9 +633,8 @@ char *shim_intercept_metrics(shim_intercept *s)
             "changed (flushed, deleted, elements or rules gone) and restored it.\n"
             "# TYPE moat_cri_egress_wall_restores_total counter\n"
             "moat_cri_egress_wall_restores_total %llu\n",
-            iso_wall_count(s->wall), (unsigned long long)s->wall_errors,
-            (unsigned long long)s->wall_refusals, (unsigned long long)s->wall_reasserts,
-            (unsigned long long)s->wall_restores);
+            s->wall_count, (unsigned long long)s->wall_errors, (unsigned long long)s->wall_refusals,
+            (unsigned long long)s->wall_reasserts, (unsigned long long)s->wall_restores);
     pthread_mutex_unlock(&s->lock);
     return moat_strbuf_take(&b);
 }
@@ -430,17 +644,19 @@ int shim_intercept_wall_reassert(shim_intercept *s, const char *const *extra, si
 {
     bool restored = false;
     int r = 0;
-    pthread_mutex_lock(&s->lock);
     if (s->wall) {
+        pthread_mutex_lock(&s->wall_lock);
         r = iso_wall_reassert(s->wall, extra, n_extra, &restored, err);
+        pthread_mutex_unlock(&s->wall_lock);
+        pthread_mutex_lock(&s->lock);
         if (r < 0)
             s->wall_errors++;
         else {
             s->wall_reasserts++;
             s->wall_restores += restored;
         }
+        pthread_mutex_unlock(&s->lock);
     }
-    pthread_mutex_unlock(&s->lock);
     if (ret_restored)
         *ret_restored = restored;
     return r;
@@ -450,10 +666,24 @@ void shim_intercept_free(shim_intercept *s)
 {
     if (!s)
         return;
+    if (s->worker_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        pthread_cond_signal(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->worker, NULL);
+    }
+    while (s->head) {
+        job *j = s->head;
+        s->head = j->next;
+        job_free(j);
+    }
     for (size_t i = 0; i < s->n_methods; i++)
         free(s->methods[i].method);
     json_decref(s->decisions);
-    json_decref(s->walled);
+    json_decref(s->pods);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->wall_lock);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }

@@ -4,10 +4,13 @@
  *
  * With an egress wall (isolation/wall.h), a walled pod (messages.h: shim_wall_facts) is
  * walled when its PodSandboxStatus first shows its addresses (kubelet asks for it right
- * after RunPodSandbox, before it creates a container); its CreateContainer is refused
- * while it is not walled (fail closed, kubelet retries) and sets its DNS servers; its
+ * after RunPodSandbox, before it creates a container): a worker thread looks up its
+ * interfaces on the node and its DNS servers (shim_pod_network) and raises the wall. Its
+ * CreateContainer waits while that runs (the relay puts the call off, other calls go on),
+ * and is refused when it is not walled (fail closed, kubelet retries); its
  * RemovePodSandbox takes it out. A pod that is not walled releases an address a missed
- * removal left walled. */
+ * removal left walled. No nftables transaction runs on the relay's thread or under the
+ * lock the hooks and the metrics take. */
 #ifndef MOAT_SHIM_INTERCEPT_H
 #define MOAT_SHIM_INTERCEPT_H
 
@@ -21,11 +24,22 @@
 
 typedef struct shim_intercept shim_intercept;
 
-/* handlers (and the strings in it), probe and wall are borrowed and must outlive the object;
- * the probe result may be replaced with shim_intercept_set_probe (after a re-probe). wall
- * NULL: no egress wall (egressWall.mode none). */
+/* Where a walled pod's network is: the node's ends of its interfaces and its DNS servers
+ * (NULL-terminated lists the caller frees with iso_wall_strv_free). The real one is
+ * podnet.h's; tests give their own. Called on the wall's worker thread. */
+typedef struct {
+    int (*lookup)(void *user, const char *sandbox_id, char ***ret_devices, char ***ret_dns,
+                  moat_error *err);
+    void *user;
+} shim_pod_network;
+
+/* handlers (and the strings in it), probe, wall and net's user are borrowed and must
+ * outlive the object; the probe result may be replaced with shim_intercept_set_probe
+ * (after a re-probe). wall NULL: no egress wall (egressWall.mode none), net unused; else
+ * the wall belongs to the object's worker until shim_intercept_free. */
 int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
-                       const iso_probe_result *probe, iso_wall *wall, moat_error *err);
+                       const iso_probe_result *probe, iso_wall *wall, const shim_pod_network *net,
+                       moat_error *err);
 
 /* Swaps in a new probe result; the old one stays owned by the caller. Thread-safe. */
 void shim_intercept_set_probe(shim_intercept *s, const iso_probe_result *probe);

@@ -16,9 +16,11 @@
 #include "config.h"
 #include "decide.h"
 #include "intercept.h"
+#include "isolation/cri.h"
 #include "libmoat/http.h"
 #include "libmoat/log.h"
 #include "libmoat/signals.h"
+#include "podnet.h"
 #include "isolation/probe.h"
 #include "isolation/wall.h"
 #include "relay.h"
@@ -202,6 +204,7 @@ int main(int argc, char **argv)
     }
     shim_config *cfg = NULL;
     shim_intercept *icp = NULL;
+    cri_client *upstream = NULL;
     shim_relay *relay = NULL;
     moat_http *http = NULL;
     iso_nft nft = {0};
@@ -274,7 +277,13 @@ int main(int argc, char **argv)
              probe[0].usable ? "usable" : "not usable", probe[0].found, probe[0].reason);
 
     grpc_init();
-    if (shim_intercept_new(&icp, &handlers, &probe[0], wall, &err) < 0)
+    /* the wall's worker asks containerd (not the callers) where a pod's network is */
+    if (wall && cri_client_new(&upstream, cfg->upstream, &err) < 0) {
+        log_error(NULL, "upstream %s: %s", cfg->upstream, err.message);
+        goto out_grpc;
+    }
+    shim_pod_network net = {shim_podnet_lookup, upstream};
+    if (shim_intercept_new(&icp, &handlers, &probe[0], wall, &net, &err) < 0)
         goto out_grpc;
     shim_hooks hooks = shim_intercept_hooks(icp);
     if (shim_relay_start(&relay, cfg->listen, cfg->socket_mode, cfg->upstream, &hooks, &err) < 0) {
@@ -345,6 +354,7 @@ out_grpc:
     moat_http_stop(http);
     shim_relay_stop(relay, DRAIN_NS);
     shim_intercept_free(icp);
+    cri_client_free(upstream);
     grpc_shutdown();
 out:
     iso_probe_result_clear(&probe[0]);

@@ -67,6 +67,8 @@ struct call {
     grpc_slice refuse_details;
     int final_status;
     int64_t started_ns;
+    grpc_byte_buffer *parked_msg; /* a request the hook put off (SHIM_HOOK_LATER) */
+    call *next_parked;
 };
 
 struct shim_relay {
@@ -79,7 +81,11 @@ struct shim_relay {
     tag shutdown_tag;
     atomic_uint active;
     atomic_bool stopping;
+    call *parked; /* calls whose hook said "later", asked again each tick (relay thread) */
 };
+
+/* How often a put-off request is put to its hook again. */
+#define PARK_TICK_NS 1000000
 
 static int64_t mono_ns(void)
 {
@@ -181,6 +187,8 @@ static void call_free(call *c)
         grpc_byte_buffer_destroy(c->sending_up);
     if (c->sending_down)
         grpc_byte_buffer_destroy(c->sending_down);
+    if (c->parked_msg)
+        grpc_byte_buffer_destroy(c->parked_msg);
     gpr_free((void *)c->up_error); /* the library's debug string: ours to free */
     free(c->up_send_md);
     free(c->down_send_md);
@@ -381,6 +389,60 @@ static void on_accepted(call *c, bool ok)
     start_upstream(c, NULL);
 }
 
+/* An intercepted unary request before it goes upstream: the hook sends it on (changed or
+ * not), refuses it, or puts it off; a put-off request waits in the parked list (msg kept)
+ * and is asked about again each tick (retry_parked) until the hook decides or the caller's
+ * deadline passes. Returns whether the call was parked. */
+static bool ask_hook(call *c, grpc_byte_buffer *msg)
+{
+    shim_relay *r = c->r;
+    size_t len = 0, out_len = 0;
+    uint8_t *in = buffer_bytes(msg, &len), *out = NULL;
+    int status = SHIM_INTERNAL;
+    char *message = NULL;
+    int v = in ? r->hooks.on_request(r->hooks.user, c->method, in, len, &out, &out_len, &status,
+                                     &message)
+               : -1;
+    free(in);
+    if (v == SHIM_HOOK_LATER) {
+        gpr_timespec deadline = gpr_convert_clock_type(c->details.deadline, GPR_CLOCK_MONOTONIC);
+        if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) < 0) {
+            c->parked_msg = msg;
+            return true;
+        }
+        v = -1;
+        status = SHIM_DEADLINE_EXCEEDED;
+        message = strdup("the call's deadline passed while moat-cri waited for the egress wall");
+    }
+    if (v < 0) {
+        grpc_byte_buffer_destroy(msg);
+        refuse(c, status, message ? message : "out of memory");
+        free(message);
+        return false;
+    }
+    if (v == 1) {
+        grpc_byte_buffer_destroy(msg);
+        msg = bytes_buffer(out, out_len);
+        free(out);
+    }
+    start_unary_upstream(c, msg);
+    return false;
+}
+
+static void retry_parked(shim_relay *r)
+{
+    call **link = &r->parked;
+    while (*link) {
+        call *c = *link;
+        grpc_byte_buffer *msg = c->parked_msg;
+        c->parked_msg = NULL;
+        if (ask_hook(c, msg))
+            link = &c->next_parked;
+        else
+            *link = c->next_parked;
+    }
+}
+
 static void on_down_recv(call *c, bool ok)
 {
     shim_relay *r = c->r;
@@ -397,26 +459,10 @@ static void on_down_recv(call *c, bool ok)
             start_unary_upstream(c, msg);
             return;
         }
-        size_t len = 0, out_len = 0;
-        uint8_t *in = buffer_bytes(msg, &len), *out = NULL;
-        int status = SHIM_INTERNAL;
-        char *message = NULL;
-        int v = in ? r->hooks.on_request(r->hooks.user, c->method, in, len, &out, &out_len, &status,
-                                         &message)
-                   : -1;
-        free(in);
-        if (v < 0) {
-            grpc_byte_buffer_destroy(msg);
-            refuse(c, status, message ? message : "out of memory");
-            free(message);
-            return;
+        if (ask_hook(c, msg)) {
+            c->next_parked = r->parked;
+            r->parked = c;
         }
-        if (v == 1) {
-            grpc_byte_buffer_destroy(msg);
-            msg = bytes_buffer(out, out_len);
-            free(out);
-        }
-        start_unary_upstream(c, msg);
         return;
     }
     if (!c->up || c->status_in) {
@@ -588,10 +634,15 @@ static void *loop(void *arg)
     shim_relay *r = arg;
     bool server_down = false, cq_down = false;
     for (;;) {
-        grpc_event ev =
-            grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        gpr_timespec until = r->parked
+                                 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                gpr_time_from_nanos(PARK_TICK_NS, GPR_TIMESPAN))
+                                 : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+        grpc_event ev = grpc_completion_queue_next(r->cq, until, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
+        if (r->parked)
+            retry_parked(r);
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         if (ev.tag == &r->shutdown_tag)

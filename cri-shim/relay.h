@@ -11,7 +11,8 @@
  * one thread and one completion queue.
  *
  * Hooks see the unary calls they ask for: the request before it goes upstream (they may
- * rewrite it, or refuse the call with a status), and the response before it goes back. */
+ * rewrite it, refuse the call with a status, or put it off: SHIM_HOOK_LATER, when the
+ * answer waits on another thread's work), and the response before it goes back. */
 #ifndef MOAT_SHIM_RELAY_H
 #define MOAT_SHIM_RELAY_H
 
@@ -27,10 +28,13 @@
 enum {
     SHIM_OK = 0,
     SHIM_INVALID_ARGUMENT = 3,
+    SHIM_DEADLINE_EXCEEDED = 4,
     SHIM_FAILED_PRECONDITION = 9,
     SHIM_INTERNAL = 13,
     SHIM_UNAVAILABLE = 14,
 };
+
+#define SHIM_HOOK_LATER 2
 
 typedef struct {
     /* Whether calls of this method ("/runtime.v1.RuntimeService/RunPodSandbox") go through
@@ -41,8 +45,10 @@ typedef struct {
      * for a method (an unknown one, a streaming one): the general streaming relay. */
     bool (*unary)(void *user, const char *method);
     /* The request: return 0 to send it unchanged, 1 with *ret_out (malloc'd, the relay
-     * frees it) to send that instead, or -1 with *ret_status and *ret_message (malloc'd) to
-     * answer the caller with that status without asking upstream. */
+     * frees it) to send that instead, -1 with *ret_status and *ret_message (malloc'd) to
+     * answer the caller with that status without asking upstream, or SHIM_HOOK_LATER to be
+     * asked again (with the same request) about every millisecond, the other calls going
+     * on meanwhile, until another answer or the call's deadline (DEADLINE_EXCEEDED). */
     int (*on_request)(void *user, const char *method, const uint8_t *in, size_t len,
                       uint8_t **ret_out, size_t *ret_len, int *ret_status, char **ret_message);
     /* The response: 0 unchanged, or 1 with a replacement as above. */

@@ -8,6 +8,7 @@
 #include "cri.h"
 
 #include <grpc/byte_buffer_reader.h>
+#include <jansson.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "isolation/cri.pb-c.h"
+#include "libmoat/macro.h"
 #include "libmoat/names.h"
 
 struct cri_client {
@@ -391,5 +393,79 @@ int cri_pod_sandbox_status(cri_client *c, cri_sandbox_status *out, const char *p
         return moat_error_prefix(err, "pod %s", pod_uid);
     if (cri_status_response_decode(out, resp, resp_len, err) < 0)
         return moat_error_prefix(err, "pod %s", pod_uid);
+    return 0;
+}
+
+void cri_sandbox_network_clear(cri_sandbox_network *n)
+{
+    free(n->netns);
+    for (size_t i = 0; i < n->n_dns; i++)
+        free(n->dns[i]);
+    free(n->dns);
+    memset(n, 0, sizeof(*n));
+}
+
+int cri_network_response_decode(cri_sandbox_network *out, const uint8_t *data, size_t len,
+                                moat_error *err)
+{
+    Moat__Agentcri__PodSandboxStatusResponse *resp =
+        moat__agentcri__pod_sandbox_status_response__unpack(NULL, len, data);
+    if (!resp)
+        return moat_error_set(err, MOAT_E_INVALID, "PodSandboxStatusResponse: does not decode");
+    const char *info = NULL;
+    for (size_t i = 0; i < resp->n_info; i++)
+        if (resp->info[i]->key && strcmp(resp->info[i]->key, "info") == 0)
+            info = resp->info[i]->value;
+    json_t *doc _cleanup_(json_decrefp) = info ? json_loads(info, 0, NULL) : NULL;
+    moat__agentcri__pod_sandbox_status_response__free_unpacked(resp, NULL);
+    if (!doc)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "PodSandboxStatusResponse: no runtime record (info \"info\") as "
+                              "JSON");
+    const char *netns = json_string_value(json_object_get(
+        json_object_get(json_object_get(doc, "sandboxMetadata"), "Metadata"), "NetNSPath"));
+    if (!netns || !*netns)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "PodSandboxStatusResponse: the runtime's record names no network "
+                              "namespace (sandboxMetadata.Metadata.NetNSPath)");
+    json_t *servers =
+        json_object_get(json_object_get(json_object_get(doc, "config"), "dns_config"), "servers");
+    cri_sandbox_network n = {0};
+    n.netns = strdup(netns);
+    n.dns = calloc(json_array_size(servers) + 1, sizeof(char *));
+    size_t i;
+    json_t *v;
+    bool ok = n.netns && n.dns;
+    json_array_foreach (servers, i, v) {
+        if (!ok || !json_is_string(v))
+            continue;
+        if (!(n.dns[n.n_dns] = strdup(json_string_value(v))))
+            ok = false;
+        else
+            n.n_dns++;
+    }
+    if (!ok) {
+        cri_sandbox_network_clear(&n);
+        return moat_error_set(err, MOAT_E_NOMEM, "PodSandboxStatusResponse: out of memory");
+    }
+    *out = n;
+    return 0;
+}
+
+int cri_sandbox_network_get(cri_client *c, cri_sandbox_network *out, const char *sandbox_id,
+                            long timeout_ms, moat_error *err)
+{
+    _cleanup_free_ uint8_t *req = NULL, *resp = NULL;
+    size_t req_len = 0, resp_len = 0;
+    if (!sandbox_id)
+        return moat_error_set(err, MOAT_E_INVALID, "PodSandboxStatusRequest: no sandbox id");
+    Moat__Agentcri__PodSandboxStatusRequest r = MOAT__AGENTCRI__POD_SANDBOX_STATUS_REQUEST__INIT;
+    r.pod_sandbox_id = (char *)sandbox_id;
+    r.verbose = true;
+    if (pack(&req, &req_len, &r.base, "PodSandboxStatusRequest", err) < 0 ||
+        cri_client_call(c, &resp, &resp_len, CRI_POD_SANDBOX_STATUS, req, req_len, timeout_ms,
+                        err) < 0 ||
+        cri_network_response_decode(out, resp, resp_len, err) < 0)
+        return moat_error_prefix(err, "pod sandbox %s", sandbox_id);
     return 0;
 }

@@ -91,6 +91,28 @@ int cri_status_request_encode(uint8_t **ret, size_t *ret_len, const char *sandbo
 int cri_status_response_decode(cri_sandbox_status *out, const uint8_t *data, size_t len,
                                moat_error *err);
 
+/* Where a sandbox's network is, from the runtime's own record of it (a verbose
+ * PodSandboxStatus; containerd's info "info": sandboxMetadata.Metadata.NetNSPath and the sandbox
+ * config's dns_config.servers as kubelet gave them at RunPodSandbox). Owned; clear with
+ * cri_sandbox_network_clear. */
+typedef struct {
+    char *netns; /* never NULL once decoded */
+    char **dns;  /* NULL-terminated, maybe empty */
+    size_t n_dns;
+} cri_sandbox_network;
+
+void cri_sandbox_network_clear(cri_sandbox_network *n);
+
+/* Decodes a verbose PodSandboxStatusResponse into *out. MOAT_E_INVALID when the bytes are
+ * not that message, carry no runtime record, or one without a network namespace path (a
+ * runtime other than containerd 2.x, or a pod on the node's network). */
+int cri_network_response_decode(cri_sandbox_network *out, const uint8_t *data, size_t len,
+                                moat_error *err);
+
+/* A verbose PodSandboxStatus of sandbox_id, decoded as above. */
+int cri_sandbox_network_get(cri_client *c, cri_sandbox_network *out, const char *sandbox_id,
+                            long timeout_ms, moat_error *err);
+
 /* ListPodSandbox for the pod's uid, then PodSandboxStatus of its newest sandbox. Returns 0
  * with *out filled, 1 when the runtime has no sandbox for that pod (*out untouched), or
  * < 0 with err set. */

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <net/if.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <nftables/libnftables.h>
@@ -16,14 +17,20 @@
 
 #define MAX_ID 128
 
-/* The four sets of elements the wall owns, by index. */
-enum { SET_WALLED4, SET_WALLED6, SET_DNS4, SET_DNS6, SET__COUNT };
+/* The four sets of elements the wall owns, by index; ENTRY_CHAIN: a pod interface's chain
+ * in the netdev table. */
+enum { SET_WALLED4, SET_WALLED6, SET_DNS4, SET_DNS6, SET__COUNT, ENTRY_CHAIN = SET__COUNT };
 static const char *const set_names[SET__COUNT] = {"walled4", "walled6", "dns4", "dns6"};
+
+#define MAX_DEVICE 15 /* IFNAMSIZ - 1 */
+#define MAX_CHAIN  (8 + 1 + MAX_DEVICE + 1 + MAX_ID)
 
 /* One element in the kernel: its set, its text in nft's syntax ("10.88.0.5",
  * "10.88.0.5 . 10.96.0.10 . 17 . 53"), the address it walls and the sandbox it belongs
- * to ("" for an element without a comment: not ours to keep, released on reuse).
- * doomed: in the transaction being built, as a "delete element". */
+ * to ("" for an element without a comment: not ours to keep, released on reuse). For
+ * ENTRY_CHAIN, the element is the chain's name ("<mode>/<device>/<sandbox id>": nft 1.0.6
+ * lists neither a chain's device nor its comment in JSON, so the name carries both) and
+ * addr is "". doomed: in the transaction being built, as a "delete". */
 typedef struct {
     int set;
     char *element, *addr, *id;
@@ -116,6 +123,35 @@ static bool valid_id(const char *id)
     return name_ok(id, MAX_ID, "_-.");
 }
 
+/* Interface names go into nft in double quotes and into chain names: no quote, no '/'. */
+static bool valid_device(const char *dev)
+{
+    return name_ok(dev, MAX_DEVICE, "_.-");
+}
+
+static const char *mode_name(iso_wall_mode mode)
+{
+    return mode == ISO_WALL_NONE ? "none" : "internet";
+}
+
+/* "<mode>/<device>/<id>" back into its parts; false for a chain that is not the wall's. */
+static bool chain_parse(const char *name, iso_wall_mode *ret_mode, char dev[MAX_DEVICE + 1],
+                        char id[MAX_ID + 1])
+{
+    const char *a = strchr(name, '/'), *b = a ? strchr(a + 1, '/') : NULL;
+    if (!b || (size_t)(b - a - 1) > MAX_DEVICE || strlen(b + 1) > MAX_ID)
+        return false;
+    if ((size_t)(a - name) == 4 && strncmp(name, "none", 4) == 0)
+        *ret_mode = ISO_WALL_NONE;
+    else if ((size_t)(a - name) == 8 && strncmp(name, "internet", 8) == 0)
+        *ret_mode = ISO_WALL_INTERNET;
+    else
+        return false;
+    snprintf(dev, MAX_DEVICE + 1, "%.*s", (int)(b - a - 1), a + 1);
+    snprintf(id, MAX_ID + 1, "%s", b + 1);
+    return valid_device(dev) && valid_id(id);
+}
+
 /* The canonical text of an address (so "10.0.0.01" is refused and "::FFFF:a00:1" and
  * "::ffff:10.0.0.1" are one element), its family in *ret_v6. */
 static int canonical(char out[INET6_ADDRSTRLEN], bool *ret_v6, const char *addr, const char *what,
@@ -174,8 +210,11 @@ static void index_drop(iso_wall *w, size_t i)
  * (the transaction went through) or spares them (it did not). */
 static void doom(iso_wall *w, moat_strbuf *b, wall_entry *e)
 {
-    moat_strbuf_appendf(b, "delete element inet %s %s { %s }\n", w->table, set_names[e->set],
-                        e->element);
+    if (e->set == ENTRY_CHAIN)
+        moat_strbuf_appendf(b, "delete chain netdev %s %s\n", w->table, e->element);
+    else
+        moat_strbuf_appendf(b, "delete element inet %s %s { %s }\n", w->table, set_names[e->set],
+                            e->element);
     e->doomed = true;
 }
 
@@ -279,6 +318,123 @@ static int read_set(iso_wall *w, int set, moat_error *err)
     return 0;
 }
 
+/* reading the kernel's chains back */
+
+/* The netdev table as nft's JSON (caller frees). */
+static int list_netdev(const iso_wall *w, json_t **ret_doc, moat_error *err)
+{
+    _cleanup_free_ char *cmd = NULL, *out = NULL;
+    if (asprintf(&cmd, "list table netdev %s", w->table) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+    if (w->nft->run(w->nft->user, cmd, &out, err) < 0)
+        return moat_error_prefix(err, "egress wall: reading table netdev %s", w->table);
+    json_t *doc = json_loads(out, 0, NULL);
+    if (!json_is_array(json_object_get(doc, "nftables"))) {
+        json_decref(doc);
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "egress wall: table netdev %s: nft's JSON has no list", w->table);
+    }
+    *ret_doc = doc;
+    return 0;
+}
+
+/* The wall's chains in doc into the index. */
+static int index_chains(iso_wall *w, json_t *doc, moat_error *err)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach (json_object_get(doc, "nftables"), i, item) {
+        const char *name =
+            json_string_value(json_object_get(json_object_get(item, "chain"), "name"));
+        iso_wall_mode mode;
+        char dev[MAX_DEVICE + 1], id[MAX_ID + 1];
+        if (name && chain_parse(name, &mode, dev, id) &&
+            index_add(w, ENTRY_CHAIN, name, "", id) < 0)
+            return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+    }
+    return 0;
+}
+
+/* Rules in the chain named chain, per doc. */
+static size_t rules_in(json_t *doc, const char *chain)
+{
+    size_t i, n = 0;
+    json_t *item;
+    json_array_foreach (json_object_get(doc, "nftables"), i, item) {
+        const char *c = json_string_value(json_object_get(json_object_get(item, "rule"), "chain"));
+        n += c && strcmp(c, chain) == 0;
+    }
+    return n;
+}
+
+/* the chains of the pod interfaces */
+
+/* Rules chain_commands writes. */
+static size_t chain_rules(iso_wall_mode mode, size_t n4, size_t n6)
+{
+    return mode == ISO_WALL_NONE ? 1 : (n4 ? 2 : 0) + (n6 ? 2 : 0) + 1;
+}
+
+static void addr_list(moat_strbuf *b, const char *const *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        moat_strbuf_appendf(b, "%s%s", i ? ", " : "", a[i]);
+}
+
+/* The chain that walls one pod interface, at its ingress: before the bridge, the node's
+ * routing or netfilter's inet hooks see a packet. Under None nothing from the interface
+ * passes. Under Internet only what carries one of the pod's own addresses as its source
+ * (ARP included), and IPv6 neighbour discovery from a link-local or unspecified source
+ * when the pod has an IPv6 address; then the inet table's rules judge the destination.
+ * Other IP is rejected (administratively prohibited), anything else dropped. */
+static void chain_commands(const iso_wall *w, moat_strbuf *b, const char *chain, const char *dev,
+                           iso_wall_mode mode, const char *const *v4, size_t n4,
+                           const char *const *v6, size_t n6)
+{
+    const char *t = w->table;
+    moat_strbuf_appendf(b,
+                        "add chain netdev %s %s { type filter hook ingress device \"%s\" "
+                        "priority -500; policy drop; }\nflush chain netdev %s %s\n",
+                        t, chain, dev, t, chain);
+    if (mode == ISO_WALL_INTERNET && n4) {
+        moat_strbuf_appendf(b, "add rule netdev %s %s meta protocol ip ip saddr { ", t, chain);
+        addr_list(b, v4, n4);
+        moat_strbuf_appendf(b, " } accept\nadd rule netdev %s %s meta protocol arp arp saddr ip { ",
+                            t, chain);
+        addr_list(b, v4, n4);
+        moat_strbuf_appendf(b, " } accept\n");
+    }
+    if (mode == ISO_WALL_INTERNET && n6) {
+        moat_strbuf_appendf(b, "add rule netdev %s %s meta protocol ip6 ip6 saddr { ", t, chain);
+        addr_list(b, v6, n6);
+        moat_strbuf_appendf(b,
+                            " } accept\nadd rule netdev %s %s meta protocol ip6 ip6 saddr { ::, "
+                            "fe80::/10 } icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
+                            "nd-neighbor-advert } accept\n",
+                            t, chain);
+    }
+    moat_strbuf_appendf(b,
+                        "add rule netdev %s %s meta protocol { ip, ip6 } reject with icmpx "
+                        "admin-prohibited\n",
+                        t, chain);
+}
+
+/* The walled addresses the index holds for id, by family (borrowed). */
+static void index_addrs(const iso_wall *w, const char *id, const char *v4[8], size_t *n4,
+                        const char *v6[8], size_t *n6)
+{
+    *n4 = *n6 = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        const wall_entry *e = &w->entries[i];
+        if (strcmp(e->id, id) != 0)
+            continue;
+        if (e->set == SET_WALLED4 && *n4 < 8)
+            v4[(*n4)++] = e->addr;
+        else if (e->set == SET_WALLED6 && *n6 < 8)
+            v6[(*n6)++] = e->addr;
+    }
+}
+
 /* the wall */
 
 static void ranges(moat_strbuf *b, const char *table, const char *set, const char *const *cidrs,
@@ -351,13 +507,14 @@ static void base_commands(const iso_wall *w, moat_strbuf *b)
     moat_strbuf_appendf(
         b,
         "add table inet %s\n"
+        "add table netdev %s\n"
         "add set inet %s blocked4 { type ipv4_addr; flags interval; auto-merge; }\n"
         "add set inet %s blocked6 { type ipv6_addr; flags interval; auto-merge; }\n"
         "add set inet %s walled4 { type ipv4_addr; }\n"
         "add set inet %s walled6 { type ipv6_addr; }\n"
         "add set inet %s dns4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; }\n"
         "add set inet %s dns6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; }\n",
-        t, t, t, t, t, t, t);
+        t, t, t, t, t, t, t, t);
     ranges(b, t, "blocked4", moat_egress_blocked_ipv4, moat_egress_blocked_ipv4_count, w->extra4);
     ranges(b, t, "blocked6", moat_egress_blocked_ipv6, moat_egress_blocked_ipv6_count, w->extra6);
     static const char *const hooks[] = {"forward", "input"};
@@ -404,31 +561,48 @@ int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, const c
             iso_wall_free(w);
             return -1;
         }
+    json_t *doc _cleanup_(json_decrefp) = NULL;
+    if (list_netdev(w, &doc, err) < 0 || index_chains(w, doc, err) < 0) {
+        iso_wall_free(w);
+        return -1;
+    }
     *out = w;
     return 0;
 }
 
-/* Whether the kernel holds the table with its rules and exactly the walled elements of the
- * index. Any failure to read counts as "no". */
+/* Whether the kernel holds the tables with their rules and exactly the walled elements and
+ * chains of the index, each chain with its rules. Any failure to read counts as "no". */
 static bool kernel_matches(iso_wall *w)
 {
     iso_wall scratch = {.nft = w->nft, .table = w->table};
     moat_error err = MOAT_ERROR_INIT;
+    json_t *doc _cleanup_(json_decrefp) = NULL;
     bool same = true;
     for (int s = 0; s < SET__COUNT && same; s++)
         same = read_set(&scratch, s, &err) == 0;
+    same = same && list_netdev(w, &doc, &err) == 0 && index_chains(&scratch, doc, &err) == 0;
     same = same && scratch.n == w->n;
     for (size_t i = 0; same && i < w->n; i++) {
+        const wall_entry *e = &w->entries[i];
         bool found = false;
         for (size_t k = 0; k < scratch.n && !found; k++)
-            found = scratch.entries[k].set == w->entries[i].set &&
-                    strcmp(scratch.entries[k].element, w->entries[i].element) == 0;
+            found = scratch.entries[k].set == e->set &&
+                    strcmp(scratch.entries[k].element, e->element) == 0;
         same = found;
+        if (same && e->set == ENTRY_CHAIN) {
+            iso_wall_mode mode = ISO_WALL_INTERNET;
+            char dev[MAX_DEVICE + 1], id[MAX_ID + 1];
+            const char *v4[8], *v6[8];
+            size_t n4, n6;
+            chain_parse(e->element, &mode, dev, id);
+            index_addrs(w, e->id, v4, &n4, v6, &n6);
+            same = rules_in(doc, e->element) == chain_rules(mode, n4, n6);
+        }
     }
     for (size_t i = 0; i < scratch.n; i++)
         entry_clear(&scratch.entries[i]);
     free(scratch.entries);
-    /* the rules: two per chain */
+    /* the inet rules: two per chain */
     static const char *const hooks[] = {"forward", "input"};
     for (size_t i = 0; same && i < ELEMENTSOF(hooks); i++) {
         _cleanup_free_ char *cmd = NULL, *out = NULL;
@@ -437,10 +611,10 @@ static bool kernel_matches(iso_wall *w)
             same = false;
             break;
         }
-        json_t *doc _cleanup_(json_decrefp) = json_loads(out, 0, NULL);
+        json_t *chain _cleanup_(json_decrefp) = json_loads(out, 0, NULL);
         size_t k, rules = 0;
         json_t *item;
-        json_array_foreach (json_object_get(doc, "nftables"), k, item)
+        json_array_foreach (json_object_get(chain, "nftables"), k, item)
             rules += json_object_get(item, "rule") != NULL;
         same = rules == 2;
     }
@@ -456,10 +630,22 @@ int iso_wall_reassert(iso_wall *w, const char *const *extra, size_t n_extra, boo
         return -1;
     moat_strbuf b = {0};
     base_commands(w, &b);
-    /* "add element" of an element that is there is no error: the index, whole. */
+    /* "add element" of an element that is there is no error: the index, whole. A chain is
+     * written again with its rules; one whose interface is gone (the pod went without its
+     * RemovePodSandbox passing here) waits for its removal: an older kernel refuses a chain
+     * on a missing device, and that would fail the whole transaction. */
     for (size_t i = 0; i < w->n; i++) {
         const wall_entry *e = &w->entries[i];
-        if (*e->id)
+        if (e->set == ENTRY_CHAIN) {
+            iso_wall_mode mode = ISO_WALL_INTERNET;
+            char dev[MAX_DEVICE + 1], id[MAX_ID + 1];
+            const char *v4[8], *v6[8];
+            size_t n4, n6;
+            if (!chain_parse(e->element, &mode, dev, id) || if_nametoindex(dev) == 0)
+                continue;
+            index_addrs(w, e->id, v4, &n4, v6, &n6);
+            chain_commands(w, &b, e->element, dev, mode, v4, n4, v6, n6);
+        } else if (*e->id)
             moat_strbuf_appendf(&b, "add element inet %s %s { %s comment \"%s\" }\n", w->table,
                                 set_names[e->set], e->element, e->id);
         else
@@ -537,7 +723,8 @@ size_t iso_wall_count(const iso_wall *w)
  * DNS elements. */
 typedef struct {
     int set;
-    char element[2 * INET6_ADDRSTRLEN + 32];
+    char element[MAX_CHAIN + 1 > 2 * INET6_ADDRSTRLEN + 32 ? MAX_CHAIN + 1
+                                                           : 2 * INET6_ADDRSTRLEN + 32];
     char addr[INET6_ADDRSTRLEN];
 } wanted;
 
@@ -560,64 +747,91 @@ static bool same_as_index(const iso_wall *w, const char *id, const wanted *want,
     return true;
 }
 
-int iso_wall_add(iso_wall *w, const char *sandbox_id, const char *const *addrs, size_t n_addrs,
-                 const char *const *dns, size_t n_dns, moat_error *err)
+int iso_wall_add(iso_wall *w, const iso_wall_pod *pod, moat_error *err)
 {
+    const char *sandbox_id = pod->id;
     if (!valid_id(sandbox_id))
         return moat_error_set(err, MOAT_E_INVALID,
                               "egress wall: sandbox id \"%s\" is not 1 to %d of [A-Za-z0-9_.-]",
                               sandbox_id ? sandbox_id : "", MAX_ID);
-    if (n_addrs == 0)
+    if (pod->n_addrs == 0)
         return moat_error_set(err, MOAT_E_INVALID, "egress wall: sandbox %s has no address",
                               sandbox_id);
-    if (n_addrs > 8 || n_dns > 8)
+    if (pod->n_devices == 0)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "egress wall: sandbox %s has no interface on the node", sandbox_id);
+    size_t n_dns = pod->mode == ISO_WALL_INTERNET ? pod->n_dns : 0;
+    if (pod->n_addrs > 8 || n_dns > 8 || pod->n_devices > 8)
         return moat_error_set(err, MOAT_E_RANGE,
-                              "egress wall: sandbox %s: %zu addresses and %zu DNS servers, at "
-                              "most 8 of each",
-                              sandbox_id, n_addrs, n_dns);
-    /* 8 addresses, each with up to 8 servers over two protocols. */
-    wanted want[8 + 8 * 8 * 2];
+                              "egress wall: sandbox %s: %zu addresses, %zu DNS servers and %zu "
+                              "interfaces, at most 8 of each",
+                              sandbox_id, pod->n_addrs, n_dns, pod->n_devices);
+    for (size_t d = 0; d < pod->n_devices; d++)
+        if (!valid_device(pod->devices[d]))
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "egress wall: sandbox %s: interface \"%s\" is not 1 to %d of "
+                                  "[A-Za-z0-9_.-]",
+                                  sandbox_id, pod->devices[d] ? pod->devices[d] : "", MAX_DEVICE);
+    /* 8 addresses, each with up to 8 servers over two protocols; 8 chains. */
+    wanted want[8 + 8 * 8 * 2 + 8];
     size_t n = 0;
     char dns_c[8][INET6_ADDRSTRLEN];
     bool dns_v6[8] = {false};
     for (size_t k = 0; k < n_dns; k++)
-        if (canonical(dns_c[k], &dns_v6[k], dns[k], "DNS server", err) < 0)
+        if (canonical(dns_c[k], &dns_v6[k], pod->dns[k], "DNS server", err) < 0)
             return -1;
-    for (size_t a = 0; a < n_addrs; a++) {
-        bool v6 = false;
+    const char *v4[8], *v6[8];
+    size_t n4 = 0, n6 = 0;
+    for (size_t a = 0; a < pod->n_addrs; a++) {
+        bool is_v6 = false;
         char addr[INET6_ADDRSTRLEN];
-        if (canonical(addr, &v6, addrs[a], "pod address", err) < 0)
+        if (canonical(addr, &is_v6, pod->addrs[a], "pod address", err) < 0)
             return -1;
         wanted *x = &want[n++];
-        x->set = v6 ? SET_WALLED6 : SET_WALLED4;
+        x->set = is_v6 ? SET_WALLED6 : SET_WALLED4;
         snprintf(x->addr, sizeof(x->addr), "%s", addr);
         snprintf(x->element, sizeof(x->element), "%s", addr);
+        if (is_v6)
+            v6[n6++] = x->addr;
+        else
+            v4[n4++] = x->addr;
         for (size_t k = 0; k < n_dns; k++) {
-            if (dns_v6[k] != v6)
+            if (dns_v6[k] != is_v6)
                 continue; /* a server of the other family: that address cannot use it */
             static const char *const protos[] = {"17", "6"}; /* UDP, TCP: by number */
             for (size_t p = 0; p < ELEMENTSOF(protos); p++) {
                 x = &want[n++];
-                x->set = v6 ? SET_DNS6 : SET_DNS4;
+                x->set = is_v6 ? SET_DNS6 : SET_DNS4;
                 snprintf(x->addr, sizeof(x->addr), "%s", addr);
                 snprintf(x->element, sizeof(x->element), "%.46s . %.46s . %.2s . %d", addr,
                          dns_c[k], protos[p], MOAT_EGRESS_DNS_PORT);
             }
         }
     }
+    size_t first_chain = n;
+    for (size_t d = 0; d < pod->n_devices; d++) {
+        wanted *x = &want[n++];
+        x->set = ENTRY_CHAIN;
+        x->addr[0] = '\0';
+        snprintf(x->element, sizeof(x->element), "%s/%s/%s", mode_name(pod->mode), pod->devices[d],
+                 sandbox_id);
+    }
     if (same_as_index(w, sandbox_id, want, n))
         return 0;
 
-    /* One transaction: out go this sandbox's old elements and any other element on its
-     * addresses; in go the new ones. */
+    /* One transaction: out go this sandbox's old elements and chains and any other element
+     * on its addresses; in go the new ones. */
     moat_strbuf b = {0};
     mark(w, &b, sandbox_id, NULL);
-    for (size_t k = 0; k < n; k++)
+    for (size_t k = 0; k < first_chain; k++)
         if (is_address_set(want[k].set))
             mark(w, &b, NULL, want[k].addr);
-    for (size_t k = 0; k < n; k++)
+    for (size_t k = 0; k < first_chain; k++)
         moat_strbuf_appendf(&b, "add element inet %s %s { %s comment \"%s\" }\n", w->table,
                             set_names[want[k].set], want[k].element, sandbox_id);
+    for (size_t d = 0; d < pod->n_devices; d++)
+        chain_commands(w, &b, want[first_chain + d].element, pod->devices[d], pod->mode, v4, n4, v6,
+                       n6);
     if (run(w, &b, err) < 0) {
         unmark(w, false);
         return moat_error_prefix(err, "egress wall: walling sandbox %s", sandbox_id);
@@ -632,25 +846,28 @@ int iso_wall_add(iso_wall *w, const char *sandbox_id, const char *const *addrs, 
     return 0;
 }
 
-int iso_wall_set_dns(iso_wall *w, const char *sandbox_id, const char *const *dns, size_t n_dns,
-                     moat_error *err)
+void iso_wall_foreach(const iso_wall *w, void (*fn)(void *user, const char *id, iso_wall_mode mode),
+                      void *user)
 {
-    /* Copies: iso_wall_add rewrites the index, which holds the strings. */
-    char copy[8][INET6_ADDRSTRLEN];
-    const char *addrs[8];
-    size_t n = 0;
-    for (size_t i = 0; sandbox_id && i < w->n && n < ELEMENTSOF(addrs); i++) {
+    for (size_t i = 0; i < w->n; i++) {
         const wall_entry *e = &w->entries[i];
-        if (is_address_set(e->set) && strcmp(e->id, sandbox_id) == 0) {
-            snprintf(copy[n], sizeof(copy[n]), "%s", e->addr);
-            addrs[n] = copy[n];
-            n++;
+        if (!*e->id)
+            continue;
+        bool first = true;
+        for (size_t k = 0; k < i && first; k++)
+            first = strcmp(w->entries[k].id, e->id) != 0;
+        if (!first)
+            continue;
+        iso_wall_mode mode = ISO_WALL_INTERNET;
+        for (size_t k = i; k < w->n; k++) {
+            char dev[MAX_DEVICE + 1], id[MAX_ID + 1];
+            iso_wall_mode m;
+            if (w->entries[k].set == ENTRY_CHAIN && strcmp(w->entries[k].id, e->id) == 0 &&
+                chain_parse(w->entries[k].element, &m, dev, id) && m == ISO_WALL_NONE)
+                mode = ISO_WALL_NONE;
         }
+        fn(user, e->id, mode);
     }
-    if (n == 0)
-        return moat_error_set(err, MOAT_E_NOTFOUND, "egress wall: sandbox %s is not walled",
-                              sandbox_id ? sandbox_id : "");
-    return iso_wall_add(w, sandbox_id, addrs, n, dns, n_dns, err);
 }
 
 int iso_wall_remove(iso_wall *w, const char *sandbox_id, moat_error *err)
@@ -721,23 +938,28 @@ int iso_wall_delete(const iso_nft *nft, const char *table, moat_error *err)
         return moat_error_set(err, MOAT_E_INVALID, "egress wall: table \"%s\" is not valid",
                               table ? table : "");
     _cleanup_free_ char *list = NULL;
-    if (nft->run(nft->user, "list tables inet", &list, err) < 0)
+    if (nft->run(nft->user, "list tables", &list, err) < 0)
         return moat_error_prefix(err, "egress wall: listing tables");
     json_t *doc _cleanup_(json_decrefp) = json_loads(list, 0, NULL);
-    size_t i;
-    json_t *item;
-    bool present = false;
-    json_array_foreach (json_object_get(doc, "nftables"), i, item) {
-        const char *name =
-            json_string_value(json_object_get(json_object_get(item, "table"), "name"));
-        present |= name && strcmp(name, table) == 0;
+    static const char *const families[] = {"inet", "netdev"};
+    for (size_t f = 0; f < ELEMENTSOF(families); f++) {
+        size_t i;
+        json_t *item;
+        bool present = false;
+        json_array_foreach (json_object_get(doc, "nftables"), i, item) {
+            json_t *t = json_object_get(item, "table");
+            const char *name = json_string_value(json_object_get(t, "name"));
+            const char *family = json_string_value(json_object_get(t, "family"));
+            present |=
+                name && family && strcmp(name, table) == 0 && strcmp(family, families[f]) == 0;
+        }
+        if (!present)
+            continue;
+        _cleanup_free_ char *cmd = NULL;
+        if (asprintf(&cmd, "delete table %s %s", families[f], table) < 0)
+            return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
+        if (nft->run(nft->user, cmd, NULL, err) < 0)
+            return moat_error_prefix(err, "egress wall: deleting table %s %s", families[f], table);
     }
-    if (!present)
-        return 0;
-    _cleanup_free_ char *cmd = NULL;
-    if (asprintf(&cmd, "delete table inet %s", table) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
-    if (nft->run(nft->user, cmd, NULL, err) < 0)
-        return moat_error_prefix(err, "egress wall: deleting table inet %s", table);
     return 0;
 }

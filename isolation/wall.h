@@ -1,6 +1,7 @@
 /* The egress wall: nftables rules on the node that keep a sandbox with egress Internet off
- * private and local addresses (libmoat/egress.h) from the moment its pod has an address,
- * before any of its containers starts. moat-cri raises it (cri-shim/intercept.c).
+ * private and local addresses (libmoat/egress.h), and one with egress None off everything,
+ * from the moment its pod has an address, before any of its containers starts. moat-cri
+ * raises it (cri-shim/intercept.c).
  *
  * Why a wall of Moat's own: the operator's NetworkPolicy says the same, but Kubernetes has
  * no signal of when a network plugin enforces a policy for a new pod, and some plugins
@@ -9,8 +10,8 @@
  * setup (RunPodSandbox) and its first container, so there is no such instant. The
  * NetworkPolicy stays: it also denies ingress, and it holds where the wall cannot.
  *
- * Kernel state, one inet table (ISO_WALL_TABLE unless configured), every change one nft
- * transaction:
+ * Kernel state, an inet and a netdev table of one name (ISO_WALL_TABLE unless configured),
+ * every change one nft transaction:
  *   set blocked4, blocked6    the ranges of libmoat/egress.h (interval, auto-merge)
  *   set walled4, walled6      the walled pods' addresses; each element's comment is the
  *                             pod sandbox's id
@@ -21,12 +22,22 @@
  *                             from a walled address to a blocked one is rejected
  *                             (administratively prohibited) unless its pod may reach that
  *                             DNS server
+ *   netdev chain "<mode>/<interface>/<sandbox id>", one per host-side interface of a
+ *                             walled pod (the node's end of its veth), hook ingress
+ *                             priority -500, policy drop: under None nothing from the pod
+ *                             passes; under Internet only packets whose source is one of
+ *                             the pod's addresses (ARP too; IPv6 neighbour discovery from
+ *                             link-local or ::), so the inet rules above, which go by
+ *                             source address, cannot be dodged with an added or spoofed
+ *                             one. Keyed on the interface, not an address: with
+ *                             br_netfilter the inet hooks see the bridge, not the veth.
  * The kernel keeps the table across moat-cri restarts (running pods stay walled);
  * iso_wall_open reads the walled elements back. iso_wall_delete removes it (uninstall).
  *
- * Limit: the wall holds where pod traffic crosses the node's netfilter hooks: bridge CNIs
- * (with br_netfilter, as kube-proxy needs anyway) and routed ones. A datapath that bypasses
- * netfilter (eBPF host routing) bypasses the wall; the NetworkPolicy is then the only one.
+ * Limit: the wall holds where pod traffic enters the node through a veth and crosses the
+ * node's netfilter hooks: bridge CNIs (with br_netfilter, as kube-proxy needs anyway) and
+ * routed ones. A datapath that bypasses netfilter (eBPF host routing) bypasses the inet
+ * rules; the NetworkPolicy is then the only one besides the interface chains.
  *
  * Not thread-safe: one caller at a time (moat-cri holds its lock). */
 #ifndef MOAT_ISO_WALL_H
@@ -80,18 +91,32 @@ int iso_wall_reassert(iso_wall *w, const char *const *extra, size_t n_extra, boo
 int iso_wall_node_addresses(char ***ret, moat_error *err);
 void iso_wall_strv_free(char **v);
 
-/* Walls a pod sandbox: addrs are its IPv4/IPv6 addresses (at least one), dns the DNS
- * servers it may reach on port 53, UDP and TCP (may be empty). One transaction. Walling it
- * again with the same facts does nothing; an address walled for another sandbox moves to
- * this one (addresses are unique among a node's live pods: the other one is gone). Bad
- * addresses or ids are MOAT_E_INVALID and change nothing. */
-int iso_wall_add(iso_wall *w, const char *sandbox_id, const char *const *addrs, size_t n_addrs,
-                 const char *const *dns, size_t n_dns, moat_error *err);
+typedef enum { ISO_WALL_INTERNET, ISO_WALL_NONE } iso_wall_mode;
 
-/* Sets the DNS servers of a walled sandbox (its addresses stay); the same ones again do
- * nothing. Not walled: MOAT_E_NOTFOUND. */
-int iso_wall_set_dns(iso_wall *w, const char *sandbox_id, const char *const *dns, size_t n_dns,
-                     moat_error *err);
+/* A pod sandbox to wall: its IPv4/IPv6 addresses (1 to 8), the DNS servers it may reach on
+ * port 53, UDP and TCP (0 to 8; ignored under None), and the node's ends of its interfaces
+ * (1 to 8 names of [A-Za-z0-9_.-], iso_netns.h finds them). Borrowed. */
+typedef struct {
+    const char *id;
+    iso_wall_mode mode;
+    const char *const *addrs;
+    size_t n_addrs;
+    const char *const *dns;
+    size_t n_dns;
+    const char *const *devices;
+    size_t n_devices;
+} iso_wall_pod;
+
+/* Walls a pod sandbox, in one transaction. Walling it again with the same facts does
+ * nothing; other facts replace the old ones. An address walled for another sandbox moves
+ * to this one (addresses are unique among a node's live pods: the other one is gone). Bad
+ * addresses, ids or interface names are MOAT_E_INVALID and change nothing. */
+int iso_wall_add(iso_wall *w, const iso_wall_pod *pod, moat_error *err);
+
+/* Calls fn for each walled sandbox with its mode (a sandbox walled by a moat-cri before
+ * interface chains has none, and counts as Internet). */
+void iso_wall_foreach(const iso_wall *w, void (*fn)(void *user, const char *id, iso_wall_mode mode),
+                      void *user);
 
 /* Whether the sandbox is walled. */
 bool iso_wall_has(const iso_wall *w, const char *sandbox_id);
@@ -111,7 +136,7 @@ size_t iso_wall_count(const iso_wall *w);
 /* Frees the object; the kernel's table stays. Accepts NULL. */
 void iso_wall_free(iso_wall *w);
 
-/* Deletes the table with everything in it; no such table is 0. */
+/* Deletes the tables (inet and netdev) with everything in them; no such table is 0. */
 int iso_wall_delete(const iso_nft *nft, const char *table, moat_error *err);
 
 #endif

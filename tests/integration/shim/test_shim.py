@@ -34,6 +34,30 @@ WALL_TABLE = "moat_itest_shim"  # the shim's egress wall: this test's own nftabl
 NAT_TABLE = "moat_itest_shim_nat"  # the test's stand-in for kube-proxy's DNAT of a Service
 DNS_SERVICE = "10.96.99.10"
 NODE_ADDR = "203.0.113.10"  # TEST-NET-3: outside every blocked range, on this machine only
+# "The Internet": a network namespace the test creates, behind a veth from the node, at a
+# TEST-NET-2 address outside every blocked range. Nothing listens there: a TCP reset from
+# its kernel is an answer, so "reached".
+OUT_NS = "moat-itest-out"
+OUT_HOST, OUT_ADDR = "198.51.100.1", "198.51.100.2"
+# A connection attempt from inside a pod's network namespace, as a guest kernel that owns
+# the pod's interface could make it (a Kata VM, gVisor's netstack): from the pod's address
+# or any other it chooses. REACHED when anything answers (a reset is an answer).
+CONNECT = r"""
+import socket, sys
+src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.settimeout(3)
+try:
+    if src != "-":
+        s.bind((src, 0))
+    s.connect(socket.getaddrinfo(dst, port, fam, socket.SOCK_STREAM)[0][4])
+    print("REACHED")
+except ConnectionRefusedError:
+    print("REACHED")
+except OSError as e:
+    print("BLOCKED", e)
+"""
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -557,8 +581,9 @@ class ShimTest(unittest.TestCase):
         pid, cfg = self.run_pod("walled", "moat-auto", annotations=ann, dns_config=dns)
         pod_ip = self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(
             pod_sandbox_id=pid)).status.network.ip
-        self.assertEqual(self.walled_set().get(pod_ip), pid)
+        # CreateContainer right away: the shim holds it until the wall is up
         cid = self.create_start(pid, cfg, ["sh", "-c", first + "; sleep 120"])
+        self.assertEqual(self.walled_set().get(pod_ip), pid)
         def first_log():
             with open(os.path.join(WORK, "logs", "walled", "main.log")) as f:
                 return f.read()
@@ -652,6 +677,147 @@ class ShimTest(unittest.TestCase):
             self.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=p), timeout=60)
         self.assertNotIn(pod_ip, self.walled_set())
         self.assertIn("moat_cri_egress_wall_sandboxes 0", self.shim.metrics())
+
+    def netns(self, pid):
+        """The pod's network namespace, from containerd's own record (verbose status)."""
+        st = self.direct.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid,
+                                                                      verbose=True))
+        return json.loads(st.info["info"])["sandboxMetadata"]["Metadata"]["NetNSPath"]
+
+    def reach(self, netns, src, dst, port=1, tries=1):
+        """REACHED or BLOCKED. An answer is proof; a silence may be a slow machine, so a
+        caller expecting an answer may try again (tries)."""
+        for _ in range(tries - 1):
+            if self.reach(netns, src, dst, port) == "REACHED":
+                return "REACHED"
+        out = subprocess.run(["nsenter", f"--net={netns}", sys.executable, "-c", CONNECT, src,
+                              dst, str(port)], capture_output=True, text=True, timeout=20)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout.split()[0]
+
+    def in_netns(self, netns, *cmd):
+        subprocess.run(["nsenter", f"--net={netns}", *cmd], check=True, capture_output=True)
+
+    def outside(self):
+        """The test's stand-in for the Internet, reachable from the pod bridge."""
+        subprocess.run(["ip", "netns", "del", OUT_NS], capture_output=True)
+        subprocess.run(["ip", "link", "del", "moat-out0"], capture_output=True)
+        for cmd in (["ip", "netns", "add", OUT_NS],
+                    ["ip", "link", "add", "moat-out0", "type", "veth", "peer", "name", "eth0",
+                     "netns", OUT_NS],
+                    ["ip", "addr", "add", f"{OUT_HOST}/24", "dev", "moat-out0"],
+                    ["ip", "link", "set", "moat-out0", "up"],
+                    ["ip", "-n", OUT_NS, "addr", "add", f"{OUT_ADDR}/24", "dev", "eth0"],
+                    ["ip", "-n", OUT_NS, "link", "set", "eth0", "up"],
+                    ["ip", "-n", OUT_NS, "route", "add", "default", "via", OUT_HOST],
+                    # node.sh drops what leaves the pod bridge; this one way stays here
+                    ["iptables", "-I", "FORWARD", "-i", "moat-brs", "-o", "moat-out0", "-j",
+                     "ACCEPT"]):
+            subprocess.run(cmd, check=True, capture_output=True)
+        self.addCleanup(subprocess.run, ["iptables", "-D", "FORWARD", "-i", "moat-brs", "-o",
+                                         "moat-out0", "-j", "ACCEPT"], capture_output=True)
+        self.addCleanup(subprocess.run, ["ip", "netns", "del", OUT_NS], capture_output=True)
+        self.addCleanup(subprocess.run, ["ip", "link", "del", "moat-out0"], capture_output=True)
+
+    def wall_state(self, netns):
+        """What a failure needs to be understood: the chains, the walled addresses, the
+        pod's own view and moat-cri's log."""
+        run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True).stdout
+        return (run("nft", "list", "table", "netdev", WALL_TABLE) +
+                run("nft", "list", "set", "inet", WALL_TABLE, "walled4") +
+                run("nsenter", f"--net={netns}", "ip", "addr") +
+                run("nsenter", f"--net={netns}", "ip", "neigh") + self.shim.log_tail(40))
+
+    def wall_chains(self):
+        out = subprocess.run(["nft", "-j", "list", "table", "netdev", WALL_TABLE],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            return []
+        return [i["chain"]["name"] for i in json.loads(out.stdout)["nftables"] if "chain" in i]
+
+    def walled_chains(self, pid, timeout=10):
+        """The wall's chains for the sandbox, once it has any (the worker raises it)."""
+        deadline = time.time() + timeout
+        while True:
+            chains = [c for c in self.wall_chains() if c.endswith("/" + pid)]
+            if chains or time.time() > deadline:
+                return chains
+            time.sleep(0.05)
+
+    def test_egress_none_and_forged_sources_are_walled_at_the_pods_interface(self):
+        self.outside()
+        bridge_ll = json.loads(subprocess.run(
+            ["ip", "-6", "-j", "addr", "show", "dev", "moat-brs", "scope", "link"],
+            capture_output=True, text=True, check=True).stdout)[0]["addr_info"][0]["local"]
+        node_ll = f"{bridge_ll}%eth0"
+
+        # Without the wall: a pod reaches "the Internet" and the node's link-local address,
+        # from its own address, an added one and a link-local one. (So this test can fail.)
+        pid0, _ = self.run_pod("net-open")
+        ns0 = self.netns(pid0)
+        self.in_netns(ns0, "ip", "addr", "add", "10.90.250.1/16", "dev", "eth0")
+        self.assertEqual(self.reach(ns0, "-", OUT_ADDR, tries=3), "REACHED")
+        self.assertEqual(self.reach(ns0, "10.90.250.1", OUT_ADDR, tries=3), "REACHED")
+        self.assertEqual(self.reach(ns0, "-", node_ll, tries=3), "REACHED")
+
+        # egress Internet: its own address reaches the Internet; an added or forged one, or
+        # a link-local one to the node, does not.
+        pid1, _ = self.run_pod("net-internet", annotations={"moat.dev/network": "internet"})
+        self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid1), timeout=10)
+        chains = self.walled_chains(pid1)
+        self.assertEqual(len(chains), 1, self.shim.log_tail())  # the log says why not
+        self.assertTrue(chains[0].startswith("internet/"), chains)
+        ns1 = self.netns(pid1)
+        # the chain's interface is the node's end of the pod's veth (its peer's index, as
+        # the pod's side of it tells)
+        peer = json.loads(subprocess.run(["nsenter", f"--net={ns1}", "ip", "-j", "link", "show",
+                                          "eth0"], capture_output=True, text=True,
+                                         check=True).stdout)[0]["link_index"]
+        veths = [l["ifname"] for l in json.loads(subprocess.run(
+            ["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout)
+            if l["ifindex"] == peer]
+        self.assertEqual(chains[0].split("/")[1:], [veths[0], pid1])
+        self.assertEqual(self.reach(ns1, "-", OUT_ADDR, tries=3), "REACHED", self.wall_state(ns1))
+        self.in_netns(ns1, "ip", "addr", "add", "10.90.250.2/16", "dev", "eth0")
+        self.assertEqual(self.reach(ns1, "10.90.250.2", OUT_ADDR), "BLOCKED")
+        self.assertEqual(self.reach(ns1, "-", node_ll), "BLOCKED")
+        self.assertEqual(self.reach(ns1, "-", "10.90.0.1"), "BLOCKED")  # the node, by the inet rules
+
+        # egress None (gVisor without a network here; Kata and nvproxy keep a stack, which
+        # the namespace stands for): nothing leaves, from any address.
+        pid2, _ = self.run_pod("net-none", "moat-gvisor", annotations={"moat.dev/network": "none"})
+        self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid2), timeout=10)
+        self.assertTrue(self.walled_chains(pid2)[0].startswith("none/"), self.wall_chains())
+        ns2 = self.netns(pid2)
+        self.in_netns(ns2, "ip", "addr", "add", "10.90.250.3/16", "dev", "eth0")
+        for src, dst in (("-", OUT_ADDR), ("10.90.250.3", OUT_ADDR), ("-", node_ll),
+                         ("-", OUT_HOST)):
+            self.assertEqual(self.reach(ns2, src, dst), "BLOCKED", f"{src} -> {dst}")
+
+        # A restarted moat-cri keeps them walled; a deleted netdev table is back within the
+        # bound (5 s), with its chains.
+        self.assertEqual(self.shim.stop(), 0)
+        self.restart_shim()
+        self.assertEqual(self.reach(ns2, "-", OUT_ADDR), "BLOCKED")
+        self.assertEqual(self.reach(ns1, "10.90.250.2", OUT_ADDR), "BLOCKED")
+        subprocess.run(["nft", "delete", "table", "netdev", WALL_TABLE], check=True)
+        deadline = time.time() + 8
+        while len([c for c in self.wall_chains() if c.endswith((pid1, pid2))]) < 2:
+            self.assertLess(time.time(), deadline, "the deleted netdev table never came back")
+            time.sleep(0.2)
+        self.assertEqual(self.reach(ns2, "-", OUT_ADDR), "BLOCKED")
+        self.assertEqual(self.reach(ns1, "10.90.250.2", OUT_ADDR), "BLOCKED")
+        self.assertEqual(self.reach(ns1, "-", OUT_ADDR, tries=3), "REACHED",
+                         self.wall_state(ns1))
+
+        # Removed through the shim: its chains go.
+        for p in (pid1, pid2):
+            self.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=p), timeout=60)
+            self.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=p), timeout=60)
+        deadline = time.time() + 5
+        while [c for c in self.wall_chains() if c.endswith((pid1, pid2))]:
+            self.assertLess(time.time(), deadline, self.wall_chains())
+            time.sleep(0.1)
 
     def test_sigterm_drains_the_call_in_flight(self):
         pid, cfg = self.run_pod("drain")
