@@ -113,8 +113,16 @@ int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handl
     if (cfg) {
         const char *gpus = map_get(cfg->annotations, cfg->n_annotations, MOAT_ANNOTATION_GPU_COUNT);
         const char *net = map_get(cfg->annotations, cfg->n_annotations, MOAT_ANNOTATION_NETWORK);
-        /* Strictly: "0".."8" and "none" or "internet", as the operator writes them. */
-        if (gpus && !(gpus[0] >= '0' && gpus[0] <= '8' && gpus[1] == '\0'))
+        /* Strictly: "0".."8" and "none" or "internet", as the operator writes them on every
+         * Sandbox's Pod; a Moat pod without them is not the operator's (shim_decide refuses
+         * it: its egress class, and so its wall, would be the pod author's guess). */
+        if (!net)
+            facts.malformed = "annotation " MOAT_ANNOTATION_NETWORK " is missing (the operator "
+                              "puts it on every Sandbox's Pod)";
+        else if (!gpus)
+            facts.malformed = "annotation " MOAT_ANNOTATION_GPU_COUNT " is missing (the "
+                              "operator puts it on every Sandbox's Pod)";
+        else if (!(gpus[0] >= '0' && gpus[0] <= '8' && gpus[1] == '\0'))
             facts.malformed = "annotation " MOAT_ANNOTATION_GPU_COUNT " is not 0 to 8";
         else if (net && strcmp(net, MOAT_EGRESS_NONE) != 0 &&
                  strcmp(net, MOAT_EGRESS_INTERNET) != 0)

@@ -26,7 +26,9 @@ typedef struct {
 static void put_len(buf *o, int field, const void *data, size_t len)
 {
     o->b[o->n++] = (uint8_t)(field << 3 | 2);
-    o->b[o->n++] = (uint8_t)len; /* every test message is short */
+    if (len >= 128) /* a two-byte varint: every test message is under 16 KiB */
+        o->b[o->n++] = (uint8_t)(0x80 | (len & 0x7f));
+    o->b[o->n++] = (uint8_t)(len >= 128 ? len >> 7 : len);
     memcpy(o->b + o->n, data, len);
     o->n += len;
 }
@@ -53,7 +55,11 @@ static buf request(const char *handler, const char *network)
     return request_with(handler, network, NULL);
 }
 
-/* ... with extra annotations: key, value, ..., NULL. */
+/* Whether request_with leaves out the GPU count the operator always writes. */
+static bool without_gpu_count;
+
+/* ... with extra annotations: key, value, ..., NULL; and moat.dev/gpu-count "0" unless
+ * extra has one (or without_gpu_count). */
 static buf request_with(const char *handler, const char *network, const char *const *extra)
 {
     buf meta = {0}, cfg = {0}, req = {0};
@@ -66,8 +72,13 @@ static buf request_with(const char *handler, const char *network, const char *co
             "10.0.0"); /* DNSConfig{servers: ["10.0.0"]} */
     if (network)
         annotation(&cfg, MOAT_ANNOTATION_NETWORK, network);
-    for (; extra && extra[0]; extra += 2)
+    bool gpu = without_gpu_count;
+    for (; extra && extra[0]; extra += 2) {
         annotation(&cfg, extra[0], extra[1]);
+        gpu |= strcmp(extra[0], MOAT_ANNOTATION_GPU_COUNT) == 0;
+    }
+    if (!gpu)
+        annotation(&cfg, MOAT_ANNOTATION_GPU_COUNT, "0");
     put_len(&req, 1, cfg.b, cfg.n);
     put_str(&req, 2, handler);
     req.b[req.n++] = 0x98; /* field 99, varint: the tag 99 << 3 as a varint */
@@ -138,7 +149,7 @@ static void test_other_handlers_pass_and_vm_is_refused(void **state)
     assert_null(out);
     shim_decision_clear(&d);
 
-    buf vm = request("moat-vm", NULL);
+    buf vm = request("moat-vm", MOAT_EGRESS_INTERNET);
     assert_int_equal(
         shim_run_pod_sandbox_rewrite(vm.b, vm.n, &handlers, &probe, &out, &len, &d, NULL, &err),
         -1);
@@ -162,7 +173,6 @@ static void test_other_handlers_pass_and_vm_is_refused(void **state)
  * back) and on a Moat handler alike. */
 static void test_authors_decisions_removed(void **state)
 {
-    /* short: the hand-made encoding has one-byte lengths */
     static const char *const forged[] = {MOAT_ANNOTATION_DECISION_RUNTIME,
                                          "kata",
                                          "moat.dev/decision-x",
@@ -173,7 +183,7 @@ static void test_authors_decisions_removed(void **state)
     iso_probe_result probe = {.usable = false, .reason = "no /dev/kvm"};
     const char *handlers_in[] = {"runc", "moat-gvisor"};
     for (size_t h = 0; h < 2; h++) {
-        buf in = request_with(handlers_in[h], NULL, forged);
+        buf in = request_with(handlers_in[h], MOAT_EGRESS_INTERNET, forged);
         uint8_t *out = NULL;
         size_t len = 0;
         shim_decision d = {0};
@@ -219,7 +229,7 @@ static void test_annotations_read_strictly(void **state)
     iso_probe_result probe = {.usable = false, .reason = "no /dev/kvm"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *const extra[] = {cases[i].key, cases[i].value, NULL};
-        buf in = request_with(cases[i].handler, NULL, extra);
+        buf in = request_with(cases[i].handler, MOAT_EGRESS_INTERNET, extra);
         uint8_t *out = NULL;
         size_t len = 0;
         shim_decision d = {0};
@@ -250,6 +260,34 @@ static void test_annotations_read_strictly(void **state)
     assert_non_null(strstr(err.message, "moat.dev/network is not none or internet"));
     moat_error_clear(&err);
     shim_decision_clear(&d);
+
+    /* a Moat pod without the operator's annotations is refused; another pod is not */
+    static const struct {
+        const char *handler, *network;
+        bool gpu;
+        int want;
+        const char *words;
+    } missing[] = {
+        {"moat-gvisor", NULL, true, -1, "moat.dev/network is missing"},
+        {"moat-auto", MOAT_EGRESS_NONE, false, -1, "moat.dev/gpu-count is missing"},
+        {"moat-vm", NULL, false, -1, "moat.dev/network is missing"},
+        {"runc", NULL, false, 0, NULL},
+        {"moat-gvisor", MOAT_EGRESS_NONE, true, 1, NULL},
+    };
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        without_gpu_count = !missing[i].gpu;
+        buf in = request(missing[i].handler, missing[i].network);
+        without_gpu_count = false;
+        out = NULL;
+        int r =
+            shim_run_pod_sandbox_rewrite(in.b, in.n, &handlers, &probe, &out, &len, &d, NULL, &err);
+        assert_int_equal(r, missing[i].want);
+        if (missing[i].words && !strstr(err.message, missing[i].words))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.message, missing[i].words);
+        moat_error_clear(&err);
+        shim_decision_clear(&d);
+        free(out);
+    }
 }
 
 static void test_status_gains_logical_handlers_once(void **state)

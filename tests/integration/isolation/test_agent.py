@@ -77,12 +77,14 @@ def sandbox_pod(name, ns, runtime_class=None, node=NODE, sa=None):
             "terminationGracePeriodSeconds": 0,
             "containers": [{"name": "main", "image": "moat.local/busybox:1.35",
                             "imagePullPolicy": "Never", "command": ["sleep", "600"]}]}
+    meta = {"name": name, "namespace": ns}
     if runtime_class:
         spec["runtimeClassName"] = runtime_class
+        # what the operator puts on every Sandbox's Pod (moat-cri refuses a Moat pod without)
+        meta["annotations"] = {"moat.dev/network": "internet", "moat.dev/gpu-count": "0"}
     if sa:
         spec["serviceAccountName"] = sa
-    return json.dumps({"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
 
 
 class AgentTest(unittest.TestCase):

@@ -221,7 +221,8 @@ class ShimOnRealProbeTest(unittest.TestCase):
         api = self.api
         return api.PodSandboxConfig(
             metadata=api.PodSandboxMetadata(name=name, uid=f"{name}-uid", namespace="moat-test"),
-            annotations={"moat.dev/isolation": "Auto"})
+            annotations={"moat.dev/isolation": "Auto", "moat.dev/network": "internet",
+                         "moat.dev/gpu-count": "0"})  # as the operator writes them
 
     def test_log_says_not_usable(self):
         with open(self.log.name) as f:
