@@ -1,6 +1,7 @@
 /* moat-agent: the node agent (a DaemonSet). Wires the API client, the CRI client, the
  * facts source and the signals to the agent (isolation/agent.h). */
 #include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <grpc/grpc.h>
 #include <pthread.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "isolation/agent.h"
 #include "isolation/cri.h"
@@ -33,6 +35,9 @@ static void usage(FILE *f)
             "  --facts PATH              take the node's facts from this JSON file instead of\n"
             "                            probing: {\"hypervisor\", \"runtimes\", \"gpuMode\"};\n"
             "                            re-read on each probe (SIGHUP)\n"
+            "  --write-facts PATH        probe once, write the facts to PATH (as --facts reads\n"
+            "                            them) and exit: the privileged probe in an init\n"
+            "                            container, the agent itself without privileges\n"
             "  --root PATH               the host's /proc, /sys and /dev under PATH for the\n"
             "                            probe (a container mounts the host at /host)\n"
             "  --runsc, --runsc-shim, --kata-shim PATH\n"
@@ -90,6 +95,34 @@ static int assume_probe(void *impl, agent_facts *out, char **ret_reason, moat_er
     return 0;
 }
 
+/* --write-facts: one probe, its facts written whole (a temporary file renamed) for the
+ * agent's --facts. */
+static int write_facts_once(const agent_facts_ops *ops, const char *path)
+{
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    _cleanup_free_ char *why = NULL, *text = NULL, *tmp = NULL;
+    agent_facts f = {0};
+    if (ops->probe(ops->impl, &f, &why, &err) < 0) {
+        log_error(NULL, "probe: %s", err.message);
+        return 1;
+    }
+    if (!(text = agent_facts_json(&f)) || asprintf(&tmp, "%s.tmp", path) < 0) {
+        log_error(NULL, "facts: out of memory");
+        return 1;
+    }
+    FILE *out = fopen(tmp, "w");
+    bool ok = out && fprintf(out, "%s\n", text) > 0;
+    ok = out && fclose(out) == 0 && ok;
+    if (!ok || rename(tmp, path) < 0) {
+        log_error(NULL, "facts: writing %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return 1;
+    }
+    log_info(NULL, "facts %s written to %s (hypervisor %s: %s)", text, path,
+             agent_hypervisor_name(f.hypervisor), why ? why : "");
+    return 0;
+}
+
 static void *wait_signals(void *arg)
 {
     agent *a = arg;
@@ -120,6 +153,7 @@ static char *http_metrics(void *user)
 int main(int argc, char **argv)
 {
     const char *node = getenv("NODE_NAME"), *kubeconfig = NULL, *facts_path = NULL;
+    const char *write_facts = NULL;
     const char *endpoint = "unix:///run/containerd/containerd.sock", *assume = NULL;
     const char *default_runtime = "runc", *metrics_addr = "127.0.0.1:9468";
     bool config_mode = false;
@@ -138,6 +172,7 @@ int main(int argc, char **argv)
         O_KUBECONFIG,
         O_CRI,
         O_FACTS,
+        O_WRITE_FACTS,
         O_ASSUME,
         O_RUNTIMES,
         O_GPU,
@@ -153,6 +188,7 @@ int main(int argc, char **argv)
         {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
         {"cri-endpoint", required_argument, NULL, O_CRI},
         {"facts", required_argument, NULL, O_FACTS},
+        {"write-facts", required_argument, NULL, O_WRITE_FACTS},
         {"assume-hypervisor", required_argument, NULL, O_ASSUME},
         {"runtimes", required_argument, NULL, O_RUNTIMES},
         {"gpu-mode", required_argument, NULL, O_GPU},
@@ -185,6 +221,9 @@ int main(int argc, char **argv)
             break;
         case O_FACTS:
             facts_path = optarg;
+            break;
+        case O_WRITE_FACTS:
+            write_facts = optarg;
             break;
         case O_ASSUME:
             assume = optarg;
@@ -270,7 +309,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!node || !*node) {
+    if ((!node || !*node) && !write_facts) {
         fprintf(stderr, "moat-agent: no node name: set NODE_NAME or --node-name\n");
         return 2;
     }
@@ -284,6 +323,15 @@ int main(int argc, char **argv)
         return 2;
     }
     moat_log_init("moat-agent", level, 2);
+    if (write_facts) {
+        if (facts_path) {
+            fprintf(stderr, "moat-agent: --facts and --write-facts exclude each other\n");
+            return 2;
+        }
+        agent_facts_ops ops =
+            assume ? (agent_facts_ops){assume_probe, &as} : agent_facts_host(&probe_cfg);
+        return write_facts_once(&ops, write_facts);
+    }
 
     _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
     int rc = 1;

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "libmoat/informer.h"
 #include "libmoat/kobj.h"
 #include "libmoat/log.h"
 #include "libmoat/names.h"
@@ -18,8 +17,9 @@
 #define AGENT_FACTS_MAX (64 * 1024)
 /* How long one CRI call may take. */
 #define AGENT_CRI_TIMEOUT_MS 10000
-/* The work queue key for the Node's labels; pod keys are "namespace/name", never this. */
+/* The work queue's two keys: the Node's labels, and a look at the node's pods. */
 #define NODE_KEY "!node"
+#define PODS_KEY "!pods"
 
 bool agent_facts_equal(const agent_facts *a, const agent_facts *b)
 {
@@ -160,6 +160,22 @@ void agent_facts_from_report(agent_facts *out, const iso_report *r)
     *out = f;
 }
 
+char *agent_facts_json(const agent_facts *f)
+{
+    json_t *runtimes = json_array();
+    if (runtimes && (f->runtimes & AGENT_RUNTIME_GVISOR))
+        json_array_append_new(runtimes, json_string(MOAT_RUNTIME_GVISOR));
+    if (runtimes && (f->runtimes & AGENT_RUNTIME_KATA))
+        json_array_append_new(runtimes, json_string(MOAT_RUNTIME_KATA));
+    json_t *j =
+        runtimes ? json_pack("{s:s, s:o, s:s}", "hypervisor", agent_hypervisor_name(f->hypervisor),
+                             "runtimes", runtimes, "gpuMode", agent_gpu_mode_name(f->gpu_mode))
+                 : NULL;
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return text;
+}
+
 int agent_facts_parse(agent_facts *out, const char *text, size_t len, const char *origin,
                       moat_error *err)
 {
@@ -272,13 +288,12 @@ agent_facts_ops agent_facts_file(const char *path)
 
 /* Pods and reports. */
 
-bool agent_pod_wants_moat(const json_t *pod)
+bool agent_sandbox_wants_moat(const cri_sandbox *s)
 {
-    const char *rc = kobj_str(pod, "spec.runtimeClassName");
-    if (rc && (strcmp(rc, MOAT_RUNTIMECLASS_AUTO) == 0 || strcmp(rc, MOAT_RUNTIMECLASS_VM) == 0 ||
-               strcmp(rc, MOAT_RUNTIMECLASS_GVISOR) == 0))
-        return true;
-    return kobj_label(pod, MOAT_LABEL_SANDBOX) != NULL;
+    const char *h = s->runtime_handler;
+    return s->moat_keys ||
+           (h && (strcmp(h, MOAT_RUNTIMECLASS_AUTO) == 0 || strcmp(h, MOAT_RUNTIMECLASS_VM) == 0 ||
+                  strcmp(h, MOAT_RUNTIMECLASS_GVISOR) == 0));
 }
 
 const char *agent_runtime_of_handler(const char *handler, const char *default_runtime)
@@ -340,29 +355,25 @@ char *agent_report_json(const cri_sandbox_status *st, const char *default_runtim
     return s;
 }
 
-int agent_pod_patch(json_t **ret, const json_t *pod, const char *report, moat_error *err)
+json_t *agent_pod_patch(const char *uid, const char *report)
 {
-    const char *cur = kobj_annotation(pod, MOAT_ANNOTATION_ISOLATION_REPORT);
-    if (cur && strcmp(cur, report) == 0) {
-        *ret = NULL;
-        return 0;
-    }
-    json_t *p = json_pack("{s:{s:{s:s}}}", "metadata", "annotations",
-                          MOAT_ANNOTATION_ISOLATION_REPORT, report);
-    if (!p)
-        return moat_error_set(err, MOAT_E_NOMEM, "pod patch: out of memory");
-    *ret = p;
-    return 0;
+    return json_pack("{s:{s:s, s:{s:s}}}", "metadata", "uid", uid, "annotations",
+                     MOAT_ANNOTATION_ISOLATION_REPORT, report);
 }
 
-static int cri_pod_status(void *impl, cri_sandbox_status *out, const char *pod_uid, moat_error *err)
+static int cri_list(void *impl, cri_sandbox_list *out, moat_error *err)
 {
-    return cri_pod_sandbox_status(impl, out, pod_uid, AGENT_CRI_TIMEOUT_MS, err);
+    return cri_list_sandboxes(impl, out, AGENT_CRI_TIMEOUT_MS, err);
+}
+
+static int cri_status(void *impl, cri_sandbox_status *out, const char *sandbox_id, moat_error *err)
+{
+    return cri_sandbox_status_get(impl, out, sandbox_id, AGENT_CRI_TIMEOUT_MS, err);
 }
 
 agent_cri_ops agent_cri_client(cri_client *c)
 {
-    return (agent_cri_ops){cri_pod_status, c};
+    return (agent_cri_ops){cri_list, cri_status, c};
 }
 
 /* The work loop. */
@@ -375,10 +386,13 @@ struct agent {
     int64_t interval_ns;
     const agent_facts_ops *facts;
     const agent_cri_ops *cri;
+    int64_t pods_interval_ns;
     workqueue *q;
-    kube_loop *loop;
-    kube_informer *pods;
+    /* sandbox id -> the report last written on its Pod (the worker's alone); emptied every
+     * probe interval, so a report someone removed is written again */
+    json_t *reported;
     pthread_mutex_t lock; /* guards what follows: the worker writes, /metrics reads */
+    bool listed;          /* the runtime's sandboxes were listed once */
     bool have_facts;
     agent_facts last; /* the facts last labelled */
     uint64_t labelled, label_errors, probe_errors, reports, report_errors;
@@ -405,15 +419,17 @@ int agent_new(agent **out, kube_client *client, const agent_options *opts,
     a->cri = cri;
     a->report_all = opts->report_all;
     a->interval_ns = opts->probe_interval_ns > 0 ? opts->probe_interval_ns : 60000000000LL;
+    a->pods_interval_ns = opts->pods_interval_ns > 0 ? opts->pods_interval_ns : 2000000000LL;
+    a->reported = json_object();
     a->node_name = strdup(opts->node_name);
     a->default_runtime = strdup(opts->default_runtime ? opts->default_runtime : "runc");
     a->config_mode = opts->config_mode;
     workqueue_options wo = {.max_delay_ns = 30000000000LL};
-    if (!a->node_name || !a->default_runtime) {
+    if (!a->node_name || !a->default_runtime || !a->reported) {
         agent_free(a);
         return moat_error_set(err, MOAT_E_NOMEM, "agent: out of memory");
     }
-    if (workqueue_new(&a->q, &wo, err) < 0 || kube_loop_new(&a->loop, client, err) < 0) {
+    if (workqueue_new(&a->q, &wo, err) < 0) {
         agent_free(a);
         return -1;
     }
@@ -425,8 +441,8 @@ void agent_free(agent *a)
 {
     if (!a)
         return;
-    kube_loop_free(a->loop);
     workqueue_free(a->q);
+    json_decref(a->reported);
     free(a->node_name);
     free(a->default_runtime);
     pthread_mutex_destroy(&a->lock);
@@ -436,10 +452,9 @@ void agent_free(agent *a)
 bool agent_ready(agent *a)
 {
     pthread_mutex_lock(&a->lock);
-    bool labelled = a->have_facts;
-    kube_informer *pods = a->pods;
+    bool ready = a->have_facts && a->listed;
     pthread_mutex_unlock(&a->lock);
-    return labelled && pods && kube_informer_has_synced(pods);
+    return ready;
 }
 
 char *agent_metrics(agent *a)
@@ -491,24 +506,6 @@ void agent_reprobe(agent *a)
 void agent_stop(agent *a)
 {
     workqueue_shutdown(a->q);
-}
-
-static void enqueue_pod(agent *a, const json_t *pod)
-{
-    _cleanup_free_ char *key = kobj_key(pod);
-    if (key)
-        workqueue_add(a->q, key, NULL);
-}
-
-static void on_add(void *user, json_t *obj)
-{
-    enqueue_pod(user, obj);
-}
-
-static void on_update(void *user, json_t *old_obj, json_t *new_obj)
-{
-    (void)old_obj;
-    enqueue_pod(user, new_obj);
 }
 
 static int label_node(agent *a)
@@ -566,120 +563,119 @@ out:
     return rc;
 }
 
-/* 0 done, 1 try again later, -1 failed (try again with backoff). */
-static int report_pod(agent *a, const char *key)
+/* One sandbox's report on its Pod, by name, with the Pod's uid as a precondition (a Pod of
+ * that name created since is not touched). 0 done or nothing to do, -1 failed. */
+static int report_sandbox(agent *a, const cri_sandbox *sb)
 {
-    json_t *pod = kube_informer_get(a->pods, key);
-    if (!pod)
-        return 0; /* deleted */
     _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    _cleanup_free_ char *key = NULL, *report = NULL;
+    if (asprintf(&key, "%s/%s", sb->namespace_, sb->name) < 0)
+        return -1;
     cri_sandbox_status st = {0};
-    json_t *patch = NULL;
-    _cleanup_free_ char *report = NULL;
     int rc = 0;
-    const char *uid = kobj_uid(pod), *phase = kobj_str(pod, "status.phase");
-    bool finished = phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
-    if (!uid || (!a->report_all && !agent_pod_wants_moat(pod)))
-        goto out;
-    int found = a->cri->pod_status(a->cri->impl, &st, uid, &err);
-    if (found < 0) {
-        log_warn(key, "%s", err.message);
-        rc = -1;
-        goto out;
-    }
-    if (found == 1) {
-        /* No sandbox yet (kubelet has not started it), or already removed. */
-        rc = finished ? 0 : 1;
+    json_t *patch = NULL;
+    if (a->cri->status(a->cri->impl, &st, sb->id, &err) < 0) {
+        rc = err.code == MOAT_E_NOTFOUND ? 0 : -1; /* gone since the listing */
+        if (rc < 0)
+            log_warn(key, "%s", err.message);
         goto out;
     }
     report = agent_report_json(&st, a->default_runtime, a->config_mode);
-    if (!report) {
-        log_error(key, "report: out of memory");
+    const char *last = json_string_value(json_object_get(a->reported, sb->id));
+    if (!report || (last && strcmp(last, report) == 0)) {
+        rc = report ? 0 : -1;
+        goto out;
+    }
+    if (!(patch = agent_pod_patch(sb->pod_uid, report))) {
         rc = -1;
         goto out;
     }
-    if (agent_pod_patch(&patch, pod, report, &err) < 0) {
-        log_error(key, "%s", err.message);
-        rc = -1;
-        goto out;
-    }
-    if (patch) {
-        if (kube_patch(a->client, NULL, &KUBE_PODS, kobj_namespace(pod), kobj_name(pod),
-                       KUBE_PATCH_MERGE, patch, NULL, &err) < 0) {
-            if (kube_error_is(&err, KUBE_REASON_NOT_FOUND))
-                goto out;
-            log_warn(key, "report: %s", err.message);
-            rc = -1;
+    if (kube_patch(a->client, NULL, &KUBE_PODS, sb->namespace_, sb->name, KUBE_PATCH_MERGE, patch,
+                   NULL, &err) < 0) {
+        /* gone, or another Pod of that name now (the uid differs: immutable) */
+        if (kube_error_is(&err, KUBE_REASON_NOT_FOUND) ||
+            kube_error_is(&err, KUBE_REASON_INVALID) || kube_error_is(&err, KUBE_REASON_CONFLICT)) {
+            json_object_set_new(a->reported, sb->id, json_string(report));
             goto out;
         }
-        log_info(key, "isolation report %s (sandbox %.12s)", report, st.id);
-        count(a, &a->reports);
+        log_warn(key, "report: %s", err.message);
+        rc = -1;
+        goto out;
     }
+    json_object_set_new(a->reported, sb->id, json_string(report));
+    if (!last)
+        log_info(key, "isolation report %s (sandbox %.12s)", report, sb->id);
+    count(a, &a->reports);
 out:
     if (rc < 0)
         count(a, &a->report_errors);
     cri_sandbox_status_clear(&st);
     json_decref(patch);
-    json_decref(pod);
     return rc;
 }
 
-static void recheck_all_pods(agent *a)
+/* The node's pods, from the runtime (no list or watch of Pods in the API: RBAC could not
+ * keep that to this node): the newest sandbox of each pod that is Moat's (or every pod),
+ * reported when it is new to the agent or its report changed. 0, or -1 when the runtime
+ * could not be listed or a report failed (tried again sooner). */
+static int report_pods(agent *a)
 {
-    json_t *all = kube_informer_list(a->pods);
-    size_t i;
-    json_t *p;
-    json_array_foreach (all, i, p)
-        enqueue_pod(a, p);
-    json_decref(all);
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    cri_sandbox_list l = {0};
+    if (a->cri->list(a->cri->impl, &l, &err) < 0) {
+        log_warn(a->node_name, "pods: %s", err.message);
+        count(a, &a->report_errors);
+        return -1;
+    }
+    int rc = 0;
+    json_t *seen = json_object();
+    for (size_t i = 0; seen && i < l.n; i++) {
+        const cri_sandbox *sb = &l.items[i];
+        if (!*sb->pod_uid || !*sb->name || !cri_sandbox_is_newest(&l, sb) ||
+            (!a->report_all && !agent_sandbox_wants_moat(sb)))
+            continue;
+        json_object_set_new(seen, sb->id, json_true());
+        if (report_sandbox(a, sb) < 0)
+            rc = -1;
+    }
+    /* what is no longer listed is forgotten */
+    const char *id;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(a->reported, tmp, id, v) if (seen && !json_object_get(seen, id))
+        json_object_del(a->reported, id);
+    json_decref(seen);
+    cri_sandbox_list_clear(&l);
+    pthread_mutex_lock(&a->lock);
+    a->listed = true;
+    pthread_mutex_unlock(&a->lock);
+    return rc;
 }
 
 int agent_run(agent *a, moat_error *err)
 {
-    _cleanup_free_ char *selector = NULL;
-    if (asprintf(&selector, "spec.nodeName=%s", a->node_name) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "agent: out of memory");
-    kube_informer_options io = {
-        .resource = &KUBE_PODS,
-        .field_selector = selector,
-    };
-    kube_informer_handlers h = {on_add, on_update, NULL, a};
-    kube_informer *pods = NULL;
-    if (kube_informer_new(&pods, a->loop, &io, &h, err) < 0)
-        return moat_error_prefix(err, "pods on %s", a->node_name);
-    pthread_mutex_lock(&a->lock); /* agent_ready() reads it from the HTTP thread */
-    a->pods = pods;
-    pthread_mutex_unlock(&a->lock);
-    if (kube_loop_start(a->loop, err) < 0)
-        return moat_error_prefix(err, "pods on %s", a->node_name);
+    (void)err;
     workqueue_add(a->q, NODE_KEY, NULL);
+    workqueue_add(a->q, PODS_KEY, NULL);
 
     char *key;
     while (workqueue_get(a->q, &key) == 0) {
-        if (strcmp(key, NODE_KEY) == 0) {
-            int rc = label_node(a);
-            /* Every interval: probe again, and look at every pod once more (a sandbox that
-             * came up without a Pod update, a report someone removed). */
-            if (rc == 0) {
-                workqueue_forget(a->q, key);
+        int rc = strcmp(key, NODE_KEY) == 0 ? label_node(a) : report_pods(a);
+        if (rc == 0) {
+            workqueue_forget(a->q, key);
+            if (strcmp(key, NODE_KEY) == 0) {
+                /* Every interval: probe again, and write every pod's report once more (a
+                 * report someone removed). */
+                json_object_clear(a->reported);
                 workqueue_add_after(a->q, key, a->interval_ns, NULL);
-                if (kube_informer_has_synced(a->pods))
-                    recheck_all_pods(a);
             } else {
-                workqueue_add_rate_limited(a->q, key, NULL);
+                workqueue_add_after(a->q, key, a->pods_interval_ns, NULL);
             }
         } else {
-            int rc = report_pod(a, key);
-            if (rc == 0)
-                workqueue_forget(a->q, key);
-            else if (rc == 1)
-                workqueue_add_after(a->q, key, 2000000000LL, NULL);
-            else
-                workqueue_add_rate_limited(a->q, key, NULL);
+            workqueue_add_rate_limited(a->q, key, NULL);
         }
         workqueue_done(a->q, key);
         free(key);
     }
-    kube_loop_stop(a->loop);
     return 0;
 }

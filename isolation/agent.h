@@ -16,7 +16,9 @@
  * The report on a Pod is the annotation moat.dev/isolation-report, JSON
  * {"runtime","handler","reason","verified"}: the shim's decision read back from the pod
  * sandbox's annotations (CRI PodSandboxStatus), verified when the sandbox's runtime_handler
- * as the runtime reports it equals the decision's handler. */
+ * as the runtime reports it equals the decision's handler. Which pods are on the node, and
+ * their names, come from the runtime too (CRI ListPodSandbox): the agent may patch Pods
+ * but never list, watch or get them (RBAC cannot keep a read to one node). */
 #ifndef MOAT_ISO_AGENT_H
 #define MOAT_ISO_AGENT_H
 
@@ -81,6 +83,10 @@ int agent_node_patch(json_t **ret, const json_t *node, const json_t *labels, moa
  * runtimes.gvisor/kata.available, the GPU mode from iso_report_gpu_mode(). */
 void agent_facts_from_report(agent_facts *out, const iso_report *r);
 
+/* f as a facts file's JSON text (what agent_facts_parse reads); caller frees, NULL when
+ * out of memory. */
+char *agent_facts_json(const agent_facts *f);
+
 /* Parses a facts file (JSON): {"hypervisor": "kvm"|"mshv"|"none", "runtimes": ["gvisor",
  * "kata"], "gpuMode": "none"|"container"|"vm-passthrough"}; a missing key is none. An
  * unknown key or value fails with MOAT_E_INVALID naming origin and the key. */
@@ -106,9 +112,10 @@ agent_facts_ops agent_facts_host(const iso_report_config *cfg);
  * borrowed. */
 agent_facts_ops agent_facts_file(const char *path);
 
-/* True when pod asked for a Moat handler: spec.runtimeClassName is moat-auto, moat-vm or
- * moat-gvisor, or it carries the label moat.dev/sandbox. */
-bool agent_pod_wants_moat(const json_t *pod);
+/* True when a pod sandbox is Moat's: it carries a moat.dev/ label or annotation (the
+ * operator's labels and annotations on a Sandbox's Pod, moat-cri's decision), or its
+ * handler is a logical Moat one (moat-auto, moat-vm, moat-gvisor: config mode). */
+bool agent_sandbox_wants_moat(const cri_sandbox *s);
 
 /* The runtime a concrete handler belongs to: runsc* -> "gvisor", kata* -> "kata", "" ->
  * default_runtime (containerd's default runtime, "runc" on Moat's nodes), any other -> the
@@ -126,14 +133,16 @@ const char *agent_runtime_of_handler(const char *handler, const char *default_ru
 char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime,
                         bool config_mode);
 
-/* The merge patch setting pod's report annotation to report; *ret is NULL when pod already
- * carries exactly that text. */
-int agent_pod_patch(json_t **ret, const json_t *pod, const char *report, moat_error *err);
+/* The merge patch setting a Pod's report annotation to report, with the Pod's uid: the
+ * API server refuses it (the uid is immutable) when the Pod of that name is another one.
+ * NULL when out of memory. */
+json_t *agent_pod_patch(const char *uid, const char *report);
 
-/* The CRI side, so tests can answer it: the status of the pod's newest sandbox, as
- * cri_pod_sandbox_status(). */
+/* The CRI side, so tests can answer it: every pod sandbox (cri_list_sandboxes), and one's
+ * status (cri_sandbox_status_get; MOAT_E_NOTFOUND when gone). */
 typedef struct agent_cri_ops {
-    int (*pod_status)(void *impl, cri_sandbox_status *out, const char *pod_uid, moat_error *err);
+    int (*list)(void *impl, cri_sandbox_list *out, moat_error *err);
+    int (*status)(void *impl, cri_sandbox_status *out, const char *sandbox_id, moat_error *err);
     void *impl;
 } agent_cri_ops;
 
@@ -145,7 +154,8 @@ typedef struct {
     const char *default_runtime; /* NULL: "runc" */
     bool report_all;             /* report every pod on the node, not only Moat's */
     bool config_mode;            /* no moat-cri on the node (agent_report_json) */
-    int64_t probe_interval_ns;   /* 0: 60 s; also how often every pod is checked again */
+    int64_t probe_interval_ns;   /* 0: 60 s; also how often every report is written again */
+    int64_t pods_interval_ns;    /* 0: 2 s; how often the runtime's sandboxes are listed */
 } agent_options;
 
 typedef struct agent agent;
@@ -155,9 +165,10 @@ typedef struct agent agent;
 int agent_new(agent **out, kube_client *client, const agent_options *opts,
               const agent_facts_ops *facts, const agent_cri_ops *cri, moat_error *err);
 
-/* Starts the pod informer (field selector spec.nodeName=<node>) and works until
- * agent_stop(): labels the Node at once and every probe interval, reports each pod.
- * Returns 0 after agent_stop(), or < 0 when the informer cannot start. */
+/* Works until agent_stop(): labels the Node at once and every probe interval; lists the
+ * runtime's pod sandboxes at once and every pods interval and reports each new one on its
+ * Pod (patched by name: the agent reads no Pod from the API). Returns 0 after
+ * agent_stop(). */
 int agent_run(agent *a, moat_error *err);
 
 /* Probes and labels again now (SIGHUP). Thread-safe. */
@@ -166,8 +177,8 @@ void agent_reprobe(agent *a);
 /* Makes agent_run() return. Thread-safe. */
 void agent_stop(agent *a);
 
-/* Ready (for /readyz): the node has been labelled since agent_run() started and the pod
- * informer has synced. Thread-safe. */
+/* Ready (for /readyz): the node has been labelled since agent_run() started and the
+ * runtime's sandboxes were listed. Thread-safe. */
 bool agent_ready(agent *a);
 
 /* Prometheus text (caller frees; NULL when out of memory): node labelling and pod

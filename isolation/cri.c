@@ -212,6 +212,8 @@ void cri_sandbox_list_clear(cri_sandbox_list *l)
     for (size_t i = 0; i < l->n; i++) {
         free(l->items[i].id);
         free(l->items[i].pod_uid);
+        free(l->items[i].namespace_);
+        free(l->items[i].name);
         free(l->items[i].runtime_handler);
     }
     free(l->items);
@@ -229,6 +231,20 @@ const cri_sandbox *cri_sandbox_list_newest(const cri_sandbox_list *l)
             best = s;
     }
     return best;
+}
+
+static bool newer(const cri_sandbox *a, const cri_sandbox *b)
+{
+    return a->attempt > b->attempt || (a->attempt == b->attempt && a->created_at > b->created_at);
+}
+
+bool cri_sandbox_is_newest(const cri_sandbox_list *l, const cri_sandbox *s)
+{
+    for (size_t i = 0; l && i < l->n; i++)
+        if (&l->items[i] != s && strcmp(l->items[i].pod_uid, s->pod_uid) == 0 &&
+            newer(&l->items[i], s))
+            return false;
+    return true;
 }
 
 void cri_sandbox_status_clear(cri_sandbox_status *s)
@@ -299,11 +315,20 @@ int cri_list_response_decode(cri_sandbox_list *out, const uint8_t *data, size_t 
         cri_sandbox *s = &l.items[l.n++];
         s->id = dup_or_empty(p->id);
         s->pod_uid = dup_or_empty(p->metadata ? p->metadata->uid : NULL);
+        s->namespace_ = dup_or_empty(p->metadata ? p->metadata->namespace_ : NULL);
+        s->name = dup_or_empty(p->metadata ? p->metadata->name : NULL);
         s->runtime_handler = dup_or_empty(p->runtime_handler);
         s->attempt = p->metadata ? p->metadata->attempt : 0;
         s->state = p->state;
         s->created_at = p->created_at;
-        if (!s->id || !s->pod_uid || !s->runtime_handler)
+        for (size_t k = 0; k < p->n_labels && !s->moat_keys; k++)
+            s->moat_keys = p->labels[k]->key && strncmp(p->labels[k]->key, MOAT_KEY_PREFIX,
+                                                        strlen(MOAT_KEY_PREFIX)) == 0;
+        for (size_t k = 0; k < p->n_annotations && !s->moat_keys; k++)
+            s->moat_keys =
+                p->annotations[k]->key &&
+                strncmp(p->annotations[k]->key, MOAT_KEY_PREFIX, strlen(MOAT_KEY_PREFIX)) == 0;
+        if (!s->id || !s->pod_uid || !s->namespace_ || !s->name || !s->runtime_handler)
             goto nomem;
     }
     moat__agentcri__list_pod_sandbox_response__free_unpacked(resp, NULL);
@@ -360,39 +385,6 @@ int cri_status_response_decode(cri_sandbox_status *out, const uint8_t *data, siz
         return moat_error_set(err, MOAT_E_NOMEM, "PodSandboxStatusResponse: out of memory");
     }
     *out = s;
-    return 0;
-}
-
-int cri_pod_sandbox_status(cri_client *c, cri_sandbox_status *out, const char *pod_uid,
-                           long timeout_ms, moat_error *err)
-{
-    _cleanup_free_ uint8_t *req = NULL, *resp = NULL;
-    size_t req_len = 0, resp_len = 0;
-    if (cri_list_request_encode(&req, &req_len, pod_uid, err) < 0 ||
-        cri_client_call(c, &resp, &resp_len, CRI_LIST_POD_SANDBOX, req, req_len, timeout_ms, err) <
-            0)
-        return -1;
-    cri_sandbox_list list = {0};
-    if (cri_list_response_decode(&list, resp, resp_len, err) < 0)
-        return moat_error_prefix(err, "pod %s", pod_uid);
-    const cri_sandbox *newest = cri_sandbox_list_newest(&list);
-    if (!newest) {
-        cri_sandbox_list_clear(&list);
-        return 1;
-    }
-    free(req);
-    req = NULL;
-    int rc = cri_status_request_encode(&req, &req_len, newest->id, err);
-    cri_sandbox_list_clear(&list);
-    if (rc < 0)
-        return -1;
-    free(resp);
-    resp = NULL;
-    if (cri_client_call(c, &resp, &resp_len, CRI_POD_SANDBOX_STATUS, req, req_len, timeout_ms,
-                        err) < 0)
-        return moat_error_prefix(err, "pod %s", pod_uid);
-    if (cri_status_response_decode(out, resp, resp_len, err) < 0)
-        return moat_error_prefix(err, "pod %s", pod_uid);
     return 0;
 }
 
@@ -466,6 +458,30 @@ int cri_sandbox_network_get(cri_client *c, cri_sandbox_network *out, const char 
         cri_client_call(c, &resp, &resp_len, CRI_POD_SANDBOX_STATUS, req, req_len, timeout_ms,
                         err) < 0 ||
         cri_network_response_decode(out, resp, resp_len, err) < 0)
+        return moat_error_prefix(err, "pod sandbox %s", sandbox_id);
+    return 0;
+}
+
+int cri_list_sandboxes(cri_client *c, cri_sandbox_list *out, long timeout_ms, moat_error *err)
+{
+    _cleanup_free_ uint8_t *req = NULL, *resp = NULL;
+    size_t req_len = 0, resp_len = 0;
+    if (cri_list_request_encode(&req, &req_len, NULL, err) < 0 ||
+        cri_client_call(c, &resp, &resp_len, CRI_LIST_POD_SANDBOX, req, req_len, timeout_ms, err) <
+            0)
+        return -1;
+    return cri_list_response_decode(out, resp, resp_len, err);
+}
+
+int cri_sandbox_status_get(cri_client *c, cri_sandbox_status *out, const char *sandbox_id,
+                           long timeout_ms, moat_error *err)
+{
+    _cleanup_free_ uint8_t *req = NULL, *resp = NULL;
+    size_t req_len = 0, resp_len = 0;
+    if (cri_status_request_encode(&req, &req_len, sandbox_id, err) < 0 ||
+        cri_client_call(c, &resp, &resp_len, CRI_POD_SANDBOX_STATUS, req, req_len, timeout_ms,
+                        err) < 0 ||
+        cri_status_response_decode(out, resp, resp_len, err) < 0)
         return moat_error_prefix(err, "pod sandbox %s", sandbox_id);
     return 0;
 }

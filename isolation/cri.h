@@ -7,6 +7,7 @@
 #ifndef MOAT_ISO_CRI_H
 #define MOAT_ISO_CRI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,11 +44,13 @@ int cri_client_call(cri_client *c, uint8_t **ret_resp, size_t *ret_len, const ch
 /* A pod sandbox as ListPodSandbox reports it. Strings are owned and never NULL. */
 typedef struct {
     char *id;
-    char *pod_uid; /* metadata.uid */
+    char *pod_uid;           /* metadata.uid */
+    char *namespace_, *name; /* metadata.namespace and .name: the Pod's */
     uint32_t attempt;
     int state; /* 0 SANDBOX_READY, 1 SANDBOX_NOTREADY */
     int64_t created_at;
     char *runtime_handler;
+    bool moat_keys; /* a label or annotation key under MOAT_KEY_PREFIX ("moat.dev/") */
 } cri_sandbox;
 
 typedef struct {
@@ -60,6 +63,9 @@ void cri_sandbox_list_clear(cri_sandbox_list *l);
 /* The newest sandbox of the list: the highest attempt, then the latest created_at; NULL
  * for an empty list. Borrowed from l. */
 const cri_sandbox *cri_sandbox_list_newest(const cri_sandbox_list *l);
+
+/* Whether s is the newest of l's sandboxes of its pod (same pod_uid), as above. */
+bool cri_sandbox_is_newest(const cri_sandbox_list *l, const cri_sandbox *s);
 
 /* What PodSandboxStatus says about one sandbox: its runtime handler and the shim's
  * decision annotations (NULL when the annotation is absent). Strings are owned. */
@@ -113,10 +119,11 @@ int cri_network_response_decode(cri_sandbox_network *out, const uint8_t *data, s
 int cri_sandbox_network_get(cri_client *c, cri_sandbox_network *out, const char *sandbox_id,
                             long timeout_ms, moat_error *err);
 
-/* ListPodSandbox for the pod's uid, then PodSandboxStatus of its newest sandbox. Returns 0
- * with *out filled, 1 when the runtime has no sandbox for that pod (*out untouched), or
- * < 0 with err set. */
-int cri_pod_sandbox_status(cri_client *c, cri_sandbox_status *out, const char *pod_uid,
+/* ListPodSandbox of every sandbox (*out cleared by the caller). */
+int cri_list_sandboxes(cri_client *c, cri_sandbox_list *out, long timeout_ms, moat_error *err);
+
+/* PodSandboxStatus of one sandbox. MOAT_E_NOTFOUND when the runtime no longer has it. */
+int cri_sandbox_status_get(cri_client *c, cri_sandbox_status *out, const char *sandbox_id,
                            long timeout_ms, moat_error *err);
 
 #endif

@@ -42,6 +42,7 @@ done
     --set 'nodePools[0].mode=shim' --set 'nodePools[0].isolation=auto' \
     --set 'nodePools[0].gpu=none' --wait --timeout 300s
 kubectl -n moat-system rollout status daemonset/moat-node-e2e --timeout=300s
+kubectl -n moat-system rollout status daemonset/moat-agent-e2e --timeout=300s
 kubectl get nodes -o wide
 kubectl -n moat-system get pods -o wide
 

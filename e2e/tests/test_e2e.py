@@ -183,18 +183,31 @@ class E2E(unittest.TestCase):
         ip = wait_for(lambda: get_json("pod", "server", "-n", self.ns)["status"].get("podIP")
                       if get_json("pod", "server", "-n", self.ns)["status"].get("phase")
                       == "Running" else None, 60, what="server pod")
-        probe = (f"if timeout 5 wget -qO- http://{ip}:8080/; then echo REACHED; "
-                 f"else echo BLOCKED; fi")
+        # The node agent serves its metrics on the pod network (no hostNetwork): a runc pod
+        # reaches them, a sandbox does not (the egress wall keeps it off the cluster).
+        agent_ip = wait_for(lambda: next(
+            (p["status"]["podIP"] for p in get_json("pods", "-n", "moat-system", "-l",
+                                                    "app.kubernetes.io/name=moat-agent")["items"]
+             if p["status"].get("podIP") and p["status"].get("phase") == "Running"), None),
+            120, what="the agent's pod")
+        server, metrics = f"http://{ip}:8080/", f"http://{agent_ip}:9468/metrics"
+
+        def probe(url):
+            return (f"if timeout 5 wget -qO- {url}; then echo REACHED {url}; "
+                    f"else echo BLOCKED {url}; fi")
+        both = f"{probe(server)}; {probe(metrics)}"
         kubectl("run", "client", "-n", self.ns, f"--image={IMAGE}", "--image-pull-policy=Never",
-                "--restart=Never", "--command", "--", "sh", "-c", f"sleep 1; {probe}")
+                "--restart=Never", "--command", "--", "sh", "-c", f"sleep 1; {both}")
         wait_for(lambda: get_json("pod", "client", "-n", self.ns)["status"].get("phase")
                  in ("Succeeded", "Failed"), 60, what="client pod")
         self.assertIn("served", self.logs("client"))  # the server is reachable from runc
-        self.assertIn("REACHED", self.logs("client"))
+        self.assertIn(f"REACHED {server}", self.logs("client"))
+        self.assertIn(f"REACHED {metrics}", self.logs("client"))
+        self.assertIn("moat_agent_", self.logs("client"))
         # Both probe first thing: kube-router walls a pod only once it has seen its address,
         # so the first instant is held by moat-cri's egress wall (isolation/wall.h) alone.
-        self.apply(sandbox_yaml("nonet", probe + "; sleep 3", egress="None"),
-                   sandbox_yaml("inet", probe + "; sleep 3", egress="Internet"))
+        self.apply(sandbox_yaml("nonet", both + "; sleep 3", egress="None"),
+                   sandbox_yaml("inet", both + "; sleep 3", egress="Internet"))
         if NODE_CHECKS:
             st = self.wait_phase("nonet", ("Running",) + FINAL, 120)
             if st["phase"] == "Running":
@@ -204,8 +217,10 @@ class E2E(unittest.TestCase):
             st = self.wait_phase(name, FINAL, 120)
             self.assertEqual(st["phase"], "Succeeded", st)
             out = self.logs(st["podName"])
-            self.assertIn("BLOCKED", out, name)
+            self.assertIn(f"BLOCKED {server}", out, name)
+            self.assertIn(f"BLOCKED {metrics}", out, name)
             self.assertNotIn("served", out, name)
+            self.assertNotIn("moat_agent_", out, name)
         self.assertEqual(self.status("nonet")["isolation"]["handler"], "runsc-nonet")
 
     def test_e_timeout_expires_then_ttl(self):

@@ -181,6 +181,12 @@ static void test_facts_parse(void **state)
     assert_int_equal(f.hypervisor, AGENT_HYPERVISOR_KVM);
     assert_int_equal(f.runtimes, AGENT_RUNTIME_ALL);
     assert_int_equal(f.gpu_mode, AGENT_GPU_CONTAINER);
+    /* what --write-facts writes, --facts reads back the same */
+    agent_facts back = {0};
+    char *text = agent_facts_json(&f);
+    assert_int_equal(agent_facts_parse(&back, text, strlen(text), "written", NULL), 0);
+    assert_true(agent_facts_equal(&f, &back));
+    free(text);
     assert_int_equal(agent_facts_parse(&f, "{}", 2, "f.json", NULL), 0);
     assert_int_equal(f.hypervisor, AGENT_HYPERVISOR_NONE);
     const char *bad[] = {"{\"hypervisor\": \"xen\"}",
@@ -203,22 +209,17 @@ static void test_facts_parse(void **state)
 static void test_pod_wants_moat(void **state)
 {
     (void)state;
-    const char *yes[] = {"{\"spec\": {\"runtimeClassName\": \"moat-auto\"}}",
-                         "{\"spec\": {\"runtimeClassName\": \"moat-vm\"}}",
-                         "{\"spec\": {\"runtimeClassName\": \"moat-gvisor\"}}",
-                         "{\"metadata\": {\"labels\": {\"moat.dev/sandbox\": \"s\"}}}"};
-    const char *no[] = {"{\"spec\": {\"runtimeClassName\": \"gvisor\"}}", "{\"spec\": {}}",
-                        "{\"metadata\": {\"labels\": {\"moat.dev/egress\": \"none\"}}}", "{}"};
-    for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
-        json_t *p = json_loads(yes[i], 0, NULL);
-        assert_true(agent_pod_wants_moat(p));
-        json_decref(p);
-    }
-    for (size_t i = 0; i < ELEMENTSOF(no); i++) {
-        json_t *p = json_loads(no[i], 0, NULL);
-        assert_false(agent_pod_wants_moat(p));
-        json_decref(p);
-    }
+    cri_sandbox yes[] = {{.runtime_handler = (char *)"moat-auto"},
+                         {.runtime_handler = (char *)"moat-vm"},
+                         {.runtime_handler = (char *)"moat-gvisor"},
+                         {.runtime_handler = (char *)"runsc", .moat_keys = true}};
+    cri_sandbox no[] = {{.runtime_handler = (char *)"gvisor"},
+                        {.runtime_handler = (char *)"runsc"},
+                        {.runtime_handler = (char *)""}};
+    for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+        assert_true(agent_sandbox_wants_moat(&yes[i]));
+    for (size_t i = 0; i < ELEMENTSOF(no); i++)
+        assert_false(agent_sandbox_wants_moat(&no[i]));
 }
 
 static json_t *report_of(const char *handler, const char *d_runtime, const char *d_handler,
@@ -320,22 +321,13 @@ static void test_pod_patch(void **state)
     (void)state;
     const char *rep = "{\"runtime\":\"gvisor\",\"handler\":\"runsc\",\"reason\":\"r\","
                       "\"verified\":true}";
-    json_t *pod =
-        json_pack("{s:{s:s, s:s, s:{s:s, s:s}}}", "metadata", "name", "p", "namespace", "ns",
-                  "annotations", "other", "x", MOAT_ANNOTATION_ISOLATION_REPORT, "old");
-    json_t *patch = NULL;
-    assert_int_equal(agent_pod_patch(&patch, pod, rep, NULL), 0);
-    json_t *want = json_pack("{s:{s:{s:s}}}", "metadata", "annotations",
+    json_t *patch = agent_pod_patch("uid-1", rep);
+    /* the uid rides along: the API server refuses the patch on another Pod of that name */
+    json_t *want = json_pack("{s:{s:s, s:{s:s}}}", "metadata", "uid", "uid-1", "annotations",
                              MOAT_ANNOTATION_ISOLATION_REPORT, rep);
     assert_true(json_equal(patch, want));
     json_decref(patch);
     json_decref(want);
-    json_object_set_new(json_object_get(json_object_get(pod, "metadata"), "annotations"),
-                        MOAT_ANNOTATION_ISOLATION_REPORT, json_string(rep));
-    patch = (json_t *)1;
-    assert_int_equal(agent_pod_patch(&patch, pod, rep, NULL), 0);
-    assert_null(patch);
-    json_decref(pod);
 }
 
 /* ---- CRI messages ----------------------------------------------------------------------- */
@@ -390,14 +382,23 @@ static uint8_t *pack_list(size_t *ret_len)
     const char *ids[] = {"old", "newest", "same-attempt-older"};
     const uint32_t attempts[] = {0, 1, 1};
     const int64_t created[] = {100, 300, 200};
+    Moat__Agentcri__PodSandbox__AnnotationsEntry ann =
+        MOAT__AGENTCRI__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT;
+    Moat__Agentcri__PodSandbox__AnnotationsEntry *anns[] = {&ann};
+    ann.key = (char *)"moat.dev/network";
+    ann.value = (char *)"none";
     for (int i = 0; i < 3; i++) {
         md[i].uid = (char *)"pod-uid";
+        md[i].namespace_ = (char *)"team";
+        md[i].name = (char *)"pod";
         md[i].attempt = attempts[i];
         sb[i].id = (char *)ids[i];
         sb[i].metadata = &md[i];
         sb[i].created_at = created[i];
         sb[i].state = i == 1 ? 0 : 1;
         sb[i].runtime_handler = (char *)(i == 1 ? "runsc" : "");
+        sb[i].n_annotations = i == 1;
+        sb[i].annotations = anns;
     }
     Moat__Agentcri__ListPodSandboxResponse resp = MOAT__AGENTCRI__LIST_POD_SANDBOX_RESPONSE__INIT;
     resp.n_items = 3;
@@ -421,11 +422,18 @@ static void test_list_response_decode(void **state)
     assert_non_null(s);
     assert_string_equal(s->id, "newest");
     assert_string_equal(s->pod_uid, "pod-uid");
+    assert_string_equal(s->namespace_, "team");
+    assert_string_equal(s->name, "pod");
+    assert_true(s->moat_keys); /* a moat.dev/ annotation */
+    assert_false(l.items[0].moat_keys);
     assert_string_equal(s->runtime_handler, "runsc");
     assert_int_equal(s->attempt, 1);
     assert_int_equal(s->state, 0);
     assert_int_equal(s->created_at, 300);
     assert_string_equal(l.items[0].runtime_handler, "");
+    /* the newest of its pod: only "newest" */
+    for (size_t i = 0; i < l.n; i++)
+        assert_int_equal(cri_sandbox_is_newest(&l, &l.items[i]), &l.items[i] == s);
     cri_sandbox_list_clear(&l);
 
     /* Fields this schema does not know (a newer runtime's) are skipped. Field 15, a string. */

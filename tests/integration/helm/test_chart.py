@@ -94,40 +94,61 @@ class ChartTemplateTest(unittest.TestCase):
                     yaml.safe_load(read(os.path.join(CHART, "values.yaml")))["nodePools"]
                 ds = by_kind(objs, "DaemonSet")
                 self.assertEqual(sorted(d["metadata"]["name"] for d in ds),
-                                 sorted(f"moat-node-{p['name']}" for p in pools))
+                                 sorted([f"moat-node-{p['name']}" for p in pools] +
+                                        [f"moat-agent-{p['name']}" for p in pools]))
                 for pool in pools:
-                    self.check_daemonset(by_kind(objs, "DaemonSet", f"moat-node-{pool['name']}")[0], pool)
+                    self.check_daemonset(by_kind(objs, "DaemonSet", f"moat-node-{pool['name']}")[0],
+                                         by_kind(objs, "DaemonSet", f"moat-agent-{pool['name']}")[0],
+                                         pool)
                 self.check_operator(by_kind(objs, "Deployment", "moat-operator")[0])
 
-    def check_daemonset(self, d, pool):
+    def check_daemonset(self, d, a, pool):
         spec = d["spec"]["template"]["spec"]
-        self.assertEqual(spec.get("nodeSelector", {}), pool.get("nodeSelector", {}))
-        tol = spec["tolerations"]
-        self.assertIn({"key": "nvidia.com/gpu", "operator": "Exists"}, tol)
-        for t in pool.get("tolerations", []):
-            self.assertIn(t, tol)
+        aspec = a["spec"]["template"]["spec"]
+        for sp in (spec, aspec):
+            self.assertEqual(sp.get("nodeSelector", {}), pool.get("nodeSelector", {}))
+            tol = sp["tolerations"]
+            self.assertIn({"key": "nvidia.com/gpu", "operator": "Exists"}, tol)
+            for t in pool.get("tolerations", []):
+                self.assertIn(t, tol)
         install = spec["initContainers"][0]
         self.assertEqual(install["args"][0], "install")
         self.assertIn(f"--mode={pool['mode']}", install["args"])
         self.assertIn(f"--gpu-mode={pool['gpu']}", install["args"])
-        agent = spec["containers"][0]
+        self.assertEqual([c["name"] for c in spec["containers"]], ["idle"])
+        # the agent: its own pod, on the pod network, without privileges
+        self.assertNotIn("hostNetwork", aspec)
+        self.assertNotIn("hostPID", aspec)
+        agent = aspec["containers"][0]
         self.assertEqual(agent["name"], "agent")
-        self.assertIn(f"--gpu-mode={pool['gpu']}", agent["args"])
         self.assertIn(f"--mode={pool['mode']}", agent["args"])
         sock = "/run/moat/cri.sock" if pool["mode"] == "shim" else "/run/containerd/containerd.sock"
         self.assertIn(f"--cri-endpoint=unix://{sock}", agent["args"])
+        self.assertFalse(agent["securityContext"].get("privileged", False))
+        self.assertEqual(agent["securityContext"]["capabilities"], {"drop": ["ALL"]})
+        self.assertFalse(agent["securityContext"]["allowPrivilegeEscalation"])
+        self.assertEqual([m["mountPath"] for m in agent["volumeMounts"] if not m.get("readOnly")], [])
         if pool["isolation"] == "gvisor":
             self.assertIn("--assume-hypervisor=none", install["args"])
             self.assertIn("--assume-hypervisor=none", agent["args"])
-            self.assertFalse(agent["securityContext"].get("privileged", False))
-            self.assertEqual(agent["securityContext"]["capabilities"], {"drop": ["ALL"]})
+            self.assertIn(f"--gpu-mode={pool['gpu']}", agent["args"])
+            self.assertNotIn("initContainers", aspec)
         else:
+            # the probe: privileged, once, in an init container that hands the facts over
+            probe = aspec["initContainers"][0]
+            self.assertEqual(probe["name"], "probe")
+            self.assertTrue(probe["securityContext"]["privileged"])
+            self.assertIn("--write-facts=/run/moat-agent/facts.json", probe["args"])
+            self.assertIn(f"--gpu-mode={pool['gpu']}", probe["args"])
+            self.assertIn("--facts=/run/moat-agent/facts.json", agent["args"])
             self.assertNotIn("--assume-hypervisor=none", agent["args"])
         # host paths: only directories, each mounted in the installer under /host
-        for v in spec["volumes"]:
-            self.assertIn("hostPath", v)
-            self.assertNotEqual(v["hostPath"]["path"], "/")
+        for v in spec["volumes"] + aspec["volumes"]:
+            self.assertTrue("hostPath" in v or "emptyDir" in v, v)
+            if "hostPath" in v:
+                self.assertNotEqual(v["hostPath"]["path"], "/")
         self.assertEqual(spec["serviceAccountName"], "moat-agent")
+        self.assertEqual(aspec["serviceAccountName"], "moat-agent")
 
     def check_operator(self, dep):
         self.assertEqual(dep["spec"]["replicas"], 2)
@@ -197,12 +218,15 @@ class ChartTemplateTest(unittest.TestCase):
     def test_gpu_example_pools(self):
         objs = docs(template(GPU_EXAMPLE))
         ds = {d["metadata"]["name"]: d for d in by_kind(objs, "DaemonSet")}
-        self.assertEqual(set(ds), {"moat-node-cpu", "moat-node-gpu-container", "moat-node-gpu-vm"})
-        agent = ds["moat-node-gpu-vm"]["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(set(ds), {"moat-node-cpu", "moat-node-gpu-container", "moat-node-gpu-vm",
+                                   "moat-agent-cpu", "moat-agent-gpu-container",
+                                   "moat-agent-gpu-vm"})
+        agent = ds["moat-agent-gpu-vm"]["spec"]["template"]["spec"]["containers"][0]
+        probe = ds["moat-agent-gpu-vm"]["spec"]["template"]["spec"]["initContainers"][0]
         self.assertEqual(agent["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "metrics"})
         self.assertEqual(agent["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "metrics"})
         self.assertIn("--metrics-addr=0.0.0.0:9468", agent["args"])
-        self.assertIn("--gpu-mode=vm-passthrough", agent["args"])
+        self.assertIn("--gpu-mode=vm-passthrough", probe["args"])
         self.assertIn("--cri-endpoint=unix:///run/containerd/containerd.sock", agent["args"])
 
     def test_values_change_the_rendering(self):
@@ -226,15 +250,18 @@ class ChartTemplateTest(unittest.TestCase):
         sm = docs(template(extra=["--set", "metrics.serviceMonitor.enabled=true"]))
         self.assertEqual(len(by_kind(sm, "ServiceMonitor")), 1)
         un = docs(template(extra=["--set", "installer.uninstall=true"]))
+        self.assertEqual([d["metadata"]["name"] for d in by_kind(un, "DaemonSet")],
+                         ["moat-node-default"])  # no agent while uninstalling
         spec = by_kind(un, "DaemonSet")[0]["spec"]["template"]["spec"]
         self.assertEqual(spec["initContainers"][0]["args"][0], "uninstall")
         self.assertEqual([c["name"] for c in spec["containers"]], ["idle"])
         off = docs(template(extra=["--set", "installer.enabled=false"]))
+        self.assertEqual([d["metadata"]["name"] for d in by_kind(off, "DaemonSet")],
+                         ["moat-agent-default"])
         spec = by_kind(off, "DaemonSet")[0]["spec"]["template"]["spec"]
-        self.assertNotIn("initContainers", spec)
         self.assertNotIn("hostPID", spec)
         self.assertNotIn("hostNetwork", spec)
-        self.assertEqual([v["hostPath"]["path"] for v in spec["volumes"]],
+        self.assertEqual([v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v],
                          ["/run/moat", "/usr/local/bin", "/opt/kata"])
 
     def test_schema_refuses_bad_values_naming_them(self):
@@ -434,6 +461,7 @@ class ChartClusterTest(unittest.TestCase):
         dep = get_json("deployment", "moat-operator", "-n", self.ns)
         self.assertEqual(dep["spec"]["replicas"], 2)
         get_json("daemonset", "moat-node-default", "-n", self.ns)
+        get_json("daemonset", "moat-agent-default", "-n", self.ns)
         for kind, name in self.cluster_scoped:
             got = get_json(kind, name)
             self.assertEqual(got["metadata"]["annotations"]["meta.helm.sh/release-name"], RELEASE)
@@ -465,7 +493,8 @@ class ChartClusterTest(unittest.TestCase):
         self.assertEqual(cfg["workers"], 8)
         self.assertEqual(cfg["runtimeClasses"]["gvisor"], "moat-gvisor-2")
         ds = {d["metadata"]["name"] for d in get_json("daemonsets", "-n", self.ns)["items"]}
-        self.assertEqual(ds, {"moat-node-gvisor", "moat-node-gpu"})
+        self.assertEqual(ds, {"moat-node-gvisor", "moat-node-gpu", "moat-agent-gvisor",
+                              "moat-agent-gpu"})
         get_json("runtimeclass", "moat-gvisor-2")
         self.assertNotEqual(kubectl("get", "runtimeclass", "moat-gvisor", check=False)[0], 0)
         # the CRD and the Sandbox came through the upgrade
@@ -502,7 +531,6 @@ class ChartClusterTest(unittest.TestCase):
             (op, "update", "leases.coordination.k8s.io", self.ns),
             (op, "create", "leases.coordination.k8s.io", self.ns),
             (agent, "get", "nodes", None), (agent, "patch", "nodes", None),
-            (agent, "list", "pods", None), (agent, "watch", "pods", None),
             (agent, "patch", "pods", self.sandbox_ns),
         ]
         forbidden = [
@@ -516,6 +544,9 @@ class ChartClusterTest(unittest.TestCase):
             (op, "delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io", None),
             (op, "get", "secrets", "moat-system"),
             (agent, "get", "secrets", self.sandbox_ns), (agent, "delete", "nodes", None),
+            # no read of Pods: RBAC could not keep it to the agent's node
+            (agent, "list", "pods", None), (agent, "watch", "pods", None),
+            (agent, "get", "pods", self.sandbox_ns),
             (agent, "list", "nodes", None), (agent, "create", "pods", self.sandbox_ns),
             (agent, "delete", "pods", self.sandbox_ns), (agent, "update", "nodes/status", None),
             (agent, "get", "sandboxes.moat.dev", self.sandbox_ns),

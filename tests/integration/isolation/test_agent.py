@@ -8,6 +8,8 @@ containerd (node.sh with MOAT_NODE_CRI; the node is put back as the ctest fixtur
   report equal to what containerd itself says: runtime_handler and the decision
   annotations read with an independent CRI client (Python grpcio, stubs from upstream's
   api.proto) straight from containerd's socket.
+- Its service account may not get, list or watch Pods (it finds its node's pods through the
+  runtime); the reports still come.
 - The admission policy (isolation/agent/admission-policy.yaml) refuses, with the agent's
   own pod-bound token, writes to another Node, to a Pod on another node, and to anything
   but Moat's keys on its own Node and Pods; a token bound to no pod is refused outright."""
@@ -350,6 +352,14 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(who["userInfo"]["username"], SA)
         self.assertEqual(who["userInfo"]["extra"]["authentication.kubernetes.io/node-name"],
                          [NODE])
+
+        # No read of Pods at all: RBAC could not keep it to this node (the agent finds its
+        # node's pods through the runtime).
+        for verb in (["get", "pods", "-n", self.ns], ["get", "pods", "-A"],
+                     ["get", "pods", "-A", "--watch-only", "--request-timeout=2s"]):
+            r = self.as_agent(*verb)
+            self.assertNotEqual(r.returncode, 0, f"{verb} was allowed")
+            self.assertIn("forbidden", r.stderr)
 
         kubectl("create", "-f", "-", stdin=json.dumps({
             "apiVersion": "v1", "kind": "Node",
