@@ -635,7 +635,8 @@ static int report_pods(agent *a)
             (!a->report_all && !agent_sandbox_wants_moat(sb)))
             continue;
         json_object_set_new(seen, sb->id, json_true());
-        if (report_sandbox(a, sb) < 0)
+        /* a sandbox's record never changes: one report each, until the interval's rewrite */
+        if (!json_object_get(a->reported, sb->id) && report_sandbox(a, sb) < 0)
             rc = -1;
     }
     /* what is no longer listed is forgotten */

@@ -148,7 +148,6 @@ diagnose() {
     "${kubectl[@]}" -n "$ns" get pods -o wide >&2 || true
     "${kubectl[@]}" -n "$ns" describe pods >&2 2>&1 | tail -n 60 >&2 || true
     "${kubectl[@]}" -n "$ns" logs deploy/moat-operator --tail=40 >&2 || true
-    "${kubectl[@]}" -n "$ns" logs ds/moat-node-local --all-containers --tail=40 >&2 || true
     "${kubectl[@]}" -n "$ns" logs ds/moat-agent-local --all-containers --tail=40 >&2 || true
     "${kubectl[@]}" get --raw \
         "/api/v1/namespaces/$ns/pods/$("${kubectl[@]}" -n "$ns" get pods \
@@ -160,7 +159,7 @@ wait_moat() {
     local i
     for i in $(seq 1 180); do
         if "${kubectl[@]}" -n "$ns" get pods --no-headers 2>/dev/null |
-            awk 'BEGIN{n=0; bad=0} {n++; if ($3 != "Running") bad=1} END{exit !(n >= 3 && !bad)}'; then
+            awk 'BEGIN{n=0; bad=0} {n++; if ($3 != "Running") bad=1} END{exit !(n >= 2 && !bad)}'; then
             # the agent has labelled the node: Sandboxes can be scheduled
             if "${kubectl[@]}" get node "${MOAT_NODE_NAME:-moat-node}" \
                 -o jsonpath='{.metadata.labels.moat\.dev/managed}' | grep -qx true; then

@@ -208,9 +208,10 @@ class ImagesTest(unittest.TestCase):
         labels = wait_for(labelled, timeout=90, what="the node agent to label its Node")
         self.assertEqual(labels.get("moat.dev/hypervisor"), "none")
         self.assertEqual(labels.get("moat.dev/runtime.gvisor"), "true")
-        agent = get_json("pods", "-n", ns, "-l", "app.kubernetes.io/name=moat-node")["items"]
+        agent = get_json("pods", "-n", ns, "-l", "app.kubernetes.io/name=moat-agent")["items"]
         self.assertEqual(len(agent), 1)
         self.assertEqual(agent[0]["spec"]["nodeName"], NODE)
+        self.assertFalse(agent[0]["spec"].get("hostNetwork", False))  # on the pod network
         log = kubectl("logs", "-n", ns, agent[0]["metadata"]["name"])[1]
         self.assertNotIn("denied", log)
         self.assertNotIn("forbidden", log.lower())
