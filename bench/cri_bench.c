@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "cri_bench.pb-c.h"
+#include "libmoat/clock.h"
 #include "libmoat/macro.h"
 
 #define M_VERSION       "/runtime.v1.RuntimeService/Version"
@@ -59,13 +60,6 @@
 #define MAX_PODS        200
 #define MAX_LOAD_SAMPLE 400000 /* latencies kept per caller thread under load */
 #define POD_IMAGE       "moat.local/busybox:1.35"
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* ---- CPU and memory of the processes involved ---------------------------------------------- */
 
@@ -474,10 +468,10 @@ static void measure_latency(latency *out, const target *t, size_t n_targets, con
                     h0 = t[i].shim ? cpu_ns(t[i].shim) : 0;
             for (size_t k = 0; k < n; k++) {
                 char *why = NULL;
-                int64_t a = mono_ns();
+                int64_t a = moat_mono_ns();
                 int rc = call_unary(t[i].ch, cq, method, req, req_len, CHEAP_DEADLINE, NULL, NULL,
                                     out[i].first_error ? NULL : &why);
-                samples[i][done + k] = (double)(mono_ns() - a) / 1e3;
+                samples[i][done + k] = (double)(moat_mono_ns() - a) / 1e3;
                 if (rc != 0) {
                     out[i].errors++;
                     if (why)
@@ -532,11 +526,11 @@ static void *caller_run(void *arg)
     grpc_completion_queue *cq = queue_new();
     pthread_barrier_wait(c->go); /* everybody starts together */
     while (!atomic_load(c->stop)) {
-        int64_t a = mono_ns();
+        int64_t a = moat_mono_ns();
         int rc = call_unary(c->t->ch, cq, c->method, c->req, c->req_len, CHEAP_DEADLINE, NULL, NULL,
                             NULL);
         if (c->calls < MAX_LOAD_SAMPLE)
-            c->lat[c->calls] = (double)(mono_ns() - a) / 1e3;
+            c->lat[c->calls] = (double)(moat_mono_ns() - a) / 1e3;
         c->calls++;
         if (rc != 0)
             c->errors++;
@@ -574,12 +568,12 @@ static void measure_load(load *out, const target *t, const char *method, const u
         thread_cpu_read(&th0, t->shim);
     host_jiffies(&busy0, &total0);
     pthread_barrier_wait(&go);
-    int64_t a = mono_ns();
+    int64_t a = moat_mono_ns();
     usleep((useconds_t)(seconds * 1e6));
     atomic_store(&stop, true);
     for (int i = 0; i < n_callers; i++)
         pthread_join(th[i], NULL);
-    int64_t elapsed = mono_ns() - a;
+    int64_t elapsed = moat_mono_ns() - a;
     pthread_barrier_destroy(&go);
     host_jiffies(&busy1, &total1);
     if (t->shim)
@@ -682,9 +676,9 @@ static void pod_start(pod *out, grpc_channel *ch, grpc_completion_queue *cq, con
     _cleanup_free_ uint8_t *req = pack(&run.base, &len);
     _cleanup_free_ uint8_t *resp = NULL;
     _cleanup_free_ char *why = NULL;
-    int64_t a = mono_ns();
+    int64_t a = moat_mono_ns();
     int rc = call_unary(ch, cq, M_RUN_POD, req, len, POD_DEADLINE, &resp, &resp_len, &why);
-    out->run = (double)(mono_ns() - a) / 1e6;
+    out->run = (double)(moat_mono_ns() - a) / 1e6;
     if (rc != 0 || !(out->id = response_id(resp, resp_len, false))) {
         fprintf(stderr, "cri_bench: RunPodSandbox %s: %s\n", name, why ? why : "no id");
         return;
@@ -708,9 +702,9 @@ static void pod_start(pod *out, grpc_channel *ch, grpc_completion_queue *cq, con
     free(req);
     free(TAKE_PTR(resp));
     req = pack(&create.base, &len);
-    a = mono_ns();
+    a = moat_mono_ns();
     rc = call_unary(ch, cq, M_CREATE, req, len, POD_DEADLINE, &resp, &resp_len, &why);
-    out->create = (double)(mono_ns() - a) / 1e6;
+    out->create = (double)(moat_mono_ns() - a) / 1e6;
     _cleanup_free_ char *cid = rc == 0 ? response_id(resp, resp_len, true) : NULL;
     if (!cid) {
         fprintf(stderr, "cri_bench: CreateContainer in %s: %s\n", name, why ? why : "no id");
@@ -721,9 +715,9 @@ static void pod_start(pod *out, grpc_channel *ch, grpc_completion_queue *cq, con
     start.container_id = cid;
     free(req);
     req = pack(&start.base, &len);
-    a = mono_ns();
+    a = moat_mono_ns();
     rc = call_unary(ch, cq, M_START, req, len, POD_DEADLINE, NULL, NULL, &why);
-    out->start = (double)(mono_ns() - a) / 1e6;
+    out->start = (double)(moat_mono_ns() - a) / 1e6;
     if (rc != 0) {
         fprintf(stderr, "cri_bench: StartContainer in %s: %s\n", name, why ? why : "?");
         return;
@@ -741,7 +735,7 @@ static double pod_remove(grpc_channel *ch, grpc_completion_queue *cq, const char
     size_t len;
     _cleanup_free_ uint8_t *a = pack(&stop.base, &len);
     _cleanup_free_ char *why = NULL;
-    int64_t t0 = mono_ns();
+    int64_t t0 = moat_mono_ns();
     if (call_unary(ch, cq, M_STOP_POD, a, len, POD_DEADLINE, NULL, NULL, &why) != 0) {
         fprintf(stderr, "cri_bench: StopPodSandbox %s: %s\n", id, why ? why : "?");
         return -1;
@@ -751,7 +745,7 @@ static double pod_remove(grpc_channel *ch, grpc_completion_queue *cq, const char
         fprintf(stderr, "cri_bench: RemovePodSandbox %s: %s\n", id, why ? why : "?");
         return -1;
     }
-    return (double)(mono_ns() - t0) / 1e6;
+    return (double)(moat_mono_ns() - t0) / 1e6;
 }
 
 typedef struct {

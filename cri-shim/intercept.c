@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "libmoat/clock.h"
 #include "libmoat/log.h"
 #include "libmoat/names.h"
 #include "libmoat/strbuf.h"
@@ -80,13 +81,6 @@ struct shim_intercept {
     bool worker_started, stopping;
     job *head, **tail;
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static bool wants(void *user, const char *method)
 {
@@ -313,7 +307,7 @@ static int wall_create(shim_intercept *s, const uint8_t *in, size_t len, int *re
     if (!walled || (state && strcmp(state, ST_WALLED) == 0))
         r = 0;
     else if (state && strcmp(state, ST_PENDING) == 0 &&
-             mono_ns() - json_integer_value(json_object_get(p, "since")) < WALL_WAIT_NS)
+             moat_mono_ns() - json_integer_value(json_object_get(p, "since")) < WALL_WAIT_NS)
         r = SHIM_HOOK_LATER;
     else if (state && strcmp(state, ST_PENDING) == 0)
         r = moat_error_set(&err, MOAT_E_NOTFOUND,
@@ -391,7 +385,7 @@ static void wall_status(shim_intercept *s, const uint8_t *in, size_t len)
             mode && strcmp(mode, MOAT_EGRESS_INTERNET) == 0 ? ISO_WALL_INTERNET : ISO_WALL_NONE;
         if (enqueue(s, JOB_WALL, f.sandbox_id, m, f.addrs, f.n_addrs)) {
             set_state(p, ST_PENDING, NULL);
-            json_object_set_new(p, "since", json_integer(mono_ns()));
+            json_object_set_new(p, "since", json_integer(moat_mono_ns()));
         } else
             s->wall_errors++;
     }

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "libmoat/clock.h"
 #include "libmoat/log.h"
 #include "libmoat/macro.h"
 
@@ -86,13 +87,6 @@ struct shim_relay {
 
 /* How often a put-off request is put to its hook again. */
 #define PARK_TICK_NS 1000000
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* ---- bytes <-> byte buffers ------------------------------------------------------------ */
 
@@ -168,7 +162,7 @@ static void call_free(call *c)
 {
     shim_relay *r = c->r;
     if (r->hooks.on_done && c->method)
-        r->hooks.on_done(r->hooks.user, c->method, c->final_status, mono_ns() - c->started_ns);
+        r->hooks.on_done(r->hooks.user, c->method, c->final_status, moat_mono_ns() - c->started_ns);
     if (c->up)
         grpc_call_unref(c->up);
     if (c->down)
@@ -374,7 +368,7 @@ static void on_accepted(call *c, bool ok)
     }
     if (!atomic_load(&r->stopping))
         request_new_call(r);
-    c->started_ns = mono_ns();
+    c->started_ns = moat_mono_ns();
     c->method = grpc_slice_to_c_string(c->details.method);
     c->intercepted = r->hooks.wants && r->hooks.wants(r->hooks.user, c->method);
     c->unary = c->intercepted || (r->hooks.unary && r->hooks.unary(r->hooks.user, c->method));
@@ -748,12 +742,6 @@ int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_
     return 0;
 }
 
-unsigned shim_relay_active_calls(shim_relay *r)
-{
-    unsigned n = atomic_load(&r->active);
-    return n > 0 ? n - 1 : 0; /* one call struct always waits for the next call */
-}
-
 void shim_relay_stop(shim_relay *r, int64_t grace_ns)
 {
     if (!r)
@@ -762,8 +750,8 @@ void shim_relay_stop(shim_relay *r, int64_t grace_ns)
     grpc_server_shutdown_and_notify(r->server, r->cq, &r->shutdown_tag);
     /* The shutdown ends the request for the next call, so from now on `active` counts just
      * the calls in flight. */
-    int64_t deadline = mono_ns() + grace_ns;
-    while (atomic_load(&r->active) > 0 && mono_ns() < deadline)
+    int64_t deadline = moat_mono_ns() + grace_ns;
+    while (atomic_load(&r->active) > 0 && moat_mono_ns() < deadline)
         usleep(10000);
     unsigned left = atomic_load(&r->active);
     if (left > 0)

@@ -71,7 +71,4 @@ int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_
  * after grace_ns), joins the thread and frees. Accepts NULL. */
 void shim_relay_stop(shim_relay *r, int64_t grace_ns);
 
-/* Calls in flight now. */
-unsigned shim_relay_active_calls(shim_relay *r);
-
 #endif

@@ -19,6 +19,7 @@
 #include "isolation/kata/kata.h"
 #include "isolation/probe.h"
 #include "isolation/wall.h"
+#include "libmoat/clock.h"
 #include "libmoat/names.h"
 #include "libmoat/strbuf.h"
 #include "libmoat/textfile.h"
@@ -842,13 +843,6 @@ static int cri_version_once(const char *path, char **ret_runtime, moat_error *er
     return r;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -859,11 +853,11 @@ static int real_cri_version(void *impl, const char *path, int timeout_ms, char *
                             moat_error *err)
 {
     (void)impl;
-    long long end = now_ms() + timeout_ms;
+    long long end = (moat_mono_ns() / 1000000) + timeout_ms;
     for (;;) {
         if (cri_version_once(path, ret, err) == 0)
             return 0;
-        if (now_ms() >= end)
+        if ((moat_mono_ns() / 1000000) >= end)
             return -1;
         sleep_ms(200);
     }
@@ -897,18 +891,18 @@ static int healthz_once(const char *url, moat_error *err)
 static int real_healthy(void *impl, const char *url, int timeout_ms, int settle_ms, moat_error *err)
 {
     (void)impl;
-    long long start = now_ms(), end = start + timeout_ms, healthy_since = -1;
+    long long start = (moat_mono_ns() / 1000000), end = start + timeout_ms, healthy_since = -1;
     for (;;) {
         moat_error_clear(err);
         if (healthz_once(url, err) == 0) {
             if (healthy_since < 0)
-                healthy_since = now_ms();
-            if (now_ms() - healthy_since >= settle_ms)
+                healthy_since = (moat_mono_ns() / 1000000);
+            if ((moat_mono_ns() / 1000000) - healthy_since >= settle_ms)
                 return 0;
         } else {
             healthy_since = -1;
         }
-        if (now_ms() >= end) {
+        if ((moat_mono_ns() / 1000000) >= end) {
             if (err && !err->message)
                 moat_error_set(err, MOAT_E_NETWORK, "%s: healthy for less than %d ms", url,
                                settle_ms);

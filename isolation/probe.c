@@ -487,15 +487,6 @@ nomem:
     return moat_error_set(err, MOAT_E_NOMEM, "host probe: out of memory");
 }
 
-int iso_probe_with(const iso_sys *sys, const char *kvm_path, const char *mshv_path,
-                   iso_probe_result *out, moat_error *err)
-{
-    if (!kvm_path || !mshv_path)
-        return moat_error_set(err, MOAT_E_INVALID, "host probe: no device path");
-    iso_probe_paths paths = {.kvm_path = kvm_path, .mshv_path = mshv_path};
-    return iso_probe_run(out, sys, &paths, err);
-}
-
 int iso_probe_assume(iso_probe_result *out, const char *kind, const char *why, moat_error *err)
 {
     if (!out || !kind)

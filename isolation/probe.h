@@ -125,11 +125,6 @@ typedef struct {
 int iso_probe_run(iso_probe_result *out, const iso_sys *sys, const iso_probe_paths *paths,
                   moat_error *err);
 
-/* The earlier entry point, kept for its callers: iso_probe_run() on this host's root with
- * these two device paths (both required: NULL is MOAT_E_INVALID). */
-int iso_probe_with(const iso_sys *sys, const char *kvm_path, const char *mshv_path,
-                   iso_probe_result *out, moat_error *err);
-
 /* What moat-cri calls; tests replace it. probe() fills *out (which the caller then clears)
  * and returns 0, or returns < 0 with err set and *out untouched. */
 typedef struct iso_probe_ops {

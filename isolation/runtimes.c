@@ -12,18 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "libmoat/clock.h"
 #include "libmoat/names.h"
 
 extern char **environ;
 
 /* ---- running a program ------------------------------------------------------------------ */
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int reap(pid_t pid)
 {
@@ -66,10 +60,10 @@ static int host_run(_unused_ void *impl, char **ret_out, int *ret_status, char *
 
     size_t cap = 1024, len = 0;
     _cleanup_free_ char *buf = malloc(cap);
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = (moat_mono_ns() / 1000000) + timeout_ms;
     int fail = 0; /* MOAT_E_* */
     while (buf) {
-        long long left = deadline - now_ms();
+        long long left = deadline - (moat_mono_ns() / 1000000);
         if (left <= 0) {
             fail = MOAT_E_CANCELED;
             break;

@@ -18,6 +18,11 @@ const moat_clock *moat_clock_system(void)
     return &system_clock;
 }
 
+int64_t moat_mono_ns(void)
+{
+    return system_now_ns(NULL);
+}
+
 static int64_t fake_now_ns(void *impl)
 {
     moat_fake_clock *c = impl;

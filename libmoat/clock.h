@@ -18,6 +18,10 @@ typedef struct moat_clock {
  * caller does not free it, and it stays valid for the life of the process. */
 const moat_clock *moat_clock_system(void);
 
+/* CLOCK_MONOTONIC now, in nanoseconds: for code that measures or waits on the real clock
+ * and has no clock to take. */
+int64_t moat_mono_ns(void);
+
 /* Returns the clock's current time in nanoseconds. */
 static inline int64_t moat_clock_now(const moat_clock *clock)
 {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "backoff.h"
 #include "kobj.h"
 #include "kube-internal.h"
@@ -83,13 +84,6 @@ struct kube_loop {
     kube_informer *informers[MAX_INFORMERS];
     size_t n_informers;
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -515,7 +509,7 @@ static void back_off(kube_informer *inf)
                                           inf->failures++, moat_random_unit());
     if (inf->retry_after_ns >= 0 && inf->retry_after_ns > delay)
         delay = inf->retry_after_ns;
-    inf->next_ns = now_ns() + delay;
+    inf->next_ns = moat_mono_ns() + delay;
 }
 
 static void start_relist(kube_informer *inf)
@@ -602,7 +596,7 @@ static void *loop_main(void *arg)
 {
     kube_loop *l = arg;
     while (!atomic_load(&l->stop)) {
-        int64_t now = now_ns(), next = now + (int64_t)LOOP_IDLE_POLL_MS * 1000000LL;
+        int64_t now = moat_mono_ns(), next = now + (int64_t)LOOP_IDLE_POLL_MS * 1000000LL;
         pthread_mutex_lock(&l->lock);
         size_t n = l->n_informers;
         pthread_mutex_unlock(&l->lock);
@@ -633,7 +627,7 @@ static void *loop_main(void *arg)
             if (inf)
                 request_done(inf, msg->data.result);
         }
-        int64_t wait_ms = (next - now_ns()) / 1000000LL;
+        int64_t wait_ms = (next - moat_mono_ns()) / 1000000LL;
         if (wait_ms < 0)
             wait_ms = 0;
         if (wait_ms > LOOP_IDLE_POLL_MS)

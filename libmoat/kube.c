@@ -466,8 +466,9 @@ static int decode(json_t **ret, const kube_http_response *resp, const char *what
     return 0;
 }
 
-int kube_request(kube_client *c, json_t **ret, const char *method, const char *path,
-                 const json_t *body, const char *content_type, moat_error *err)
+/* A request to any path; *ret is the decoded answer (NULL when the body is empty). */
+static int kube_request(kube_client *c, json_t **ret, const char *method, const char *path,
+                        const json_t *body, const char *content_type, moat_error *err)
 {
     _cleanup_free_ char *payload = NULL, *what = NULL;
     kube_http_response resp = {.retry_after_ns = -1};

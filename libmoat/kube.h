@@ -119,11 +119,6 @@ const kube_config *kube_client_config(const kube_client *c);
  * with name NULL; ns is ignored for cluster-scoped resources. Caller frees. */
 char *kube_resource_path(const kube_resource *r, const char *ns, const char *name);
 
-/* A request to any path; *ret is the decoded answer (NULL when the body is empty). For
- * subresources by name and for API calls the typed verbs below do not cover. */
-int kube_request(kube_client *c, json_t **ret, const char *method, const char *path,
-                 const json_t *body, const char *content_type, moat_error *err);
-
 int kube_get(kube_client *c, json_t **ret, const kube_resource *r, const char *ns, const char *name,
              moat_error *err);
 

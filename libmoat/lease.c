@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kobj.h"
 #include "log.h"
 #include "macro.h"
@@ -35,13 +36,6 @@ struct kube_leader {
     int64_t observed_at_ns;
 };
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static void micro_time(char *buf, size_t len)
 {
     struct timespec ts;
@@ -54,7 +48,8 @@ static void micro_time(char *buf, size_t len)
 
 bool kube_leader_is_leading(kube_leader *l)
 {
-    return atomic_load(&l->leading) && mono_ns() - atomic_load(&l->last_renew_ns) < l->deadline_ns;
+    return atomic_load(&l->leading) &&
+           moat_mono_ns() - atomic_load(&l->last_renew_ns) < l->deadline_ns;
 }
 
 static void lose(kube_leader *l, const char *why)
@@ -97,7 +92,7 @@ static void observe(kube_leader *l, json_t *lease)
     free(l->observed_renew);
     l->observed_holder = holder ? strdup(holder) : NULL;
     l->observed_renew = renew ? strdup(renew) : NULL;
-    l->observed_at_ns = mono_ns();
+    l->observed_at_ns = moat_mono_ns();
     if (new_holder && holder && *holder && l->opts.on_new_leader)
         l->opts.on_new_leader(l->opts.user, holder);
 }
@@ -127,7 +122,7 @@ static int try_acquire_or_renew(kube_leader *l, moat_error *err)
     const char *holder = kobj_str(lease, "spec.holderIdentity");
     bool ours = holder && strcmp(holder, l->identity) == 0;
     bool free_lease = !holder || !*holder;
-    if (!ours && !free_lease && mono_ns() - l->observed_at_ns < l->duration_ns) {
+    if (!ours && !free_lease && moat_mono_ns() - l->observed_at_ns < l->duration_ns) {
         json_decref(lease);
         return 0; /* held, and renewed recently as far as we have seen */
     }
@@ -164,7 +159,7 @@ static bool wait_until(kube_leader *l, int64_t deadline_ns)
 {
     pthread_mutex_lock(&l->lock);
     while (!l->stop) {
-        int64_t left = deadline_ns - mono_ns();
+        int64_t left = deadline_ns - moat_mono_ns();
         if (left <= 0)
             break;
         struct timespec ts;
@@ -183,7 +178,7 @@ static void *run(void *arg)
 {
     kube_leader *l = arg;
     for (;;) {
-        int64_t started = mono_ns();
+        int64_t started = moat_mono_ns();
         /* After a pause (SIGSTOP, a long GC, a stuck thread) the lease may be gone already:
          * stop before doing anything else. */
         if (atomic_load(&l->leading) && started - atomic_load(&l->last_renew_ns) >= l->deadline_ns)
@@ -192,7 +187,7 @@ static void *run(void *arg)
         _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
         int r = try_acquire_or_renew(l, &err);
         if (r == 1) {
-            int64_t now = mono_ns();
+            int64_t now = moat_mono_ns();
             if (atomic_load(&l->leading) &&
                 now - atomic_load(&l->last_renew_ns) >= l->deadline_ns) {
                 lose(l, "the renewal came after the renew deadline");
@@ -210,7 +205,7 @@ static void *run(void *arg)
             if (atomic_load(&l->leading)) {
                 if (r == 0)
                     lose(l, "another candidate holds the lease");
-                else if (mono_ns() - atomic_load(&l->last_renew_ns) >= l->deadline_ns)
+                else if (moat_mono_ns() - atomic_load(&l->last_renew_ns) >= l->deadline_ns)
                     lose(l, "could not renew within the renew deadline");
             }
         }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kobj.h"
 #include "log.h"
 
@@ -33,15 +34,7 @@ struct kube_recorder {
     /* Loop-thread only: aggregation key -> {"name","ns","count","at"}, and per object
      * uid -> {"tokens","at"} for the spam filter. */
     json_t *seen, *spam;
-    kube_recorder_stats stats;
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void now_rfc3339(char *buf, size_t len)
 {
@@ -65,7 +58,7 @@ static void pending_free(pending *p)
 /* The spam filter: true when the object may emit one more event now. */
 static bool allow(kube_recorder *r, const char *uid)
 {
-    int64_t now = mono_ns();
+    int64_t now = moat_mono_ns();
     json_t *b = json_object_get(r->spam, uid);
     double tokens = SPAM_BURST;
     if (b) {
@@ -95,7 +88,6 @@ static void post(kube_recorder *r, pending *p)
         ns = "default"; /* events about cluster-scoped objects live in default */
 
     if (!allow(r, uid ? uid : name)) {
-        __atomic_fetch_add(&r->stats.dropped, 1, __ATOMIC_RELAXED);
         return;
     }
     _cleanup_free_ char *key = NULL;
@@ -114,7 +106,6 @@ static void post(kube_recorder *r, pending *p)
         if (rc == 0) {
             json_object_set_new(seen, "count", json_integer(count));
             json_object_set_new(seen, "at", json_integer(now));
-            __atomic_fetch_add(&r->stats.aggregated, 1, __ATOMIC_RELAXED);
             return;
         }
         /* The Event expired or was deleted: create a new one. */
@@ -139,11 +130,9 @@ static void post(kube_recorder *r, pending *p)
     int rc = kube_create(r->client, NULL, &KUBE_EVENTS, ns, ev, &err);
     json_decref(ev);
     if (rc < 0) {
-        __atomic_fetch_add(&r->stats.failed, 1, __ATOMIC_RELAXED);
         log_debug(name, "event %s: %s", p->reason, err.message);
         return;
     }
-    __atomic_fetch_add(&r->stats.created, 1, __ATOMIC_RELAXED);
     if (json_object_size(r->seen) >= MAX_TRACKED)
         json_object_clear(r->seen);
     json_object_set_new(
@@ -231,7 +220,6 @@ void kube_recorder_event(kube_recorder *r, const json_t *obj, const char *type, 
     }
     pthread_mutex_lock(&r->lock);
     if (r->queued >= KUBE_RECORDER_QUEUE_MAX || r->stop) {
-        __atomic_fetch_add(&r->stats.dropped, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&r->lock);
         pending_free(p);
         return;
@@ -246,20 +234,13 @@ void kube_recorder_event(kube_recorder *r, const json_t *obj, const char *type, 
     pthread_mutex_unlock(&r->lock);
 }
 
-void kube_recorder_get_stats(kube_recorder *r, kube_recorder_stats *out)
-{
-    pthread_mutex_lock(&r->lock);
-    *out = r->stats;
-    pthread_mutex_unlock(&r->lock);
-}
-
 void kube_recorder_free(kube_recorder *r, int64_t timeout_ns)
 {
     if (!r)
         return;
-    int64_t deadline = mono_ns() + timeout_ns;
+    int64_t deadline = moat_mono_ns() + timeout_ns;
     pthread_mutex_lock(&r->lock);
-    while (r->head && mono_ns() < deadline) {
+    while (r->head && moat_mono_ns() < deadline) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 50000000;
@@ -274,7 +255,6 @@ void kube_recorder_free(kube_recorder *r, int64_t timeout_ns)
         pending *p = r->head;
         r->head = p->next;
         pending_free(p);
-        __atomic_fetch_add(&r->stats.dropped, 1, __ATOMIC_RELAXED);
     }
     r->tail = NULL;
     r->stop = true;

@@ -33,10 +33,4 @@ void kube_recorder_event(kube_recorder *r, const json_t *obj, const char *type, 
 /* Posts what is queued (waiting at most timeout_ns), stops the thread and frees. */
 void kube_recorder_free(kube_recorder *r, int64_t timeout_ns);
 
-typedef struct {
-    uint64_t created, aggregated, dropped, failed;
-} kube_recorder_stats;
-
-void kube_recorder_get_stats(kube_recorder *r, kube_recorder_stats *out);
-
 #endif

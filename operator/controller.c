@@ -9,6 +9,7 @@
 #include <openssl/sha.h>
 #include <time.h>
 
+#include "libmoat/clock.h"
 #include "libmoat/informer.h"
 #include "libmoat/kobj.h"
 #include "libmoat/lease.h"
@@ -70,13 +71,6 @@ struct operator_controller {
     _Atomic double latency_sum;
     atomic_bool leading;
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void enqueue(operator_controller *c, const char *key)
 {
@@ -614,11 +608,11 @@ static void *worker(void *arg)
     char *key;
     while (workqueue_get(c->queue, &key) == 0) {
         _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
-        int64_t after = 0, t0 = mono_ns();
+        int64_t after = 0, t0 = moat_mono_ns();
         outcome o = strncmp(key, NETPOL_KEY, strlen(NETPOL_KEY)) == 0
                         ? reconcile_policies(c, key + strlen(NETPOL_KEY), &err)
                         : reconcile(c, key, &after, &err);
-        observe_latency(c, (double)(mono_ns() - t0) / 1e9);
+        observe_latency(c, (double)(moat_mono_ns() - t0) / 1e9);
         atomic_fetch_add(&c->reconciles, 1);
         moat_error qerr = MOAT_ERROR_INIT;
         if (o == FAILED) {
