@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "isolation/wall.h"
+#include "libmoat/strv.h"
 #include "libmoat/egress.h"
 #include "libmoat/names.h"
 #include "libmoat/textfile.h"
@@ -211,18 +212,18 @@ static int set_cidrs(shim_config *c, const setting *st, const char *const *items
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         if (!moat_cidr_valid(items[i], NULL)) {
-            iso_wall_strv_free(v);
+            moat_strv_free(v);
             return moat_error_set(err, MOAT_E_INVALID,
                                   "%s[%zu]: \"%s\" is not a CIDR (address/prefix length)",
                                   name_key ? st->path : "", i, items[i]);
         }
         if (!(v[i] = strdup(items[i]))) {
-            iso_wall_strv_free(v);
+            moat_strv_free(v);
             return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
         }
     }
     char ***slot = field_at(c, st->field);
-    iso_wall_strv_free(*slot);
+    moat_strv_free(*slot);
     *slot = v;
     return 0;
 }
@@ -546,7 +547,7 @@ void shim_config_free(shim_config *c)
         return;
     for (size_t i = 0; i < S_COUNT; i++)
         if (settings[i].kind == KIND_CIDRS)
-            iso_wall_strv_free(*(char ***)field_at(c, settings[i].field));
+            moat_strv_free(*(char ***)field_at(c, settings[i].field));
         else if (settings[i].kind != KIND_SECTION && settings[i].kind != KIND_MODE)
             free(*(char **)field_at(c, settings[i].field));
     free(c);

@@ -12,6 +12,7 @@
 #include "libmoat/log.h"
 #include "libmoat/names.h"
 #include "libmoat/strbuf.h"
+#include "libmoat/strv.h"
 #include "libmoat/macro.h"
 #include "messages.h"
 
@@ -147,7 +148,7 @@ static void job_free(job *j)
     if (!j)
         return;
     free(j->id);
-    iso_wall_strv_free(j->addrs);
+    moat_strv_free(j->addrs);
     free(j);
 }
 
@@ -184,14 +185,6 @@ static void set_state(json_t *pod, const char *state, const char *error)
         json_object_del(pod, "error");
 }
 
-static size_t strv_len(char *const *v)
-{
-    size_t n = 0;
-    while (v && v[n])
-        n++;
-    return n;
-}
-
 /* Raises one pod's wall: its interfaces and DNS servers from the runtime and the kernel,
  * then one nftables transaction. */
 static void do_wall(shim_intercept *s, const job *j)
@@ -204,11 +197,11 @@ static void do_wall(shim_intercept *s, const job *j)
         iso_wall_pod pod = {.id = j->id,
                             .mode = j->mode,
                             .addrs = (const char *const *)j->addrs,
-                            .n_addrs = strv_len(j->addrs),
+                            .n_addrs = moat_strv_len(j->addrs),
                             .dns = (const char *const *)dns,
-                            .n_dns = strv_len(dns),
+                            .n_dns = moat_strv_len(dns),
                             .devices = (const char *const *)devices,
-                            .n_devices = strv_len(devices)};
+                            .n_devices = moat_strv_len(devices)};
         pthread_mutex_lock(&s->wall_lock);
         r = iso_wall_add(s->wall, &pod, &err);
         count = iso_wall_count(s->wall);
@@ -229,8 +222,8 @@ static void do_wall(shim_intercept *s, const job *j)
         log_info(NULL, "egress wall up for sandbox %s (%s, %s%s on %s%s)", j->id,
                  j->mode == ISO_WALL_NONE ? "none" : "internet", j->addrs[0],
                  j->addrs[1] ? " and more" : "", devices[0], devices[1] ? " and more" : "");
-    iso_wall_strv_free(devices);
-    iso_wall_strv_free(dns);
+    moat_strv_free(devices);
+    moat_strv_free(dns);
 }
 
 static void do_change(shim_intercept *s, const job *j)

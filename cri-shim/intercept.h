@@ -25,7 +25,7 @@
 typedef struct shim_intercept shim_intercept;
 
 /* Where a walled pod's network is: the node's ends of its interfaces and its DNS servers
- * (NULL-terminated lists the caller frees with iso_wall_strv_free). The real one is
+ * (NULL-terminated lists the caller frees with moat_strv_free). The real one is
  * podnet.h's; tests give their own. Called on the wall's worker thread. */
 typedef struct {
     int (*lookup)(void *user, const char *sandbox_id, char ***ret_devices, char ***ret_dns,

@@ -20,6 +20,7 @@
 #include "libmoat/http.h"
 #include "libmoat/log.h"
 #include "libmoat/signals.h"
+#include "libmoat/strv.h"
 #include "podnet.h"
 #include "isolation/probe.h"
 #include "isolation/wall.h"
@@ -49,16 +50,11 @@ static char *http_metrics(void *user)
     return shim_intercept_metrics(user);
 }
 
-static void iso_wall_strv_freep(char ***v)
-{
-    iso_wall_strv_free(*v);
-}
-
 /* The egress wall's further blocked destinations: the cluster's CIDRs (configuration) and
  * the node's own addresses, now. */
 static int wall_extra(char ***ret, size_t *ret_n, const shim_config *cfg, moat_error *err)
 {
-    _cleanup_(iso_wall_strv_freep) char **node = NULL;
+    _cleanup_strv_ char **node = NULL;
     if (iso_wall_node_addresses(&node, err) < 0)
         return -1;
     size_t n = 0, k = 0;
@@ -66,7 +62,7 @@ static int wall_extra(char ***ret, size_t *ret_n, const shim_config *cfg, moat_e
         n++;
     for (char **p = node; *p; p++)
         n++;
-    _cleanup_(iso_wall_strv_freep) char **v = calloc(n + 1, sizeof(char *));
+    _cleanup_strv_ char **v = calloc(n + 1, sizeof(char *));
     if (!v)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     for (char **p = cfg->wall_cluster_cidrs; *p; p++)
@@ -114,7 +110,7 @@ static void *reassert_loop(void *arg)
         else if (restored)
             log_warn(NULL, "egress wall: the kernel's table had changed (flushed, deleted, or "
                            "elements gone): put back");
-        iso_wall_strv_free(extra);
+        moat_strv_free(extra);
         moat_error_clear(&err);
         pthread_mutex_lock(&ra->lock);
     }
@@ -242,7 +238,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (walled) {
-        _cleanup_(iso_wall_strv_freep) char **extra = NULL;
+        _cleanup_strv_ char **extra = NULL;
         size_t n_extra = 0;
         if (wall_extra(&extra, &n_extra, cfg, &err) < 0) {
             log_error(NULL, "%s", err.message);

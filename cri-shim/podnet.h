@@ -10,7 +10,7 @@
 
 /* The lookup the wall worker calls (intercept.h: shim_pod_network); user is a cri_client
  * on containerd's socket. *ret_devices and *ret_dns are NULL-terminated lists the caller
- * frees with iso_wall_strv_free. Errors name the sandbox and what failed. */
+ * frees with moat_strv_free. Errors name the sandbox and what failed. */
 int shim_podnet_lookup(void *user, const char *sandbox_id, char ***ret_devices, char ***ret_dns,
                        moat_error *err);
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "isolation/wall.h"
+#include "libmoat/strv.h"
 #include "libmoat/macro.h"
 
 #define MAX_PEERS 8
@@ -181,11 +182,11 @@ int iso_netns_host_peers(const char *netns_path, char ***ret, moat_error *err)
     if (!v)
         return moat_error_set(err, MOAT_E_NOMEM, "netlink: out of memory");
     if (host_peers(sock, nsid, v, &n, err) < 0) {
-        iso_wall_strv_free(v);
+        moat_strv_free(v);
         return moat_error_prefix(err, "network namespace %s", netns_path);
     }
     if (n == 0) {
-        iso_wall_strv_free(v);
+        moat_strv_free(v);
         return moat_error_set(err, MOAT_E_NOTFOUND,
                               "network namespace %s: no veth of the node leads into it",
                               netns_path);

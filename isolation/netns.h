@@ -12,7 +12,7 @@
 
 #include "libmoat/error.h"
 
-/* The names (NULL-terminated, caller frees with iso_wall_strv_free) of this namespace's
+/* The names (NULL-terminated, caller frees with moat_strv_free) of this namespace's
  * veths whose peer is in the namespace at netns_path ("/var/run/netns/cni-..."). None:
  * MOAT_E_NOTFOUND (a pod on the node's network, or a plugin without veths); a path that is
  * not a network namespace: MOAT_E_INVALID; netlink failing: MOAT_E_IO. */

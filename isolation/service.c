@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "install.h"
+#include "libmoat/strv.h"
 #include "libmoat/strbuf.h"
 #include "libmoat/textfile.h"
 
@@ -26,31 +27,6 @@ struct iso_service {
     char **systemctl;
     int stop_timeout_ms;
 };
-
-static void strv_free(char **v)
-{
-    if (!v)
-        return;
-    for (char **p = v; *p; p++)
-        free(*p);
-    free(v);
-}
-
-static char **strv_copy(const char *const *v)
-{
-    size_t n = 0;
-    while (v[n])
-        n++;
-    char **c = calloc(n + 1, sizeof(*c));
-    if (!c)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!(c[i] = strdup(v[i]))) {
-            strv_free(c);
-            return NULL;
-        }
-    return c;
-}
 
 /* Runs argv to its end; 0 when it exits 0, else MOAT_E_IO naming the command and status. */
 static int run_wait(const char *const *argv, int *ret_status, moat_error *err)
@@ -258,7 +234,8 @@ int iso_service_systemd_new(iso_service **out, const char *host_root, const char
     static const char *const dflt[] = {"nsenter", "--target",  "1", "--mount",
                                        "--",      "systemctl", NULL};
     iso_service *s = calloc(1, sizeof(*s));
-    if (!s || !(s->root = strdup(host_root)) || !(s->systemctl = strv_copy(cmd ? cmd : dflt))) {
+    if (!s || !(s->root = strdup(host_root)) ||
+        !(s->systemctl = moat_strv_copy(cmd ? cmd : dflt))) {
         iso_service_free(s);
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     }
@@ -295,17 +272,17 @@ static int proc_argv_read(char ***out, iso_service *s, const char *name, moat_er
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (n == ARGV_MAX_ARGS) {
-            strv_free(v);
+            moat_strv_free(v);
             return moat_error_set(err, MOAT_E_NOMEM, "%s: more than %d arguments", path,
                                   ARGV_MAX_ARGS);
         }
         if (!(v[n++] = strdup(line))) {
-            strv_free(v);
+            moat_strv_free(v);
             return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
         }
     }
     if (n == 0) {
-        strv_free(v);
+        moat_strv_free(v);
         return moat_error_set(err, MOAT_E_INVALID, "%s: no command", path);
     }
     *out = v;
@@ -381,7 +358,7 @@ static int proc_stop(void *impl, const char *name, moat_error *err)
     (void)proc_argv_read(&argv, s, name, &ignored);
     moat_error_clear(&ignored);
     pid_t pid = proc_alive(s, name, argv ? argv[0] : NULL);
-    strv_free(argv);
+    moat_strv_free(argv);
     _cleanup_free_ char *pidfile = proc_file(s, name, "pid");
     if (!pidfile)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
@@ -412,7 +389,7 @@ static int proc_start(void *impl, const char *name, moat_error *err)
     if (proc_argv_read(&argv, s, name, err) < 0)
         return -1;
     if (proc_alive(s, name, argv[0]) > 0) {
-        strv_free(argv);
+        moat_strv_free(argv);
         return 0;
     }
     _cleanup_free_ char *log = proc_file(s, name, "log");
@@ -421,18 +398,18 @@ static int proc_start(void *impl, const char *name, moat_error *err)
     size_t rd_len;
     if (rd && moat_read_text(&run_dir, &rd_len, rd, 4096, NULL) == 0 &&
         mkdir_host("/", run_dir, err) < 0) {
-        strv_free(argv);
+        moat_strv_free(argv);
         return -1;
     }
     if (!log || !pidfile) {
-        strv_free(argv);
+        moat_strv_free(argv);
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     }
     /* posix_spawn reports a failed exec, but not under every runtime (valgrind's fork
      * fallback): look first. */
     if (access(argv[0], X_OK) < 0) {
         int rc = moat_error_set_errno(err, errno, "service %s: exec %s", name, argv[0]);
-        strv_free(argv);
+        moat_strv_free(argv);
         return rc;
     }
     /* posix_spawn: no code of ours runs in the child, and an exec failure comes back as the
@@ -462,10 +439,10 @@ static int proc_start(void *impl, const char *name, moat_error *err)
     posix_spawnattr_destroy(&attr);
     if (e != 0) {
         int rc = moat_error_set_errno(err, e, "service %s: exec %s", name, argv[0]);
-        strv_free(argv);
+        moat_strv_free(argv);
         return rc;
     }
-    strv_free(argv);
+    moat_strv_free(argv);
     char text[32];
     int n = snprintf(text, sizeof(text), "%d\n", pid);
     bool changed;
@@ -508,7 +485,7 @@ static int proc_running(void *impl, const char *name, bool *out, moat_error *err
     (void)proc_argv_read(&argv, s, name, &ignored);
     moat_error_clear(&ignored);
     *out = proc_alive(s, name, argv ? argv[0] : NULL) > 0;
-    strv_free(argv);
+    moat_strv_free(argv);
     (void)err;
     return 0;
 }
@@ -544,6 +521,6 @@ void iso_service_free(iso_service *s)
     if (!s)
         return;
     free(s->root);
-    strv_free(s->systemctl);
+    moat_strv_free(s->systemctl);
     free(s);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "libmoat/egress.h"
+#include "libmoat/strv.h"
 #include "libmoat/macro.h"
 #include "libmoat/strbuf.h"
 
@@ -449,13 +450,6 @@ static void ranges(moat_strbuf *b, const char *table, const char *set, const cha
     moat_strbuf_appendf(b, " }\n");
 }
 
-void iso_wall_strv_free(char **v)
-{
-    for (char **p = v; p && *p; p++)
-        free(*p);
-    free(v);
-}
-
 /* Splits extra into w's IPv4 and IPv6 lists (replacing them); each entry a CIDR or an
  * address. */
 static int set_extra(iso_wall *w, const char *const *extra, size_t n, moat_error *err)
@@ -472,8 +466,8 @@ static int set_extra(iso_wall *w, const char *const *extra, size_t n, moat_error
             moat_error perr = MOAT_ERROR_INIT;
             if (canonical(c, &is_v6, text, "blocked destination", &perr) < 0) {
                 moat_error_clear(&perr);
-                iso_wall_strv_free(v4);
-                iso_wall_strv_free(v6);
+                moat_strv_free(v4);
+                moat_strv_free(v6);
                 return moat_error_set(err, MOAT_E_INVALID,
                                       "egress wall: blocked destination \"%s\" is not a CIDR or "
                                       "an address",
@@ -489,14 +483,14 @@ static int set_extra(iso_wall *w, const char *const *extra, size_t n, moat_error
         else
             v4[n4++] = copy;
     }
-    iso_wall_strv_free(w->extra4);
-    iso_wall_strv_free(w->extra6);
+    moat_strv_free(w->extra4);
+    moat_strv_free(w->extra6);
     w->extra4 = v4;
     w->extra6 = v6;
     return 0;
 nomem:
-    iso_wall_strv_free(v4);
-    iso_wall_strv_free(v6);
+    moat_strv_free(v4);
+    moat_strv_free(v6);
     return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
 }
 
@@ -684,7 +678,7 @@ int iso_wall_node_addresses(char ***ret, moat_error *err)
         } else
             continue;
         if (!(v[k++] = strdup(text))) {
-            iso_wall_strv_free(v);
+            moat_strv_free(v);
             v = NULL;
         }
     }
@@ -927,8 +921,8 @@ void iso_wall_free(iso_wall *w)
         entry_clear(&w->entries[i]);
     free(w->entries);
     free(w->table);
-    iso_wall_strv_free(w->extra4);
-    iso_wall_strv_free(w->extra6);
+    moat_strv_free(w->extra4);
+    moat_strv_free(w->extra6);
     free(w);
 }
 

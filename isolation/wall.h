@@ -87,9 +87,8 @@ int iso_wall_reassert(iso_wall *w, const char *const *extra, size_t n_extra, boo
 
 /* The node's own addresses (every interface, both families, but IPv6 link-local ones,
  * which fe80::/10 blocks already): a NULL-terminated list the caller frees with
- * iso_wall_strv_free. MOAT_E_IO when the kernel cannot list them. */
+ * moat_strv_free (libmoat/strv.h). MOAT_E_IO when the kernel cannot list them. */
 int iso_wall_node_addresses(char ***ret, moat_error *err);
-void iso_wall_strv_free(char **v);
 
 typedef enum { ISO_WALL_INTERNET, ISO_WALL_NONE } iso_wall_mode;
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "libmoat/strv.h"
 #include "libmoat/egress.h"
 #include "libmoat/names.h"
 #include "libmoat/textfile.h"
@@ -172,21 +173,6 @@ static void *field_at(operator_config *c, size_t offset)
     return (char *)c + offset;
 }
 
-static void strv_free(char **v)
-{
-    if (!v)
-        return;
-    for (char **p = v; *p; p++)
-        free(*p);
-    free(v);
-}
-
-static void strv_freep(char ***v)
-{
-    strv_free(*v);
-}
-#define _cleanup_strv_ _cleanup_(strv_freep)
-
 static void operator_config_freep(operator_config **c)
 {
     operator_config_free(*c);
@@ -213,7 +199,7 @@ static bool parse_int(int64_t *ret, const char *text)
 static void set_list(operator_config *c, const setting *st, char ***v)
 {
     char ***slot = field_at(c, st->num);
-    strv_free(*slot);
+    moat_strv_free(*slot);
     *slot = TAKE_PTR(*v);
 }
 
@@ -298,8 +284,8 @@ static int set_value(operator_config *c, const setting *st, const char *text, mo
 /* Replaces c's DNS pod labels with keys/values (NULL-terminated, owned; taken on success). */
 static void set_labels(operator_config *c, char ***keys, char ***values)
 {
-    strv_free(c->dns_pod_label_keys);
-    strv_free(c->dns_pod_label_values);
+    moat_strv_free(c->dns_pod_label_keys);
+    moat_strv_free(c->dns_pod_label_values);
     c->dns_pod_label_keys = TAKE_PTR(*keys);
     c->dns_pod_label_values = TAKE_PTR(*values);
 }
@@ -584,12 +570,12 @@ void operator_config_free(operator_config *c)
     free(c->gpu_product_label);
     free(c->gpu_taint_key);
     free(c->dns_namespace);
-    strv_free(c->dns_pod_label_keys);
-    strv_free(c->dns_pod_label_values);
-    strv_free(c->cluster_cidrs);
-    strv_free(c->placement_node_selector_keys);
-    strv_free(c->placement_toleration_keys);
+    moat_strv_free(c->dns_pod_label_keys);
+    moat_strv_free(c->dns_pod_label_values);
+    moat_strv_free(c->cluster_cidrs);
+    moat_strv_free(c->placement_node_selector_keys);
+    moat_strv_free(c->placement_toleration_keys);
     free(c->mark_key_file);
-    strv_free(c->required_policies);
+    moat_strv_free(c->required_policies);
     free(c);
 }
