@@ -607,7 +607,7 @@ static void *loop_main(void *arg)
             if (inf->next_ns <= now) {
                 _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
                 if (start_request(inf, &err) < 0) {
-                    log_warn(inf->resource.plural, "cannot start request: %s", err.message);
+                    log_debug(inf->resource.plural, "cannot start request: %s", err.message);
                     back_off(inf);
                 }
             }

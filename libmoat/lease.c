@@ -56,9 +56,9 @@ static void lose(kube_leader *l, const char *why)
 {
     if (!atomic_exchange(&l->leading, false))
         return;
-    log_warn(l->name, "stopped leading: %s", why);
+    log_debug(l->name, "stopped leading: %s", why);
     if (l->opts.on_stopped)
-        l->opts.on_stopped(l->opts.user);
+        l->opts.on_stopped(l->opts.user, why);
 }
 
 static json_t *lease_spec(kube_leader *l, json_t *old_spec, bool acquire)
@@ -149,7 +149,7 @@ static void release(kube_leader *l)
         json_object_set_new(spec, "holderIdentity", json_string(""));
         json_object_set_new(spec, "leaseDurationSeconds", json_integer(1));
         if (kube_update(l->client, NULL, &KUBE_LEASES, lease, &err) < 0)
-            log_warn(l->name, "releasing the lease: %s", err.message);
+            log_debug(l->name, "releasing the lease: %s", err.message);
     }
     json_decref(lease);
 }
@@ -194,7 +194,7 @@ static void *run(void *arg)
             } else {
                 atomic_store(&l->last_renew_ns, now);
                 if (!atomic_exchange(&l->leading, true)) {
-                    log_info(l->name, "%s is now the leader", l->identity);
+                    log_debug(l->name, "%s is now the leader", l->identity);
                     if (l->opts.on_started)
                         l->opts.on_started(l->opts.user);
                 }

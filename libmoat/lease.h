@@ -24,9 +24,10 @@ typedef struct {
     int64_t renew_deadline_ns; /* default 10 s */
     int64_t retry_period_ns;   /* default 2 s */
     /* Called on the election's thread. on_started: this process leads now. on_stopped: it
-     * does not any more (renewal failed, or stop); the callee must stop all work. */
+     * does not any more (why: the renewal failed, or stop); the callee must stop all work.
+     * The library logs at debug only: saying so is the caller's. */
     void (*on_started)(void *user);
-    void (*on_stopped)(void *user);
+    void (*on_stopped)(void *user, const char *why);
     void (*on_new_leader)(void *user, const char *identity);
     void *user;
 } kube_leader_options;

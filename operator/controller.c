@@ -655,15 +655,17 @@ static void wake(operator_controller *c, bool lost)
 static void on_started(void *user)
 {
     operator_controller *c = user;
+    log_info(NULL, "this replica leads now: reconciling");
     atomic_store(&c->leading, true);
     pthread_mutex_lock(&c->lock);
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
 }
 
-static void on_stopped(void *user)
+static void on_stopped(void *user, const char *why)
 {
     operator_controller *c = user;
+    log_warn(NULL, "this replica stopped leading (%s): its work stops", why);
     atomic_store(&c->leading, false);
     wake(c, true);
 }

@@ -37,8 +37,9 @@ static void started(void *user)
     say("leading");
 }
 
-static void stopped(void *user)
+static void stopped(void *user, const char *why)
 {
+    (void)why;
     say("stopped");
 }
 
