@@ -62,7 +62,7 @@ struct shim_intercept {
                            * across nftables or another call */
     method_stats methods[MAX_METHODS];
     size_t n_methods;
-    json_t *decisions; /* "handler runtime" -> count */
+    json_t *decisions; /* handler -> runtime -> count */
     /* sandbox id -> {"mode": "internet"|"none", "state": ST_*, "error", "since"}: the wall
      * decision as the runtime recorded it (the sandbox's annotations at RunPodSandbox, read
      * back from PodSandboxStatus), so CreateContainer never goes by the mutable pod's
@@ -406,10 +406,11 @@ static int on_request(void *user, const char *method, const uint8_t *in, size_t 
     int r =
         shim_run_pod_sandbox_rewrite(in, len, s->handlers, probe, ret_out, ret_len, &d, &pod, &err);
     if (r == 1) {
-        char key[256];
-        snprintf(key, sizeof(key), "%s %s", d.handler, d.runtime);
-        json_t *n = json_object_get(s->decisions, key);
-        json_object_set_new(s->decisions, key, json_integer(json_integer_value(n) + 1));
+        json_t *by_runtime = json_object_get(s->decisions, d.handler);
+        if (!by_runtime && json_object_set_new(s->decisions, d.handler, json_object()) == 0)
+            by_runtime = json_object_get(s->decisions, d.handler);
+        json_t *n = json_object_get(by_runtime, d.runtime);
+        json_object_set_new(by_runtime, d.runtime, json_integer(json_integer_value(n) + 1));
     } else if (r < 0) {
         if (err.code == MOAT_E_INVALID)
             s->invalid++;
@@ -582,15 +583,13 @@ char *shim_intercept_metrics(shim_intercept *s)
     }
     moat_strbuf_appendf(&b, "# HELP moat_cri_decisions_total Pods given a runtime, by handler.\n"
                             "# TYPE moat_cri_decisions_total counter\n");
-    const char *key;
-    json_t *v;
-    json_object_foreach (s->decisions, key, v) {
-        char handler[128], runtime[64];
-        if (sscanf(key, "%127s %63s", handler, runtime) == 2)
+    const char *handler, *runtime;
+    json_t *by_runtime, *v;
+    json_object_foreach (s->decisions, handler, by_runtime)
+        json_object_foreach (by_runtime, runtime, v)
             moat_strbuf_appendf(&b,
                                 "moat_cri_decisions_total{handler=\"%s\",runtime=\"%s\"} %lld\n",
                                 handler, runtime, (long long)json_integer_value(v));
-    }
     moat_strbuf_appendf(&b,
                         "# HELP moat_cri_refusals_total RunPodSandbox calls refused.\n"
                         "# TYPE moat_cri_refusals_total counter\nmoat_cri_refusals_total %llu\n",

@@ -82,6 +82,7 @@ struct shim_relay {
     tag shutdown_tag;
     atomic_uint active;
     atomic_bool stopping;
+    bool thread_started;
     call *parked; /* calls whose hook said "later", asked again each tick (relay thread) */
 };
 
@@ -677,6 +678,20 @@ static int clear_stale_socket(const char *path, moat_error *err)
     return 0;
 }
 
+static void relay_destroy(shim_relay *r);
+
+/* A relay whose thread never ran: its queue is drained here, on the caller's thread (the
+ * server's shutdown and the cancelled request for the next call), then it is freed and
+ * its socket removed. */
+static void stop_unstarted(shim_relay *r)
+{
+    atomic_store(&r->stopping, true);
+    grpc_server_shutdown_and_notify(r->server, r->cq, &r->shutdown_tag);
+    grpc_server_cancel_all_calls(r->server);
+    loop(r);
+    relay_destroy(r);
+}
+
 int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_mode,
                      const char *upstream_path, const shim_hooks *hooks, moat_error *err)
 {
@@ -687,6 +702,10 @@ int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     r->hooks = *hooks;
     r->listen_path = strdup(listen_path);
+    if (!r->listen_path) {
+        free(r);
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
 
     grpc_arg server_args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = SHIM_MAX_MESSAGE}},
@@ -707,8 +726,13 @@ int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_
     };
     grpc_channel_args cargs = {ELEMENTSOF(channel_args), channel_args};
 
-    char target[4096];
-    snprintf(target, sizeof(target), "unix:%s", upstream_path);
+    _cleanup_free_ char *target = NULL, *listen_target = NULL;
+    if (asprintf(&target, "unix:%s", upstream_path) < 0 ||
+        asprintf(&listen_target, "unix:%s", listen_path) < 0) {
+        free(r->listen_path);
+        free(r);
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
     grpc_channel_credentials *ccreds = grpc_insecure_credentials_create();
     r->channel = grpc_channel_create(target, ccreds, &cargs);
     grpc_channel_credentials_release(ccreds);
@@ -716,9 +740,8 @@ int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_
     r->cq = grpc_completion_queue_create_for_next(NULL);
     r->server = grpc_server_create(&sargs, NULL);
     grpc_server_register_completion_queue(r->server, r->cq, NULL);
-    snprintf(target, sizeof(target), "unix:%s", listen_path);
     grpc_server_credentials *screds = grpc_insecure_server_credentials_create();
-    int port = grpc_server_add_http2_port(r->server, target, screds);
+    int port = grpc_server_add_http2_port(r->server, listen_target, screds);
     grpc_server_credentials_release(screds);
     if (port == 0) {
         grpc_server_destroy(r->server);
@@ -730,14 +753,19 @@ int shim_relay_start(shim_relay **out, const char *listen_path, unsigned socket_
         return moat_error_set(err, MOAT_E_IO, "cannot listen on %s", listen_path);
     }
     grpc_server_start(r->server);
-    if (chmod(listen_path, socket_mode) < 0)
-        log_warn(NULL, "chmod %s: %s", listen_path, strerror(errno));
     request_new_call(r);
-    int e = pthread_create(&r->thread, NULL, loop, r);
+    /* The socket is the runtime's whole API: a mode that did not take is not a warning. */
+    int e = chmod(listen_path, socket_mode) < 0 ? errno : 0;
     if (e != 0) {
-        shim_relay_stop(r, 0);
+        stop_unstarted(r);
+        return moat_error_set_errno(err, e, "chmod %o %s", socket_mode, listen_path);
+    }
+    e = pthread_create(&r->thread, NULL, loop, r);
+    if (e != 0) {
+        stop_unstarted(r);
         return moat_error_set_errno(err, e, "starting the relay thread");
     }
+    r->thread_started = true;
     *out = r;
     return 0;
 }
@@ -757,8 +785,13 @@ void shim_relay_stop(shim_relay *r, int64_t grace_ns)
     if (left > 0)
         log_warn(NULL, "relay: cancelling %u calls still running", left);
     grpc_server_cancel_all_calls(r->server);
-    if (r->thread)
+    if (r->thread_started)
         pthread_join(r->thread, NULL);
+    relay_destroy(r);
+}
+
+static void relay_destroy(shim_relay *r)
+{
     grpc_server_destroy(r->server);
     grpc_completion_queue_destroy(r->cq);
     grpc_channel_destroy(r->channel);

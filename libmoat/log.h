@@ -3,11 +3,15 @@
  * One line per record: {"ts", "level", "component", "key", "msg"}. The logger is the only
  * mutable global in Moat; library code logs at debug only, and the caller that decides
  * what to do about a failure logs it once, with the object's key. Thread-safe: each
- * record is written with a single write(2). */
+ * record is written with a single write(2) of at most PIPE_BUF bytes (a longer message is
+ * cut, at a UTF-8 boundary, and says how many bytes it lost; a key is cut to
+ * MOAT_LOG_MAX_KEY), so records never interleave. */
 #ifndef MOAT_LOG_H
 #define MOAT_LOG_H
 
 #include "macro.h"
+
+#define MOAT_LOG_MAX_KEY 512
 
 typedef enum {
     MOAT_LOG_DEBUG = 0,

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -250,10 +251,61 @@ static void test_wall_on_a_worker_create_waits_others_do_not(void **state)
     iso_wall_free(wall);
 }
 
+/* Decisions are counted by handler and runtime whole, however long a handler's name (a
+ * name the configuration gives: nothing cuts it). */
+static void test_decisions_counted_by_whole_names(void **state)
+{
+    (void)state;
+    char runsc[201];
+    memset(runsc, 'r', 200);
+    runsc[200] = '\0';
+    shim_handlers h = handlers;
+    h.runsc = runsc;
+    iso_probe_result probe = {0};
+    shim_intercept *s = NULL;
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(shim_intercept_new(&s, &h, &probe, NULL, NULL, &err), 0);
+    shim_hooks hk = shim_intercept_hooks(s);
+    Moat__Cri__RunPodSandboxRequest req = MOAT__CRI__RUN_POD_SANDBOX_REQUEST__INIT;
+    Moat__Cri__PodSandboxConfig cfg = MOAT__CRI__POD_SANDBOX_CONFIG__INIT;
+    Moat__Cri__PodSandboxConfig__AnnotationsEntry a[2] = {
+        MOAT__CRI__POD_SANDBOX_CONFIG__ANNOTATIONS_ENTRY__INIT,
+        MOAT__CRI__POD_SANDBOX_CONFIG__ANNOTATIONS_ENTRY__INIT};
+    Moat__Cri__PodSandboxConfig__AnnotationsEntry *as[] = {&a[0], &a[1]};
+    a[0].key = (char *)MOAT_ANNOTATION_NETWORK;
+    a[0].value = (char *)MOAT_EGRESS_INTERNET;
+    a[1].key = (char *)MOAT_ANNOTATION_GPU_COUNT;
+    a[1].value = "0";
+    cfg.n_annotations = 2;
+    cfg.annotations = as;
+    req.config = &cfg;
+    req.runtime_handler = "moat-gvisor";
+    size_t len = 0, out_len = 0;
+    uint8_t *in = pack_msg(&req.base, &len), *out = NULL;
+    int status = 0;
+    char *message = NULL;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(hk.on_request(hk.user, "/runtime.v1.RuntimeService/RunPodSandbox", in, len,
+                                       &out, &out_len, &status, &message),
+                         1);
+        free(out);
+        out = NULL;
+    }
+    free(in);
+    char *metrics = shim_intercept_metrics(s);
+    char want[300];
+    snprintf(want, sizeof(want), "moat_cri_decisions_total{handler=\"%s\",runtime=\"gvisor\"} 2\n",
+             runsc);
+    assert_non_null(strstr(metrics, want));
+    free(metrics);
+    shim_intercept_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wall_on_a_worker_create_waits_others_do_not),
+        cmocka_unit_test(test_decisions_counted_by_whole_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
