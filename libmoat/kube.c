@@ -421,7 +421,9 @@ void kube_sleep_ns(int64_t ns)
 }
 
 /* Sends with retries of 429 and 5xx. On success *resp holds a 2xx answer; any other answer
- * becomes an API error. */
+ * becomes an API error. A POST is not idempotent: a 5xx may come after it took effect (a
+ * second create would fail AlreadyExists, or make a second object with generateName), so
+ * it is retried on 429 alone, which the API server answers before it handles anything. */
 static int send_request(kube_client *c, const kube_http_request *req, kube_http_response *resp,
                         const char *what, moat_error *err)
 {
@@ -432,7 +434,8 @@ static int send_request(kube_client *c, const kube_http_request *req, kube_http_
             return moat_error_prefix(err, "%s", what);
         if (resp->status >= 200 && resp->status < 300)
             return 0;
-        bool retriable = resp->status == 429 || resp->status >= 500;
+        bool idempotent = strcmp(req->method, "POST") != 0;
+        bool retriable = resp->status == 429 || (idempotent && resp->status >= 500);
         if (!retriable || attempt >= (unsigned)c->max_retries) {
             kube_status_to_error(err, resp->status, resp->body, resp->body_len, what);
             if (retriable && attempt > 0)

@@ -145,6 +145,29 @@ static void test_5xx_retries_stop_at_the_cap(void **state)
     kube_config_free(cfg);
 }
 
+/* A create is not retried on a 5xx (it may have taken effect), only on 429. */
+static void test_post_retried_on_429_only(void **state)
+{
+    const answer script[] = {{500, STATUS("InternalError", 500, "etcd timeout"), -1, 0},
+                             {429, STATUS("TooManyRequests", 429, "slow down"), 0, 0},
+                             {201, "{\"kind\":\"ConfigMap\"}", -1, 0}};
+    fake f = {script, 3, 0, {{0}}};
+    kube_config *cfg;
+    kube_client *c = client_for(&f, &cfg, 4);
+    moat_error err = MOAT_ERROR_INIT;
+    json_t *obj = json_pack("{s:s}", "kind", "ConfigMap"), *out = NULL;
+    assert_int_equal(kube_create(c, &out, &KUBE_CONFIGMAPS, "ns", obj, &err), -1);
+    assert_int_equal(f.next, 1); /* the 500: no second create */
+    assert_int_equal(err.kube_reason, KUBE_REASON_INTERNAL_ERROR);
+    moat_error_clear(&err);
+    assert_int_equal(kube_create(c, &out, &KUBE_CONFIGMAPS, "ns", obj, &err), 0);
+    assert_int_equal(f.next, 3); /* the 429, then the create again */
+    json_decref(out);
+    json_decref(obj);
+    kube_client_free(c);
+    kube_config_free(cfg);
+}
+
 static void test_network_errors_are_not_api_errors(void **state)
 {
     const answer script[] = {{0, "", -1, 1}};
@@ -217,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_reason_comes_from_the_body),
         cmocka_unit_test(test_429_honours_retry_after),
         cmocka_unit_test(test_5xx_retries_stop_at_the_cap),
+        cmocka_unit_test(test_post_retried_on_429_only),
         cmocka_unit_test(test_network_errors_are_not_api_errors),
         cmocka_unit_test(test_list_follows_continue),
         cmocka_unit_test(test_paths),
