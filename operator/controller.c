@@ -426,6 +426,16 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
             kube_recorder_event(c->recorder, sbx, "Warning", alarms[i], "%s", m ? m : ir);
             atomic_fetch_add(&c->isolation_alarms[i], 1);
         }
+    /* Why a Sandbox cannot be placed, by the Scheduled condition's reason (never by the
+     * wording of a message): a Warning each time it turns to one. */
+    static const char *const unplaceable[] = {"NoHypervisor", "NoGPUPassthroughNode"};
+    const json_t *sc = find_condition(new, "Scheduled");
+    const char *sr = kobj_str(sc, "reason");
+    const char *osr = kobj_str(find_condition(old, "Scheduled"), "reason");
+    for (size_t i = 0; sr && i < ELEMENTSOF(unplaceable); i++)
+        if (strcmp(sr, unplaceable[i]) == 0 && !(osr && strcmp(osr, sr) == 0))
+            kube_recorder_event(c->recorder, sbx, "Warning", sr, "%s",
+                                kobj_str(sc, "message") ? kobj_str(sc, "message") : sr);
     if (!np || (op && strcmp(op, np) == 0))
         return;
     const char *msg = kobj_str(new, "message");
@@ -438,8 +448,6 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
     else if (strcmp(np, "Expired") == 0)
         kube_recorder_event(c->recorder, sbx, "Warning", "Expired", "%s",
                             msg ? msg : "exceeded its timeout");
-    else if (strcmp(np, "Pending") == 0 && msg && strstr(msg, "hypervisor"))
-        kube_recorder_event(c->recorder, sbx, "Warning", "NoHypervisor", "%s", msg);
 }
 
 /* ---- reconcile ----------------------------------------------------------------------- */

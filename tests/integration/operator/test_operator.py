@@ -114,6 +114,10 @@ class OperatorTest(unittest.TestCase):
         self.assertEqual(st["phase"], "Pending")
         self.assertEqual(condition(st, "Scheduled")["reason"], "NoHypervisor")
         self.assertIn("hypervisor", condition(st, "Scheduled")["message"])
+        # ... and a Warning Event by that reason
+        wait_for(lambda: get_json("events", "-n", self.ns, "--field-selector",
+                                  "involvedObject.name=vm,reason=NoHypervisor")["items"],
+                 30, what="the NoHypervisor event")
         time.sleep(1)
         self.assertIsNone(get_pod(self.ns, "vm"))
         # a node with KVM appears: the Pod is made, placed only where a hypervisor is
