@@ -99,36 +99,22 @@ start() {
     procs_start "$dir/logs/$name.log" "$dir/run/$name.pid" "$@"
 }
 
-# Every process of ours has $dir on its command line; that finds them even when a pid file
-# was lost in a crash.
-our_pids() {
-    # One grep over every command line (a process per /proc entry would cost seconds). The
-    # pattern comes on a pipe: on grep's own command line it would find grep itself, which
-    # then looks like a process of ours that never stops.
-    printf '%s/\n' "$dir" | grep -laF -f - /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 || true
-}
-
 # stop_one <component>: TERM, up to 5 s, then KILL.
 stop_one() { procs_stop "$dir/run/$1.pid" 50; }
 
+# Every component by its pid file (never by a pattern on command lines: that would also
+# hit any process that merely names this directory, a test's client or a `tail` of a log).
 stop_all() {
-    local pids i c
+    local c f
     # The API server first: stopped together with etcd, it waits for etcd to answer
-    # before it exits, which took the full 10 s below.
+    # before it exits.
     for c in kube-scheduler kube-controller-manager kube-apiserver; do
         stop_one "$c"
     done
-    pids=$(our_pids | grep -vx "$$" || true)
-    [ -n "$pids" ] || return 0
-    kill -TERM $pids 2>/dev/null || true
-    for i in $(seq 1 100); do
-        pids=$(our_pids | grep -vx "$$" || true)
-        [ -n "$pids" ] || return 0
-        sleep 0.1
+    for f in "$dir"/run/*.pid; do
+        [ -e "$f" ] || continue
+        procs_stop "$f" 100
     done
-    say "processes did not stop in 10 s, killing: $pids"
-    kill -KILL $pids 2>/dev/null || true
-    sleep 0.2
 }
 
 wait_ready() {
