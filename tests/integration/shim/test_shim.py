@@ -40,6 +40,9 @@ NODE_ADDR = "203.0.113.10"  # TEST-NET-3: outside every blocked range, on this m
 # its kernel is an answer, so "reached".
 OUT_NS = "moat-itest-out"
 OUT_HOST, OUT_ADDR = "198.51.100.1", "198.51.100.2"
+# ... where one more address stands for a cluster range the configuration names (a
+# public-looking one: the wall must take it from the configuration, not the RFC ranges).
+CLUSTER_CIDR, CLUSTER_ADDR = "198.51.100.128/25", "198.51.100.200"
 # A connection attempt from inside a pod's network namespace, as a guest kernel that owns
 # the pod's interface could make it (a Kata VM, gVisor's netstack): from the pod's address
 # or any other it chooses. REACHED when anything answers (a reset is an answer).
@@ -99,7 +102,7 @@ class Shim:
             f.write(f"listen: {SHIM_SOCK}\nupstream: {CONTAINERD}\n"
                     f"metrics: 127.0.0.1:{self.port}\n"
                     f"probe: {{kvm: {WORK}/no-kvm, mshv: {WORK}/no-mshv}}\n"
-                    f"egressWall: {{table: {WALL_TABLE}}}\n")
+                    f"egressWall: {{table: {WALL_TABLE}, clusterCIDRs: [{CLUSTER_CIDR}]}}\n")
         self.log = open(os.path.join(WORK, "moat-cri.log"), "a")
         self.start()
 
@@ -746,6 +749,7 @@ class ShimTest(unittest.TestCase):
                     ["ip", "addr", "add", f"{OUT_HOST}/24", "dev", "moat-out0"],
                     ["ip", "link", "set", "moat-out0", "up"],
                     ["ip", "-n", OUT_NS, "addr", "add", f"{OUT_ADDR}/24", "dev", "eth0"],
+                    ["ip", "-n", OUT_NS, "addr", "add", f"{CLUSTER_ADDR}/24", "dev", "eth0"],
                     ["ip", "-n", OUT_NS, "link", "set", "eth0", "up"],
                     ["ip", "-n", OUT_NS, "route", "add", "default", "via", OUT_HOST],
                     # node.sh drops what leaves the pod bridge; this one way stays here
@@ -800,6 +804,7 @@ class ShimTest(unittest.TestCase):
         self.assertEqual(self.reach(ns0, "-", OUT_ADDR, tries=3), "REACHED")
         self.assertEqual(self.reach(ns0, "10.90.250.1", OUT_ADDR, tries=3), "REACHED")
         self.assertEqual(self.reach(ns0, "-", node_ll, tries=3), "REACHED")
+        self.assertEqual(self.reach(ns0, "-", CLUSTER_ADDR, tries=3), "REACHED")
 
         # egress Internet: its own address reaches the Internet; an added or forged one, or
         # a link-local one to the node, does not.
@@ -823,6 +828,7 @@ class ShimTest(unittest.TestCase):
         self.assertEqual(self.reach(ns1, "10.90.250.2", OUT_ADDR), "BLOCKED")
         self.assertEqual(self.reach(ns1, "-", node_ll), "BLOCKED")
         self.assertEqual(self.reach(ns1, "-", "10.90.0.1"), "BLOCKED")  # the node, by the inet rules
+        self.assertEqual(self.reach(ns1, "-", CLUSTER_ADDR), "BLOCKED")  # a configured range
 
         # egress None (gVisor without a network here; Kata and nvproxy keep a stack, which
         # the namespace stands for): nothing leaves, from any address.
