@@ -40,6 +40,7 @@ moat_cri=${MOAT_NODE_CRI:-}
 addons=${MOAT_NODE_ADDONS:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 cri_sock=$dir/moat-cri/cri.sock
+wall_table=moat_itest_node # moat-cri's egress wall here: a table of its own, never the node's "moat"
 export PATH=$bin:$PATH   # containerd finds the shims (runc v2, runsc v1) on PATH
 
 say() { echo "node: $*" >&2; }
@@ -245,6 +246,7 @@ listen: $cri_sock
 upstream: $sock
 metrics: 127.0.0.1:${MOAT_NODE_CRI_METRICS_PORT:-9467}
 probe: {assume: none}
+egressWall: {table: $wall_table}
 YAML
     start moat-cri "$moat_cri" --config="$dir/moat-cri/config.yaml"
     local i
@@ -288,9 +290,12 @@ down() {
     bash "$here/addons.sh" down
     stop kubelet
     stop moat-cri
-    # its egress wall stays in the kernel across restarts of moat-cri: the node takes it down
-    if [ -n "$moat_cri" ] && [ -f "$dir/moat-cri/config.yaml" ]; then
-        "$moat_cri" --config="$dir/moat-cri/config.yaml" --remove-wall 2>/dev/null || true
+    # Its egress wall stays in the kernel across restarts of moat-cri: the node takes it
+    # down, whoever calls `down` (with MOAT_NODE_CRI or not), or a later node's pods that
+    # get the same addresses would be walled by a table nobody keeps.
+    if [ -f "$dir/moat-cri/config.yaml" ]; then
+        local f
+        for f in inet netdev; do nft delete table "$f" "$wall_table" 2>/dev/null || true; done
     fi
     # Stop the pods while containerd still runs, so shims and sandboxes end cleanly.
     if alive containerd && [ -S "$sock" ]; then

@@ -13,10 +13,12 @@ containerd (node.sh with MOAT_NODE_CRI; the node is put back as the ctest fixtur
 - The admission policy (isolation/agent/admission-policy.yaml) refuses, with the agent's
   own pod-bound token, writes to another Node, to a Pod on another node, and to anything
   but Moat's keys on its own Node and Pods; a token bound to no pod is refused outright."""
+import base64
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -206,9 +208,32 @@ class AgentTest(unittest.TestCase):
         os.rename(tmp, cls.facts)
 
     def as_agent(self, *args, kubeconfig=None):
+        if args and args[0] == "PATCH":
+            return self.raw_patch(*args[1:], kubeconfig=kubeconfig)
         return subprocess.run([os.environ.get("KUBECTL", "kubectl"),
                                f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
                               capture_output=True, text=True, timeout=60)
+
+    def raw_patch(self, path, body, kubeconfig=None):
+        """A merge patch as the agent sends it: straight to the API, no read first (kubectl
+        patch and annotate GET the object, which the agent may not). Answers like
+        subprocess.run: returncode, stderr."""
+        with open(kubeconfig or self.kubeconfig) as f:
+            cfg = json.load(f)
+        cluster, token = cfg["clusters"][0]["cluster"], cfg["users"][0]["user"]["token"]
+        ctx = ssl.create_default_context(cadata=base64.b64decode(
+            cluster["certificate-authority-data"]).decode())
+        req = urllib.request.Request(cluster["server"] + path, data=json.dumps(body).encode(),
+                                     method="PATCH",
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/merge-patch+json"})
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx),
+                                             urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=30):
+                return subprocess.CompletedProcess([path], 0, "", "")
+        except urllib.error.HTTPError as e:
+            return subprocess.CompletedProcess([path], 1, "", e.read().decode())
 
     def agent_log(self):
         with open(os.path.join(WORK, "agent.log")) as f:
@@ -377,10 +402,13 @@ class AgentTest(unittest.TestCase):
             r = self.as_agent(*args)
             self.assertEqual(r.returncode, 0, r.stderr)
 
+        def pod_patch(name, metadata):
+            return ["PATCH", f"/api/v1/namespaces/{self.ns}/pods/{name}", {"metadata": metadata}]
+
         # Another node, a pod on another node: refused although RBAC allows the patch.
         refused(["label", "node", OTHER, "moat.dev/managed=true"],
                 f"moat-agent on node '{NODE}' may not change Node '{OTHER}'")
-        refused(["annotate", "pod", "elsewhere", "-n", self.ns, f"{REPORT}={{}}"],
+        refused(pod_patch("elsewhere", {"annotations": {REPORT: "{}"}}),
                 f"may not change Pod {self.ns}/elsewhere on node '{OTHER}'")
         self.assertNotIn("moat.dev/managed", get_json("node", OTHER)["metadata"]["labels"])
 
@@ -392,9 +420,9 @@ class AgentTest(unittest.TestCase):
         refused(["annotate", "node", NODE, "moat.dev/x=y"], "only the annotation")
         refused(["patch", "node", NODE, "-p", '{"spec":{"unschedulable":true}}'],
                 "may not change spec")
-        allowed(["annotate", "pod", "mine", "-n", self.ns, f"{REPORT}={{}}", "--overwrite"])
-        refused(["annotate", "pod", "mine", "-n", self.ns, "other=x"], "only the annotation")
-        refused(["label", "pod", "mine", "-n", self.ns, "x=y"], "only Moat's node labels")
+        allowed(pod_patch("mine", {"annotations": {REPORT: "{}"}}))
+        refused(pod_patch("mine", {"annotations": {"other": "x"}}), "only the annotation")
+        refused(pod_patch("mine", {"labels": {"x": "y"}}), "only Moat's node labels")
 
         # A token bound to no pod names no node: refused even for its own node.
         refused(["label", "node", NODE, "moat.dev/managed=true", "--overwrite"],

@@ -226,7 +226,8 @@ def cleanup():
     """Every process with WORK on its command line, then mounts under WORK, then WORK, and
     the egress wall tables a failed test may have left."""
     for table in (WALL_TABLE, CHROOT_TABLE):
-        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
+        for family in ("inet", "netdev"):  # the wall is one table of each
+            subprocess.run(["nft", "delete", "table", family, table], capture_output=True)
     for p in os.listdir("/proc"):
         if not p.isdigit() or int(p) == os.getpid():
             continue
@@ -474,7 +475,9 @@ exec chroot {root} {self.prefix}/bin/moat-cri --config /tmp/cri.yaml --listen /r
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(20)
             log.close()
-            subprocess.run(["nft", "delete", "table", "inet", CHROOT_TABLE], capture_output=True)
+            for family in ("inet", "netdev"):
+                subprocess.run(["nft", "delete", "table", family, CHROOT_TABLE],
+                               capture_output=True)
         with open(os.path.join(WORK, "chroot-moat-cri.log")) as f:
             out = f.read()
         self.assertEqual(code, 0, out)
