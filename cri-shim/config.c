@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "isolation/wall.h"
+#include "libmoat/settings.h"
 #include "libmoat/strv.h"
 #include "libmoat/egress.h"
 #include "libmoat/names.h"
@@ -322,132 +323,49 @@ static int set_value(shim_config *c, const setting *st, const char *text, moat_e
     return 0;
 }
 
-/* The setting named `key` (klen bytes, maybe with NULs) inside the section at `prefix` ("" at
- * the top), or -1. */
-static int find_setting(const char *prefix, const char *key, size_t klen)
+/* ---- the file, through libmoat's settings loader ------------------------------------ */
+
+static const char *setting_path(size_t i)
 {
-    size_t plen = strlen(prefix);
-    for (int i = 0; i < S_COUNT; i++) {
-        const char *path = settings[i].path;
-        const char *dot = strrchr(path, '.');
-        size_t parent_len = dot ? (size_t)(dot - path) : 0;
-        const char *name = dot ? dot + 1 : path;
-        if (parent_len == plen && memcmp(path, prefix, plen) == 0 && strlen(name) == klen &&
-            memcmp(name, key, klen) == 0)
-            return i;
-    }
-    return -1;
+    return settings[i].path;
 }
 
-/* ---- YAML ------------------------------------------------------------------------------- */
-
-typedef struct {
-    shim_config *c;
-    yaml_document_t *doc;
-    bool seen[S_COUNT];
-} parse_state;
-
-static int walk_mapping(parse_state *s, const yaml_node_t *map, const char *prefix,
-                        moat_error *err);
-
-static int take_value(parse_state *s, setting_id id, const yaml_node_t *v, moat_error *err)
+static moat_setting_shape setting_shape(size_t i)
 {
-    const setting *st = &settings[id];
-    /* Which of two values wins would be a guess. */
-    if (s->seen[id])
-        return moat_error_set(err, MOAT_E_INVALID, "%s: duplicate key", st->path);
-    s->seen[id] = true;
-    if (moat_yaml_is_null(v))
-        return 0; /* "gpuMode:" alone keeps the default */
-
-    if (st->kind == KIND_CIDRS) {
-        if (v->type != YAML_SEQUENCE_NODE)
-            return moat_error_set(err, MOAT_E_INVALID, "%s: expected a list, found %s", st->path,
-                                  moat_yaml_type_name(v));
-        size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-        _cleanup_free_ const char **items = calloc(n + 1, sizeof(char *));
-        if (!items)
-            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-        for (size_t i = 0; i < n; i++) {
-            const yaml_node_t *item =
-                yaml_document_get_node(s->doc, v->data.sequence.items.start[i]);
-            items[i] = item && item->type == YAML_SCALAR_NODE ? moat_yaml_scalar_text(item) : NULL;
-            if (!items[i])
-                return moat_error_set(err, MOAT_E_INVALID, "%s[%zu]: expected a string", st->path,
-                                      i);
-        }
-        return set_cidrs(s->c, st, items, n, true, err);
-    }
-    bool mapping = st->kind == KIND_SECTION;
-    if (v->type != (mapping ? YAML_MAPPING_NODE : YAML_SCALAR_NODE))
-        return moat_error_set(err, MOAT_E_INVALID, "%s: expected %s, found %s", st->path,
-                              mapping ? "a mapping" : "a string", moat_yaml_type_name(v));
-    if (mapping)
-        return walk_mapping(s, v, st->path, err);
-
-    const char *text = moat_yaml_scalar_text(v);
-    if (!text)
-        return moat_error_set(err, MOAT_E_INVALID, "%s: contains a NUL byte", st->path);
-    if (set_value(s->c, st, text, err) < 0)
-        return moat_error_prefix(err, "%s", st->path);
-    return 0;
+    return settings[i].kind == KIND_SECTION ? MOAT_SETTING_SECTION
+           : settings[i].kind == KIND_CIDRS ? MOAT_SETTING_LIST
+                                            : MOAT_SETTING_SCALAR;
 }
 
-/* Takes every key of `map`, the section at `prefix` ("" at the top). The schema is two levels
- * deep, so an alias that makes a mapping contain itself cannot send this round in circles. */
-static int walk_mapping(parse_state *s, const yaml_node_t *map, const char *prefix, moat_error *err)
+static int take_scalar(void *user, size_t i, const char *text, moat_error *err)
 {
-    const char *sep = *prefix ? "." : "";
-    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        const yaml_node_t *k = yaml_document_get_node(s->doc, p->key);
-        if (!k || k->type != YAML_SCALAR_NODE)
-            return moat_error_set(err, MOAT_E_INVALID, "%s%sa key is %s, not a string", prefix,
-                                  *prefix ? ": " : "", moat_yaml_type_name(k));
-        const char *key = (const char *)k->data.scalar.value;
-        size_t klen = k->data.scalar.length;
-        int id = find_setting(prefix, key, klen);
-        if (id < 0)
-            return moat_error_set(err, MOAT_E_INVALID, "%s%s%.*s: unknown key", prefix, sep,
-                                  (int)klen, key);
-        if (take_value(s, (setting_id)id, yaml_document_get_node(s->doc, p->value), err) < 0)
-            return -1;
-    }
-    return 0;
+    return set_value(user, &settings[i], text, err);
 }
 
-static int parse_document(shim_config *c, yaml_document_t *doc, moat_error *err)
+static int take_list(void *user, size_t i, char ***items, size_t n, moat_error *err)
 {
-    parse_state s = {.c = c, .doc = doc};
-    const yaml_node_t *root = yaml_document_get_root_node(doc);
-    if (!moat_yaml_is_null(root)) { /* an empty file or document: every default */
-        if (root->type != YAML_MAPPING_NODE)
-            return moat_error_set(err, MOAT_E_INVALID,
-                                  "expected a mapping at the top level, found %s",
-                                  moat_yaml_type_name(root));
-        if (walk_mapping(&s, root, "", err) < 0)
-            return -1;
-    }
+    return set_cidrs(user, &settings[i], (const char *const *)*items, n, true, err);
+}
+
+static int parse_document(shim_config *c, const char *text, size_t len, moat_error *err)
+{
+    moat_settings s = {.n = S_COUNT,
+                       .path = setting_path,
+                       .shape = setting_shape,
+                       .scalar = take_scalar,
+                       .list = take_list,
+                       .user = c};
+    if (moat_settings_parse(&s, text, len, err) < 0)
+        return -1;
     return shim_config_check(c, err);
 }
 
 static int parse_text(shim_config **out, const char *text, size_t len, moat_error *err)
 {
-    if (!text && len > 0)
-        return moat_error_set(err, MOAT_E_INVALID, "no text");
     if (len > SHIM_CONFIG_MAX_BYTES)
         return moat_error_set(err, MOAT_E_NOMEM, "larger than 1 MiB");
-
     _cleanup_(shim_config_freep) shim_config *c = NULL;
-    if (shim_config_new_default(&c, err) < 0)
-        return -1;
-
-    yaml_document_t doc;
-    if (moat_yaml_load_one(&doc, text, len, err) < 0)
-        return -1;
-    int r = parse_document(c, &doc, err);
-    yaml_document_delete(&doc);
-    if (r < 0)
+    if (shim_config_new_default(&c, err) < 0 || parse_document(c, text, len, err) < 0)
         return -1;
     *out = TAKE_PTR(c);
     return 0;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "libmoat/settings.h"
 #include "libmoat/strv.h"
 #include "libmoat/egress.h"
 #include "libmoat/names.h"
@@ -290,13 +291,11 @@ static void set_labels(operator_config *c, char ***keys, char ***values)
     c->dns_pod_label_values = TAKE_PTR(*values);
 }
 
-/* ---- YAML ------------------------------------------------------------------------------- */
+/* ---- the file, through libmoat's settings loader ------------------------------------ */
 
 typedef struct {
     operator_config *c;
-    yaml_document_t *doc;
-    bool seen[S_COUNT];
-    const char *text[S_COUNT]; /* each value the file gave, pointing into doc */
+    char *text[S_COUNT]; /* each value the file gave (copies), for the limits' messages */
 } parse_state;
 
 static const char *text_of(const parse_state *s, setting_id id)
@@ -304,161 +303,59 @@ static const char *text_of(const parse_state *s, setting_id id)
     return s->text[id] ? s->text[id] : settings[id].def;
 }
 
-static int sorted_cmp(const void *a, const void *b)
+static const char *setting_path(size_t i)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return settings[i].path;
 }
 
-static int parse_labels(parse_state *s, const yaml_node_t *map, const char *path, moat_error *err)
+static moat_setting_shape setting_shape(size_t i)
 {
-    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+    switch (settings[i].kind) {
+    case KIND_SECTION:
+        return MOAT_SETTING_SECTION;
+    case KIND_LABELS:
+        return MOAT_SETTING_MAP;
+    case KIND_LIST:
+    case KIND_CIDRS:
+        return MOAT_SETTING_LIST;
+    default:
+        return MOAT_SETTING_SCALAR;
+    }
+}
+
+static int take_scalar(void *user, size_t i, const char *text, moat_error *err)
+{
+    parse_state *s = user;
+    if (set_value(s->c, &settings[i], text, err) < 0)
+        return -1;
+    free(s->text[i]);
+    if (!(s->text[i] = strdup(text)))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    return 0;
+}
+
+static int take_list(void *user, size_t i, char ***items, size_t n, moat_error *err)
+{
+    parse_state *s = user;
+    const setting *st = &settings[i];
+    for (size_t k = 0; st->kind == KIND_CIDRS && k < n; k++)
+        if (!moat_cidr_valid((*items)[k], NULL))
+            return moat_error_set(err, MOAT_E_INVALID,
+                                  "%s[%zu]: \"%s\" is not a CIDR (address/prefix length)", st->path,
+                                  k, (*items)[k]);
+    set_list(s->c, st, items);
+    return 0;
+}
+
+static int take_map(void *user, size_t i, char ***keys, char ***values, size_t n, moat_error *err)
+{
+    parse_state *s = user;
     /* An empty podSelector would let sandboxes reach every pod in the DNS namespace. */
     if (n == 0)
         return moat_error_set(err, MOAT_E_INVALID,
-                              "%s: no labels; an empty selector matches every pod", path);
-
-    _cleanup_strv_ char **keys = calloc(n + 1, sizeof(char *));
-    _cleanup_strv_ char **values = calloc(n + 1, sizeof(char *));
-    _cleanup_free_ char **sorted = calloc(n, sizeof(char *));
-    if (!keys || !values || !sorted)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-
-    for (size_t i = 0; i < n; i++) {
-        const yaml_node_pair_t *p = &map->data.mapping.pairs.start[i];
-        const yaml_node_t *k = yaml_document_get_node(s->doc, p->key);
-        const yaml_node_t *v = yaml_document_get_node(s->doc, p->value);
-        if (!k || k->type != YAML_SCALAR_NODE)
-            return moat_error_set(err, MOAT_E_INVALID, "%s: a label name is %s, not a string", path,
-                                  moat_yaml_type_name(k));
-        const char *key = moat_yaml_scalar_text(k);
-        if (!key)
-            return moat_error_set(err, MOAT_E_INVALID, "%s: a label name contains a NUL byte",
-                                  path);
-        if (!*key)
-            return moat_error_set(err, MOAT_E_INVALID, "%s: a label name is empty", path);
-        const char *value = "";
-        if (!moat_yaml_is_null(v)) {
-            if (v->type != YAML_SCALAR_NODE)
-                return moat_error_set(err, MOAT_E_INVALID, "%s.%s: expected a string, found %s",
-                                      path, key, moat_yaml_type_name(v));
-            if (!(value = moat_yaml_scalar_text(v)))
-                return moat_error_set(err, MOAT_E_INVALID, "%s.%s: contains a NUL byte", path, key);
-        }
-        if (!(keys[i] = strdup(key)) || !(values[i] = strdup(value)))
-            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-        sorted[i] = keys[i];
-    }
-
-    qsort(sorted, n, sizeof(char *), sorted_cmp);
-    for (size_t i = 1; i < n; i++)
-        if (strcmp(sorted[i - 1], sorted[i]) == 0)
-            return moat_error_set(err, MOAT_E_INVALID, "%s.%s: duplicate key", path, sorted[i]);
-
-    set_labels(s->c, &keys, &values);
-    return 0;
-}
-
-static int parse_list(parse_state *s, const setting *st, const yaml_node_t *seq, moat_error *err)
-{
-    size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-    _cleanup_strv_ char **v = calloc(n + 1, sizeof(char *));
-    if (!v)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const yaml_node_t *item = yaml_document_get_node(s->doc, seq->data.sequence.items.start[i]);
-        const char *text =
-            item && item->type == YAML_SCALAR_NODE ? moat_yaml_scalar_text(item) : NULL;
-        if (!text || !*text)
-            return moat_error_set(err, MOAT_E_INVALID, "%s[%zu]: expected a non-empty string",
-                                  st->path, i);
-        if (st->kind == KIND_CIDRS && !moat_cidr_valid(text, NULL))
-            return moat_error_set(err, MOAT_E_INVALID,
-                                  "%s[%zu]: \"%s\" is not a CIDR (address/prefix length)", st->path,
-                                  i, text);
-        if (!(v[i] = strdup(text)))
-            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    }
-    set_list(s->c, st, &v);
-    return 0;
-}
-
-/* The setting named `key` (klen bytes, maybe with NULs) inside the section at `prefix` ("" at
- * the top), or -1. */
-static int find_setting(const char *prefix, const char *key, size_t klen)
-{
-    size_t plen = strlen(prefix);
-    for (int i = 0; i < S_COUNT; i++) {
-        const char *path = settings[i].path;
-        const char *dot = strrchr(path, '.');
-        size_t parent_len = dot ? (size_t)(dot - path) : 0;
-        const char *name = dot ? dot + 1 : path;
-        if (parent_len == plen && memcmp(path, prefix, plen) == 0 && strlen(name) == klen &&
-            memcmp(name, key, klen) == 0)
-            return i;
-    }
-    return -1;
-}
-
-static int walk_mapping(parse_state *s, const yaml_node_t *map, const char *prefix,
-                        moat_error *err);
-
-static int take_value(parse_state *s, setting_id id, const yaml_node_t *v, moat_error *err)
-{
-    const setting *st = &settings[id];
-    /* Which of two values wins would be a guess. */
-    if (s->seen[id])
-        return moat_error_set(err, MOAT_E_INVALID, "%s: duplicate key", st->path);
-    s->seen[id] = true;
-    if (moat_yaml_is_null(v))
-        return 0; /* "cpu:" alone keeps the default */
-
-    bool mapping = st->kind == KIND_SECTION || st->kind == KIND_LABELS;
-    bool list = st->kind == KIND_LIST || st->kind == KIND_CIDRS;
-    yaml_node_type_t want = mapping ? YAML_MAPPING_NODE
-                            : list  ? YAML_SEQUENCE_NODE
-                                    : YAML_SCALAR_NODE;
-    if (v->type != want)
-        return moat_error_set(err, MOAT_E_INVALID, "%s: expected %s, found %s", st->path,
-                              mapping ? "a mapping"
-                              : list  ? "a list"
-                                      : "a string",
-                              moat_yaml_type_name(v));
-    if (list)
-        return parse_list(s, st, v, err);
-    if (st->kind == KIND_SECTION)
-        return walk_mapping(s, v, st->path, err);
-    if (st->kind == KIND_LABELS)
-        return parse_labels(s, v, st->path, err);
-
-    const char *text = moat_yaml_scalar_text(v);
-    if (!text)
-        return moat_error_set(err, MOAT_E_INVALID, "%s: contains a NUL byte", st->path);
-    if (set_value(s->c, st, text, err) < 0)
-        return moat_error_prefix(err, "%s", st->path);
-    s->text[id] = text;
-    return 0;
-}
-
-/* Takes every key of `map`, the section at `prefix` ("" at the top). The schema is two levels
- * deep, so an alias that makes a mapping contain itself cannot send this round in circles. */
-static int walk_mapping(parse_state *s, const yaml_node_t *map, const char *prefix, moat_error *err)
-{
-    const char *sep = *prefix ? "." : "";
-    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        const yaml_node_t *k = yaml_document_get_node(s->doc, p->key);
-        if (!k || k->type != YAML_SCALAR_NODE)
-            return moat_error_set(err, MOAT_E_INVALID, "%s%sa key is %s, not a string", prefix,
-                                  *prefix ? ": " : "", moat_yaml_type_name(k));
-        const char *key = (const char *)k->data.scalar.value;
-        size_t klen = k->data.scalar.length;
-        int id = find_setting(prefix, key, klen);
-        if (id < 0)
-            return moat_error_set(err, MOAT_E_INVALID, "%s%s%.*s: unknown key", prefix, sep,
-                                  (int)klen, key);
-        if (take_value(s, (setting_id)id, yaml_document_get_node(s->doc, p->value), err) < 0)
-            return -1;
-    }
+                              "%s: no labels; an empty selector matches every pod",
+                              settings[i].path);
+    set_labels(s->c, keys, values);
     return 0;
 }
 
@@ -475,38 +372,31 @@ static int check_limits(const parse_state *s, moat_error *err)
     return 0;
 }
 
-static int parse_document(operator_config *c, yaml_document_t *doc, moat_error *err)
+static int parse_document(operator_config *c, const char *text, size_t len, moat_error *err)
 {
-    parse_state s = {.c = c, .doc = doc};
-    const yaml_node_t *root = yaml_document_get_root_node(doc);
-    if (!moat_yaml_is_null(root)) { /* an empty file or document: every default */
-        if (root->type != YAML_MAPPING_NODE)
-            return moat_error_set(err, MOAT_E_INVALID,
-                                  "expected a mapping at the top level, found %s",
-                                  moat_yaml_type_name(root));
-        if (walk_mapping(&s, root, "", err) < 0)
-            return -1;
-    }
-    return check_limits(&s, err);
+    parse_state st = {.c = c};
+    moat_settings s = {.n = S_COUNT,
+                       .path = setting_path,
+                       .shape = setting_shape,
+                       .map_key_noun = "label name",
+                       .scalar = take_scalar,
+                       .list = take_list,
+                       .map = take_map,
+                       .user = &st};
+    int r = moat_settings_parse(&s, text, len, err);
+    if (r == 0)
+        r = check_limits(&st, err);
+    for (size_t i = 0; i < S_COUNT; i++)
+        free(st.text[i]);
+    return r;
 }
 
 static int parse_text(operator_config **out, const char *text, size_t len, moat_error *err)
 {
-    if (!text && len > 0)
-        return moat_error_set(err, MOAT_E_INVALID, "no text");
     if (len > OPERATOR_CONFIG_MAX_BYTES)
         return moat_error_set(err, MOAT_E_NOMEM, "larger than 1 MiB");
-
     _cleanup_(operator_config_freep) operator_config *c = NULL;
-    if (operator_config_new_default(&c, err) < 0)
-        return -1;
-
-    yaml_document_t doc;
-    if (moat_yaml_load_one(&doc, text, len, err) < 0)
-        return -1;
-    int r = parse_document(c, &doc, err);
-    yaml_document_delete(&doc);
-    if (r < 0)
+    if (operator_config_new_default(&c, err) < 0 || parse_document(c, text, len, err) < 0)
         return -1;
     *out = TAKE_PTR(c);
     return 0;
