@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "libmoat/strbuf.h"
 #include "libmoat/names.h"
 
 /* /proc/cpuinfo grows with the number of CPUs (about 1.6 KiB each); 16 MiB is 10,000. */
@@ -105,31 +106,29 @@ int iso_read_small(char **ret, const char *root, const char *path, size_t max)
     _cleanup_close_ int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return -errno;
-    size_t cap = 256, len = 0;
-    _cleanup_free_ char *buf = malloc(cap);
-    if (!buf)
-        return -ENOMEM;
+    moat_strbuf b = {.max = max + 1};
+    char chunk[4096];
     for (;;) {
-        if (len + 1 >= cap) {
-            if (cap > max)
-                return -EFBIG;
-            char *p = realloc(buf, cap * 2);
-            if (!p)
-                return -ENOMEM;
-            buf = p;
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        ssize_t n = read(fd, chunk, sizeof(chunk));
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            return -errno;
+        if (n < 0) {
+            int e = errno;
+            moat_strbuf_free(&b);
+            return -e;
+        }
         if (n == 0)
             break;
-        len += (size_t)n;
-        if (len > max)
-            return -EFBIG;
+        if (moat_strbuf_append(&b, chunk, (size_t)n) < 0) {
+            bool over = b.over_cap;
+            moat_strbuf_free(&b);
+            return over ? -EFBIG : -ENOMEM;
+        }
     }
+    size_t len = 0;
+    _cleanup_free_ char *buf = moat_strbuf_take_len(&b, &len);
+    if (!buf)
+        return -ENOMEM;
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
         len--;
     buf[len] = '\0';

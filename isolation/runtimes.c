@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "libmoat/clock.h"
+#include "libmoat/strbuf.h"
 #include "libmoat/names.h"
 
 extern char **environ;
@@ -58,11 +59,11 @@ static int host_run(_unused_ void *impl, char **ret_out, int *ret_status, char *
     if (e != 0)
         return moat_error_set_errno(err, e, "%s: cannot run", argv[0]);
 
-    size_t cap = 1024, len = 0;
-    _cleanup_free_ char *buf = malloc(cap);
+    moat_strbuf b = {.max = (size_t)ISO_EXEC_OUTPUT_MAX + 1};
+    char chunk[4096];
     long long deadline = (moat_mono_ns() / 1000000) + timeout_ms;
     int fail = 0; /* MOAT_E_* */
-    while (buf) {
+    for (;;) {
         long long left = deadline - (moat_mono_ns() / 1000000);
         if (left <= 0) {
             fail = MOAT_E_CANCELED;
@@ -74,43 +75,28 @@ static int host_run(_unused_ void *impl, char **ret_out, int *ret_status, char *
             continue;
         if (r == 0)
             continue; /* the deadline check above ends it */
-        if (len + 1 >= cap) {
-            if (cap > ISO_EXEC_OUTPUT_MAX) {
-                fail = MOAT_E_NOMEM;
-                break;
-            }
-            char *g = realloc(buf, cap * 2);
-            if (!g) {
-                fail = MOAT_E_NOMEM;
-                break;
-            }
-            buf = g;
-            cap *= 2;
-        }
-        ssize_t n = read(rd, buf + len, cap - 1 - len);
+        ssize_t n = read(rd, chunk, sizeof(chunk));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break; /* EOF: every writer (the program and its children) is gone */
-        len += (size_t)n;
-        if (len > ISO_EXEC_OUTPUT_MAX) {
+        if (moat_strbuf_append(&b, chunk, (size_t)n) < 0) {
             fail = MOAT_E_NOMEM;
             break;
         }
     }
-    if (!buf)
-        fail = MOAT_E_NOMEM;
     if (fail)
         kill(-pid, SIGKILL);
     int status = reap(pid);
+    char *out = fail ? NULL : moat_strbuf_take(&b);
+    moat_strbuf_free(&b);
     if (fail == MOAT_E_CANCELED)
         return moat_error_set(err, MOAT_E_CANCELED, "%s: timed out after %d ms", argv[0],
                               timeout_ms);
-    if (fail)
+    if (!out)
         return moat_error_set(err, MOAT_E_NOMEM, "%s: more than %u bytes of output", argv[0],
                               ISO_EXEC_OUTPUT_MAX);
-    buf[len] = '\0';
-    *ret_out = TAKE_PTR(buf);
+    *ret_out = out;
     *ret_status = status;
     return 0;
 }

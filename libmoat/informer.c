@@ -12,6 +12,7 @@
 #include "backoff.h"
 #include "kobj.h"
 #include "kube-internal.h"
+#include "strbuf.h"
 #include "log.h"
 #include "macro.h"
 #include "watch.h"
@@ -58,9 +59,7 @@ struct kube_informer {
     char *rv;   /* resume point of the watch; NULL: list first */
     CURL *easy; /* the request in flight, or NULL */
     struct curl_slist *headers;
-    char *body; /* list page being received */
-    size_t body_len, body_cap;
-    bool body_too_large;
+    moat_strbuf body; /* a list page (or an error answer) being received */
     long http_status;
     int64_t retry_after_ns;
     kube_watch_decoder *decoder;
@@ -289,7 +288,7 @@ static void finish_list(kube_informer *inf)
 static int handle_list_page(kube_informer *inf, moat_error *err)
 {
     json_error_t jerr;
-    json_t *page = json_loadb(inf->body ? inf->body : "", inf->body_len, 0, &jerr);
+    json_t *page = json_loadb(inf->body.buf ? inf->body.buf : "", inf->body.len, 0, &jerr);
     if (!page)
         return moat_error_set(err, MOAT_E_INVALID, "list %s: answer is not JSON: %s",
                               inf->resource.plural, jerr.text);
@@ -315,9 +314,7 @@ static int handle_list_page(kube_informer *inf, moat_error *err)
         finish_list(inf);
         /* A list's pages are the informer's largest transient allocation: give the buffer
          * and the freed pages back rather than keep them resident until the next relist. */
-        free(inf->body);
-        inf->body = NULL;
-        inf->body_cap = 0;
+        moat_strbuf_free(&inf->body);
         malloc_trim(0);
     }
     return 0;
@@ -382,24 +379,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user)
         return r < 0 ? 0 : n; /* 0 aborts the transfer */
     }
     /* A list page, or an error answer to a watch: keep it whole, within the cap. */
-    if (inf->body_len + n + 1 > KUBE_MAX_RESPONSE_BYTES) {
-        inf->body_too_large = true;
-        return 0;
-    }
-    if (inf->body_len + n + 1 > inf->body_cap) {
-        size_t cap = inf->body_cap ? inf->body_cap : 65536;
-        while (cap < inf->body_len + n + 1)
-            cap *= 2;
-        char *p = realloc(inf->body, cap);
-        if (!p)
-            return 0;
-        inf->body = p;
-        inf->body_cap = cap;
-    }
-    memcpy(inf->body + inf->body_len, ptr, n);
-    inf->body_len += n;
-    inf->body[inf->body_len] = '\0';
-    return n;
+    return moat_strbuf_append(&inf->body, ptr, n) < 0 ? 0 : n; /* 0 aborts the transfer */
 }
 
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user)
@@ -482,8 +462,7 @@ static int start_request(kube_informer *inf, moat_error *err)
         atomic_fetch_add(&inf->n_watches, 1);
     }
     inf->easy = h;
-    inf->body_len = 0;
-    inf->body_too_large = false;
+    moat_strbuf_reset(&inf->body);
     inf->http_status = 0;
     inf->retry_after_ns = -1;
     inf->relist = false;
@@ -533,7 +512,7 @@ static void request_done(kube_informer *inf, CURLcode cc)
     end_request(inf);
 
     if (status != 0 && status != 200) {
-        kube_status_to_error(&err, status, inf->body, inf->body_len, what);
+        kube_status_to_error(&err, status, inf->body.buf, inf->body.len, what);
         if (status == 410) {
             /* Too old: a watch relists; a list whose continue token expired starts over. */
             log_debug(inf->resource.plural, "%s: %s; listing again", what, err.message);
@@ -549,7 +528,7 @@ static void request_done(kube_informer *inf, CURLcode cc)
     }
 
     if (inf->phase == PHASE_LIST) {
-        if (cc != CURLE_OK || inf->body_too_large) {
+        if (cc != CURLE_OK || inf->body.truncated) {
             log_debug(inf->resource.plural, "list failed: %s", curl_easy_strerror(cc));
             start_relist(inf);
             back_off(inf);
@@ -700,7 +679,7 @@ static void informer_free(kube_informer *inf)
     free(inf->rv);
     free(inf->list_rv);
     free(inf->cont);
-    free(inf->body);
+    moat_strbuf_free(&inf->body);
     pthread_rwlock_destroy(&inf->lock);
     pthread_mutex_destroy(&inf->sync_lock);
     pthread_cond_destroy(&inf->sync_cond);
@@ -725,6 +704,8 @@ int kube_informer_new(kube_informer **out, kube_loop *loop, const kube_informer_
     if (!opts || !opts->resource)
         return moat_error_set(err, MOAT_E_INVALID, "informer: no resource");
     kube_informer *inf = calloc(1, sizeof(*inf));
+    if (inf)
+        inf->body.max = KUBE_MAX_RESPONSE_BYTES;
     if (!inf)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     inf->loop = loop;

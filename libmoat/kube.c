@@ -12,6 +12,7 @@
 #include "backoff.h"
 #include "kobj.h"
 #include "kube-internal.h"
+#include "strbuf.h"
 #include "macro.h"
 
 #define DEFAULT_TIMEOUT_MS        30000L
@@ -172,34 +173,10 @@ static void share_unlock(CURL *h, curl_lock_data data, void *user)
     pthread_mutex_unlock(&c->share_locks[data]);
 }
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-    bool too_large;
-} dynbuf;
-
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user)
 {
-    dynbuf *b = user;
     size_t n = size * nmemb;
-    if (b->len + n + 1 > KUBE_MAX_RESPONSE_BYTES) {
-        b->too_large = true;
-        return 0; /* aborts the transfer */
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p)
-            return 0;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
+    return moat_strbuf_append(user, ptr, n) < 0 ? 0 : n; /* 0 aborts the transfer */
 }
 
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user)
@@ -290,7 +267,7 @@ static int curl_send(void *impl, const kube_http_request *req, kube_http_respons
     kube_client *c = impl;
     CURL *h = curl_easy_init();
     struct curl_slist *headers = NULL;
-    dynbuf body = {0};
+    moat_strbuf body = {.max = KUBE_MAX_RESPONSE_BYTES};
     int64_t retry_after_ns = -1;
     char errbuf[CURL_ERROR_SIZE] = "";
     int r = -1;
@@ -322,21 +299,24 @@ static int curl_send(void *impl, const kube_http_request *req, kube_http_respons
 
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
-        if (body.too_large)
+        if (body.over_cap)
             moat_error_set(err, MOAT_E_NOMEM, "answer larger than %zu bytes",
                            KUBE_MAX_RESPONSE_BYTES);
+        else if (body.truncated)
+            moat_error_set(err, MOAT_E_NOMEM, "out of memory for the answer");
         else
             moat_error_set(err, MOAT_E_NETWORK, "%s", *errbuf ? errbuf : curl_easy_strerror(cc));
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-    resp->body = body.data ? body.data : strdup("");
-    resp->body_len = body.len;
+    if (!(resp->body = moat_strbuf_take_len(&body, &resp->body_len))) {
+        moat_error_set(err, MOAT_E_NOMEM, "out of memory for the answer");
+        goto out;
+    }
     resp->retry_after_ns = retry_after_ns;
-    body.data = NULL;
     r = 0;
 out:
-    free(body.data);
+    moat_strbuf_free(&body);
     curl_slist_free_all(headers);
     curl_easy_cleanup(h);
     return r;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "strbuf.h"
 
 int moat_read_text(char **ret, size_t *ret_len, const char *path, size_t max, moat_error *err)
 {
@@ -14,38 +15,31 @@ int moat_read_text(char **ret, size_t *ret_len, const char *path, size_t max, mo
     if (fd < 0)
         return moat_error_set_errno(err, errno, "%s", path);
 
-    _cleanup_free_ char *buf = NULL;
-    size_t len = 0, cap = 0; /* cap: bytes of data room; one more for the NUL */
+    moat_strbuf b = {.max = max + 1}; /* max bytes and the NUL */
+    char chunk[8192];
     for (;;) {
-        if (len == cap) {
-            /* Room for one byte past the cap shows whether the file is over it. */
-            if (cap > max)
-                return max % (1024 * 1024) == 0
-                           ? moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu MiB", path,
-                                            max / (1024 * 1024))
-                           : moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path,
-                                            max);
-            size_t ncap = cap ? cap * 2 : 4096;
-            if (ncap > max + 1)
-                ncap = max + 1;
-            char *n = realloc(buf, ncap + 1);
-            if (!n)
-                return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
-            buf = n;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + len, cap - len);
+        ssize_t r = read(fd, chunk, sizeof(chunk));
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0)
+        if (r < 0) {
+            moat_strbuf_free(&b);
             return moat_error_set_errno(err, errno, "%s", path);
+        }
         if (r == 0)
             break;
-        len += (size_t)r;
+        if (moat_strbuf_append(&b, chunk, (size_t)r) < 0) {
+            bool over = b.over_cap;
+            moat_strbuf_free(&b);
+            if (!over)
+                return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
+            return max % (1024 * 1024) == 0
+                       ? moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu MiB", path,
+                                        max / (1024 * 1024))
+                       : moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path, max);
+        }
     }
-    buf[len] = '\0';
-    *ret = TAKE_PTR(buf);
-    *ret_len = len;
+    if (!(*ret = moat_strbuf_take_len(&b, ret_len)))
+        return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
     return 0;
 }
 

@@ -4,10 +4,11 @@
 #include <string.h>
 
 #include "macro.h"
+#include "strbuf.h"
 
 struct kube_watch_decoder {
-    char *buf; /* the incomplete line so far */
-    size_t len, cap, max_line;
+    moat_strbuf line; /* the incomplete line so far */
+    size_t max_line;
 };
 
 const char *kube_event_type_name(kube_event_type t)
@@ -22,26 +23,27 @@ int kube_watch_decoder_new(kube_watch_decoder **out, size_t max_line, moat_error
     if (!d)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     d->max_line = max_line ? max_line : KUBE_WATCH_MAX_LINE;
+    d->line.max = d->max_line + 1;
     *out = d;
     return 0;
 }
 
 void kube_watch_decoder_reset(kube_watch_decoder *d)
 {
-    d->len = 0;
+    moat_strbuf_reset(&d->line);
 }
 
 void kube_watch_decoder_free(kube_watch_decoder *d)
 {
     if (!d)
         return;
-    free(d->buf);
+    moat_strbuf_free(&d->line);
     free(d);
 }
 
 size_t kube_watch_decoder_pending(const kube_watch_decoder *d)
 {
-    return d->len;
+    return d->line.len;
 }
 
 static int parse_type(const char *s, kube_event_type *out)
@@ -88,31 +90,20 @@ int kube_watch_decoder_feed(kube_watch_decoder *d, const char *data, size_t len,
     while (len > 0) {
         const char *nl = memchr(data, '\n', len);
         size_t take = nl ? (size_t)(nl - data) : len;
-        if (d->len + take > d->max_line)
+        if (d->line.len + take > d->max_line)
             return moat_error_set(err, MOAT_E_RANGE, "watch event line longer than %zu bytes",
                                   d->max_line);
-        if (nl && d->len == 0) {
+        if (nl && d->line.len == 0) {
             /* The common case: a whole line in the input, no copy. */
             int r = emit_line(data, take, cb, user, err);
             if (r < 0)
                 return r;
         } else {
-            if (d->len + take + 1 > d->cap) {
-                size_t cap = d->cap ? d->cap : 4096;
-                while (cap < d->len + take + 1)
-                    cap *= 2;
-                char *p = realloc(d->buf, cap);
-                if (!p)
-                    return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-                d->buf = p;
-                d->cap = cap;
-            }
-            memcpy(d->buf + d->len, data, take);
-            d->len += take;
+            if (moat_strbuf_append(&d->line, data, take) < 0)
+                return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
             if (nl) {
-                size_t line_len = d->len;
-                d->len = 0;
-                int r = emit_line(d->buf, line_len, cb, user, err);
+                int r = emit_line(d->line.buf, d->line.len, cb, user, err);
+                moat_strbuf_reset(&d->line);
                 if (r < 0)
                     return r;
             }
