@@ -485,3 +485,26 @@ int cri_sandbox_status_get(cri_client *c, cri_sandbox_status *out, const char *s
         return moat_error_prefix(err, "pod sandbox %s", sandbox_id);
     return 0;
 }
+
+int cri_version(cri_client *c, char **ret, long timeout_ms, moat_error *err)
+{
+    _cleanup_free_ uint8_t *req = NULL, *resp = NULL;
+    size_t req_len = 0, resp_len = 0;
+    Moat__Agentcri__VersionRequest r = MOAT__AGENTCRI__VERSION_REQUEST__INIT;
+    r.version = "0.1.0"; /* what kubelet sends */
+    if (pack(&req, &req_len, &r.base, "VersionRequest", err) < 0 ||
+        cri_client_call(c, &resp, &resp_len, CRI_VERSION, req, req_len, timeout_ms, err) < 0)
+        return -1;
+    Moat__Agentcri__VersionResponse *v =
+        moat__agentcri__version_response__unpack(NULL, resp_len, resp);
+    if (!v)
+        return moat_error_set(err, MOAT_E_INVALID, "VersionResponse: does not decode");
+    int rc = 0;
+    if (!v->runtime_name || !*v->runtime_name)
+        rc = moat_error_set(err, MOAT_E_INVALID, "VersionResponse: no runtime_name");
+    else if (asprintf(ret, "%s %s", v->runtime_name, v->runtime_version ? v->runtime_version : "") <
+             0)
+        rc = moat_error_set(err, MOAT_E_NOMEM, "VersionResponse: out of memory");
+    moat__agentcri__version_response__free_unpacked(v, NULL);
+    return rc;
+}

@@ -16,6 +16,7 @@
 /* Largest response accepted (the kubelet's own cap is 16 MiB too). */
 #define CRI_MAX_MESSAGE (16 * 1024 * 1024)
 
+#define CRI_VERSION            "/runtime.v1.RuntimeService/Version"
 #define CRI_LIST_POD_SANDBOX   "/runtime.v1.RuntimeService/ListPodSandbox"
 #define CRI_POD_SANDBOX_STATUS "/runtime.v1.RuntimeService/PodSandboxStatus"
 
@@ -118,6 +119,10 @@ int cri_network_response_decode(cri_sandbox_network *out, const uint8_t *data, s
 /* A verbose PodSandboxStatus of sandbox_id, decoded as above. */
 int cri_sandbox_network_get(cri_client *c, cri_sandbox_network *out, const char *sandbox_id,
                             long timeout_ms, moat_error *err);
+
+/* The runtime's Version: "<runtime_name> <runtime_version>" (caller frees). A runtime that
+ * answers without a name is MOAT_E_INVALID. */
+int cri_version(cri_client *c, char **ret, long timeout_ms, moat_error *err);
 
 /* ListPodSandbox of every sandbox (*out cleared by the caller). */
 int cri_list_sandboxes(cri_client *c, cri_sandbox_list *out, long timeout_ms, moat_error *err);

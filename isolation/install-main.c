@@ -3,11 +3,13 @@
 #include <curl/curl.h>
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <grpc/grpc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "isolation/install.h"
+#include "libmoat/strv.h"
 #include "libmoat/egress.h"
 #include "libmoat/names.h"
 #include "isolation/service.h"
@@ -277,18 +279,18 @@ int main(int argc, char **argv)
                 manager);
         return 2;
     }
-    if (sysctl) {
-        for (char **p = sysctl; *p; p++)
-            free(*p);
-        free(sysctl);
-    }
+    moat_strv_free(sysctl);
     if (r < 0) {
         fprintf(stderr, "moat-install: %s\n", err.message);
         moat_error_clear(&err);
         return 1;
     }
     iso_service_ops svc = iso_service_ops_of(backend);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "moat-install: curl_global_init failed\n");
+        return 1;
+    }
+    grpc_init(); /* the CRI client: the runtime's Version after a change */
 
     iso_install_report rep = {0};
     iso_install_checks chk = iso_install_checks_real(&real);

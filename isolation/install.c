@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "isolation/cri.h"
 #include "isolation/gvisor/runsc.h"
 #include "isolation/kata/kata.h"
 #include "isolation/probe.h"
@@ -677,170 +678,23 @@ static int real_hypervisor(void *impl, const char **ret, moat_error *err)
     return 0;
 }
 
-typedef struct {
-    char *buf;
-    size_t len;
-    char *grpc_status, *grpc_message;
-} http_answer;
+/* One Version call through the CRI client (isolation/cri.h). */
+static int cri_version_once(const char *path, char **ret_runtime, moat_error *err)
+{
+    cri_client *c = NULL;
+    if (cri_client_new(&c, path, err) < 0)
+        return -1;
+    int r = cri_version(c, ret_runtime, 5000, err);
+    cri_client_free(c);
+    if (r < 0)
+        return moat_error_prefix(err, "CRI Version on %s", path);
+    return 0;
+}
 
 static size_t on_body(char *p, size_t sz, size_t n, void *user)
 {
-    http_answer *a = user;
     size_t add = sz * n;
-    if (a->len + add > 1 << 20)
-        return 0;
-    char *nb = realloc(a->buf, a->len + add + 1);
-    if (!nb)
-        return 0;
-    memcpy(nb + a->len, p, add);
-    a->buf = nb;
-    a->len += add;
-    a->buf[a->len] = '\0';
-    return add;
-}
-
-/* Headers and, for HTTP/2, trailers (gRPC's status comes in either). */
-static size_t on_header(char *p, size_t sz, size_t n, void *user)
-{
-    http_answer *a = user;
-    size_t l = sz * n;
-    char **slot = NULL;
-    size_t skip = 0;
-    if (l > 12 && strncasecmp(p, "grpc-status:", 12) == 0)
-        slot = &a->grpc_status, skip = 12;
-    else if (l > 13 && strncasecmp(p, "grpc-message:", 13) == 0)
-        slot = &a->grpc_message, skip = 13;
-    if (slot) {
-        while (skip < l && p[skip] == ' ')
-            skip++;
-        size_t e = l;
-        while (e > skip && (p[e - 1] == '\r' || p[e - 1] == '\n'))
-            e--;
-        free(*slot);
-        *slot = strndup(p + skip, e - skip);
-    }
-    return l;
-}
-
-static void http_answer_clear(http_answer *a)
-{
-    free(a->buf);
-    free(a->grpc_status);
-    free(a->grpc_message);
-    *a = (http_answer){0};
-}
-
-/* Reads a length-delimited field (wire type 2) of a protobuf message; skips varints and
- * fixed fields. Returns the field's bytes or NULL. */
-static const unsigned char *pb_string(const unsigned char *m, size_t len, unsigned field,
-                                      size_t *ret_len)
-{
-    size_t i = 0;
-    while (i < len) {
-        uint64_t key = 0;
-        for (int s = 0; i < len; s += 7) {
-            key |= (uint64_t)(m[i] & 0x7f) << s;
-            if (!(m[i++] & 0x80))
-                break;
-            if (s > 56)
-                return NULL;
-        }
-        unsigned wt = key & 7;
-        uint64_t v = 0;
-        switch (wt) {
-        case 0:
-            while (i < len && (m[i++] & 0x80))
-                ;
-            break;
-        case 1:
-            i += 8;
-            break;
-        case 5:
-            i += 4;
-            break;
-        case 2:
-            for (int s = 0; i < len; s += 7) {
-                v |= (uint64_t)(m[i] & 0x7f) << s;
-                if (!(m[i++] & 0x80))
-                    break;
-                if (s > 56)
-                    return NULL;
-            }
-            if (v > len - i)
-                return NULL;
-            if ((key >> 3) == field) {
-                *ret_len = (size_t)v;
-                return m + i;
-            }
-            i += (size_t)v;
-            break;
-        default:
-            return NULL;
-        }
-    }
-    return NULL;
-}
-
-/* One Version call: gRPC over HTTP/2 without TLS on a unix socket, as libcurl speaks it
- * (prior knowledge, a length-prefixed message, status in the trailers). */
-static int cri_version_once(const char *path, char **ret_runtime, moat_error *err)
-{
-    /* VersionRequest{version: "0.1.0"} (field 1), what kubelet sends. */
-    static const unsigned char req[] = {0, 0, 0, 0, 7, 0x0a, 5, '0', '.', '1', '.', '0'};
-    CURL *h = curl_easy_init();
-    if (!h)
-        return moat_error_set(err, MOAT_E_NOMEM, "curl_easy_init failed");
-    http_answer a = {0};
-    struct curl_slist *hdr = NULL;
-    hdr = curl_slist_append(hdr, "Content-Type: application/grpc");
-    hdr = curl_slist_append(hdr, "TE: trailers");
-    curl_easy_setopt(h, CURLOPT_URL, "http://localhost/runtime.v1.RuntimeService/Version");
-    curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, path);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, (const char *)req);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)sizeof(req));
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &a);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(h);
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdr);
-    int r = -1;
-    if (rc != CURLE_OK) {
-        moat_error_set(err, MOAT_E_NETWORK, "CRI Version on %s: %s", path, curl_easy_strerror(rc));
-    } else if (code != 200) {
-        moat_error_set(err, MOAT_E_NETWORK, "CRI Version on %s: HTTP %ld", path, code);
-    } else if (!a.grpc_status || strcmp(a.grpc_status, "0") != 0) {
-        moat_error_set(err, MOAT_E_NETWORK, "CRI Version on %s: grpc-status %s: %s", path,
-                       a.grpc_status ? a.grpc_status : "missing",
-                       a.grpc_message ? a.grpc_message : "");
-    } else if (a.len < 5 || a.buf[0] != 0) {
-        moat_error_set(err, MOAT_E_INVALID, "CRI Version on %s: no gRPC message", path);
-    } else {
-        const unsigned char *m = (const unsigned char *)a.buf + 5;
-        size_t ml = ((size_t)(unsigned char)a.buf[1] << 24) |
-                    ((size_t)(unsigned char)a.buf[2] << 16) |
-                    ((size_t)(unsigned char)a.buf[3] << 8) | (unsigned char)a.buf[4];
-        size_t nl = 0, vl = 0;
-        const unsigned char *name = ml <= a.len - 5 ? pb_string(m, ml, 2, &nl) : NULL;
-        const unsigned char *ver = ml <= a.len - 5 ? pb_string(m, ml, 3, &vl) : NULL;
-        if (!name || nl == 0) {
-            moat_error_set(err, MOAT_E_INVALID, "CRI Version on %s: no runtime_name", path);
-        } else if (asprintf(ret_runtime, "%.*s %.*s", (int)nl, name, (int)vl,
-                            ver ? (const char *)ver : "") < 0) {
-            moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-        } else {
-            r = 0;
-        }
-    }
-    http_answer_clear(&a);
-    return r;
+    return moat_strbuf_append(user, p, add) < 0 ? 0 : add;
 }
 
 static void sleep_ms(int ms)
@@ -868,7 +722,7 @@ static int healthz_once(const char *url, moat_error *err)
     CURL *h = curl_easy_init();
     if (!h)
         return moat_error_set(err, MOAT_E_NOMEM, "curl_easy_init failed");
-    http_answer a = {0};
+    moat_strbuf a = {.max = 1 << 20};
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
@@ -884,7 +738,7 @@ static int healthz_once(const char *url, moat_error *err)
         r = moat_error_set(err, MOAT_E_NETWORK, "%s: %s", url, curl_easy_strerror(rc));
     else if (code != 200)
         r = moat_error_set(err, MOAT_E_NETWORK, "%s: HTTP %ld %s", url, code, a.buf ? a.buf : "");
-    http_answer_clear(&a);
+    moat_strbuf_free(&a);
     return r;
 }
 
