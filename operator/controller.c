@@ -70,6 +70,10 @@ struct operator_controller {
     atomic_uint_fast64_t latency_buckets[N_BUCKETS + 1];
     _Atomic double latency_sum;
     atomic_bool leading;
+    atomic_int facts_bits; /* what the nodes could run when last looked at; -1: not yet */
+    /* Sandboxes by phase and by reported runtime, kept by the informer's handlers (a scrape
+     * of /metrics never walks the cache) */
+    atomic_long by_phase[5], by_runtime[3];
 };
 
 static void enqueue(operator_controller *c, const char *key)
@@ -90,8 +94,37 @@ static void sandbox_changed(void *user, json_t *obj)
         enqueue(c, key);
 }
 
+static const char *const count_phases[] = {"Pending", "Running", "Succeeded", "Failed", "Expired"};
+static const char *const count_runtimes[] = {"gvisor", "kata", ""};
+
+/* Adds delta to the counts obj falls in. */
+static void count(operator_controller *c, const json_t *obj, long delta)
+{
+    const char *p = kobj_str(obj, "status.phase"), *r = kobj_str(obj, "status.isolation.runtime");
+    for (size_t k = 0; k < ELEMENTSOF(count_phases); k++)
+        if (strcmp(p ? p : "Pending", count_phases[k]) == 0)
+            atomic_fetch_add(&c->by_phase[k], delta);
+    for (size_t k = 0; k < ELEMENTSOF(count_runtimes); k++)
+        if (strcmp(r ? r : "", count_runtimes[k]) == 0)
+            atomic_fetch_add(&c->by_runtime[k], delta);
+}
+
+static void sandbox_added(void *user, json_t *obj)
+{
+    count(user, obj, 1);
+    sandbox_changed(user, obj);
+}
+
 static void sandbox_updated(void *user, json_t *old, json_t *obj)
 {
+    count(user, old, -1);
+    count(user, obj, 1);
+    sandbox_changed(user, obj);
+}
+
+static void sandbox_deleted(void *user, json_t *obj)
+{
+    count(user, obj, -1);
     sandbox_changed(user, obj);
 }
 
@@ -109,15 +142,29 @@ static void pod_updated(void *user, json_t *old, json_t *pod)
     pod_changed(user, pod);
 }
 
-/* A node's labels say what it can run: Sandboxes waiting for a node may now have one. */
+static void cluster_facts_read(operator_controller *c, cluster_facts *f);
+static const json_t *find_condition(const json_t *status, const char *type);
+
+/* A node's labels say what it can run. Only a Sandbox still waiting for a node that can run
+ * it (no Pod yet: Scheduled is NoHypervisor or NoGPUPassthroughNode) may be helped, and only
+ * when what the nodes can run changed: most Node events (heartbeats, other labels) wake
+ * nobody, and a change wakes only those that wait. */
 static void node_changed(void *user, json_t *node)
 {
     operator_controller *c = user;
+    cluster_facts f;
+    cluster_facts_read(c, &f);
+    int bits = (f.hypervisor_available ? 1 : 0) | (f.gpu_vm_available ? 2 : 0) |
+               (f.gpu_container_available ? 4 : 0);
+    if (atomic_exchange(&c->facts_bits, bits) == bits)
+        return;
     json_t *all = kube_informer_list(c->sandboxes), *s;
     size_t i;
     json_array_foreach (all, i, s) {
         const char *phase = kobj_str(s, "status.phase");
-        if (!phase || strcmp(phase, "Pending") == 0)
+        const char *why = kobj_str(find_condition(kobj_get(s, "status"), "Scheduled"), "reason");
+        if (phase && strcmp(phase, "Pending") == 0 && why &&
+            (strcmp(why, "NoHypervisor") == 0 || strcmp(why, "NoGPUPassthroughNode") == 0))
             sandbox_changed(c, s);
     }
     json_decref(all);
@@ -761,6 +808,8 @@ static int netpol_hashes(operator_controller *c, moat_error *err)
 int controller_new(operator_controller **out, const controller_options *o, moat_error *err)
 {
     operator_controller *c = calloc(1, sizeof(*c));
+    if (c)
+        atomic_init(&c->facts_bits, -1);
     if (!c)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     c->client = o->client;
@@ -794,7 +843,7 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
                                  .label_selector =
                                      SANDBOX_NETPOL_MANAGED_BY_KEY "=" SANDBOX_NETPOL_MANAGED_BY};
     kube_informer_handlers nph = {netpol_changed, netpol_updated, netpol_changed, c};
-    kube_informer_handlers sh = {sandbox_changed, sandbox_updated, sandbox_changed, c};
+    kube_informer_handlers sh = {sandbox_added, sandbox_updated, sandbox_deleted, c};
     kube_informer_handlers ph = {pod_changed, pod_updated, pod_changed, c};
     kube_informer_handlers nh = {node_changed, node_updated, node_changed, c};
     workqueue_options qo = {0};
@@ -983,31 +1032,17 @@ char *controller_metrics_render(operator_controller *c)
     moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_count %llu\n",
                         (unsigned long long)cum);
 
-    /* Sandboxes by phase and by runtime, from the cache. */
-    static const char *const phases[] = {"Pending", "Running", "Succeeded", "Failed", "Expired"};
-    static const char *const runtimes[] = {"gvisor", "kata", ""};
-    size_t by_phase[ELEMENTSOF(phases)] = {0}, by_runtime[ELEMENTSOF(runtimes)] = {0};
-    json_t *all = kube_informer_list(c->sandboxes), *s;
-    size_t i;
-    json_array_foreach (all, i, s) {
-        const char *p = kobj_str(s, "status.phase"), *r = kobj_str(s, "status.isolation.runtime");
-        for (size_t k = 0; k < ELEMENTSOF(phases); k++)
-            if (strcmp(p ? p : "Pending", phases[k]) == 0)
-                by_phase[k]++;
-        for (size_t k = 0; k < ELEMENTSOF(runtimes); k++)
-            if (strcmp(r ? r : "", runtimes[k]) == 0)
-                by_runtime[k]++;
-    }
-    json_decref(all);
+    /* Sandboxes by phase and by runtime, as the informer's handlers counted them. */
     moat_strbuf_appendf(&b,
                         "# HELP moat_sandboxes Sandboxes by phase.\n# TYPE moat_sandboxes gauge\n");
-    for (size_t k = 0; k < ELEMENTSOF(phases); k++)
-        moat_strbuf_appendf(&b, "moat_sandboxes{phase=\"%s\"} %zu\n", phases[k], by_phase[k]);
+    for (size_t k = 0; k < ELEMENTSOF(count_phases); k++)
+        moat_strbuf_appendf(&b, "moat_sandboxes{phase=\"%s\"} %ld\n", count_phases[k],
+                            atomic_load(&c->by_phase[k]));
     moat_strbuf_appendf(
         &b, "# HELP moat_sandboxes_by_runtime Sandboxes by the runtime their node reported "
             "(\"\" until it has).\n# TYPE moat_sandboxes_by_runtime gauge\n");
-    for (size_t k = 0; k < ELEMENTSOF(runtimes); k++)
-        moat_strbuf_appendf(&b, "moat_sandboxes_by_runtime{runtime=\"%s\"} %zu\n", runtimes[k],
-                            by_runtime[k]);
+    for (size_t k = 0; k < ELEMENTSOF(count_runtimes); k++)
+        moat_strbuf_appendf(&b, "moat_sandboxes_by_runtime{runtime=\"%s\"} %ld\n",
+                            count_runtimes[k], atomic_load(&c->by_runtime[k]));
     return moat_strbuf_take(&b);
 }

@@ -104,6 +104,37 @@ class OperatorTest(unittest.TestCase):
         pods = json.loads(kubectl("get", "pods", "-n", self.ns, "-o", "json")[1])["items"]
         self.assertEqual(len(pods), 1)
 
+    def test_node_events_wake_only_the_sandboxes_they_can_help(self):
+        # 20 VM Sandboxes wait for a hypervisor nobody has.
+        names = [f"wait-{i}" for i in range(20)]
+        for n in names:
+            self.create(n, isolation="VM")
+        for n in names:
+            wait_for(lambda n=n: (condition(sandbox_status(self.ns, n) or {}, "Scheduled") or {})
+                     .get("reason") == "NoHypervisor", 30, what=f"{n} waiting")
+        # Node events that change nothing they wait for: a new node without a hypervisor,
+        # ten label changes and its heartbeats. Each used to reconcile every Pending one.
+        before = self.operator.metric("moat_operator_reconciles_total")
+        plain = FakeNode(f"fake-plain-{os.getpid()}", MANAGED)
+        try:
+            for i in range(10):
+                kubectl("label", "node", plain.name, f"moat.dev/test-poke={i}", "--overwrite")
+            time.sleep(2)
+            woken = self.operator.metric("moat_operator_reconciles_total") - before
+            self.assertLess(woken, len(names), f"{woken} reconciles for 11 node events")
+            for n in names:
+                self.assertIsNone(get_pod(self.ns, n))
+            # ... while a node that can run them wakes each one: each gets its Pod.
+            kvm = FakeNode(f"fake-kvm-wake-{os.getpid()}", {**MANAGED, "moat.dev/hypervisor": "kvm",
+                                                            "moat.dev/runtime.kata": "true"})
+            try:
+                for n in names:
+                    self.wait_pod(n)
+            finally:
+                kvm.delete()
+        finally:
+            plain.delete()
+
     def test_isolation_modes(self):
         self.create("auto")
         self.assertEqual(self.wait_pod("auto")["spec"]["runtimeClassName"], "moat-auto")
@@ -244,6 +275,11 @@ class OperatorTest(unittest.TestCase):
                      "moat_sandboxes_by_runtime{"):
             self.assertIn(name, text)
         self.assertEqual(self.operator.get("/healthz")[0], 200)
+        # kept by the informer's handlers, not by walking the cache: they still add up
+        wait_for(lambda: self.operator.metric("moat_sandboxes") ==
+                 len(get_json("sandboxes", "-A")["items"]) ==
+                 self.operator.metric("moat_sandboxes_by_runtime"), 10,
+                 what="moat_sandboxes to count every Sandbox once")
 
 
     def test_network_policies_applied_once_and_kept(self):
