@@ -458,6 +458,8 @@ class ChartClusterTest(unittest.TestCase):
         p = helm("install", RELEASE, CHART, "-n", self.ns, "--create-namespace", "-f", pin)
         self.assertIn("STATUS: deployed", p.stdout)
         self.assertIn("Run a first Sandbox", p.stdout)  # NOTES.txt
+        self.assertIn("rollout status daemonset/moat-agent-default", p.stdout)
+        self.assertIn("count/sandboxes.moat.dev", p.stdout)
         dep = get_json("deployment", "moat-operator", "-n", self.ns)
         self.assertEqual(dep["spec"]["replicas"], 2)
         get_json("daemonset", "moat-node-default", "-n", self.ns)
