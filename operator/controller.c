@@ -22,61 +22,9 @@
 #include "netpol.h"
 #include "pod.h"
 #include "status.h"
+#include "controller-internal.h"
 
-#define MAX_WORKERS     64
-#define FIELD_MANAGER   "moat-operator"
-#define CONFLICT_RETRY  (5 * 1000000LL)
-#define SYNC_TIMEOUT_NS (120 * 1000000000LL)
-
-/* Reconcile latency histogram buckets, in seconds. */
-static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                 0.1,   0.25,   0.5,   1,    2.5,   5};
-#define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
-
-struct operator_controller {
-    kube_client *client;
-    const operator_config *cfg;
-    char *identity, *lease_namespace, *lease_name;
-    bool leader_elect;
-
-    kube_loop *loop;
-    kube_informer *sandboxes, *pods, *nodes;
-    /* The chart's admission policies and their bindings: /readyz names one that is missing
-     * (cfg->required_policies; no informers when that list is empty). */
-    kube_informer *policies, *bindings;
-    sandbox_mark_key *mark_key;
-    workqueue *queue;
-    kube_recorder *recorder;
-    kube_leader *leader;
-
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool stop, lost, ready;
-
-    /* The NetworkPolicies of each namespace with Sandboxes, kept level-based: an informer on
-     * the operator's policies, one work-queue key per namespace (NETPOL_KEY), and the hash
-     * of each policy's spec, carried in an annotation, to see that one is as built. */
-    kube_informer *netpols;
-    char netpol_names[2][64], netpol_hashes[2][65];
-    /* "ns/name" -> the hash of the spec the API server answered our last apply with: a
-     * cached policy whose spec hashes otherwise was changed by someone else. */
-    pthread_mutex_t applied_lock;
-    json_t *applied;
-
-    atomic_uint_fast64_t reconciles, reconcile_errors, requeues, pods_created, status_writes,
-        conflicts, deletes, netpol_applies;
-    /* Isolated turned IsolationMismatch, NotIsolated, UntrustedPod (record_transitions) */
-    atomic_uint_fast64_t isolation_alarms[3];
-    atomic_uint_fast64_t latency_buckets[N_BUCKETS + 1];
-    _Atomic double latency_sum;
-    atomic_bool leading;
-    atomic_int facts_bits; /* what the nodes could run when last looked at; -1: not yet */
-    /* Sandboxes by phase and by reported runtime, kept by the informer's handlers (a scrape
-     * of /metrics never walks the cache) */
-    atomic_long by_phase[5], by_runtime[3];
-};
-
-static void enqueue(operator_controller *c, const char *key)
+void controller_enqueue(operator_controller *c, const char *key)
 {
     moat_error err = MOAT_ERROR_INIT;
     if (workqueue_add(c->queue, key, &err) < 0 && err.code != MOAT_E_CANCELED)
@@ -91,21 +39,24 @@ static void sandbox_changed(void *user, json_t *obj)
     operator_controller *c = user;
     _cleanup_free_ char *key = kobj_key(obj);
     if (key)
-        enqueue(c, key);
+        controller_enqueue(c, key);
 }
 
-static const char *const count_phases[] = {"Pending", "Running", "Succeeded", "Failed", "Expired"};
-static const char *const count_runtimes[] = {"gvisor", "kata", ""};
+const double controller_latency_buckets[N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                      0.1,   0.25,   0.5,   1,    2.5,   5};
+const char *const controller_phases[CONTROLLER_PHASES] = {"Pending", "Running", "Succeeded",
+                                                          "Failed", "Expired"};
+const char *const controller_runtimes[CONTROLLER_RUNTIMES] = {"gvisor", "kata", ""};
 
 /* Adds delta to the counts obj falls in. */
 static void count(operator_controller *c, const json_t *obj, long delta)
 {
     const char *p = kobj_str(obj, "status.phase"), *r = kobj_str(obj, "status.isolation.runtime");
-    for (size_t k = 0; k < ELEMENTSOF(count_phases); k++)
-        if (strcmp(p ? p : "Pending", count_phases[k]) == 0)
+    for (size_t k = 0; k < ELEMENTSOF(controller_phases); k++)
+        if (strcmp(p ? p : "Pending", controller_phases[k]) == 0)
             atomic_fetch_add(&c->by_phase[k], delta);
-    for (size_t k = 0; k < ELEMENTSOF(count_runtimes); k++)
-        if (strcmp(r ? r : "", count_runtimes[k]) == 0)
+    for (size_t k = 0; k < ELEMENTSOF(controller_runtimes); k++)
+        if (strcmp(r ? r : "", controller_runtimes[k]) == 0)
             atomic_fetch_add(&c->by_runtime[k], delta);
 }
 
@@ -134,7 +85,7 @@ static void pod_changed(void *user, json_t *pod)
     const char *owner = kobj_label(pod, MOAT_LABEL_SANDBOX), *ns = kobj_namespace(pod);
     char key[512];
     if (owner && ns && snprintf(key, sizeof(key), "%s/%s", ns, owner) < (int)sizeof(key))
-        enqueue(c, key);
+        controller_enqueue(c, key);
 }
 
 static void pod_updated(void *user, json_t *old, json_t *pod)
@@ -224,166 +175,9 @@ static void cluster_facts_read(operator_controller *c, cluster_facts *f)
 /* ---- writes ------------------------------------------------------------------------- */
 
 /* Every write first asks whether this replica still leads. */
-static bool may_write(operator_controller *c)
+bool controller_may_write(operator_controller *c)
 {
     return !c->leader_elect || (c->leader && kube_leader_is_leading(c->leader));
-}
-
-/* What a reconcile asks of the worker: nothing more, a quick retry (a conflict), a retry
- * with backoff (a failure), or a short wait (its namespace's NetworkPolicies). */
-typedef enum { DONE, REQUEUE_NOW, FAILED, WAIT_POLICIES } outcome;
-
-/* A namespace's NetworkPolicies are one work-queue key of their own, so no two workers
- * apply them at once (a fresh namespace with many Sandboxes applied them once per worker). A
- * Sandbox key always holds a '/', this one never. */
-#define NETPOL_KEY             "networkpolicies:"
-#define NETPOL_HASH_ANNOTATION "moat.dev/spec-sha256"
-#define NETPOL_WAIT_NS         (50 * 1000000LL)
-
-/* SHA-256 of the policy's spec as canonical JSON, in hex, into out[65]; false when out of
- * memory. */
-static bool spec_hash(char out[65], const json_t *policy)
-{
-    _cleanup_free_ char *text =
-        json_dumps(json_object_get(policy, "spec"), JSON_COMPACT | JSON_SORT_KEYS);
-    unsigned char d[SHA256_DIGEST_LENGTH];
-    if (!text || !SHA256((const unsigned char *)text, strlen(text), d))
-        return false;
-    for (size_t i = 0; i < sizeof(d); i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-    return true;
-}
-
-/* How the cache's copy of policy `key` compares with what the operator applied. */
-typedef enum {
-    NETPOL_MISSING, /* not in the cache, or built from another configuration */
-    NETPOL_CHANGED, /* its spec is not what the API server answered our apply with */
-    NETPOL_UNKNOWN, /* ours, but not applied by this process yet (after a restart) */
-    NETPOL_SAME,
-} netpol_state;
-
-static netpol_state netpol_compare(operator_controller *c, const char *key, size_t i)
-{
-    json_t *p = kube_informer_get(c->netpols, key);
-    const char *h = kobj_annotation(p, NETPOL_HASH_ANNOTATION);
-    char now[65];
-    netpol_state st = NETPOL_MISSING;
-    if (p && h && strcmp(h, c->netpol_hashes[i]) == 0 && spec_hash(now, p)) {
-        pthread_mutex_lock(&c->applied_lock);
-        const char *applied = json_string_value(json_object_get(c->applied, key));
-        st = !applied ? NETPOL_UNKNOWN : strcmp(applied, now) == 0 ? NETPOL_SAME : NETPOL_CHANGED;
-        pthread_mutex_unlock(&c->applied_lock);
-    }
-    json_decref(p);
-    return st;
-}
-
-/* Whether the cache shows every policy of ns as built (a policy edited by hand is put back
- * by its own key; it still fences the namespace meanwhile, so Pods wait only for a missing
- * one). */
-static bool policies_ready(operator_controller *c, const char *ns)
-{
-    char key[512];
-    bool ready = true, recheck = false;
-    for (size_t i = 0; i < ELEMENTSOF(c->netpol_names); i++) {
-        snprintf(key, sizeof(key), "%s/%s", ns, c->netpol_names[i]);
-        netpol_state st = netpol_compare(c, key, i);
-        ready &= st != NETPOL_MISSING;
-        recheck |= st != NETPOL_SAME;
-    }
-    if (ready && recheck) {
-        snprintf(key, sizeof(key), NETPOL_KEY "%s", ns);
-        enqueue(c, key);
-    }
-    return ready;
-}
-
-static bool namespace_has_sandboxes(operator_controller *c, const char *ns)
-{
-    json_t *all = kube_informer_list(c->sandboxes), *s;
-    size_t i;
-    bool any = false;
-    json_array_foreach (all, i, s) {
-        const char *sns = kobj_namespace(s);
-        if (sns && strcmp(sns, ns) == 0) {
-            any = true;
-            break;
-        }
-    }
-    json_decref(all);
-    return any;
-}
-
-/* The NETPOL_KEY reconcile: every policy of a namespace that has Sandboxes, applied where
- * the cache lacks it or holds another spec (deleted or edited by hand). */
-static outcome reconcile_policies(operator_controller *c, const char *ns, moat_error *err)
-{
-    if (!may_write(c) || !namespace_has_sandboxes(c, ns))
-        return DONE;
-    json_t *policies = NULL, *p;
-    size_t i;
-    if (sandbox_netpols_build(&policies, ns, c->cfg, err) < 0)
-        return FAILED;
-    kube_patch_options po = {.field_manager = FIELD_MANAGER, .force = true};
-    outcome result = DONE;
-    json_array_foreach (policies, i, p) {
-        char key[512];
-        if (i >= ELEMENTSOF(c->netpol_hashes))
-            break;
-        snprintf(key, sizeof(key), "%s/%s", ns, kobj_name(p));
-        if (netpol_compare(c, key, i) == NETPOL_SAME)
-            continue;
-        json_t *meta = json_object_get(p, "metadata"), *answer = NULL;
-        json_object_set_new(meta, "annotations",
-                            json_pack("{s:s}", NETPOL_HASH_ANNOTATION, c->netpol_hashes[i]));
-        if (kube_patch(c->client, &answer, &KUBE_NETWORKPOLICIES, ns, kobj_name(p),
-                       KUBE_PATCH_APPLY, p, &po, err) < 0) {
-            moat_error_prefix(err, "network policy %s/%s", ns, kobj_name(p));
-            result = FAILED;
-            break;
-        }
-        char h[65];
-        /* Server-side apply leaves alone what another manager added (an egress rule on the
-         * none policy, say): when the answer is not the spec as built, the spec is written
-         * whole. */
-        if (spec_hash(h, answer) && strcmp(h, c->netpol_hashes[i]) != 0 &&
-            json_object_set(answer, "spec", json_object_get(p, "spec")) == 0) {
-            json_t *put = NULL;
-            if (kube_update(c->client, &put, &KUBE_NETWORKPOLICIES, answer, err) < 0) {
-                json_decref(answer);
-                moat_error_prefix(err, "network policy %s/%s", ns, kobj_name(p));
-                result = kube_error_is(err, KUBE_REASON_CONFLICT) ? REQUEUE_NOW : FAILED;
-                if (result == REQUEUE_NOW)
-                    moat_error_clear(err);
-                break;
-            }
-            json_decref(answer);
-            answer = put;
-        }
-        if (spec_hash(h, answer)) {
-            pthread_mutex_lock(&c->applied_lock);
-            json_object_set_new(c->applied, key, json_string(h));
-            pthread_mutex_unlock(&c->applied_lock);
-        }
-        json_decref(answer);
-        atomic_fetch_add(&c->netpol_applies, 1);
-    }
-    json_decref(policies);
-    return result;
-}
-
-static void netpol_changed(void *user, json_t *policy)
-{
-    operator_controller *c = user;
-    const char *ns = kobj_namespace(policy);
-    char key[300];
-    if (ns && snprintf(key, sizeof(key), NETPOL_KEY "%s", ns) < (int)sizeof(key))
-        enqueue(c, key);
-}
-
-static void netpol_updated(void *user, json_t *old, json_t *policy)
-{
-    netpol_changed(user, policy);
 }
 
 /* The Pod's controller reference, or NULL. */
@@ -560,16 +354,16 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
     cluster_facts_read(c, &facts);
     sandbox_plan_make(&plan, &view, &facts);
 
-    if (!may_write(c))
+    if (!controller_may_write(c))
         goto out;
     if (plan.action == SANDBOX_ACTION_CREATE_POD) {
         /* No sandbox Pod before its namespace's policies are in place (the cache says so). */
-        if (!policies_ready(c, ns)) {
+        if (!netpol_sync_ready(c, ns)) {
             char pkey[300];
             snprintf(pkey, sizeof(pkey), NETPOL_KEY "%s", ns);
             /* A key that failed waits out its backoff: queueing it now would skip that. */
             if (workqueue_num_requeues(c->queue, pkey) == 0)
-                enqueue(c, pkey);
+                controller_enqueue(c, pkey);
             result = WAIT_POLICIES;
             goto out;
         }
@@ -649,7 +443,7 @@ out:
 static void observe_latency(operator_controller *c, double seconds)
 {
     size_t i = 0;
-    while (i < N_BUCKETS && seconds > buckets[i])
+    while (i < N_BUCKETS && seconds > controller_latency_buckets[i])
         i++;
     atomic_fetch_add(&c->latency_buckets[i], 1);
     double cur = atomic_load(&c->latency_sum);
@@ -665,7 +459,7 @@ static void *worker(void *arg)
         _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
         int64_t after = 0, t0 = moat_mono_ns();
         outcome o = strncmp(key, NETPOL_KEY, strlen(NETPOL_KEY)) == 0
-                        ? reconcile_policies(c, key + strlen(NETPOL_KEY), &err)
+                        ? netpol_sync(c, key + strlen(NETPOL_KEY), &err)
                         : reconcile(c, key, &after, &err);
         observe_latency(c, (double)(moat_mono_ns() - t0) / 1e9);
         atomic_fetch_add(&c->reconciles, 1);
@@ -785,26 +579,6 @@ char *controller_unready(operator_controller *c)
     return why;
 }
 
-/* The names and spec hashes of the policies every namespace gets (their spec does not
- * depend on the namespace). */
-static int netpol_hashes(operator_controller *c, moat_error *err)
-{
-    json_t *policies = NULL, *p;
-    size_t i;
-    if (sandbox_netpols_build(&policies, "any", c->cfg, err) < 0)
-        return -1;
-    int r = json_array_size(policies) == ELEMENTSOF(c->netpol_names) ? 0 : -1;
-    json_array_foreach (policies, i, p) {
-        if (r < 0 || i >= ELEMENTSOF(c->netpol_names))
-            break;
-        snprintf(c->netpol_names[i], sizeof(c->netpol_names[i]), "%s", kobj_name(p));
-        if (!spec_hash(c->netpol_hashes[i], p))
-            r = -1;
-    }
-    json_decref(policies);
-    return r < 0 ? moat_error_set(err, MOAT_E_NOMEM, "hashing the network policies") : 0;
-}
-
 int controller_new(operator_controller **out, const controller_options *o, moat_error *err)
 {
     operator_controller *c = calloc(1, sizeof(*c));
@@ -842,7 +616,7 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     kube_informer_options npo = {.resource = &KUBE_NETWORKPOLICIES,
                                  .label_selector =
                                      SANDBOX_NETPOL_MANAGED_BY_KEY "=" SANDBOX_NETPOL_MANAGED_BY};
-    kube_informer_handlers nph = {netpol_changed, netpol_updated, netpol_changed, c};
+    kube_informer_handlers nph = {netpol_sync_changed, netpol_sync_updated, netpol_sync_changed, c};
     kube_informer_handlers sh = {sandbox_added, sandbox_updated, sandbox_deleted, c};
     kube_informer_handlers ph = {pod_changed, pod_updated, pod_changed, c};
     kube_informer_handlers nh = {node_changed, node_updated, node_changed, c};
@@ -851,7 +625,8 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
         kube_informer_new(&c->sandboxes, c->loop, &so, &sh, err) < 0 ||
         kube_informer_new(&c->pods, c->loop, &po, &ph, err) < 0 ||
         kube_informer_new(&c->nodes, c->loop, &no, &nh, err) < 0 ||
-        kube_informer_new(&c->netpols, c->loop, &npo, &nph, err) < 0 || netpol_hashes(c, err) < 0 ||
+        kube_informer_new(&c->netpols, c->loop, &npo, &nph, err) < 0 ||
+        netpol_sync_init(c, err) < 0 ||
         (*c->cfg->required_policies &&
          (kube_informer_new(&c->policies, c->loop, &vo, NULL, err) < 0 ||
           kube_informer_new(&c->bindings, c->loop, &bo, NULL, err) < 0)) ||
@@ -959,90 +734,4 @@ void controller_free(operator_controller *c)
     free(c->lease_namespace);
     free(c->lease_name);
     free(c);
-}
-
-/* ---- metrics -------------------------------------------------------------------------- */
-
-char *controller_metrics_render(operator_controller *c)
-{
-    moat_strbuf b = {0};
-    moat_strbuf_appendf(&b, "# HELP moat_operator_reconciles_total Reconciles done, by result.\n"
-                            "# TYPE moat_operator_reconciles_total counter\n");
-    uint64_t total = atomic_load(&c->reconciles), errors = atomic_load(&c->reconcile_errors),
-             requeues = atomic_load(&c->requeues);
-    moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"success\"} %llu\n",
-                        (unsigned long long)(total - errors - requeues));
-    moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"error\"} %llu\n",
-                        (unsigned long long)errors);
-    moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"requeue\"} %llu\n",
-                        (unsigned long long)requeues);
-    moat_strbuf_appendf(&b,
-                        "# HELP moat_operator_reconcile_errors_total Reconciles that failed.\n"
-                        "# TYPE moat_operator_reconcile_errors_total counter\n"
-                        "moat_operator_reconcile_errors_total %llu\n",
-                        (unsigned long long)errors);
-    moat_strbuf_appendf(&b,
-                        "# HELP moat_operator_pods_created_total Sandbox pods created.\n"
-                        "# TYPE moat_operator_pods_created_total counter\n"
-                        "moat_operator_pods_created_total %llu\n",
-                        (unsigned long long)atomic_load(&c->pods_created));
-    moat_strbuf_appendf(&b, "# HELP moat_operator_isolation_alarms_total Sandboxes whose Isolated "
-                            "condition turned False, by reason.\n"
-                            "# TYPE moat_operator_isolation_alarms_total counter\n");
-    static const char *const alarm_reasons[] = {"IsolationMismatch", "NotIsolated", "UntrustedPod"};
-    for (size_t i = 0; i < ELEMENTSOF(alarm_reasons); i++)
-        moat_strbuf_appendf(&b, "moat_operator_isolation_alarms_total{reason=\"%s\"} %llu\n",
-                            alarm_reasons[i],
-                            (unsigned long long)atomic_load(&c->isolation_alarms[i]));
-    moat_strbuf_appendf(&b,
-                        "# HELP moat_operator_networkpolicy_applies_total NetworkPolicies applied "
-                        "(made, or put back as built).\n"
-                        "# TYPE moat_operator_networkpolicy_applies_total counter\n"
-                        "moat_operator_networkpolicy_applies_total %llu\n",
-                        (unsigned long long)atomic_load(&c->netpol_applies));
-    moat_strbuf_appendf(
-        &b,
-        "# HELP moat_operator_status_conflicts_total Status writes refused as stale.\n"
-        "# TYPE moat_operator_status_conflicts_total counter\n"
-        "moat_operator_status_conflicts_total %llu\n",
-        (unsigned long long)atomic_load(&c->conflicts));
-    moat_strbuf_appendf(&b,
-                        "# HELP moat_operator_workqueue_depth Keys waiting to be reconciled.\n"
-                        "# TYPE moat_operator_workqueue_depth gauge\n"
-                        "moat_operator_workqueue_depth %zu\n",
-                        workqueue_len(c->queue));
-    moat_strbuf_appendf(&b,
-                        "# HELP moat_operator_leader 1 while this replica holds the lease.\n"
-                        "# TYPE moat_operator_leader gauge\nmoat_operator_leader %d\n",
-                        atomic_load(&c->leading) ? 1 : 0);
-    moat_strbuf_appendf(
-        &b, "# HELP moat_operator_reconcile_duration_seconds Time one reconcile takes.\n"
-            "# TYPE moat_operator_reconcile_duration_seconds histogram\n");
-    uint64_t cum = 0;
-    for (size_t i = 0; i < N_BUCKETS; i++) {
-        cum += atomic_load(&c->latency_buckets[i]);
-        moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                            buckets[i], (unsigned long long)cum);
-    }
-    cum += atomic_load(&c->latency_buckets[N_BUCKETS]);
-    moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                        (unsigned long long)cum);
-    moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_sum %.6f\n",
-                        atomic_load(&c->latency_sum));
-    moat_strbuf_appendf(&b, "moat_operator_reconcile_duration_seconds_count %llu\n",
-                        (unsigned long long)cum);
-
-    /* Sandboxes by phase and by runtime, as the informer's handlers counted them. */
-    moat_strbuf_appendf(&b,
-                        "# HELP moat_sandboxes Sandboxes by phase.\n# TYPE moat_sandboxes gauge\n");
-    for (size_t k = 0; k < ELEMENTSOF(count_phases); k++)
-        moat_strbuf_appendf(&b, "moat_sandboxes{phase=\"%s\"} %ld\n", count_phases[k],
-                            atomic_load(&c->by_phase[k]));
-    moat_strbuf_appendf(
-        &b, "# HELP moat_sandboxes_by_runtime Sandboxes by the runtime their node reported "
-            "(\"\" until it has).\n# TYPE moat_sandboxes_by_runtime gauge\n");
-    for (size_t k = 0; k < ELEMENTSOF(count_runtimes); k++)
-        moat_strbuf_appendf(&b, "moat_sandboxes_by_runtime{runtime=\"%s\"} %ld\n",
-                            count_runtimes[k], atomic_load(&c->by_runtime[k]));
-    return moat_strbuf_take(&b);
 }

@@ -1,0 +1,105 @@
+/* What the operator's controller modules share (controller.c: informers, reconcile, workers,
+ * leadership; netpol_sync.c: each namespace's NetworkPolicies; metrics.c: /metrics): the
+ * controller's state and the few calls between them. Not a contract for anything else. */
+#ifndef MOAT_OPERATOR_CONTROLLER_INTERNAL_H
+#define MOAT_OPERATOR_CONTROLLER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "controller.h"
+#include "libmoat/informer.h"
+#include "libmoat/lease.h"
+#include "libmoat/recorder.h"
+#include "libmoat/workqueue.h"
+#include "mark.h"
+
+#define MAX_WORKERS     64
+#define FIELD_MANAGER   "moat-operator"
+#define CONFLICT_RETRY  (5 * 1000000LL)
+#define SYNC_TIMEOUT_NS (120 * 1000000000LL)
+
+/* Reconcile latency histogram buckets, in seconds. */
+#define N_BUCKETS 12
+extern const double controller_latency_buckets[N_BUCKETS];
+
+/* What the Sandbox counts are by: phases, and the runtime their node reported ("" until). */
+#define CONTROLLER_PHASES   5
+#define CONTROLLER_RUNTIMES 3
+extern const char *const controller_phases[CONTROLLER_PHASES];
+extern const char *const controller_runtimes[CONTROLLER_RUNTIMES];
+
+struct operator_controller {
+    kube_client *client;
+    const operator_config *cfg;
+    char *identity, *lease_namespace, *lease_name;
+    bool leader_elect;
+
+    kube_loop *loop;
+    kube_informer *sandboxes, *pods, *nodes;
+    /* The chart's admission policies and their bindings: /readyz names one that is missing
+     * (cfg->required_policies; no informers when that list is empty). */
+    kube_informer *policies, *bindings;
+    sandbox_mark_key *mark_key;
+    workqueue *queue;
+    kube_recorder *recorder;
+    kube_leader *leader;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop, lost, ready;
+
+    /* The NetworkPolicies of each namespace with Sandboxes, kept level-based: an informer on
+     * the operator's policies, one work-queue key per namespace (NETPOL_KEY), and the hash
+     * of each policy's spec, carried in an annotation, to see that one is as built. */
+    kube_informer *netpols;
+    char netpol_names[2][64], netpol_hashes[2][65];
+    /* "ns/name" -> the hash of the spec the API server answered our last apply with: a
+     * cached policy whose spec hashes otherwise was changed by someone else. */
+    pthread_mutex_t applied_lock;
+    json_t *applied;
+
+    atomic_uint_fast64_t reconciles, reconcile_errors, requeues, pods_created, status_writes,
+        conflicts, deletes, netpol_applies;
+    /* Isolated turned IsolationMismatch, NotIsolated, UntrustedPod (record_transitions) */
+    atomic_uint_fast64_t isolation_alarms[3];
+    atomic_uint_fast64_t latency_buckets[N_BUCKETS + 1];
+    _Atomic double latency_sum;
+    atomic_bool leading;
+    atomic_int facts_bits; /* what the nodes could run when last looked at; -1: not yet */
+    /* Sandboxes by phase and by reported runtime, kept by the informer's handlers (a scrape
+     * of /metrics never walks the cache) */
+    atomic_long by_phase[CONTROLLER_PHASES], by_runtime[CONTROLLER_RUNTIMES];
+};
+
+/* What a reconcile asks of the worker: nothing more, a quick retry (a conflict), a retry
+ * with backoff (a failure), or a short wait (its namespace's NetworkPolicies). */
+typedef enum { DONE, REQUEUE_NOW, FAILED, WAIT_POLICIES } outcome;
+
+/* Queues a key for the workers (a warning when it cannot). */
+void controller_enqueue(operator_controller *c, const char *key);
+
+/* Whether this replica may write: it leads, or there is no election. */
+bool controller_may_write(operator_controller *c);
+
+/* A namespace's NetworkPolicies are one work-queue key of their own (NETPOL_KEY "<ns>"), so
+ * no two workers apply them at once. A Sandbox key always holds a '/', this one never. */
+#define NETPOL_KEY "networkpolicies:"
+
+/* The policies every namespace gets: their names and spec hashes (at start). */
+int netpol_sync_init(operator_controller *c, moat_error *err);
+
+/* Whether the cache shows every policy of ns as built; queues ns's key when one is not the
+ * spec the operator applied. */
+bool netpol_sync_ready(operator_controller *c, const char *ns);
+
+/* The NETPOL_KEY reconcile: every policy of a namespace that has Sandboxes, applied where
+ * the cache lacks it or holds another spec (deleted or edited by hand). */
+outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err);
+
+/* The policies' informer handlers: a change queues its namespace's key. */
+void netpol_sync_changed(void *user, json_t *policy);
+void netpol_sync_updated(void *user, json_t *old, json_t *policy);
+
+#endif

@@ -1,0 +1,178 @@
+/* Each namespace's NetworkPolicies, kept level-based: one work-queue key per namespace, an
+ * informer on the operator's policies, and the hash of each policy's spec, carried in an
+ * annotation and remembered from the API server's answer, to see that one is as built. */
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "controller-internal.h"
+#include "libmoat/kobj.h"
+#include "libmoat/macro.h"
+#include "netpol.h"
+
+#define NETPOL_HASH_ANNOTATION "moat.dev/spec-sha256"
+
+/* SHA-256 of the policy's spec as canonical JSON, in hex, into out[65]; false when out of
+ * memory. */
+static bool spec_hash(char out[65], const json_t *policy)
+{
+    _cleanup_free_ char *text =
+        json_dumps(json_object_get(policy, "spec"), JSON_COMPACT | JSON_SORT_KEYS);
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    if (!text || !SHA256((const unsigned char *)text, strlen(text), d))
+        return false;
+    for (size_t i = 0; i < sizeof(d); i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    return true;
+}
+
+/* How the cache's copy of policy `key` compares with what the operator applied. */
+typedef enum {
+    NETPOL_MISSING, /* not in the cache, or built from another configuration */
+    NETPOL_CHANGED, /* its spec is not what the API server answered our apply with */
+    NETPOL_UNKNOWN, /* ours, but not applied by this process yet (after a restart) */
+    NETPOL_SAME,
+} netpol_state;
+
+static netpol_state netpol_compare(operator_controller *c, const char *key, size_t i)
+{
+    json_t *p = kube_informer_get(c->netpols, key);
+    const char *h = kobj_annotation(p, NETPOL_HASH_ANNOTATION);
+    char now[65];
+    netpol_state st = NETPOL_MISSING;
+    if (p && h && strcmp(h, c->netpol_hashes[i]) == 0 && spec_hash(now, p)) {
+        pthread_mutex_lock(&c->applied_lock);
+        const char *applied = json_string_value(json_object_get(c->applied, key));
+        st = !applied ? NETPOL_UNKNOWN : strcmp(applied, now) == 0 ? NETPOL_SAME : NETPOL_CHANGED;
+        pthread_mutex_unlock(&c->applied_lock);
+    }
+    json_decref(p);
+    return st;
+}
+
+/* Whether the cache shows every policy of ns as built (a policy edited by hand is put back
+ * by its own key; it still fences the namespace meanwhile, so Pods wait only for a missing
+ * one). */
+bool netpol_sync_ready(operator_controller *c, const char *ns)
+{
+    char key[512];
+    bool ready = true, recheck = false;
+    for (size_t i = 0; i < ELEMENTSOF(c->netpol_names); i++) {
+        snprintf(key, sizeof(key), "%s/%s", ns, c->netpol_names[i]);
+        netpol_state st = netpol_compare(c, key, i);
+        ready &= st != NETPOL_MISSING;
+        recheck |= st != NETPOL_SAME;
+    }
+    if (ready && recheck) {
+        snprintf(key, sizeof(key), NETPOL_KEY "%s", ns);
+        controller_enqueue(c, key);
+    }
+    return ready;
+}
+
+static bool namespace_has_sandboxes(operator_controller *c, const char *ns)
+{
+    json_t *all = kube_informer_list(c->sandboxes), *s;
+    size_t i;
+    bool any = false;
+    json_array_foreach (all, i, s) {
+        const char *sns = kobj_namespace(s);
+        if (sns && strcmp(sns, ns) == 0) {
+            any = true;
+            break;
+        }
+    }
+    json_decref(all);
+    return any;
+}
+
+outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err)
+{
+    if (!controller_may_write(c) || !namespace_has_sandboxes(c, ns))
+        return DONE;
+    json_t *policies = NULL, *p;
+    size_t i;
+    if (sandbox_netpols_build(&policies, ns, c->cfg, err) < 0)
+        return FAILED;
+    kube_patch_options po = {.field_manager = FIELD_MANAGER, .force = true};
+    outcome result = DONE;
+    json_array_foreach (policies, i, p) {
+        char key[512];
+        if (i >= ELEMENTSOF(c->netpol_hashes))
+            break;
+        snprintf(key, sizeof(key), "%s/%s", ns, kobj_name(p));
+        if (netpol_compare(c, key, i) == NETPOL_SAME)
+            continue;
+        json_t *meta = json_object_get(p, "metadata"), *answer = NULL;
+        json_object_set_new(meta, "annotations",
+                            json_pack("{s:s}", NETPOL_HASH_ANNOTATION, c->netpol_hashes[i]));
+        if (kube_patch(c->client, &answer, &KUBE_NETWORKPOLICIES, ns, kobj_name(p),
+                       KUBE_PATCH_APPLY, p, &po, err) < 0) {
+            moat_error_prefix(err, "network policy %s/%s", ns, kobj_name(p));
+            result = FAILED;
+            break;
+        }
+        char h[65];
+        /* Server-side apply leaves alone what another manager added (an egress rule on the
+         * none policy, say): when the answer is not the spec as built, the spec is written
+         * whole. */
+        if (spec_hash(h, answer) && strcmp(h, c->netpol_hashes[i]) != 0 &&
+            json_object_set(answer, "spec", json_object_get(p, "spec")) == 0) {
+            json_t *put = NULL;
+            if (kube_update(c->client, &put, &KUBE_NETWORKPOLICIES, answer, err) < 0) {
+                json_decref(answer);
+                moat_error_prefix(err, "network policy %s/%s", ns, kobj_name(p));
+                result = kube_error_is(err, KUBE_REASON_CONFLICT) ? REQUEUE_NOW : FAILED;
+                if (result == REQUEUE_NOW)
+                    moat_error_clear(err);
+                break;
+            }
+            json_decref(answer);
+            answer = put;
+        }
+        if (spec_hash(h, answer)) {
+            pthread_mutex_lock(&c->applied_lock);
+            json_object_set_new(c->applied, key, json_string(h));
+            pthread_mutex_unlock(&c->applied_lock);
+        }
+        json_decref(answer);
+        atomic_fetch_add(&c->netpol_applies, 1);
+    }
+    json_decref(policies);
+    return result;
+}
+
+void netpol_sync_changed(void *user, json_t *policy)
+{
+    operator_controller *c = user;
+    const char *ns = kobj_namespace(policy);
+    char key[300];
+    if (ns && snprintf(key, sizeof(key), NETPOL_KEY "%s", ns) < (int)sizeof(key))
+        controller_enqueue(c, key);
+}
+
+void netpol_sync_updated(void *user, json_t *old, json_t *policy)
+{
+    netpol_sync_changed(user, policy);
+}
+
+/* The names and spec hashes of the policies every namespace gets (their spec does not
+ * depend on the namespace). */
+int netpol_sync_init(operator_controller *c, moat_error *err)
+{
+    json_t *policies = NULL, *p;
+    size_t i;
+    if (sandbox_netpols_build(&policies, "any", c->cfg, err) < 0)
+        return -1;
+    int r = json_array_size(policies) == ELEMENTSOF(c->netpol_names) ? 0 : -1;
+    json_array_foreach (policies, i, p) {
+        if (r < 0 || i >= ELEMENTSOF(c->netpol_names))
+            break;
+        snprintf(c->netpol_names[i], sizeof(c->netpol_names[i]), "%s", kobj_name(p));
+        if (!spec_hash(c->netpol_hashes[i], p))
+            r = -1;
+    }
+    json_decref(policies);
+    return r < 0 ? moat_error_set(err, MOAT_E_NOMEM, "hashing the network policies") : 0;
+}
