@@ -748,29 +748,6 @@ static int parse_document(kube_config *c, walk *w, const char *base_dir, const c
 
 /* ---- YAML parsing ----------------------------------------------------------------------- */
 
-/* libyaml frees without zeroing; the scalars hold any inline key or token. */
-static void document_destroy(yaml_document_t *doc)
-{
-    for (yaml_node_t *n = doc->nodes.start; n && n < doc->nodes.top; n++)
-        if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
-            explicit_bzero(n->data.scalar.value, n->data.scalar.length);
-    yaml_document_delete(doc);
-}
-
-/* Zeroes what the parser still holds of the text. The scanner's intermediate string buffers
- * are freed inside libyaml and cannot be reached. */
-static void parser_destroy(yaml_parser_t *p)
-{
-    if (p->buffer.start)
-        explicit_bzero(p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
-    if (p->raw_buffer.start)
-        explicit_bzero(p->raw_buffer.start, (size_t)(p->raw_buffer.end - p->raw_buffer.start));
-    for (yaml_token_t *t = p->tokens.head; t && t < p->tokens.tail; t++)
-        if (t->type == YAML_SCALAR_TOKEN && t->data.scalar.value)
-            explicit_bzero(t->data.scalar.value, t->data.scalar.length);
-    yaml_parser_delete(p);
-}
-
 static kube_config *config_new(void)
 {
     kube_config *c = calloc(1, sizeof(*c));
@@ -796,36 +773,15 @@ static int parse_text(kube_config **out, const char *text, size_t len, const cha
     if (len > KUBE_CONFIG_MAX_BYTES)
         return moat_error_set(err, MOAT_E_NOMEM, "larger than %d bytes", KUBE_CONFIG_MAX_BYTES);
 
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser))
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""), len);
-
-    yaml_document_t doc, extra;
-    if (!yaml_parser_load(&parser, &doc)) {
-        moat_yaml_error(&parser, err);
-        parser_destroy(&parser);
+    /* the scalars hold any inline key or token: zeroed before they are freed */
+    yaml_document_t doc;
+    if (moat_yaml_load(&doc, text, len, true, err) < 0)
         return -1;
-    }
-    /* A second document would be ignored by a reader that stops at the first: refuse it. */
-    int r = 0;
-    if (!yaml_parser_load(&parser, &extra)) {
-        r = moat_yaml_error(&parser, err);
-    } else {
-        if (yaml_document_get_root_node(&extra))
-            r = moat_error_set(err, MOAT_E_INVALID, "more than one YAML document");
-        document_destroy(&extra);
-    }
-
-    _cleanup_(kube_config_freep) kube_config *c = NULL;
-    if (r == 0) {
-        c = config_new();
-        walk w = {&doc, 0};
-        r = c ? parse_document(c, &w, base_dir, context, err)
+    _cleanup_(kube_config_freep) kube_config *c = config_new();
+    walk w = {&doc, 0};
+    int r = c ? parse_document(c, &w, base_dir, context, err)
               : moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    }
-    document_destroy(&doc);
-    parser_destroy(&parser);
+    moat_yaml_document_destroy(&doc, true);
     if (r < 0)
         return -1;
     *out = TAKE_PTR(c);

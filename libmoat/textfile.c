@@ -61,7 +61,32 @@ int moat_yaml_error(const yaml_parser_t *p, moat_error *err)
     }
 }
 
-int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_error *err)
+/* libyaml frees without zeroing: for secret text, what the parser and the document hold is
+ * zeroed first. (The scanner's intermediate string buffers are freed inside libyaml and
+ * cannot be reached.) */
+static void parser_destroy(yaml_parser_t *p, bool secret)
+{
+    if (secret) {
+        if (p->buffer.start)
+            explicit_bzero(p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
+        if (p->raw_buffer.start)
+            explicit_bzero(p->raw_buffer.start, (size_t)(p->raw_buffer.end - p->raw_buffer.start));
+        for (yaml_token_t *t = p->tokens.head; t && t < p->tokens.tail; t++)
+            if (t->type == YAML_SCALAR_TOKEN && t->data.scalar.value)
+                explicit_bzero(t->data.scalar.value, t->data.scalar.length);
+    }
+    yaml_parser_delete(p);
+}
+
+void moat_yaml_document_destroy(yaml_document_t *doc, bool secret)
+{
+    for (yaml_node_t *n = doc->nodes.start; secret && n && n < doc->nodes.top; n++)
+        if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
+            explicit_bzero(n->data.scalar.value, n->data.scalar.length);
+    yaml_document_delete(doc);
+}
+
+int moat_yaml_load(yaml_document_t *doc, const char *text, size_t len, bool secret, moat_error *err)
 {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
@@ -69,7 +94,7 @@ int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_
     yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""), len);
     if (!yaml_parser_load(&parser, doc)) {
         moat_yaml_error(&parser, err);
-        yaml_parser_delete(&parser);
+        parser_destroy(&parser, secret);
         return -1;
     }
     yaml_document_t extra;
@@ -79,12 +104,17 @@ int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_
     } else {
         if (yaml_document_get_root_node(&extra))
             r = moat_error_set(err, MOAT_E_INVALID, "more than one YAML document");
-        yaml_document_delete(&extra);
+        moat_yaml_document_destroy(&extra, secret);
     }
-    yaml_parser_delete(&parser);
+    parser_destroy(&parser, secret);
     if (r < 0)
-        yaml_document_delete(doc);
+        moat_yaml_document_destroy(doc, secret);
     return r;
+}
+
+int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_error *err)
+{
+    return moat_yaml_load(doc, text, len, false, err);
 }
 
 bool moat_yaml_is_null(const yaml_node_t *n)

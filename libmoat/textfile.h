@@ -23,6 +23,15 @@ int moat_yaml_error(const yaml_parser_t *parser, moat_error *err);
  * refused. Returns 0, or -1 with MOAT_E_INVALID (syntax: line and column) or MOAT_E_NOMEM. */
 int moat_yaml_load_one(yaml_document_t *doc, const char *text, size_t len, moat_error *err);
 
+/* The same; with secret, everything the parser held of the text is zeroed before it is
+ * freed (a kubeconfig's keys and tokens), and the document must be freed with
+ * moat_yaml_document_destroy(doc, true). */
+int moat_yaml_load(yaml_document_t *doc, const char *text, size_t len, bool secret,
+                   moat_error *err);
+
+/* yaml_document_delete, zeroing every scalar first when secret. */
+void moat_yaml_document_destroy(yaml_document_t *doc, bool secret);
+
 /* YAML's null: an absent node, or an empty or "~"/"null" plain scalar. */
 bool moat_yaml_is_null(const yaml_node_t *n);
 
