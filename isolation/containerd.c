@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "isolation/gvisor/runsc.h"
+#include "isolation/toml.h"
 #include "libmoat/strbuf.h"
 
 /* The CRI plugin that holds the runtimes, by config version (containerd docs/cri/config.md:
@@ -19,8 +20,6 @@
     "# Moat's containerd runtimes. Do not edit between the BEGIN and END lines: Moat's\n"          \
     "# installer rewrites them on every run and removes them on uninstall.\n"
 
-#define MAX_SEGMENTS 32 /* dotted key parts in one key or header */
-#define MAX_DEPTH    64 /* nested arrays and inline tables */
 #define MAX_HANDLERS 64
 #define TABLE_FMT    "[plugins.\"%s\".containerd.runtimes.%s%s]\n"
 
@@ -67,391 +66,25 @@ int iso_containerd_handler_check(const char *handler, moat_error *err)
     return 0;
 }
 
-/* ---- the structure scanner ----------------------------------------------------------- */
-
-typedef struct {
-    char *seg[MAX_SEGMENTS];
-    size_t n;
-} kpath;
-
-static void kpath_clear(kpath *k)
-{
-    for (size_t i = 0; i < k->n; i++)
-        free(k->seg[i]);
-    k->n = 0;
-}
-
-typedef struct scanner scanner;
-/* One event per table header (key == NULL) and per key/value line (key set; table is the
- * current table). pos is where the line starts. Returns < 0 to stop with err set. */
-typedef int (*scan_fn)(scanner *sc, void *ud, bool array_header, const kpath *table,
-                       const kpath *key, const char *val, size_t vlen, size_t pos);
-
-struct scanner {
-    const char *s;
-    size_t len, i;
-    size_t base_line; /* the line number of s[0] minus one */
-    moat_error *err;
-};
-
-static size_t line_at(const scanner *sc, size_t pos)
-{
-    size_t line = sc->base_line + 1;
-    for (size_t i = 0; i < pos && i < sc->len; i++)
-        line += sc->s[i] == '\n';
-    return line;
-}
-
-static int fail(scanner *sc, size_t pos, const char *what)
-{
-    return moat_error_set(sc->err, MOAT_E_INVALID, "line %zu: %s", line_at(sc, pos), what);
-}
-
-static int peek(const scanner *sc, size_t ahead)
-{
-    return sc->i + ahead < sc->len ? (unsigned char)sc->s[sc->i + ahead] : -1;
-}
-
-static bool starts(const scanner *sc, const char *lit)
-{
-    size_t n = strlen(lit);
-    return sc->len - sc->i >= n && memcmp(sc->s + sc->i, lit, n) == 0;
-}
-
-static void skip_blank(scanner *sc)
-{
-    while (peek(sc, 0) == ' ' || peek(sc, 0) == '\t')
-        sc->i++;
-}
-
-static void skip_comment(scanner *sc)
-{
-    if (peek(sc, 0) == '#')
-        while (sc->i < sc->len && sc->s[sc->i] != '\n')
-            sc->i++;
-}
-
-/* After a value or header: blanks, an optional comment, then a newline or the end. */
-static int end_of_line(scanner *sc)
-{
-    skip_blank(sc);
-    skip_comment(sc);
-    if (peek(sc, 0) == '\r' && peek(sc, 1) == '\n')
-        sc->i++;
-    if (sc->i >= sc->len)
-        return 0;
-    if (sc->s[sc->i] != '\n')
-        return fail(sc, sc->i, "unexpected text after the value");
-    sc->i++;
-    return 0;
-}
-
-static void put_utf8(moat_strbuf *b, uint32_t cp)
-{
-    if (cp < 0x80)
-        moat_strbuf_appendf(b, "%c", (char)cp);
-    else if (cp < 0x800)
-        moat_strbuf_appendf(b, "%c%c", (char)(0xc0 | cp >> 6), (char)(0x80 | (cp & 0x3f)));
-    else if (cp < 0x10000)
-        moat_strbuf_appendf(b, "%c%c%c", (char)(0xe0 | cp >> 12), (char)(0x80 | ((cp >> 6) & 0x3f)),
-                            (char)(0x80 | (cp & 0x3f)));
-    else
-        moat_strbuf_appendf(b, "%c%c%c%c", (char)(0xf0 | cp >> 18),
-                            (char)(0x80 | ((cp >> 12) & 0x3f)), (char)(0x80 | ((cp >> 6) & 0x3f)),
-                            (char)(0x80 | (cp & 0x3f)));
-}
-
-/* A one-line string, "basic" (escapes decoded) or 'literal'; *out (when out) gets its
- * text. NUL characters from \u0000 end the text early, which only matters for names. */
-static int scan_string(scanner *sc, char **out)
-{
-    size_t start = sc->i;
-    char q = sc->s[sc->i++];
-    bool keep = out != NULL; /* only names are kept; values are skipped */
-    moat_strbuf b = {0};
-    for (;;) {
-        int c = peek(sc, 0);
-        if (c < 0 || c == '\n') {
-            free(b.buf);
-            return fail(sc, start, "unterminated string");
-        }
-        sc->i++;
-        if (c == q)
-            break;
-        if (q == '"' && c == '\\') {
-            int e = peek(sc, 0);
-            sc->i++;
-            const char *simple = strchr("btnfr\"\\", e < 0 ? 'x' : e);
-            if (e > 0 && simple) {
-                static const char map[] = "\b\t\n\f\r\"\\";
-                if (keep)
-                    moat_strbuf_appendf(&b, "%c", map[simple - "btnfr\"\\"]);
-            } else if (e == 'u' || e == 'U') {
-                size_t n = e == 'u' ? 4 : 8;
-                uint32_t cp = 0;
-                for (size_t k = 0; k < n; k++) {
-                    int h = peek(sc, 0);
-                    int v = h >= '0' && h <= '9'   ? h - '0'
-                            : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                            : h >= 'A' && h <= 'F' ? h - 'A' + 10
-                                                   : -1;
-                    if (v < 0) {
-                        free(b.buf);
-                        return fail(sc, start, "bad \\u escape in a string");
-                    }
-                    cp = cp << 4 | (uint32_t)v;
-                    sc->i++;
-                }
-                if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-                    free(b.buf);
-                    return fail(sc, start, "bad \\u escape in a string");
-                }
-                if (keep)
-                    put_utf8(&b, cp);
-            } else {
-                free(b.buf);
-                return fail(sc, start, "bad escape in a string");
-            }
-        } else if (keep) {
-            moat_strbuf_appendf(&b, "%c", (char)c);
-        }
-    }
-    if (b.truncated) {
-        free(b.buf);
-        return moat_error_set(sc->err, MOAT_E_NOMEM, "out of memory scanning a string");
-    }
-    if (out) {
-        *out = moat_strbuf_take(&b);
-        if (!*out)
-            return moat_error_set(sc->err, MOAT_E_NOMEM, "out of memory scanning a string");
-    } else {
-        free(b.buf);
-    }
-    return 0;
-}
-
-static bool bare_char(int c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
-}
-
-/* A dotted key: simple keys (bare, "basic", 'literal') joined by dots, blanks around. */
-static int scan_key(scanner *sc, kpath *k)
-{
-    for (;;) {
-        skip_blank(sc);
-        if (k->n == MAX_SEGMENTS)
-            return fail(sc, sc->i, "key with too many dotted parts");
-        int c = peek(sc, 0);
-        char *seg = NULL;
-        if (c == '"' || c == '\'') {
-            if (scan_string(sc, &seg) < 0)
-                return -1;
-        } else if (bare_char(c)) {
-            size_t start = sc->i;
-            while (bare_char(peek(sc, 0)))
-                sc->i++;
-            seg = strndup(sc->s + start, sc->i - start);
-            if (!seg)
-                return moat_error_set(sc->err, MOAT_E_NOMEM, "out of memory scanning a key");
-        } else {
-            return fail(sc, sc->i, "expected a key");
-        }
-        k->seg[k->n++] = seg;
-        skip_blank(sc);
-        if (peek(sc, 0) != '.')
-            return 0;
-        sc->i++;
-    }
-}
-
-/* Skips blanks, newlines and comments (inside arrays). */
-static void skip_space_nl(scanner *sc)
-{
-    for (;;) {
-        int c = peek(sc, 0);
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-            sc->i++;
-        else if (c == '#')
-            skip_comment(sc);
-        else
-            return;
-    }
-}
-
-static int skip_value(scanner *sc, int depth);
-
-static int skip_multiline(scanner *sc, const char *delim)
-{
-    size_t start = sc->i;
-    sc->i += 3;
-    for (;;) {
-        if (sc->i >= sc->len)
-            return fail(sc, start, "unterminated multi-line string");
-        if (delim[0] == '"' && sc->s[sc->i] == '\\') {
-            sc->i += 2; /* an escaped character, \" included, never closes the string */
-            continue;
-        }
-        if (starts(sc, delim)) {
-            sc->i += 3;
-            /* up to two quotes right before the closing three belong to the string */
-            for (int k = 0; k < 2 && peek(sc, 0) == delim[0]; k++)
-                sc->i++;
-            return 0;
-        }
-        sc->i++;
-    }
-}
-
-static int skip_value(scanner *sc, int depth)
-{
-    if (depth > MAX_DEPTH)
-        return fail(sc, sc->i, "values nested too deeply");
-    int c = peek(sc, 0);
-    if (starts(sc, "\"\"\""))
-        return skip_multiline(sc, "\"\"\"");
-    if (starts(sc, "'''"))
-        return skip_multiline(sc, "'''");
-    if (c == '"' || c == '\'')
-        return scan_string(sc, NULL);
-    if (c == '[') {
-        size_t start = sc->i++;
-        for (;;) {
-            skip_space_nl(sc);
-            if (peek(sc, 0) == ']') {
-                sc->i++;
-                return 0;
-            }
-            if (peek(sc, 0) < 0)
-                return fail(sc, start, "unterminated array");
-            if (skip_value(sc, depth + 1) < 0)
-                return -1;
-            skip_space_nl(sc);
-            if (peek(sc, 0) < 0)
-                return fail(sc, start, "unterminated array");
-            if (peek(sc, 0) == ',')
-                sc->i++;
-            else if (peek(sc, 0) != ']')
-                return fail(sc, sc->i, "expected ',' or ']' in an array");
-        }
-    }
-    if (c == '{') {
-        size_t start = sc->i++;
-        for (;;) {
-            skip_space_nl(sc);
-            if (peek(sc, 0) == '}') {
-                sc->i++;
-                return 0;
-            }
-            if (peek(sc, 0) < 0)
-                return fail(sc, start, "unterminated inline table");
-            kpath k = {0};
-            int r = scan_key(sc, &k);
-            kpath_clear(&k);
-            if (r < 0)
-                return -1;
-            skip_blank(sc);
-            if (peek(sc, 0) != '=')
-                return fail(sc, sc->i, "expected '=' in an inline table");
-            sc->i++;
-            skip_blank(sc);
-            if (skip_value(sc, depth + 1) < 0)
-                return -1;
-            skip_space_nl(sc);
-            if (peek(sc, 0) < 0)
-                return fail(sc, start, "unterminated inline table");
-            if (peek(sc, 0) == ',')
-                sc->i++;
-            else if (peek(sc, 0) != '}')
-                return fail(sc, sc->i, "expected ',' or '}' in an inline table");
-        }
-    }
-    /* a scalar: number, boolean, date */
-    size_t start = sc->i;
-    while (sc->i < sc->len && !strchr(" \t\r\n,]}#", sc->s[sc->i]))
-        sc->i++;
-    if (sc->i == start)
-        return fail(sc, start, "expected a value");
-    return 0;
-}
-
-/* Scans s[0..len) line by line, calling fn for every header and key/value line. */
-static int scan_text(const char *s, size_t len, size_t base_line, scan_fn fn, void *ud,
-                     moat_error *err)
-{
-    scanner sc = {.s = s, .len = len, .base_line = base_line, .err = err};
-    kpath table = {0};
-    int r = 0;
-    while (sc.i < sc.len) {
-        skip_space_nl(&sc);
-        if (sc.i >= sc.len)
-            break;
-        size_t pos = sc.i;
-        if (peek(&sc, 0) == '[') {
-            bool array = peek(&sc, 1) == '[';
-            sc.i += array ? 2 : 1;
-            kpath_clear(&table);
-            if ((r = scan_key(&sc, &table)) < 0)
-                break;
-            skip_blank(&sc);
-            if (!starts(&sc, array ? "]]" : "]")) {
-                r = fail(&sc, pos, "unterminated table header");
-                break;
-            }
-            sc.i += array ? 2 : 1;
-            if ((r = end_of_line(&sc)) < 0)
-                break;
-            if ((r = fn(&sc, ud, array, &table, NULL, NULL, 0, pos)) < 0)
-                break;
-            continue;
-        }
-        kpath key = {0};
-        r = scan_key(&sc, &key);
-        if (r == 0) {
-            skip_blank(&sc);
-            if (peek(&sc, 0) != '=')
-                r = fail(&sc, sc.i, "expected '=' after a key");
-        }
-        size_t vstart = 0;
-        if (r == 0) {
-            sc.i++;
-            skip_blank(&sc);
-            vstart = sc.i;
-            r = skip_value(&sc, 0);
-        }
-        size_t vend = sc.i;
-        if (r == 0)
-            r = end_of_line(&sc);
-        if (r == 0)
-            r = fn(&sc, ud, false, &table, &key, s + vstart, vend - vstart, pos);
-        kpath_clear(&key);
-        if (r < 0)
-            break;
-    }
-    kpath_clear(&table);
-    return r < 0 ? -1 : 0;
-}
-
 /* ---- what the scan looks for ---------------------------------------------------------- */
 
-static bool seg_is(const kpath *k, size_t i, const char *v)
+static bool seg_is(const toml_kpath *k, size_t i, const char *v)
 {
     return i < k->n && strcmp(k->seg[i], v) == 0;
 }
 
 /* table ++ key, borrowed segments (not owned). */
-static void full_path(kpath *out, const kpath *table, const kpath *key)
+static void full_path(toml_kpath *out, const toml_kpath *table, const toml_kpath *key)
 {
     out->n = 0;
-    for (size_t i = 0; i < table->n && out->n < MAX_SEGMENTS; i++)
+    for (size_t i = 0; i < table->n && out->n < TOML_MAX_SEGMENTS; i++)
         out->seg[out->n++] = table->seg[i];
-    for (size_t i = 0; key && i < key->n && out->n < MAX_SEGMENTS; i++)
+    for (size_t i = 0; key && i < key->n && out->n < TOML_MAX_SEGMENTS; i++)
         out->seg[out->n++] = key->seg[i];
 }
 
 /* Whether the first n segments of k are plugins.<plugin>.containerd.runtimes's first n. */
-static bool runtimes_prefix(const kpath *k, size_t n, const char *plugin)
+static bool runtimes_prefix(const toml_kpath *k, size_t n, const char *plugin)
 {
     const char *want[] = {"plugins", plugin, "containerd", "runtimes"};
     for (size_t i = 0; i < n; i++)
@@ -466,8 +99,8 @@ typedef struct {
     size_t version_pos;
 } version_scan;
 
-static int on_version(scanner *sc, void *ud, bool array, const kpath *table, const kpath *key,
-                      const char *val, size_t vlen, size_t pos)
+static int on_version(toml_scanner *sc, void *ud, bool array, const toml_kpath *table,
+                      const toml_kpath *key, const char *val, size_t vlen, size_t pos)
 {
     (void)array;
     version_scan *v = ud;
@@ -480,7 +113,7 @@ static int on_version(scanner *sc, void *ud, bool array, const kpath *table, con
         n = n * 10 + (val[i] - '0');
     }
     if (!ok)
-        return fail(sc, pos, "version is not a small integer");
+        return toml_fail(sc, pos, "version is not a small integer");
     v->seen_version = true;
     v->version = n;
     v->version_pos = pos;
@@ -503,7 +136,7 @@ int iso_containerd_version_detect(iso_containerd_version *out, const char *text,
     if (check_text(text, len, err) < 0)
         return -1;
     version_scan v = {0};
-    if (scan_text(text, len, 0, on_version, &v, err) < 0)
+    if (toml_scan(text, len, 0, on_version, &v, err) < 0)
         return moat_error_prefix(err, "containerd config");
     if (!v.seen_version)
         return moat_error_set(err, MOAT_E_INVALID,
@@ -709,30 +342,30 @@ typedef struct {
     size_t n;
 } block_scan;
 
-static int on_block(scanner *sc, void *ud, bool array, const kpath *table, const kpath *key,
-                    const char *val, size_t vlen, size_t pos)
+static int on_block(toml_scanner *sc, void *ud, bool array, const toml_kpath *table,
+                    const toml_kpath *key, const char *val, size_t vlen, size_t pos)
 {
     (void)val, (void)vlen;
     block_scan *bs = ud;
     if (key) {
         if (table->n == 0)
-            return fail(sc, pos, "a key outside the block's tables");
+            return toml_fail(sc, pos, "a key outside the block's tables");
         return 0;
     }
     const char *plugin = seg_is(table, 1, PLUGIN_V2) ? PLUGIN_V2 : PLUGIN_V3;
     if (array || table->n < 5 || !runtimes_prefix(table, 4, plugin))
-        return fail(sc, pos, "a table that is not a containerd runtime");
+        return toml_fail(sc, pos, "a table that is not a containerd runtime");
     if (bs->plugin && strcmp(bs->plugin, plugin) != 0)
-        return fail(sc, pos, "tables for both config versions");
+        return toml_fail(sc, pos, "tables for both config versions");
     bs->plugin = plugin;
     const char *h = table->seg[4];
     for (size_t i = 0; i < bs->n; i++)
         if (strcmp(bs->handlers[i], h) == 0)
             return 0;
     if (bs->n == MAX_HANDLERS)
-        return fail(sc, pos, "too many handlers");
+        return toml_fail(sc, pos, "too many handlers");
     if (!(bs->handlers[bs->n] = strdup(h)))
-        return moat_error_set(sc->err, MOAT_E_NOMEM, "out of memory");
+        return moat_error_set(toml_error(sc), MOAT_E_NOMEM, "out of memory");
     bs->n++;
     return 0;
 }
@@ -741,33 +374,33 @@ typedef struct {
     const block_scan *block;
 } conflict_scan;
 
-static void render_path(moat_strbuf *b, const kpath *k, size_t n)
+static void render_path(moat_strbuf *b, const toml_kpath *k, size_t n)
 {
     for (size_t i = 0; i < n && i < k->n; i++) {
         const char *s = k->seg[i];
         bool bare = *s != '\0';
         for (const char *c = s; *c; c++)
-            bare = bare && bare_char((unsigned char)*c);
+            bare = bare && toml_bare_char((unsigned char)*c);
         moat_strbuf_appendf(b, bare ? "%s%s" : "%s\"%s\"", i ? "." : "", s);
     }
 }
 
-static int conflict(scanner *sc, size_t pos, const kpath *k, size_t n, const char *why)
+static int conflict(toml_scanner *sc, size_t pos, const toml_kpath *k, size_t n, const char *why)
 {
     moat_strbuf b = {0};
     render_path(&b, k, n);
-    moat_error_set(sc->err, MOAT_E_INVALID, "line %zu: [%s]: %s", line_at(sc, pos),
+    moat_error_set(toml_error(sc), MOAT_E_INVALID, "line %zu: [%s]: %s", toml_line_at(sc, pos),
                    b.buf ? b.buf : "", why);
     free(b.buf);
     return -1;
 }
 
-static int on_user(scanner *sc, void *ud, bool array, const kpath *table, const kpath *key,
-                   const char *val, size_t vlen, size_t pos)
+static int on_user(toml_scanner *sc, void *ud, bool array, const toml_kpath *table,
+                   const toml_kpath *key, const char *val, size_t vlen, size_t pos)
 {
     (void)val, (void)vlen;
     const block_scan *bs = ((conflict_scan *)ud)->block;
-    kpath full;
+    toml_kpath full;
     full_path(&full, table, key);
     if (full.n >= 5 && runtimes_prefix(&full, 4, bs->plugin)) {
         for (size_t i = 0; i < bs->n; i++)
@@ -785,14 +418,14 @@ static int on_user(scanner *sc, void *ud, bool array, const kpath *table, const 
     return 0;
 }
 
-static int on_suffix(scanner *sc, void *ud, bool array, const kpath *table, const kpath *key,
-                     const char *val, size_t vlen, size_t pos)
+static int on_suffix(toml_scanner *sc, void *ud, bool array, const toml_kpath *table,
+                     const toml_kpath *key, const char *val, size_t vlen, size_t pos)
 {
     (void)ud, (void)array, (void)val, (void)vlen;
     if (key && table->n == 0)
-        return fail(sc, pos,
-                    "a key/value line right after the moat-managed block would belong to the "
-                    "block's last table; move it above the block");
+        return toml_fail(sc, pos,
+                         "a key/value line right after the moat-managed block would belong to the "
+                         "block's last table; move it above the block");
     return 0;
 }
 
@@ -822,7 +455,7 @@ int iso_containerd_merge(char **out, const char *text, size_t len, const char *b
     int r = -1;
     char *base = NULL;
     moat_strbuf o = {0};
-    if (scan_text(block, blen, 0, on_block, &bs, err) < 0) {
+    if (toml_scan(block, blen, 0, on_block, &bs, err) < 0) {
         moat_error_prefix(err, "Moat's block");
         goto done;
     }
@@ -852,12 +485,12 @@ int iso_containerd_merge(char **out, const char *text, size_t len, const char *b
         goto done;
     }
     conflict_scan cs = {.block = &bs};
-    if (scan_text(base, base_len, 0, on_user, &cs, err) < 0) {
+    if (toml_scan(base, base_len, 0, on_user, &cs, err) < 0) {
         moat_error_prefix(err, "containerd config");
         goto done;
     }
     if (b.found &&
-        scan_text(text + b.end, len - b.end, count_lines(text, b.end), on_suffix, NULL, err) < 0) {
+        toml_scan(text + b.end, len - b.end, count_lines(text, b.end), on_suffix, NULL, err) < 0) {
         moat_error_prefix(err, "containerd config");
         goto done;
     }
