@@ -37,6 +37,7 @@ release=$images/build-release
 # without build-e2e: the release build images/build.sh makes (it builds moat-install too)
 [ -n "${MOAT_INSTALL:-}" ] || [ -x "$install_bin" ] || install_bin=$release/isolation/moat-install
 m=$node/moat          # everything the installer puts on the "host"
+wall_table=moat_e2e   # moat-cri's egress wall here: a table of its own, never a node's "moat"
 ns=moat-system
 kubectl=("$bin/kubectl" --kubeconfig "$cluster/admin.kubeconfig")
 export PATH=$bin:$PATH
@@ -51,7 +52,7 @@ install_args() {
         --containerd-socket "$node/containerd/containerd.sock" \
         --runsc-config-dir "$m/etc/runsc" --runsc-root "$node/runsc/root" \
         --cri-config "$m/etc/cri.yaml" --cri-socket "$m/run/cri.sock" \
-        --cri-metrics 127.0.0.1:9467 \
+        --cri-metrics 127.0.0.1:9467 --egress-wall-table "$wall_table" \
         --kubelet-config "$node/kubelet-config.yaml" \
         --service-manager "process:$node/run"
 }
@@ -204,6 +205,10 @@ down() {
     if [ -f "$m/etc/cri.yaml" ] && [ -x "$m/opt/bin/moat-cri" ]; then
         "$m/opt/bin/moat-cri" --config "$m/etc/cri.yaml" --remove-wall 2>/dev/null || true
     fi
+    # ... and whatever that could not reach: a later test's pods at the same addresses
+    # would be walled by a table nobody keeps.
+    local f
+    for f in inet netdev; do nft delete table "$f" "$wall_table" 2>/dev/null || true; done
     bash "$root/e2e/node/node.sh" down || true
     bash "$root/e2e/cluster/control-plane.sh" down
 }
