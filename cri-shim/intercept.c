@@ -484,6 +484,8 @@ static void on_done(void *user, const char *method, int status, int64_t duration
 static void record_walled(void *user, const char *id, iso_wall_mode mode)
 {
     json_t *p = json_object();
+    if (!p)
+        return; /* out of memory: its CreateContainer is refused, kubelet retries */
     json_object_set_new(
         p, "mode", json_string(mode == ISO_WALL_NONE ? MOAT_EGRESS_NONE : MOAT_EGRESS_INTERNET));
     set_state(p, ST_WALLED, NULL);

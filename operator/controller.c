@@ -596,6 +596,10 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     pthread_mutex_init(&c->applied_lock, NULL);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
+    if (!c->identity || !c->lease_namespace || !c->lease_name || !c->applied) {
+        controller_free(c);
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
     if (sandbox_mark_key_load(&c->mark_key, c->cfg->mark_key_file, err) < 0) {
         controller_free(c);
         return -1;
