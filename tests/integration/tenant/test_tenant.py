@@ -21,6 +21,7 @@ import yaml
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "operator"))
 from harness import (ROOT, FakeNode, Operator, condition, get_json, get_pod,  # noqa: E402
                      install_api, kubectl, sandbox, sandbox_status, wait_for)
+from kube import raw_patch  # noqa: E402
 
 CACHE = os.environ.get("MOAT_CACHE", "/var/cache/moat")
 HELM = os.environ.get("HELM", os.path.join(CACHE, "bin", "helm"))
@@ -28,6 +29,7 @@ CHART = os.path.join(ROOT, "helm", "moat")
 SYSTEM = "moat-system"
 OPERATOR_USER = f"system:serviceaccount:{SYSTEM}:moat-operator"
 AGENT_USER = f"system:serviceaccount:{SYSTEM}:moat-agent"
+REPORT_KEY = "moat.dev/isolation-report"
 A, B = "tenant-a", "tenant-b"
 RUNC = f"moat-tenant-runc-{os.getpid()}"  # a RuntimeClass that is not Moat's
 POLICIES = ["moat-sandbox-secrets", "moat-sandbox-placement", "moat-pod-guard",
@@ -269,16 +271,19 @@ class TenantTest(unittest.TestCase):
         # a label of the tenant's own is its business
         self.admitted(patch({"metadata": {"labels": {"team": "a"}}}))
         # the node agent of the Pod's node may write its report, and then status says it
-        node = ["--as-user-extra", f"authentication.kubernetes.io/node-name={self.node.name}"]
+        # (patched straight away, as the agent does: it may patch Pods but not read them)
+        node_extra = {"authentication.kubernetes.io/node-name": self.node.name}
         honest = json.dumps({"runtime": "gvisor", "handler": "runsc",
                              "reason": "no usable hypervisor", "verified": True})
-        self.admitted(as_user(AGENT_USER, "annotate", "pod", "victim", "-n", self.ns,
-                              "--overwrite", f"moat.dev/isolation-report={honest}", extra=node))
+        self.admitted(raw_patch(f"/api/v1/namespaces/{self.ns}/pods/victim",
+                                {"metadata": {"annotations": {REPORT_KEY: honest}}},
+                                user=AGENT_USER, extra=node_extra))
         wait_for(lambda: (condition(sandbox_status(self.ns, "victim"), "Isolated") or {})
                  .get("status") == "True", 30, what="Isolated True from the agent's report")
         # ... but not Moat's other keys
-        self.refused(as_user(AGENT_USER, "annotate", "pod", "victim", "-n", self.ns,
-                             "--overwrite", "moat.dev/network=internet", extra=node),
+        self.refused(raw_patch(f"/api/v1/namespaces/{self.ns}/pods/victim",
+                               {"metadata": {"annotations": {"moat.dev/network": "internet"}}},
+                               user=AGENT_USER, extra=node_extra),
                      "moat.dev/")
 
     def test_4_without_the_guard_the_mark_holds(self):
