@@ -200,16 +200,13 @@ up() {
 }
 
 down() {
-    # moat-cri leaves its egress wall (an nftables table) in the kernel across its restarts;
-    # `moat-install uninstall` would remove it, here the cluster goes as a whole.
-    if [ -f "$m/etc/cri.yaml" ] && [ -x "$m/opt/bin/moat-cri" ]; then
-        "$m/opt/bin/moat-cri" --config "$m/etc/cri.yaml" --remove-wall 2>/dev/null || true
-    fi
-    # ... and whatever that could not reach: a later test's pods at the same addresses
-    # would be walled by a table nobody keeps.
+    bash "$root/e2e/node/node.sh" down || true
+    # moat-cri leaves its egress wall (nftables tables) in the kernel across its restarts;
+    # `moat-install uninstall` would remove them, here the cluster goes as a whole. Only
+    # once moat-cri is gone (node.sh down stopped it): a running one puts its wall back
+    # within 5 s. A later test's pods at the same addresses would be walled by it.
     local f
     for f in inet netdev; do nft delete table "$f" "$wall_table" 2>/dev/null || true; done
-    bash "$root/e2e/node/node.sh" down || true
     bash "$root/e2e/cluster/control-plane.sh" down
 }
 
