@@ -23,6 +23,9 @@ build-bench/bench/kube_bench 1000 20
 echo "== moat-operator (bench/operator_bench.py): 1,000 Sandboxes at once, then 10,000 held"
 MOAT_KUBE_BENCH=build-bench/bench/kube_bench /usr/bin/python3 bench/operator_bench.py build-bench/operator/moat-operator "${BENCH_SANDBOXES:-1000}" "${BENCH_HELD:-10000}"
 
+echo "== moat-operator (bench/operator_pending_bench.py): Node events while ${BENCH_PENDING:-2000} VM Sandboxes wait"
+/usr/bin/python3 bench/operator_pending_bench.py build-bench/operator/moat-operator "${BENCH_PENDING:-2000}" 10
+
 echo "== moat-cri relay (bench/cri_bench.sh): its own containerd; echo floor, latency, throughput, pod start, memory"
 bash bench/cri_bench.sh
 

@@ -100,13 +100,19 @@ static const json_t *find_condition(const json_t *status, const char *type);
  * it (no Pod yet: Scheduled is NoHypervisor or NoGPUPassthroughNode) may be helped, and only
  * when what the nodes can run changed: most Node events (heartbeats, other labels) wake
  * nobody, and a change wakes only those that wait. */
+/* What the nodes can run now, as bits to compare. */
+static int facts_bits_now(operator_controller *c)
+{
+    cluster_facts f;
+    cluster_facts_read(c, &f);
+    return (f.hypervisor_available ? 1 : 0) | (f.gpu_vm_available ? 2 : 0) |
+           (f.gpu_container_available ? 4 : 0);
+}
+
 static void node_changed(void *user, json_t *node)
 {
     operator_controller *c = user;
-    cluster_facts f;
-    cluster_facts_read(c, &f);
-    int bits = (f.hypervisor_available ? 1 : 0) | (f.gpu_vm_available ? 2 : 0) |
-               (f.gpu_container_available ? 4 : 0);
+    int bits = facts_bits_now(c);
     if (atomic_exchange(&c->facts_bits, bits) == bits)
         return;
     json_t *all = kube_informer_list(c->sandboxes), *s;
@@ -659,6 +665,9 @@ int controller_run(operator_controller *c, moat_error *err)
     pthread_mutex_lock(&c->lock);
     c->ready = true;
     pthread_mutex_unlock(&c->lock);
+    /* what the nodes could run at the start: a later Node event that changes none of it
+     * wakes nobody (every Sandbox is reconciled once after the sync anyway) */
+    atomic_store(&c->facts_bits, facts_bits_now(c));
     log_info(NULL, "caches synced: %zu sandboxes, %zu pods, %zu nodes",
              kube_informer_size(c->sandboxes), kube_informer_size(c->pods),
              kube_informer_size(c->nodes));
