@@ -71,6 +71,8 @@ bool netpol_sync_ready(operator_controller *c, const char *ns)
     return ready;
 }
 
+/* Whether ns has a Sandbox that is not being deleted: a namespace going away (its
+ * Sandboxes deleted with it) gets no policy back. */
 static bool namespace_has_sandboxes(operator_controller *c, const char *ns)
 {
     json_t *all = kube_informer_list(c->sandboxes), *s;
@@ -78,7 +80,7 @@ static bool namespace_has_sandboxes(operator_controller *c, const char *ns)
     bool any = false;
     json_array_foreach (all, i, s) {
         const char *sns = kobj_namespace(s);
-        if (sns && strcmp(sns, ns) == 0) {
+        if (sns && strcmp(sns, ns) == 0 && !kobj_get(s, "metadata.deletionTimestamp")) {
             any = true;
             break;
         }
@@ -109,6 +111,13 @@ outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err)
                             json_pack("{s:s}", NETPOL_HASH_ANNOTATION, c->netpol_hashes[i]));
         if (kube_patch(c->client, &answer, &KUBE_NETWORKPOLICIES, ns, kobj_name(p),
                        KUBE_PATCH_APPLY, p, &po, err) < 0) {
+            /* a namespace being deleted takes no new policy (NamespaceLifecycle): it and
+             * its Sandboxes are going, nothing to retry */
+            if (kube_error_is(err, KUBE_REASON_FORBIDDEN) && err->message &&
+                strstr(err->message, "being terminated")) {
+                moat_error_clear(err);
+                break;
+            }
             moat_error_prefix(err, "network policy %s/%s", ns, kobj_name(p));
             result = FAILED;
             break;
