@@ -81,3 +81,15 @@ char *kobj_key(const json_t *obj)
     }
     return strdup(name);
 }
+
+const json_t *kobj_condition(const json_t *obj, const char *path, const char *type)
+{
+    json_t *all = kobj_get(obj, path), *cond;
+    size_t i;
+    json_array_foreach (all, i, cond) {
+        const char *t = kobj_str(cond, "type");
+        if (t && type && strcmp(t, type) == 0)
+            return cond;
+    }
+    return NULL;
+}

@@ -16,6 +16,10 @@ json_t *kobj_get(const json_t *obj, const char *path);
 /* The string at path, or NULL when absent or not a string. */
 const char *kobj_str(const json_t *obj, const char *path);
 
+/* The entry of the conditions list at path ("status.conditions", or "conditions" of a
+ * status) whose type is type; NULL when there is none. Borrowed from obj. */
+const json_t *kobj_condition(const json_t *obj, const char *path, const char *type);
+
 /* Writes the integer at path to *out and returns true; false (out untouched) when absent or
  * not an integer. */
 bool kobj_int(const json_t *obj, const char *path, int64_t *out);

@@ -94,7 +94,6 @@ static void pod_updated(void *user, json_t *old, json_t *pod)
 }
 
 static void cluster_facts_read(operator_controller *c, cluster_facts *f);
-static const json_t *find_condition(const json_t *status, const char *type);
 
 /* A node's labels say what it can run. Only a Sandbox still waiting for a node that can run
  * it (no Pod yet: Scheduled is NoHypervisor or NoGPUPassthroughNode) may be helped, and only
@@ -119,7 +118,7 @@ static void node_changed(void *user, json_t *node)
     size_t i;
     json_array_foreach (all, i, s) {
         const char *phase = kobj_str(s, "status.phase");
-        const char *why = kobj_str(find_condition(kobj_get(s, "status"), "Scheduled"), "reason");
+        const char *why = kobj_str(kobj_condition(s, "status.conditions", "Scheduled"), "reason");
         if (phase && strcmp(phase, "Pending") == 0 && why &&
             (strcmp(why, "NoHypervisor") == 0 || strcmp(why, "NoGPUPassthroughNode") == 0))
             sandbox_changed(c, s);
@@ -241,19 +240,6 @@ static pod_claim claim_pod(operator_controller *c, const json_t *pod, const char
     return POD_FOREIGN;
 }
 
-/* status's condition of that type, or NULL. */
-static const json_t *find_condition(const json_t *status, const char *type)
-{
-    json_t *all = kobj_get(status, "conditions"), *cond;
-    size_t i;
-    json_array_foreach (all, i, cond) {
-        const char *t = kobj_str(cond, "type");
-        if (t && strcmp(t, type) == 0)
-            return cond;
-    }
-    return NULL;
-}
-
 static void record_transitions(operator_controller *c, const json_t *sbx, const json_t *old,
                                const json_t *new)
 {
@@ -264,9 +250,9 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
     /* Isolation that is not what was asked, and Pods not the operator's: a Warning each
      * time the Isolated condition turns to that reason, and a count. */
     static const char *const alarms[] = {"IsolationMismatch", "NotIsolated", "UntrustedPod"};
-    const json_t *iso = find_condition(new, "Isolated");
+    const json_t *iso = kobj_condition(new, "conditions", "Isolated");
     const char *ir = kobj_str(iso, "reason");
-    const char *oir = kobj_str(find_condition(old, "Isolated"), "reason");
+    const char *oir = kobj_str(kobj_condition(old, "conditions", "Isolated"), "reason");
     const char *m = kobj_str(iso, "message");
     for (size_t i = 0; ir && i < ELEMENTSOF(alarms); i++)
         if (strcmp(ir, alarms[i]) == 0 && !(oir && strcmp(oir, ir) == 0)) {
@@ -276,9 +262,9 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
     /* Why a Sandbox cannot be placed, by the Scheduled condition's reason (never by the
      * wording of a message): a Warning each time it turns to one. */
     static const char *const unplaceable[] = {"NoHypervisor", "NoGPUPassthroughNode"};
-    const json_t *sc = find_condition(new, "Scheduled");
+    const json_t *sc = kobj_condition(new, "conditions", "Scheduled");
     const char *sr = kobj_str(sc, "reason");
-    const char *osr = kobj_str(find_condition(old, "Scheduled"), "reason");
+    const char *osr = kobj_str(kobj_condition(old, "conditions", "Scheduled"), "reason");
     for (size_t i = 0; sr && i < ELEMENTSOF(unplaceable); i++)
         if (strcmp(sr, unplaceable[i]) == 0 && !(osr && strcmp(osr, sr) == 0))
             kube_recorder_event(c->recorder, sbx, "Warning", sr, "%s",

@@ -97,18 +97,6 @@ static const json_t *find_container_status(const json_t *pod)
     return json_array_get(all, 0);
 }
 
-static const json_t *find_pod_condition(const json_t *pod, const char *type)
-{
-    json_t *all = kobj_get(pod, "status.conditions"), *c;
-    size_t i;
-    json_array_foreach (all, i, c) {
-        const char *t = kobj_str(c, "type");
-        if (t && strcmp(t, type) == 0)
-            return c;
-    }
-    return NULL;
-}
-
 static void set_str(json_t *obj, const char *key, const char *value)
 {
     if (value)
@@ -370,7 +358,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
     set_str(st, "nodeName", kobj_str(pod, "spec.nodeName"));
     const char *pod_phase = kobj_str(pod, "status.phase");
     const json_t *cs = find_container_status(pod);
-    const json_t *sched = find_pod_condition(pod, "PodScheduled");
+    const json_t *sched = kobj_condition(pod, "status.conditions", "PodScheduled");
     const char *sched_status = kobj_str(sched, "status");
     if (sched_status && strcmp(sched_status, "True") == 0) {
         FORMAT(msg, "on node %s", kobj_str(pod, "spec.nodeName") ?: "?");
@@ -452,7 +440,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
     }
     json_object_set_new(st, "phase", json_string(phase));
 
-    const json_t *ready = find_pod_condition(pod, "Ready");
+    const json_t *ready = kobj_condition(pod, "status.conditions", "Ready");
     const char *ready_status = kobj_str(ready, "status");
     if (!final_reason && strcmp(phase, "Running") == 0 && ready_status &&
         strcmp(ready_status, "True") == 0)
