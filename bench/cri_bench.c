@@ -15,19 +15,11 @@
  *   cri_bench --containerd SOCK --containerd-pid PID --shim SOCK --shim-pid PID --work DIR
  *             [--calls N] [--seconds S] [--callers C] [--pods P]
  *   cri_bench --echo-serve SOCK */
-#include <dirent.h>
 #include <getopt.h>
-#include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/slice.h>
-#include <grpc/support/alloc.h>
-#include <grpc/support/time.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,7 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cri_bench.pb-c.h"
+#include "cri_echo.h"
+#include "procstat.h"
+#include "libmoat/cri/cri.h"
+#include "libmoat/cri/cri.pb-c.h"
 #include "libmoat/clock.h"
 #include "libmoat/macro.h"
 
@@ -54,360 +49,43 @@
 #define POD_DEADLINE    120000 /* ms */
 #define ROUND           100    /* sequential calls per target before switching target */
 #define WARMUP          200    /* calls per target before anything is measured */
-#define ECHO_PENDING    64     /* calls the echo server is ready to take at once */
 #define MAX_TARGETS     3
 #define MAX_CALLERS     256
 #define MAX_PODS        200
 #define MAX_LOAD_SAMPLE 400000 /* latencies kept per caller thread under load */
 #define POD_IMAGE       "moat.local/busybox:1.35"
 
-/* ---- CPU and memory of the processes involved ---------------------------------------------- */
-
-/* Nanoseconds on the CPU: this process from its clock (threads that ended included); another
- * from the sum over its threads of /proc/<pid>/task/<tid>/schedstat (threads that ended are
- * missing, which for containerd and moat-cri are few: their threads live long). */
-static int64_t cpu_ns(pid_t pid)
-{
-    if (pid == 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-        return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    }
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return 0;
-    int64_t sum = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[512];
-        snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
-        FILE *f = fopen(p, "r");
-        if (!f)
-            continue;
-        long long on_cpu = 0;
-        if (fscanf(f, "%lld", &on_cpu) == 1)
-            sum += on_cpu;
-        fclose(f);
-    }
-    closedir(d);
-    return sum;
-}
-
-#define MAX_THREADS 256
-
-typedef struct {
-    int n;
-    long tid[MAX_THREADS];
-    int64_t ns[MAX_THREADS];
-} thread_cpu;
-
-/* Each thread's nanoseconds on the CPU, as cpu_ns() reads them. */
-static void thread_cpu_read(thread_cpu *out, pid_t pid)
-{
-    char path[64];
-    out->n = 0;
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) && out->n < MAX_THREADS) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[512];
-        snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
-        FILE *f = fopen(p, "r");
-        long long on_cpu = 0;
-        if (f && fscanf(f, "%lld", &on_cpu) == 1) {
-            out->tid[out->n] = atol(e->d_name);
-            out->ns[out->n++] = on_cpu;
-        }
-        if (f)
-            fclose(f);
-    }
-    closedir(d);
-}
-
-/* The most CPU one thread used between two readings. */
-static int64_t thread_cpu_max(const thread_cpu *a, const thread_cpu *b)
-{
-    int64_t best = 0;
-    for (int i = 0; i < b->n; i++) {
-        int64_t before = 0;
-        for (int k = 0; k < a->n; k++)
-            if (a->tid[k] == b->tid[i])
-                before = a->ns[k];
-        if (b->ns[i] - before > best)
-            best = b->ns[i] - before;
-    }
-    return best;
-}
-
-/* Jiffies the whole machine spent busy (the first line of /proc/stat, all but idle and iowait)
- * and in total. */
-static void host_jiffies(long long *ret_busy, long long *ret_total)
-{
-    long long v[10] = {0}, total = 0;
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        if (fscanf(f, "cpu %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2],
-                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]) < 8)
-            memset(v, 0, sizeof(v));
-        fclose(f);
-    }
-    /* guest and guest_nice (8, 9) are already counted in user and nice. */
-    for (int i = 0; i < 8; i++)
-        total += v[i];
-    *ret_busy = total - v[3] - v[4];
-    *ret_total = total;
-}
-
-/* A "Key:   1234 kB" line of /proc/<pid>/status, in KiB; -1 when absent. */
-static long status_kib(pid_t pid, const char *key)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long v = -1;
-    size_t n = strlen(key);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, key, n) == 0 && line[n] == ':') {
-            v = strtol(line + n + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 /* ---- the client ---------------------------------------------------------------------------- */
 
 typedef struct {
     const char *name;
-    grpc_channel *ch;
+    cri_client *cl;
     pid_t server; /* containerd or the echo server */
     pid_t shim;   /* 0 when the calls go straight to the server */
 } target;
 
-/* The same settings as the shim's own upstream channel (cri-shim/relay.c), retries off
- * above all: the echo hop then costs the client what the shim's added hop costs the shim. */
-static grpc_channel *channel_open(const char *socket_path)
+/* One call through the target's client (libmoat/cri): 0, or -1 with *ret_why (malloc'd)
+ * when asked for. On success with ret_resp, *ret_resp / *ret_len hold the response (the
+ * caller frees). */
+static int call(cri_client *cl, const char *method, const uint8_t *req, size_t req_len,
+                int timeout_ms, uint8_t **ret_resp, size_t *ret_len, char **ret_why)
 {
-    grpc_arg args[] = {
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 16 * 1024 * 1024}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_RETRIES, {.integer = 0}},
-    };
-    grpc_channel_args cargs = {ELEMENTSOF(args), args};
-    char uri[4096];
-    snprintf(uri, sizeof(uri), "unix:%s", socket_path);
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_channel *ch = grpc_channel_create(uri, creds, &cargs);
-    grpc_channel_credentials_release(creds);
-    return ch;
-}
-
-/* One unary call, waited for on cq (a pluck queue only this thread uses). Returns the gRPC
- * status (0 is OK), or -1 when the call could not start. On OK and with ret_resp,
- * *ret_resp / *ret_len hold the response (malloc'd; the caller frees). On failure and with
- * ret_details, *ret_details says why (malloc'd). */
-static int call_unary(grpc_channel *ch, grpc_completion_queue *cq, const char *method,
-                      const uint8_t *req, size_t req_len, int timeout_ms, uint8_t **ret_resp,
-                      size_t *ret_len, char **ret_details)
-{
-    gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-    grpc_slice m = grpc_slice_from_static_string(method);
-    grpc_call *call =
-        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, deadline, NULL);
-    grpc_slice payload = grpc_slice_from_copied_buffer((const char *)req, req_len);
-    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&payload, 1);
-    grpc_slice_unref(payload);
-    grpc_byte_buffer *recv = NULL;
-    grpc_metadata_array initial, trailing;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailing);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-
-    grpc_op ops[6] = {{0}};
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &details;
-    int rc = -1;
-    if (grpc_call_start_batch(call, ops, ELEMENTSOF(ops), call, NULL) == GRPC_CALL_OK) {
-        grpc_event ev =
-            grpc_completion_queue_pluck(cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        rc = ev.success ? (int)status : -1;
-    }
-    if (rc == 0 && ret_resp) {
-        grpc_byte_buffer_reader reader;
-        *ret_resp = NULL;
-        *ret_len = 0;
-        if (recv && grpc_byte_buffer_reader_init(&reader, recv)) {
-            grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-            grpc_byte_buffer_reader_destroy(&reader);
-            *ret_len = GRPC_SLICE_LENGTH(all);
-            *ret_resp = malloc(*ret_len ? *ret_len : 1);
-            if (*ret_resp)
-                memcpy(*ret_resp, GRPC_SLICE_START_PTR(all), *ret_len);
-            grpc_slice_unref(all);
-        }
-    }
-    if (rc != 0 && ret_details) {
-        char *d = grpc_slice_to_c_string(details);
-        if (asprintf(ret_details, "status %d: %s", rc, d) < 0)
-            *ret_details = NULL;
-        gpr_free(d);
-    }
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailing);
-    grpc_byte_buffer_destroy(send);
-    if (recv)
-        grpc_byte_buffer_destroy(recv);
-    grpc_call_unref(call);
-    return rc;
-}
-
-static grpc_completion_queue *queue_new(void)
-{
-    return grpc_completion_queue_create_for_pluck(NULL);
-}
-
-static void queue_free(grpc_completion_queue *cq)
-{
-    grpc_completion_queue_shutdown(cq);
-    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(cq);
-}
-
-/* ---- the echo server (a second process) ---------------------------------------------------- */
-
-typedef struct {
-    grpc_call *call;
-    grpc_call_details details;
-    grpc_metadata_array md;
-    grpc_byte_buffer *msg;
-    grpc_slice ok;
-    int cancelled, stage; /* 0 waiting for a call, 1 reading its message, 2 answered */
-} echo_call;
-
-static void echo_take(grpc_server *s, grpc_completion_queue *cq)
-{
-    echo_call *e = calloc(1, sizeof(*e));
-    if (!e)
-        abort();
-    grpc_call_details_init(&e->details);
-    grpc_metadata_array_init(&e->md);
-    e->ok = grpc_empty_slice();
-    if (grpc_server_request_call(s, &e->call, &e->details, &e->md, cq, cq, e) != GRPC_CALL_OK)
-        abort();
-}
-
-static void echo_free(echo_call *e)
-{
-    if (e->call)
-        grpc_call_unref(e->call);
-    if (e->msg)
-        grpc_byte_buffer_destroy(e->msg);
-    grpc_call_details_destroy(&e->details);
-    grpc_metadata_array_destroy(&e->md);
-    free(e);
-}
-
-/* The least a gRPC server can do per unary call: two batches, one to read the request and
- * one to send it back with the status. One thread and one queue, as the shim has. */
-static int echo_serve(const char *path)
-{
-    grpc_init();
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server *s = grpc_server_create(NULL, NULL);
-    grpc_server_register_completion_queue(s, cq, NULL);
-    char uri[4096];
-    snprintf(uri, sizeof(uri), "unix:%s", path);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int port = grpc_server_add_http2_port(s, uri, creds);
-    grpc_server_credentials_release(creds);
-    if (port == 0) {
-        fprintf(stderr, "cri_bench: echo server cannot listen on %s\n", path);
-        return 1;
-    }
-    grpc_server_start(s);
-    for (int i = 0; i < ECHO_PENDING; i++)
-        echo_take(s, cq);
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
-        echo_call *e = ev.tag;
-        if (e->stage == 0) {
-            if (!ev.success) {
-                echo_free(e);
-                continue;
-            }
-            echo_take(s, cq);
-            grpc_op ops[2] = {{0}};
-            ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-            ops[1].op = GRPC_OP_RECV_MESSAGE;
-            ops[1].data.recv_message.recv_message = &e->msg;
-            e->stage = 1;
-            if (grpc_call_start_batch(e->call, ops, 2, e, NULL) != GRPC_CALL_OK)
-                echo_free(e);
-        } else if (e->stage == 1) {
-            grpc_op ops[3] = {{0}};
-            size_t n = 0;
-            if (e->msg) {
-                ops[n].op = GRPC_OP_SEND_MESSAGE;
-                ops[n++].data.send_message.send_message = e->msg;
-            }
-            ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-            ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
-            ops[n++].data.send_status_from_server.status_details = &e->ok;
-            ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-            ops[n++].data.recv_close_on_server.cancelled = &e->cancelled;
-            e->stage = 2;
-            if (grpc_call_start_batch(e->call, ops, n, e, NULL) != GRPC_CALL_OK)
-                echo_free(e);
-        } else {
-            echo_free(e);
-        }
-    }
-}
-
-static pid_t echo_spawn(const char *path)
-{
-    char *argv[] = {"cri_bench", "--echo-serve", (char *)path, NULL};
-    pid_t pid;
-    extern char **environ;
-    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) != 0)
+    moat_error err = MOAT_ERROR_INIT;
+    uint8_t *resp = NULL;
+    size_t n = 0;
+    if (cri_client_call(cl, &resp, &n, method, req, req_len, timeout_ms, &err) < 0) {
+        if (ret_why)
+            *ret_why = TAKE_PTR(err.message);
+        moat_error_clear(&err);
         return -1;
-    for (int i = 0; i < 200; i++) {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-            return pid;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        usleep(25000);
     }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
+    if (ret_resp) {
+        *ret_resp = resp;
+        *ret_len = n;
+    } else {
+        free(resp);
+    }
+    return 0;
 }
 
 /* ---- statistics ---------------------------------------------------------------------------- */
@@ -450,7 +128,6 @@ typedef struct {
 static void measure_latency(latency *out, const target *t, size_t n_targets, const char *method,
                             const uint8_t *req, size_t req_len, size_t calls)
 {
-    grpc_completion_queue *cq = queue_new();
     double *samples[MAX_TARGETS];
     int64_t cpu[MAX_TARGETS][3] = {{0}};
     for (size_t i = 0; i < n_targets; i++) {
@@ -459,7 +136,7 @@ static void measure_latency(latency *out, const target *t, size_t n_targets, con
             abort();
         out[i] = (latency){0};
         for (int w = 0; w < WARMUP; w++)
-            call_unary(t[i].ch, cq, method, req, req_len, CHEAP_DEADLINE, NULL, NULL, NULL);
+            call(t[i].cl, method, req, req_len, CHEAP_DEADLINE, NULL, NULL, NULL);
     }
     for (size_t done = 0; done < calls; done += ROUND) {
         size_t n = calls - done < ROUND ? calls - done : ROUND;
@@ -469,8 +146,8 @@ static void measure_latency(latency *out, const target *t, size_t n_targets, con
             for (size_t k = 0; k < n; k++) {
                 char *why = NULL;
                 int64_t a = moat_mono_ns();
-                int rc = call_unary(t[i].ch, cq, method, req, req_len, CHEAP_DEADLINE, NULL, NULL,
-                                    out[i].first_error ? NULL : &why);
+                int rc = call(t[i].cl, method, req, req_len, CHEAP_DEADLINE, NULL, NULL,
+                              out[i].first_error ? NULL : &why);
                 samples[i][done + k] = (double)(moat_mono_ns() - a) / 1e3;
                 if (rc != 0) {
                     out[i].errors++;
@@ -492,7 +169,6 @@ static void measure_latency(latency *out, const target *t, size_t n_targets, con
         out[i].cpu_shim = (double)cpu[i][2] / 1e3 / (double)calls;
         free(samples[i]);
     }
-    queue_free(cq);
 }
 
 static void print_latency_row(const char *label, const latency *l, const latency *direct)
@@ -523,19 +199,20 @@ typedef struct {
 static void *caller_run(void *arg)
 {
     caller *c = arg;
-    grpc_completion_queue *cq = queue_new();
+    cri_client *cl = NULL; /* the target's channel, a queue of this thread's own */
+    if (cri_client_share(&cl, c->t->cl, NULL) < 0)
+        abort();
     pthread_barrier_wait(c->go); /* everybody starts together */
     while (!atomic_load(c->stop)) {
         int64_t a = moat_mono_ns();
-        int rc = call_unary(c->t->ch, cq, c->method, c->req, c->req_len, CHEAP_DEADLINE, NULL, NULL,
-                            NULL);
+        int rc = call(cl, c->method, c->req, c->req_len, CHEAP_DEADLINE, NULL, NULL, NULL);
         if (c->calls < MAX_LOAD_SAMPLE)
             c->lat[c->calls] = (double)(moat_mono_ns() - a) / 1e3;
         c->calls++;
         if (rc != 0)
             c->errors++;
     }
-    queue_free(cq);
+    cri_client_free(cl);
     return NULL;
 }
 
@@ -635,40 +312,39 @@ static char *response_id(const uint8_t *buf, size_t len, bool container)
 {
     char *id = NULL;
     if (container) {
-        Cribench__CreateContainerResponse *r =
-            cribench__create_container_response__unpack(NULL, len, buf);
+        Moat__Cri__CreateContainerResponse *r =
+            moat__cri__create_container_response__unpack(NULL, len, buf);
         if (r && r->container_id && *r->container_id)
             id = strdup(r->container_id);
-        cribench__create_container_response__free_unpacked(r, NULL);
+        moat__cri__create_container_response__free_unpacked(r, NULL);
     } else {
-        Cribench__RunPodSandboxResponse *r =
-            cribench__run_pod_sandbox_response__unpack(NULL, len, buf);
+        Moat__Cri__RunPodSandboxResponse *r =
+            moat__cri__run_pod_sandbox_response__unpack(NULL, len, buf);
         if (r && r->pod_sandbox_id && *r->pod_sandbox_id)
             id = strdup(r->pod_sandbox_id);
-        cribench__run_pod_sandbox_response__free_unpacked(r, NULL);
+        moat__cri__run_pod_sandbox_response__free_unpacked(r, NULL);
     }
     return id;
 }
 
 /* RunPodSandbox -> CreateContainer -> StartContainer, as kubelet does it for a pod with one
  * container whose image is present, each step timed. */
-static void pod_start(pod *out, grpc_channel *ch, grpc_completion_queue *cq, const char *work,
-                      const char *name, const char *uid)
+static void pod_start(pod *out, cri_client *cl, const char *work, const char *name, const char *uid)
 {
     *out = (pod){0};
     char logdir[4096];
     snprintf(logdir, sizeof(logdir), "%s/logs/%s", work, name);
     mkdir(logdir, 0755);
 
-    Cribench__PodSandboxMetadata md = CRIBENCH__POD_SANDBOX_METADATA__INIT;
+    Moat__Cri__PodSandboxMetadata md = MOAT__CRI__POD_SANDBOX_METADATA__INIT;
     md.name = (char *)name;
     md.uid = (char *)uid;
     md.namespace_ = "moat-bench";
-    Cribench__PodSandboxConfig cfg = CRIBENCH__POD_SANDBOX_CONFIG__INIT;
+    Moat__Cri__PodSandboxConfig cfg = MOAT__CRI__POD_SANDBOX_CONFIG__INIT;
     cfg.metadata = &md;
     cfg.hostname = (char *)name;
     cfg.log_directory = logdir;
-    Cribench__RunPodSandboxRequest run = CRIBENCH__RUN_POD_SANDBOX_REQUEST__INIT;
+    Moat__Cri__RunPodSandboxRequest run = MOAT__CRI__RUN_POD_SANDBOX_REQUEST__INIT;
     run.config = &cfg;
     run.runtime_handler = "";
 
@@ -677,25 +353,25 @@ static void pod_start(pod *out, grpc_channel *ch, grpc_completion_queue *cq, con
     _cleanup_free_ uint8_t *resp = NULL;
     _cleanup_free_ char *why = NULL;
     int64_t a = moat_mono_ns();
-    int rc = call_unary(ch, cq, M_RUN_POD, req, len, POD_DEADLINE, &resp, &resp_len, &why);
+    int rc = call(cl, M_RUN_POD, req, len, POD_DEADLINE, &resp, &resp_len, &why);
     out->run = (double)(moat_mono_ns() - a) / 1e6;
     if (rc != 0 || !(out->id = response_id(resp, resp_len, false))) {
         fprintf(stderr, "cri_bench: RunPodSandbox %s: %s\n", name, why ? why : "no id");
         return;
     }
 
-    Cribench__ContainerMetadata cmd = CRIBENCH__CONTAINER_METADATA__INIT;
+    Moat__Cri__ContainerMetadata cmd = MOAT__CRI__CONTAINER_METADATA__INIT;
     cmd.name = "main";
-    Cribench__ImageSpec image = CRIBENCH__IMAGE_SPEC__INIT;
+    Moat__Cri__ImageSpec image = MOAT__CRI__IMAGE_SPEC__INIT;
     image.image = POD_IMAGE;
     char *command[] = {"sleep", "3600"};
-    Cribench__ContainerConfig ccfg = CRIBENCH__CONTAINER_CONFIG__INIT;
+    Moat__Cri__ContainerConfig ccfg = MOAT__CRI__CONTAINER_CONFIG__INIT;
     ccfg.metadata = &cmd;
     ccfg.image = &image;
     ccfg.n_command = ELEMENTSOF(command);
     ccfg.command = command;
     ccfg.log_path = "main.log";
-    Cribench__CreateContainerRequest create = CRIBENCH__CREATE_CONTAINER_REQUEST__INIT;
+    Moat__Cri__CreateContainerRequest create = MOAT__CRI__CREATE_CONTAINER_REQUEST__INIT;
     create.pod_sandbox_id = out->id;
     create.config = &ccfg;
     create.sandbox_config = &cfg;
@@ -703,7 +379,7 @@ static void pod_start(pod *out, grpc_channel *ch, grpc_completion_queue *cq, con
     free(TAKE_PTR(resp));
     req = pack(&create.base, &len);
     a = moat_mono_ns();
-    rc = call_unary(ch, cq, M_CREATE, req, len, POD_DEADLINE, &resp, &resp_len, &why);
+    rc = call(cl, M_CREATE, req, len, POD_DEADLINE, &resp, &resp_len, &why);
     out->create = (double)(moat_mono_ns() - a) / 1e6;
     _cleanup_free_ char *cid = rc == 0 ? response_id(resp, resp_len, true) : NULL;
     if (!cid) {
@@ -711,12 +387,12 @@ static void pod_start(pod *out, grpc_channel *ch, grpc_completion_queue *cq, con
         return;
     }
 
-    Cribench__StartContainerRequest start = CRIBENCH__START_CONTAINER_REQUEST__INIT;
+    Moat__Cri__StartContainerRequest start = MOAT__CRI__START_CONTAINER_REQUEST__INIT;
     start.container_id = cid;
     free(req);
     req = pack(&start.base, &len);
     a = moat_mono_ns();
-    rc = call_unary(ch, cq, M_START, req, len, POD_DEADLINE, NULL, NULL, &why);
+    rc = call(cl, M_START, req, len, POD_DEADLINE, NULL, NULL, &why);
     out->start = (double)(moat_mono_ns() - a) / 1e6;
     if (rc != 0) {
         fprintf(stderr, "cri_bench: StartContainer in %s: %s\n", name, why ? why : "?");
@@ -726,22 +402,22 @@ static void pod_start(pod *out, grpc_channel *ch, grpc_completion_queue *cq, con
 }
 
 /* StopPodSandbox + RemovePodSandbox; returns the milliseconds both took, or -1. */
-static double pod_remove(grpc_channel *ch, grpc_completion_queue *cq, const char *id)
+static double pod_remove(cri_client *cl, const char *id)
 {
-    Cribench__StopPodSandboxRequest stop = CRIBENCH__STOP_POD_SANDBOX_REQUEST__INIT;
+    Moat__Cri__StopPodSandboxRequest stop = MOAT__CRI__STOP_POD_SANDBOX_REQUEST__INIT;
     stop.pod_sandbox_id = (char *)id;
-    Cribench__RemovePodSandboxRequest rm = CRIBENCH__REMOVE_POD_SANDBOX_REQUEST__INIT;
+    Moat__Cri__RemovePodSandboxRequest rm = MOAT__CRI__REMOVE_POD_SANDBOX_REQUEST__INIT;
     rm.pod_sandbox_id = (char *)id;
     size_t len;
     _cleanup_free_ uint8_t *a = pack(&stop.base, &len);
     _cleanup_free_ char *why = NULL;
     int64_t t0 = moat_mono_ns();
-    if (call_unary(ch, cq, M_STOP_POD, a, len, POD_DEADLINE, NULL, NULL, &why) != 0) {
+    if (call(cl, M_STOP_POD, a, len, POD_DEADLINE, NULL, NULL, &why) != 0) {
         fprintf(stderr, "cri_bench: StopPodSandbox %s: %s\n", id, why ? why : "?");
         return -1;
     }
     _cleanup_free_ uint8_t *b = pack(&rm.base, &len);
-    if (call_unary(ch, cq, M_REMOVE_POD, b, len, POD_DEADLINE, NULL, NULL, &why) != 0) {
+    if (call(cl, M_REMOVE_POD, b, len, POD_DEADLINE, NULL, NULL, &why) != 0) {
         fprintf(stderr, "cri_bench: RemovePodSandbox %s: %s\n", id, why ? why : "?");
         return -1;
     }
@@ -848,7 +524,7 @@ int main(int argc, char **argv)
             pods = strtoul(optarg, NULL, 10);
             break;
         case O_ECHO:
-            return echo_serve(optarg);
+            return cri_echo_serve(optarg);
         case 'h':
             usage(stdout);
             return 0;
@@ -868,7 +544,7 @@ int main(int argc, char **argv)
     snprintf(logs, sizeof(logs), "%s/logs", work);
     mkdir(logs, 0755);
     /* Before grpc_init: the echo server is a process of its own, like containerd. */
-    pid_t echo_pid = echo_spawn(echo_path);
+    pid_t echo_pid = cri_echo_spawn(echo_path);
     if (echo_pid < 0) {
         fprintf(stderr, "cri_bench: the echo server did not start\n");
         return 1;
@@ -884,30 +560,35 @@ int main(int argc, char **argv)
                                                   : NAN;
 
     grpc_init();
-    target echo = {"echo", channel_open(echo_path), echo_pid, 0};
-    target direct = {"direct", channel_open(containerd), containerd_pid, 0};
-    target via = {"via shim", channel_open(shim), containerd_pid, shim_pid};
-    grpc_completion_queue *cq = queue_new();
+    target echo = {"echo", NULL, echo_pid, 0};
+    target direct = {"direct", NULL, containerd_pid, 0};
+    target via = {"via shim", NULL, containerd_pid, shim_pid};
+    moat_error err = MOAT_ERROR_INIT;
+    if (cri_client_new(&echo.cl, echo_path, &err) < 0 ||
+        cri_client_new(&direct.cl, containerd, &err) < 0 ||
+        cri_client_new(&via.cl, shim, &err) < 0) {
+        fprintf(stderr, "cri_bench: %s\n", err.message);
+        return 1;
+    }
 
     /* The runtime's identity, and the shim's answer the same as containerd's. */
-    Cribench__VersionRequest vreq = CRIBENCH__VERSION_REQUEST__INIT;
+    Moat__Cri__VersionRequest vreq = MOAT__CRI__VERSION_REQUEST__INIT;
     vreq.version = "v1";
     size_t vlen;
     _cleanup_free_ uint8_t *vbuf = pack(&vreq.base, &vlen);
     _cleanup_free_ uint8_t *vresp = NULL;
     _cleanup_free_ char *why = NULL;
     size_t vresp_len = 0;
-    if (call_unary(direct.ch, cq, M_VERSION, vbuf, vlen, CHEAP_DEADLINE, &vresp, &vresp_len,
-                   &why) != 0) {
+    if (call(direct.cl, M_VERSION, vbuf, vlen, CHEAP_DEADLINE, &vresp, &vresp_len, &why) != 0) {
         fprintf(stderr, "cri_bench: Version from containerd: %s\n", why ? why : "?");
         return 1;
     }
-    Cribench__VersionResponse *v = cribench__version_response__unpack(NULL, vresp_len, vresp);
+    Moat__Cri__VersionResponse *v = moat__cri__version_response__unpack(NULL, vresp_len, vresp);
     printf("== CRI relay (bench/cri_bench.c): %s %s (CRI %s) at %s, moat-cri pid %d, %ld CPUs\n",
            v ? v->runtime_name : "?", v ? v->runtime_version : "?",
            v ? v->runtime_api_version : "?", containerd, (int)shim_pid,
            sysconf(_SC_NPROCESSORS_ONLN));
-    cribench__version_response__free_unpacked(v, NULL);
+    moat__cri__version_response__free_unpacked(v, NULL);
     printf("   the machine was %.0f %% busy (all CPUs) in the 2 s before the benchmark began\n",
            100 * background);
     printf("   client: C on gRPC core library %s; one channel per target, retries off; a %d s "
@@ -918,7 +599,7 @@ int main(int argc, char **argv)
     latency lv[3], ll0[2], ll[2];
     target three[3] = {echo, direct, via}, two[2] = {direct, via};
     measure_latency(lv, three, 3, M_VERSION, vbuf, vlen, calls);
-    Cribench__ListPodSandboxRequest lreq = CRIBENCH__LIST_POD_SANDBOX_REQUEST__INIT;
+    Moat__Cri__ListPodSandboxRequest lreq = MOAT__CRI__LIST_POD_SANDBOX_REQUEST__INIT;
     size_t llen;
     _cleanup_free_ uint8_t *lbuf = pack(&lreq.base, &llen);
     measure_latency(ll0, two, 2, M_LIST_PODS, lbuf, llen, calls);
@@ -942,8 +623,7 @@ int main(int argc, char **argv)
             char name[64], uid[96];
             snprintf(name, sizeof(name), "bench-%s-%02zu", shim_turn ? "shim" : "direct", i);
             snprintf(uid, sizeof(uid), "%s-%ld", name, nonce);
-            pod_start(shim_turn ? &ps[i] : &pd[i], shim_turn ? via.ch : direct.ch, cq, work, name,
-                      uid);
+            pod_start(shim_turn ? &ps[i] : &pd[i], shim_turn ? via.cl : direct.cl, work, name, uid);
         }
     }
     pod_stats sd = pod_summary(pd, pods), ss = pod_summary(ps, pods);
@@ -952,12 +632,12 @@ int main(int argc, char **argv)
     size_t list_bytes = 0, listed = 0;
     {
         _cleanup_free_ uint8_t *resp = NULL;
-        if (call_unary(direct.ch, cq, M_LIST_PODS, lbuf, llen, CHEAP_DEADLINE, &resp, &list_bytes,
-                       NULL) == 0) {
-            Cribench__ListPodSandboxResponse *r =
-                cribench__list_pod_sandbox_response__unpack(NULL, list_bytes, resp);
+        if (call(direct.cl, M_LIST_PODS, lbuf, llen, CHEAP_DEADLINE, &resp, &list_bytes, NULL) ==
+            0) {
+            Moat__Cri__ListPodSandboxResponse *r =
+                moat__cri__list_pod_sandbox_response__unpack(NULL, list_bytes, resp);
             listed = r ? r->n_items : 0;
-            cribench__list_pod_sandbox_response__free_unpacked(r, NULL);
+            moat__cri__list_pod_sandbox_response__free_unpacked(r, NULL);
         }
     }
     measure_latency(ll, two, 2, M_LIST_PODS, lbuf, llen, calls);
@@ -967,7 +647,7 @@ int main(int argc, char **argv)
     size_t n_rm = 0;
     for (size_t i = 0; i < 2 * pods; i++) {
         const pod *p = i < pods ? &pd[i] : &ps[i - pods];
-        double ms = p->id ? pod_remove(direct.ch, cq, p->id) : -1;
+        double ms = p->id ? pod_remove(direct.cl, p->id) : -1;
         if (ms >= 0)
             rm[n_rm++] = ms;
     }
@@ -1094,10 +774,9 @@ int main(int argc, char **argv)
         free(ll0[i].first_error);
         free(ll[i].first_error);
     }
-    queue_free(cq);
-    grpc_channel_destroy(echo.ch);
-    grpc_channel_destroy(direct.ch);
-    grpc_channel_destroy(via.ch);
+    cri_client_free(echo.cl);
+    cri_client_free(direct.cl);
+    cri_client_free(via.cl);
     grpc_shutdown();
     kill(echo_pid, SIGKILL);
     waitpid(echo_pid, NULL, 0);

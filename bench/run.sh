@@ -34,7 +34,7 @@ if [ $started = 1 ]; then
     # the whole local cluster (node, moat-cri, the chart) in place of the bare control plane
     bash e2e/cluster/control-plane.sh down
     started=0
-    [ -x build-bench/isolation/moat-install ] && export MOAT_INSTALL=$PWD/build-bench/isolation/moat-install
+    [ -x build-bench/isolation/installer/moat-install ] && export MOAT_INSTALL=$PWD/build-bench/isolation/installer/moat-install
     bash e2e/cluster/cluster.sh up
     started=2
 fi

@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "isolation/wall.h"
+#include "cri-shim/wall.h"
 #include "libmoat/settings.h"
 #include "libmoat/strv.h"
 #include "libmoat/egress.h"

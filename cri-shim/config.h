@@ -26,7 +26,7 @@
  *                                             #   others: the socket starts any container
  *   socketGroup: ""                           # the socket's group, a name or a number;
  *                                             #   empty leaves it alone
- *   egressWall:                               # isolation/wall.h: sandboxes kept off
+ *   egressWall:                               # cri-shim/wall.h: sandboxes kept off
  *     mode: nftables                          #   private addresses from their first
  *     table: moat                             #   instant; none leaves it to the
  *                                             #   NetworkPolicy alone (a choice to write

@@ -29,7 +29,7 @@
 
 #include <stdbool.h>
 
-#include "isolation/probe.h"
+#include "isolation/probe/probe.h"
 
 typedef enum { SHIM_PASS = 0, SHIM_REWRITE, SHIM_REFUSE } shim_verdict;
 

@@ -2,7 +2,7 @@
  * rewritten or refused, Status gains the logical handlers; every call is counted. These are
  * the relay's hooks (relay.h), plus the metrics they keep.
  *
- * With an egress wall (isolation/wall.h), a walled pod (messages.h: shim_wall_facts) is
+ * With an egress wall (cri-shim/wall.h), a walled pod (messages.h: shim_wall_facts) is
  * walled when its PodSandboxStatus first shows its addresses (kubelet asks for it right
  * after RunPodSandbox, before it creates a container): a worker thread looks up its
  * interfaces on the node and its DNS servers (shim_pod_network) and raises the wall. Its
@@ -18,8 +18,8 @@
 #include <stddef.h>
 
 #include "decide.h"
-#include "isolation/probe.h"
-#include "isolation/wall.h"
+#include "isolation/probe/probe.h"
+#include "cri-shim/wall.h"
 #include "relay.h"
 
 typedef struct shim_intercept shim_intercept;

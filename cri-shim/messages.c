@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cri.pb-c.h"
+#include "libmoat/cri/cri.pb-c.h"
 #include "libmoat/macro.h"
 #include "libmoat/names.h"
 

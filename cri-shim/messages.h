@@ -8,7 +8,7 @@
  * Status: the logical handlers are added to runtime_handlers, so kubelet publishes them in
  * Node.status.runtimeHandlers.
  * PodSandboxStatus, CreateContainer, RemovePodSandbox: read (never changed) for the egress
- * wall (isolation/wall.h). */
+ * wall (cri-shim/wall.h). */
 #ifndef MOAT_SHIM_MESSAGES_H
 #define MOAT_SHIM_MESSAGES_H
 
@@ -17,7 +17,7 @@
 
 #include "decide.h"
 #include "libmoat/error.h"
-#include "isolation/probe.h"
+#include "isolation/probe/probe.h"
 
 /* Decides about one RunPodSandboxRequest. Returns 0 (pass it through unchanged; *ret_out
  * untouched), 1 with *ret_out and *ret_len (the rewritten request; caller frees), or -1: a

@@ -2,8 +2,8 @@
 
 #include <stdlib.h>
 
-#include "isolation/netns.h"
-#include "isolation/wall.h"
+#include "cri-shim/netns.h"
+#include "cri-shim/wall.h"
 
 #define LOOKUP_TIMEOUT_MS 5000
 

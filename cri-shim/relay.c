@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "libmoat/cri/bytes.h"
 #include "libmoat/clock.h"
 #include "libmoat/log.h"
 #include "libmoat/macro.h"
@@ -90,31 +91,6 @@ struct shim_relay {
 #define PARK_TICK_NS 1000000
 
 /* ---- bytes <-> byte buffers ------------------------------------------------------------ */
-
-static uint8_t *buffer_bytes(grpc_byte_buffer *bb, size_t *ret_len)
-{
-    grpc_byte_buffer_reader reader;
-    if (!grpc_byte_buffer_reader_init(&reader, bb))
-        return NULL;
-    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    size_t len = GRPC_SLICE_LENGTH(all);
-    uint8_t *out = malloc(len ? len : 1);
-    if (out) {
-        memcpy(out, GRPC_SLICE_START_PTR(all), len);
-        *ret_len = len;
-    }
-    grpc_slice_unref(all);
-    return out;
-}
-
-static grpc_byte_buffer *bytes_buffer(const uint8_t *data, size_t len)
-{
-    grpc_slice s = grpc_slice_from_copied_buffer((const char *)data, len);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
 
 /* Metadata the gRPC library sets itself: relaying it would be refused or duplicated. */
 static bool relayable(const grpc_metadata *md)
@@ -316,10 +292,10 @@ static void on_unary_up(call *c)
     c->up_msg = NULL;
     if (msg && c->intercepted && r->hooks.on_response) {
         size_t len = 0, out_len = 0;
-        uint8_t *in = buffer_bytes(msg, &len), *out = NULL;
+        uint8_t *in = cri_bytes_from_buffer(msg, &len), *out = NULL;
         if (in && r->hooks.on_response(r->hooks.user, c->method, in, len, &out, &out_len) == 1) {
             grpc_byte_buffer_destroy(msg);
-            msg = bytes_buffer(out, out_len);
+            msg = cri_bytes_to_buffer(out, out_len);
             free(out);
         }
         free(in);
@@ -392,7 +368,7 @@ static bool ask_hook(call *c, grpc_byte_buffer *msg)
 {
     shim_relay *r = c->r;
     size_t len = 0, out_len = 0;
-    uint8_t *in = buffer_bytes(msg, &len), *out = NULL;
+    uint8_t *in = cri_bytes_from_buffer(msg, &len), *out = NULL;
     int status = SHIM_INTERNAL;
     char *message = NULL;
     int v = in ? r->hooks.on_request(r->hooks.user, c->method, in, len, &out, &out_len, &status,
@@ -417,7 +393,7 @@ static bool ask_hook(call *c, grpc_byte_buffer *msg)
     }
     if (v == 1) {
         grpc_byte_buffer_destroy(msg);
-        msg = bytes_buffer(out, out_len);
+        msg = cri_bytes_to_buffer(out, out_len);
         free(out);
     }
     start_unary_upstream(c, msg);
@@ -509,10 +485,10 @@ static void on_up_recv(call *c, bool ok)
     }
     if (c->intercepted && r->hooks.on_response) {
         size_t len = 0, out_len = 0;
-        uint8_t *in = buffer_bytes(msg, &len), *out = NULL;
+        uint8_t *in = cri_bytes_from_buffer(msg, &len), *out = NULL;
         if (in && r->hooks.on_response(r->hooks.user, c->method, in, len, &out, &out_len) == 1) {
             grpc_byte_buffer_destroy(msg);
-            msg = bytes_buffer(out, out_len);
+            msg = cri_bytes_to_buffer(out, out_len);
             free(out);
         }
         free(in);

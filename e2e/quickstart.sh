@@ -20,7 +20,7 @@ if [ "${MOAT_QUICKSTART_SETUP:-1}" = 1 ]; then
     bash "$root/scripts/install-deps.sh"
     bash "$root/e2e/tools/build.sh"
     bash "$root/e2e/images/build.sh" >/dev/null
-    if [ ! -x "$root/build-e2e/isolation/moat-install" ]; then
+    if [ ! -x "$root/build-e2e/isolation/installer/moat-install" ]; then
         cmake -S "$root" -B "$root/build-e2e" -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
         nice cmake --build "$root/build-e2e" --target moat-install >/dev/null
     fi

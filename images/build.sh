@@ -82,7 +82,7 @@ bash "$root/isolation/bundle.sh" "$build/operator/moat-operator" "$rootfs/operat
 #    the host prefix /opt/moat, and gVisor's static runsc and shim.
 n=$rootfs/node
 base_etc "$n"
-for b in isolation/moat-agent isolation/moat-install isolation/moat-probe; do
+for b in isolation/agent/moat-agent isolation/installer/moat-install isolation/probe/moat-probe; do
     bash "$root/isolation/bundle.sh" "$build/$b" "$n/opt/moat-node" /opt/moat-node >&2
 done
 bash "$root/isolation/bundle.sh" "$(command -v nsenter)" "$n/opt/moat-node" /opt/moat-node >&2

@@ -1,7 +1,7 @@
 /* What a sandbox with egress Internet must not reach: the private, local and special
  * address ranges. One table for the two walls that enforce it, the NetworkPolicy the
  * operator writes (operator/netpol.c, as ipBlock excepts) and the node's own egress wall
- * (isolation/wall.h, as nftables sets), so they can never disagree. */
+ * (cri-shim/wall.h, as nftables sets), so they can never disagree. */
 #ifndef MOAT_EGRESS_H
 #define MOAT_EGRESS_H
 

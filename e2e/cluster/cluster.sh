@@ -32,10 +32,10 @@ export MOAT_CLUSTER_DIR=$cluster
 node=$cluster/node
 bin=$MOAT_CACHE/bin
 images=$MOAT_CACHE/images
-install_bin=${MOAT_INSTALL:-$root/build-e2e/isolation/moat-install}
+install_bin=${MOAT_INSTALL:-$root/build-e2e/isolation/installer/moat-install}
 release=$images/build-release
 # without build-e2e: the release build images/build.sh makes (it builds moat-install too)
-[ -n "${MOAT_INSTALL:-}" ] || [ -x "$install_bin" ] || install_bin=$release/isolation/moat-install
+[ -n "${MOAT_INSTALL:-}" ] || [ -x "$install_bin" ] || install_bin=$release/isolation/installer/moat-install
 m=$node/moat          # everything the installer puts on the "host"
 wall_table=moat_e2e   # moat-cri's egress wall here: a table of its own, never a node's "moat"
 ns=moat-system

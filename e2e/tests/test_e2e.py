@@ -205,7 +205,7 @@ class E2E(unittest.TestCase):
         self.assertIn(f"REACHED {metrics}", self.logs("client"))
         self.assertIn("moat_agent_", self.logs("client"))
         # Both probe first thing: kube-router walls a pod only once it has seen its address,
-        # so the first instant is held by moat-cri's egress wall (isolation/wall.h) alone.
+        # so the first instant is held by moat-cri's egress wall (cri-shim/wall.h) alone.
         self.apply(sandbox_yaml("nonet", both + "; sleep 3", egress="None"),
                    sandbox_yaml("inet", both + "; sleep 3", egress="Internet"))
         if NODE_CHECKS:

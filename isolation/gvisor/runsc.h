@@ -9,7 +9,7 @@
 
 #include <stdbool.h>
 
-#include "isolation/containerd.h"
+#include "isolation/installer/containerd.h"
 #include "libmoat/error.h"
 
 /* gVisor platforms Moat writes: systrap needs no hypervisor; kvm where the probe proved

@@ -9,7 +9,7 @@
 #ifndef MOAT_ISOLATION_KATA_H
 #define MOAT_ISOLATION_KATA_H
 
-#include "isolation/containerd.h"
+#include "isolation/installer/containerd.h"
 #include "libmoat/error.h"
 
 #define ISO_KATA_DROPIN_NAME "60-moat.toml"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "cri-shim/messages.h"
-#include "cri.pb-c.h"
+#include "libmoat/cri/cri.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

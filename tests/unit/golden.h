@@ -1,4 +1,4 @@
-/* Golden files for the unit tests of generated text: tests/golden/isolation, found through
+/* Golden files for the unit tests of generated text: tests/golden/installer, found through
  * MOAT_GOLDEN_DIR (a compile definition in tests/CMakeLists.txt); MOAT_UPDATE_GOLDEN=1
  * rewrites them from what the code now produces. Include after <cmocka.h>. */
 #ifndef MOAT_TESTS_GOLDEN_H

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "cri-shim/intercept.h"
-#include "cri.pb-c.h"
+#include "libmoat/cri/cri.pb-c.h"
 #include "libmoat/names.h"
 
 static const shim_handlers handlers = {

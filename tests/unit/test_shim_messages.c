@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "cri-shim/messages.h"
-#include "cri.pb-c.h"
+#include "libmoat/cri/cri.pb-c.h"
 #include "libmoat/names.h"
 
 static const shim_handlers handlers = {

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "isolation/containerd.h"
+#include "isolation/installer/containerd.h"
 #include "isolation/gvisor/runsc.h"
 #include "libmoat/error.h"
 

@@ -38,7 +38,7 @@ PROTO = os.path.join(CACHE, "go", "mod", "k8s.io", "cri-api@v0.35.4", "pkg", "ap
 WORK = tempfile.mkdtemp(prefix="moat-install-test-")
 ENV = dict(os.environ, PATH=BIN + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-WALL_TABLE = "moat_itest_install"  # moat-cri's egress wall (isolation/wall.h): this test's own
+WALL_TABLE = "moat_itest_install"  # moat-cri's egress wall (cri-shim/wall.h): this test's own
 CHROOT_TABLE = "moat_itest_chroot"
 
 

@@ -1,0 +1,975 @@
+/* The node installer: files, containerd's and kubelet's configuration, services, rollback. */
+#include "install.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libmoat/cri/cri.h"
+#include "isolation/gvisor/runsc.h"
+#include "isolation/kata/kata.h"
+#include "isolation/probe/probe.h"
+#include "cri-shim/wall.h"
+#include "libmoat/clock.h"
+#include "libmoat/names.h"
+#include "libmoat/strbuf.h"
+#include "libmoat/textfile.h"
+
+#define CONFIG_MAX   ((size_t)4 << 20)   /* kubelet's and moat's config files */
+#define BUNDLE_MAX   ((size_t)256 << 20) /* one file of the bundle */
+#define MANIFEST_MAX ((size_t)1 << 20)
+
+void iso_install_options_default(iso_install_options *o)
+{
+    *o = (iso_install_options){
+        .mode = ISO_INSTALL_SHIM,
+        .host_root = "/host",
+        .bundle_dir = "/opt/moat-image",
+        .prefix = "/opt/moat",
+        .bin_dir = "/usr/local/bin",
+        .state_dir = "/var/lib/moat",
+        .containerd_config = "/etc/containerd/config.toml",
+        .containerd_socket = "/run/containerd/containerd.sock",
+        .containerd_service = "containerd",
+        .runsc_config_dir = "/etc/moat/runsc",
+        .cri_config = "/etc/moat/cri.yaml",
+        .cri_socket = "/run/moat/cri.sock",
+        .cri_metrics = "127.0.0.1:9466",
+        .cri_service = "moat-cri",
+        .cri_timeout_ms = 30000,
+        .cri_wall_table = ISO_WALL_TABLE,
+        .kubelet_config = "/var/lib/kubelet/config.yaml",
+        .kubelet_service = "kubelet",
+        .kubelet_healthz = "http://127.0.0.1:10248/healthz",
+        .kubelet_timeout_ms = 60000,
+        .kubelet_settle_ms = 5000,
+    };
+}
+
+/* ---- report ---- */
+
+static void report_add(iso_install_report *rep, const char *fmt, ...) _printf_(2, 3);
+static void report_add(iso_install_report *rep, const char *fmt, ...)
+{
+    if (!rep)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char *line = NULL;
+    int r = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        return;
+    char **n = realloc(rep->lines, (rep->n + 1) * sizeof(*n));
+    if (!n) {
+        free(line);
+        return;
+    }
+    rep->lines = n;
+    rep->lines[rep->n++] = line;
+}
+
+void iso_install_report_clear(iso_install_report *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->lines[i]);
+    free(r->lines);
+    *r = (iso_install_report){0};
+}
+
+/* ---- files ---- */
+
+static char *path_join(const char *root, const char *path)
+{
+    char *p;
+    size_t rl = strlen(root);
+    while (rl > 0 && root[rl - 1] == '/')
+        rl--;
+    return asprintf(&p, "%.*s%s%s", (int)rl, root, path[0] == '/' ? "" : "/", path) < 0 ? NULL : p;
+}
+
+/* Creates the missing parents of path; when created is given, each directory made is passed
+ * to it (outermost first). */
+static int mkdir_parents(const char *path, void (*created)(void *, const char *), void *user,
+                         moat_error *err)
+{
+    _cleanup_free_ char *p = strdup(path);
+    if (!p)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        if (mkdir(p, 0755) == 0) {
+            if (created)
+                created(user, p);
+        } else if (errno != EEXIST) {
+            return moat_error_set_errno(err, errno, "mkdir %s", p);
+        }
+        *s = '/';
+    }
+    return 0;
+}
+
+static int read_file(char **ret, size_t *ret_len, bool *ret_exists, const char *path, size_t max,
+                     moat_error *err)
+{
+    moat_error e = MOAT_ERROR_INIT;
+    if (moat_read_text(ret, ret_len, path, max, &e) == 0) {
+        *ret_exists = true;
+        return 0;
+    }
+    if (e.code == MOAT_E_IO && e.errno_value == ENOENT) {
+        moat_error_clear(&e);
+        *ret = NULL;
+        *ret_len = 0;
+        *ret_exists = false;
+        return 0;
+    }
+    if (err) {
+        moat_error_clear(err);
+        *err = e;
+    } else {
+        moat_error_clear(&e);
+    }
+    return -1;
+}
+
+int iso_install_file_put(const char *path, const char *data, size_t len, unsigned mode,
+                         bool *changed, moat_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
+        _cleanup_free_ char *cur = NULL;
+        size_t cur_len;
+        bool exists;
+        if (read_file(&cur, &cur_len, &exists, path, len, NULL) == 0 && exists && cur_len == len &&
+            memcmp(cur, data, len) == 0) {
+            if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0)
+                return moat_error_set_errno(err, errno, "chmod %s", path);
+            *changed = (st.st_mode & 07777) != mode;
+            return 0;
+        }
+    }
+    if (mkdir_parents(path, NULL, NULL, err) < 0)
+        return -1;
+    _cleanup_free_ char *tmp = NULL;
+    if (asprintf(&tmp, "%s.moat-tmp", path) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return moat_error_set_errno(err, errno, "open %s", tmp);
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int e = errno;
+            unlink(tmp);
+            return moat_error_set_errno(err, e, "write %s", tmp);
+        }
+        off += (size_t)w;
+    }
+    if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return moat_error_set_errno(err, e, "fsync %s", tmp);
+    }
+    if (rename(tmp, path) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return moat_error_set_errno(err, e, "rename %s", path);
+    }
+    *changed = true;
+    return 0;
+}
+
+/* ---- the state: manifest and backups ----
+ *
+ * <state>/manifest lists, one a line, "f <host path>" for each file the installer wrote and
+ * "d <host path>" for each directory it created. <state>/backup/<path, '/' as '%'> holds the
+ * bytes a file had before the installer first changed it; no backup means the installer
+ * created the file. */
+
+typedef struct {
+    const iso_install_options *o;
+    char *state;    /* installer side */
+    char **entries; /* "f /path" or "d /path" */
+    size_t n;
+    iso_install_report *rep;
+} install_ctx;
+
+static void ctx_clear(install_ctx *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->entries[i]);
+    free(c->entries);
+    free(c->state);
+}
+
+static char *host(const install_ctx *c, const char *hostpath)
+{
+    return path_join(c->o->host_root, hostpath);
+}
+
+static char *backup_path(const install_ctx *c, const char *hostpath)
+{
+    _cleanup_free_ char *flat = strdup(hostpath);
+    if (!flat)
+        return NULL;
+    for (char *p = flat; *p; p++)
+        if (*p == '/')
+            *p = '%';
+    char *b;
+    return asprintf(&b, "%s/backup/%s", c->state, flat) < 0 ? NULL : b;
+}
+
+static bool ctx_has(const install_ctx *c, const char *entry)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->entries[i], entry) == 0)
+            return true;
+    return false;
+}
+
+static int ctx_load(install_ctx *c, moat_error *err)
+{
+    _cleanup_free_ char *path = NULL, *text = NULL;
+    if (asprintf(&path, "%s/manifest", c->state) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    size_t len;
+    bool exists;
+    if (read_file(&text, &len, &exists, path, MANIFEST_MAX, err) < 0)
+        return -1;
+    if (!exists)
+        return 0;
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if ((l[0] != 'f' && l[0] != 'd') || l[1] != ' ' || l[2] != '/')
+            return moat_error_set(err, MOAT_E_INVALID, "%s: bad line \"%s\"", path, l);
+        char **n = realloc(c->entries, (c->n + 1) * sizeof(*n));
+        if (!n || !(n[c->n] = strdup(l))) {
+            if (n)
+                c->entries = n;
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        }
+        c->entries = n;
+        c->n++;
+    }
+    return 0;
+}
+
+static int ctx_save(install_ctx *c, moat_error *err)
+{
+    moat_strbuf b = {0};
+    for (size_t i = 0; i < c->n; i++)
+        moat_strbuf_appendf(&b, "%s\n", c->entries[i]);
+    bool trunc = b.truncated;
+    _cleanup_free_ char *text = moat_strbuf_take(&b);
+    _cleanup_free_ char *path = NULL;
+    if (!text || trunc || asprintf(&path, "%s/manifest", c->state) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    bool changed;
+    return iso_install_file_put(path, text, strlen(text), 0600, &changed, err);
+}
+
+static int ctx_record(install_ctx *c, char kind, const char *hostpath, bool save, moat_error *err)
+{
+    _cleanup_free_ char *e = NULL;
+    if (asprintf(&e, "%c %s", kind, hostpath) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (ctx_has(c, e))
+        return 0;
+    char **n = realloc(c->entries, (c->n + 1) * sizeof(*n));
+    if (!n)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    c->entries = n;
+    c->entries[c->n++] = TAKE_PTR(e);
+    return save ? ctx_save(c, err) : 0;
+}
+
+typedef struct {
+    install_ctx *c;
+    size_t root_len;
+    int failed;
+} dir_rec;
+
+static void dir_created(void *user, const char *path)
+{
+    dir_rec *d = user;
+    moat_error e = MOAT_ERROR_INIT;
+    /* The host path of the directory: drop the host root. */
+    const char *hp = path + d->root_len;
+    if (*hp != '/' || ctx_record(d->c, 'd', hp, false, &e) < 0)
+        d->failed = 1;
+    moat_error_clear(&e);
+}
+
+static size_t root_len(const char *root)
+{
+    size_t rl = strlen(root);
+    while (rl > 0 && root[rl - 1] == '/')
+        rl--;
+    return rl;
+}
+
+/* Writes a host file the installer manages: its first original kept, its path and the
+ * directories made for it recorded before it is written. */
+static int put_tracked(install_ctx *c, const char *hostpath, const char *data, size_t len,
+                       unsigned mode, bool *ret_changed, moat_error *err)
+{
+    _cleanup_free_ char *path = host(c, hostpath);
+    _cleanup_free_ char *entry = NULL;
+    if (!path || asprintf(&entry, "f %s", hostpath) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    _cleanup_free_ char *cur = NULL;
+    size_t cur_len;
+    bool exists;
+    if (read_file(&cur, &cur_len, &exists, path, len + 1, NULL) == 0 && exists && cur_len == len &&
+        memcmp(cur, data, len) == 0) {
+        struct stat st;
+        if (stat(path, &st) == 0 && (st.st_mode & 07777) == mode) {
+            *ret_changed = false;
+            return 0;
+        }
+    }
+    if (!ctx_has(c, entry)) {
+        struct stat st;
+        if (lstat(path, &st) == 0) {
+            /* The first change to a file that was there: keep what it was. */
+            _cleanup_free_ char *orig = NULL, *bp = backup_path(c, hostpath);
+            size_t orig_len;
+            if (!bp)
+                return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+            if (read_file(&orig, &orig_len, &exists, path, BUNDLE_MAX, err) < 0)
+                return moat_error_prefix(err, "backing up");
+            bool ch;
+            if (iso_install_file_put(bp, orig ? orig : "", orig_len, st.st_mode & 07777, &ch, err) <
+                0)
+                return moat_error_prefix(err, "backing up %s", hostpath);
+        } else {
+            dir_rec d = {c, root_len(c->o->host_root), 0};
+            if (mkdir_parents(path, dir_created, &d, err) < 0)
+                return -1;
+            if (d.failed)
+                return moat_error_set(err, MOAT_E_IO, "recording the directories of %s", hostpath);
+        }
+        if (ctx_record(c, 'f', hostpath, true, err) < 0)
+            return -1;
+    }
+    if (iso_install_file_put(path, data, len, mode, ret_changed, err) < 0)
+        return -1;
+    if (*ret_changed)
+        report_add(c->rep, "wrote %s", hostpath);
+    return 0;
+}
+
+static int ctx_open(install_ctx *c, const iso_install_options *o, iso_install_report *rep,
+                    moat_error *err)
+{
+    *c = (install_ctx){.o = o, .rep = rep};
+    if (!(c->state = path_join(o->host_root, o->state_dir)))
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    return ctx_load(c, err);
+}
+
+/* Records the state directory itself (and parents it needs) before anything else. */
+static int ctx_prepare(install_ctx *c, moat_error *err)
+{
+    _cleanup_free_ char *probe = NULL;
+    if (asprintf(&probe, "%s/backup/x", c->state) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    dir_rec d = {c, root_len(c->o->host_root), 0};
+    if (mkdir_parents(probe, dir_created, &d, err) < 0)
+        return -1;
+    if (d.failed)
+        return moat_error_set(err, MOAT_E_IO, "recording %s", c->o->state_dir);
+    return ctx_save(c, err);
+}
+
+/* ---- planning ---- */
+
+size_t iso_install_entries(iso_runtime_entry out[ISO_INSTALL_MAX_ENTRIES], iso_install_mode mode,
+                           const char *hypervisor, const char *gpu_mode)
+{
+    bool gpu_container = gpu_mode && strcmp(gpu_mode, MOAT_GPU_MODE_CONTAINER) == 0;
+    bool gpu_vm = gpu_mode && strcmp(gpu_mode, MOAT_GPU_MODE_VM) == 0 && hypervisor;
+    size_t n = 0;
+    if (mode == ISO_INSTALL_SHIM) {
+        out[n++] = (iso_runtime_entry){MOAT_HANDLER_RUNSC, ISO_RUNTIME_RUNSC};
+        out[n++] = (iso_runtime_entry){MOAT_HANDLER_RUNSC_NONET, ISO_RUNTIME_RUNSC_NONET};
+        if (hypervisor)
+            out[n++] = (iso_runtime_entry){MOAT_HANDLER_KATA_CLH, ISO_RUNTIME_KATA_CLH};
+        if (gpu_container)
+            out[n++] = (iso_runtime_entry){MOAT_HANDLER_RUNSC_NVPROXY, ISO_RUNTIME_RUNSC_NVPROXY};
+        if (gpu_vm)
+            out[n++] = (iso_runtime_entry){MOAT_HANDLER_KATA_QEMU_NV_GPU, ISO_RUNTIME_KATA_GPU};
+    } else {
+        iso_runtime_kind gvisor = gpu_container ? ISO_RUNTIME_RUNSC_NVPROXY : ISO_RUNTIME_RUNSC;
+        out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_AUTO, gvisor};
+        out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_GVISOR, gvisor};
+        if (hypervisor)
+            out[n++] = (iso_runtime_entry){MOAT_RUNTIMECLASS_VM,
+                                           gpu_vm ? ISO_RUNTIME_KATA_GPU : ISO_RUNTIME_KATA_CLH};
+    }
+    return n;
+}
+
+/* ---- the steps ---- */
+
+static int runtime_paths(iso_runtime_paths *p, const install_ctx *c, char **ret_runsc)
+{
+    iso_runtime_paths_default(p);
+    char *runsc = NULL;
+    if (asprintf(&runsc, "%s/runsc", c->o->bin_dir) < 0)
+        return -1;
+    p->runsc = runsc;
+    p->runsc_config_dir = c->o->runsc_config_dir;
+    p->runsc_root = c->o->runsc_root;
+    if (c->o->kata_shim)
+        p->kata_shim = c->o->kata_shim;
+    if (c->o->kata_clh_config)
+        p->kata_clh_config = c->o->kata_clh_config;
+    *ret_runsc = runsc;
+    return 0;
+}
+
+/* Copies one bundle file (installer side) to a host path; *changed when its bytes moved. */
+static int copy_in(install_ctx *c, const char *src, const char *hostpath, bool *changed,
+                   moat_error *err)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len;
+    bool exists;
+    if (read_file(&data, &len, &exists, src, BUNDLE_MAX, err) < 0)
+        return -1;
+    if (!exists)
+        return moat_error_set(err, MOAT_E_NOTFOUND, "%s: not in the bundle", src);
+    struct stat st;
+    if (stat(src, &st) < 0)
+        return moat_error_set_errno(err, errno, "stat %s", src);
+    bool ch = false;
+    if (put_tracked(c, hostpath, data, len, st.st_mode & 0755, &ch, err) < 0)
+        return -1;
+    *changed = *changed || ch;
+    return 0;
+}
+
+/* Every regular file of <bundle>/<sub> to <dest>/<name>, in name order. */
+static int copy_dir(install_ctx *c, const char *sub, const char *dest, bool *changed,
+                    moat_error *err)
+{
+    _cleanup_free_ char *dir = NULL;
+    if (asprintf(&dir, "%s/%s", c->o->bundle_dir, sub) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort);
+    if (n < 0)
+        return moat_error_set_errno(err, errno, "bundle: %s", dir);
+    int r = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        _cleanup_free_ char *src = NULL, *dst = NULL;
+        struct stat st;
+        if (r == 0 && name[0] != '.' && asprintf(&src, "%s/%s", dir, name) >= 0 &&
+            stat(src, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (asprintf(&dst, "%s/%s", dest, name) < 0)
+                r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+            else
+                r = copy_in(c, src, dst, changed, err);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return r;
+}
+
+static int gvisor_files(install_ctx *c, bool *changed, moat_error *err)
+{
+    static const char *const bins[] = {"runsc", "containerd-shim-runsc-v1"};
+    for (size_t i = 0; i < ELEMENTSOF(bins); i++) {
+        _cleanup_free_ char *src = NULL, *dst = NULL;
+        if (asprintf(&src, "%s/bin/%s", c->o->bundle_dir, bins[i]) < 0 ||
+            asprintf(&dst, "%s/%s", c->o->bin_dir, bins[i]) < 0)
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        if (copy_in(c, src, dst, changed, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* runsc.toml per gVisor handler, Kata's drop-in per Kata handler, and containerd's block. */
+static int containerd_files(install_ctx *c, const iso_runtime_entry *e, size_t n,
+                            const char *hypervisor, bool *ret_config_changed, moat_error *err)
+{
+    iso_runtime_paths p;
+    _cleanup_free_ char *runsc = NULL;
+    if (runtime_paths(&p, c, &runsc) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    const char *platform = iso_runsc_platform(hypervisor && strcmp(hypervisor, "kvm") == 0);
+    bool kata_done = false;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *text = NULL, *path = NULL;
+        bool ch;
+        if (e[i].kind == ISO_RUNTIME_KATA_CLH || e[i].kind == ISO_RUNTIME_KATA_GPU) {
+            if (kata_done)
+                continue;
+            iso_kata_sizing s = {ISO_KATA_DEFAULT_VCPUS, ISO_KATA_DEFAULT_MEMORY_MIB};
+            if (iso_kata_dropin(&text, e[i].kind, &s, err) < 0 ||
+                iso_kata_dropin_path(&path, e[i].kind, &p, err) < 0)
+                return moat_error_prefix(err, "kata drop-in for %s", e[i].handler);
+            kata_done = true;
+        } else if (iso_runsc_toml(&text, e[i].kind, platform, &p, err) < 0 ||
+                   iso_runsc_toml_path(&path, &p, e[i].handler, err) < 0) {
+            return moat_error_prefix(err, "runsc.toml for %s", e[i].handler);
+        }
+        if (put_tracked(c, path, text, strlen(text), 0644, &ch, err) < 0)
+            return -1;
+    }
+
+    _cleanup_free_ char *cfg = host(c, c->o->containerd_config);
+    _cleanup_free_ char *text = NULL, *block = NULL, *merged = NULL;
+    size_t len;
+    bool exists;
+    if (!cfg)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (read_file(&text, &len, &exists, cfg, ISO_CONTAINERD_MAX_CONFIG, err) < 0)
+        return moat_error_prefix(err, "containerd config");
+    if (!exists)
+        return moat_error_set(err, MOAT_E_NOTFOUND, "containerd config %s does not exist",
+                              c->o->containerd_config);
+    iso_containerd_version v;
+    if (iso_containerd_version_detect(&v, text, len, err) < 0 ||
+        iso_containerd_block(&block, v, e, n, &p, err) < 0 ||
+        iso_containerd_merge(&merged, text, len, block, err) < 0)
+        return moat_error_prefix(err, "containerd config %s", c->o->containerd_config);
+    struct stat st;
+    unsigned mode = stat(cfg, &st) == 0 ? st.st_mode & 07777 : 0644;
+    return put_tracked(c, c->o->containerd_config, merged, strlen(merged), mode, ret_config_changed,
+                       err);
+}
+
+/* <state>/pending-<service>: a restart that is owed. Written before the restart and removed
+ * after it, so a run that failed between changing a file and restarting its reader restarts
+ * it next time although the file no longer changes. */
+static char *pending_path(const install_ctx *c, const char *name)
+{
+    char *p;
+    return asprintf(&p, "%s/pending-%s", c->state, name) < 0 ? NULL : p;
+}
+
+static bool pending(const install_ctx *c, const char *name)
+{
+    _cleanup_free_ char *p = pending_path(c, name);
+    return p && access(p, F_OK) == 0;
+}
+
+static int restart(install_ctx *c, const iso_service_ops *svc, const char *name, moat_error *err)
+{
+    _cleanup_free_ char *mark = pending_path(c, name);
+    bool ch;
+    if (!mark || iso_install_file_put(mark, "", 0, 0600, &ch, err) < 0)
+        return moat_error_prefix(err, "marking a restart of %s", name);
+    if (svc->restart(svc->impl, name, err) < 0)
+        return moat_error_prefix(err, "restarting %s", name);
+    unlink(mark);
+    report_add(c->rep, "restarted %s", name);
+    if (c->rep)
+        c->rep->restarts++;
+    return 0;
+}
+
+/* containerd restarted, and answering again: what comes next (moat-cri's check, kubelet's
+ * startup) needs it, and a service manager may return before it listens. */
+static int restart_containerd(install_ctx *c, const iso_service_ops *svc,
+                              const iso_install_checks *chk, moat_error *err)
+{
+    if (restart(c, svc, c->o->containerd_service, err) < 0)
+        return -1;
+    _cleanup_free_ char *sock = host(c, c->o->containerd_socket), *runtime = NULL;
+    if (!sock)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (chk->cri_version(chk->impl, sock, c->o->cri_timeout_ms, &runtime, err) < 0)
+        return moat_error_prefix(err, "containerd does not answer after its restart");
+    return 0;
+}
+
+static int cri_files(install_ctx *c, bool *changed, moat_error *err)
+{
+    _cleanup_free_ char *lib = NULL, *bin = NULL;
+    if (asprintf(&lib, "%s/lib", c->o->prefix) < 0 || asprintf(&bin, "%s/bin", c->o->prefix) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    _cleanup_free_ char *src = NULL, *dst = NULL;
+    if (asprintf(&src, "%s/bin/moat-cri", c->o->bundle_dir) < 0 ||
+        asprintf(&dst, "%s/moat-cri", bin) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (copy_dir(c, "lib", lib, changed, err) < 0 || copy_in(c, src, dst, changed, err) < 0)
+        return moat_error_prefix(err, "installing moat-cri");
+    moat_strbuf b = {0};
+    moat_strbuf_appendf(&b,
+                        "# Written by moat-install (keys: cri-shim/config.h); uninstall "
+                        "removes it.\nlisten: %s\nupstream: %s\nmetrics: %s\n",
+                        c->o->cri_socket, c->o->containerd_socket, c->o->cri_metrics);
+    if (c->o->cri_probe_assume)
+        moat_strbuf_appendf(&b, "probe:\n  assume: %s\n", c->o->cri_probe_assume);
+    bool table = c->o->cri_wall_table && strcmp(c->o->cri_wall_table, ISO_WALL_TABLE) != 0;
+    bool cidrs = c->o->cri_cluster_cidrs && *c->o->cri_cluster_cidrs;
+    if (table || cidrs)
+        moat_strbuf_appendf(&b, "egressWall:\n");
+    if (table)
+        moat_strbuf_appendf(&b, "  table: %s\n", c->o->cri_wall_table);
+    if (cidrs) {
+        /* each one quoted: a CIDR holds no quote (moat-cri refuses anything else anyway) */
+        moat_strbuf_appendf(&b, "  clusterCIDRs: [");
+        const char *p = c->o->cri_cluster_cidrs;
+        for (bool first = true; *p; first = false) {
+            size_t len = strcspn(p, ",");
+            moat_strbuf_appendf(&b, "%s\"%.*s\"", first ? "" : ", ", (int)len, p);
+            p += len + (p[len] == ',');
+        }
+        moat_strbuf_appendf(&b, "]\n");
+    }
+    if (c->o->gpu_mode && strcmp(c->o->gpu_mode, MOAT_GPU_MODE_NONE) != 0)
+        moat_strbuf_appendf(&b, "gpuMode: %s\n", c->o->gpu_mode);
+    bool trunc = b.truncated;
+    _cleanup_free_ char *yaml = moat_strbuf_take(&b);
+    if (!yaml || trunc)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    bool ch = false;
+    if (put_tracked(c, c->o->cri_config, yaml, strlen(yaml), 0644, &ch, err) < 0)
+        return -1;
+    *changed = *changed || ch;
+    return 0;
+}
+
+/* A kubelet file's bytes before this run, for the rollback. */
+typedef struct {
+    const char *hostpath;
+    char *before;
+    size_t len;
+    bool changed;
+} kubelet_file;
+
+static int kubelet_edit(install_ctx *c, kubelet_file *f, bool flags, const char *endpoint,
+                        moat_error *err)
+{
+    _cleanup_free_ char *path = host(c, f->hostpath);
+    if (!path)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    bool exists;
+    if (read_file(&f->before, &f->len, &exists, path, CONFIG_MAX, err) < 0)
+        return moat_error_prefix(err, "kubelet %s", flags ? "flags" : "config");
+    if (!exists) {
+        if (flags)
+            return 0; /* optional */
+        return moat_error_set(err, MOAT_E_NOTFOUND, "kubelet config %s does not exist",
+                              f->hostpath);
+    }
+    _cleanup_free_ char *edited = NULL;
+    bool found = true;
+    if (flags ? iso_kubelet_flags_set_endpoint(&edited, &found, f->before, f->len, endpoint, err)
+              : iso_kubelet_config_set_endpoint(&edited, f->before, f->len, endpoint, err))
+        return moat_error_prefix(err, "%s", f->hostpath);
+    if (!found)
+        return 0;
+    struct stat st;
+    unsigned mode = stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
+    return put_tracked(c, f->hostpath, edited, strlen(edited), mode, &f->changed, err);
+}
+
+static int kubelet_restore(install_ctx *c, kubelet_file *f, moat_error *err)
+{
+    if (!f->changed)
+        return 0;
+    _cleanup_free_ char *path = host(c, f->hostpath);
+    struct stat st;
+    unsigned mode = path && stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
+    bool ch;
+    if (!path || iso_install_file_put(path, f->before, f->len, mode, &ch, err) < 0)
+        return moat_error_prefix(err, "restoring %s", f->hostpath);
+    report_add(c->rep, "restored %s", f->hostpath);
+    return 0;
+}
+
+static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_install_checks *chk,
+                     const char *hypervisor, moat_error *err)
+{
+    const iso_install_options *o = c->o;
+    bool cri_changed = false, cd_changed = false, gv = false;
+    iso_runtime_entry e[ISO_INSTALL_MAX_ENTRIES];
+    size_t n = iso_install_entries(e, ISO_INSTALL_SHIM, hypervisor, o->gpu_mode);
+    if (gvisor_files(c, &gv, err) < 0 ||
+        containerd_files(c, e, n, hypervisor, &cd_changed, err) < 0)
+        return -1;
+    if ((cd_changed || pending(c, o->containerd_service)) &&
+        restart_containerd(c, svc, chk, err) < 0)
+        return -1;
+    if (cri_files(c, &cri_changed, err) < 0)
+        return -1;
+    _cleanup_free_ char *cri_bin = NULL, *cri_cfg = NULL;
+    if (asprintf(&cri_bin, "%s/bin/moat-cri", o->prefix) < 0 ||
+        asprintf(&cri_cfg, "--config=%s", o->cri_config) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    const char *argv[] = {cri_bin, cri_cfg, NULL};
+    bool defined = false, running = false;
+    _cleanup_free_ char *sock_dir = strdup(o->cri_socket);
+    char *slash = sock_dir ? strrchr(sock_dir, '/') : NULL;
+    if (!slash)
+        return moat_error_set(err, MOAT_E_INVALID, "--cri-socket %s is not an absolute path",
+                              o->cri_socket);
+    *slash = '\0';
+    if (svc->define(svc->impl, o->cri_service, argv, sock_dir[0] ? sock_dir : NULL, &defined, err) <
+        0)
+        return moat_error_prefix(err, "defining %s", o->cri_service);
+    if (defined)
+        report_add(c->rep, "defined service %s", o->cri_service);
+    if (cri_changed || defined || pending(c, o->cri_service)) {
+        if (restart(c, svc, o->cri_service, err) < 0)
+            return -1;
+    } else {
+        if (svc->running(svc->impl, o->cri_service, &running, err) < 0)
+            return -1;
+        if (!running) {
+            if (svc->start(svc->impl, o->cri_service, err) < 0)
+                return moat_error_prefix(err, "starting %s", o->cri_service);
+            report_add(c->rep, "started %s", o->cri_service);
+            if (c->rep)
+                c->rep->restarts++;
+        }
+    }
+
+    /* Only a moat-cri that answers with containerd's own Version gets kubelet. */
+    _cleanup_free_ char *sock = host(c, o->cri_socket), *runtime = NULL;
+    if (!sock)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (chk->cri_version(chk->impl, sock, o->cri_timeout_ms, &runtime, err) < 0)
+        return moat_error_prefix(err,
+                                 "%s does not answer through to containerd; kubelet left "
+                                 "as it was",
+                                 o->cri_service);
+    if (strncmp(runtime, "containerd ", 11) != 0)
+        return moat_error_set(err, MOAT_E_INVALID,
+                              "%s answers Version as \"%s\", not "
+                              "containerd's; kubelet left as it was",
+                              o->cri_service, runtime);
+
+    _cleanup_free_ char *endpoint = NULL;
+    if (asprintf(&endpoint, "unix://%s", o->cri_socket) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    kubelet_file kc = {o->kubelet_config, NULL, 0, false}, kf = {o->kubelet_flags, NULL, 0, false};
+    int r = kubelet_edit(c, &kc, false, endpoint, err);
+    if (r == 0 && kf.hostpath)
+        r = kubelet_edit(c, &kf, true, endpoint, err);
+    if (r == 0 && (kc.changed || kf.changed)) {
+        r = restart(c, svc, o->kubelet_service, err);
+        if (r == 0)
+            r = chk->healthy(chk->impl, o->kubelet_healthz, o->kubelet_timeout_ms,
+                             o->kubelet_settle_ms, err);
+        if (r < 0) {
+            /* Roll back: kubelet's bytes, kubelet again, moat-cri gone. */
+            moat_error_prefix(err, "kubelet on %s is not healthy; rolled back", endpoint);
+            report_add(c->rep, "kubelet unhealthy: %s", err && err->message ? err->message : "");
+            moat_error e2 = MOAT_ERROR_INIT;
+            bool ch;
+            if (kubelet_restore(c, &kc, &e2) < 0 || kubelet_restore(c, &kf, &e2) < 0 ||
+                restart(c, svc, o->kubelet_service, &e2) < 0 ||
+                svc->undefine(svc->impl, o->cri_service, &ch, &e2) < 0)
+                report_add(c->rep, "rollback failed: %s", e2.message ? e2.message : "");
+            else
+                report_add(c->rep, "stopped and removed %s", o->cri_service);
+            moat_error_clear(&e2);
+        }
+    }
+    free(kc.before);
+    free(kf.before);
+    return r;
+}
+
+static int config_mode(install_ctx *c, const iso_service_ops *svc, const iso_install_checks *chk,
+                       const char *hypervisor, moat_error *err)
+{
+    bool gv = false, cd_changed = false;
+    iso_runtime_entry e[ISO_INSTALL_MAX_ENTRIES];
+    size_t n = iso_install_entries(e, ISO_INSTALL_CONFIG, hypervisor, c->o->gpu_mode);
+    if (gvisor_files(c, &gv, err) < 0 ||
+        containerd_files(c, e, n, hypervisor, &cd_changed, err) < 0)
+        return -1;
+    if (cd_changed || pending(c, c->o->containerd_service))
+        return restart_containerd(c, svc, chk, err);
+    return 0;
+}
+
+int iso_install_run(iso_install_report *rep, const iso_install_options *o,
+                    const iso_service_ops *svc, const iso_install_checks *chk, moat_error *err)
+{
+    install_ctx c;
+    if (ctx_open(&c, o, rep, err) < 0 || ctx_prepare(&c, err) < 0) {
+        ctx_clear(&c);
+        return moat_error_prefix(err, "state in %s", o->state_dir);
+    }
+    const char *hypervisor = NULL;
+    int r = chk->hypervisor(chk->impl, &hypervisor, err);
+    if (r == 0) {
+        r = o->mode == ISO_INSTALL_SHIM ? shim_mode(&c, svc, chk, hypervisor, err)
+                                        : config_mode(&c, svc, chk, hypervisor, err);
+    }
+    ctx_clear(&c);
+    return r;
+}
+
+/* ---- uninstall ---- */
+
+static int restore_or_remove(install_ctx *c, const char *hostpath, bool *changed, moat_error *err)
+{
+    _cleanup_free_ char *path = host(c, hostpath), *bp = backup_path(c, hostpath);
+    if (!path || !bp)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    _cleanup_free_ char *orig = NULL;
+    size_t len;
+    bool exists;
+    if (read_file(&orig, &len, &exists, bp, BUNDLE_MAX, err) < 0)
+        return -1;
+    *changed = false;
+    if (exists) {
+        struct stat st;
+        unsigned mode = stat(bp, &st) == 0 ? st.st_mode & 07777 : 0644;
+        if (iso_install_file_put(path, orig, len, mode, changed, err) < 0)
+            return -1;
+        if (*changed)
+            report_add(c->rep, "restored %s", hostpath);
+        /* The backup stays until the uninstall has finished: a run that fails later and is
+         * run again must still know the file was the host's (not remove it as Moat's). */
+        return 0;
+    }
+    if (unlink(path) == 0) {
+        *changed = true;
+        report_add(c->rep, "removed %s", hostpath);
+    } else if (errno != ENOENT) {
+        return moat_error_set_errno(err, errno, "unlink %s", hostpath);
+    }
+    return 0;
+}
+
+static bool is_entry(const char *entry, char kind, const char *hostpath)
+{
+    return hostpath && entry[0] == kind && strcmp(entry + 2, hostpath) == 0;
+}
+
+int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
+                          const iso_service_ops *svc, const iso_install_checks *chk,
+                          moat_error *err)
+{
+    install_ctx c;
+    int r = ctx_open(&c, o, rep, err);
+    if (r < 0) {
+        ctx_clear(&c);
+        return -1;
+    }
+    /* 1. kubelet's files back (kubelet restarted in 3). */
+    bool kubelet = false, ch;
+    for (size_t i = 0; r == 0 && i < c.n; i++)
+        if (is_entry(c.entries[i], 'f', o->kubelet_config) ||
+            is_entry(c.entries[i], 'f', o->kubelet_flags)) {
+            r = restore_or_remove(&c, c.entries[i] + 2, &ch, err);
+            kubelet = kubelet || ch;
+        }
+    /* 2. containerd: Moat's block out of the file as it is now (keeps what others changed
+     * since), which is the original when nobody did. Restarted before kubelet, so that the
+     * new kubelet finds a containerd that answers (a kubelet that cannot validate its
+     * runtime at startup exits). */
+    bool cd = false;
+    for (size_t i = 0; r == 0 && i < c.n; i++) {
+        if (!is_entry(c.entries[i], 'f', o->containerd_config))
+            continue;
+        _cleanup_free_ char *path = host(&c, o->containerd_config), *text = NULL, *out = NULL;
+        _cleanup_free_ char *bp = backup_path(&c, o->containerd_config);
+        size_t len;
+        bool exists;
+        if (!path || !bp) {
+            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        } else if ((r = read_file(&text, &len, &exists, path, ISO_CONTAINERD_MAX_CONFIG, err)) ==
+                       0 &&
+                   exists) {
+            if ((r = iso_containerd_unmerge(&out, text, len, err)) == 0) {
+                struct stat st;
+                unsigned mode = stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
+                r = iso_install_file_put(path, out, strlen(out), mode, &cd, err);
+                if (r == 0 && cd)
+                    report_add(rep, "removed Moat's block from %s", o->containerd_config);
+                unlink(bp);
+            }
+        }
+    }
+    if (r == 0 && (cd || pending(&c, o->containerd_service)))
+        r = restart_containerd(&c, svc, chk, err);
+    /* 3. kubelet on containerd again, then moat-cri gone. */
+    if (r == 0 && (kubelet || pending(&c, o->kubelet_service)))
+        r = restart(&c, svc, o->kubelet_service, err);
+    bool cri_gone = false;
+    if (r == 0 && (r = svc->undefine(svc->impl, o->cri_service, &ch, err)) == 0 && ch) {
+        report_add(rep, "stopped and removed service %s", o->cri_service);
+        cri_gone = true;
+        if (rep)
+            rep->restarts++;
+    }
+    /* moat-cri leaves its wall in the kernel on purpose (its restarts keep running pods
+     * walled); with moat-cri gone it goes too. Asked every time (no table is no change), so
+     * a run that failed here is finished by the next one. */
+    if (r == 0 && o->cri_wall_table) {
+        if ((r = chk->remove_wall(chk->impl, o->cri_wall_table, err)) < 0)
+            moat_error_prefix(err, "removing moat-cri's egress wall");
+        else if (cri_gone)
+            report_add(rep, "removed nftables table inet %s (moat-cri's egress wall)",
+                       o->cri_wall_table);
+    }
+    /* 4. every other file, then the directories, deepest first. */
+    for (size_t i = 0; r == 0 && i < c.n; i++)
+        if (c.entries[i][0] == 'f' && !is_entry(c.entries[i], 'f', o->kubelet_config) &&
+            !is_entry(c.entries[i], 'f', o->kubelet_flags) &&
+            !is_entry(c.entries[i], 'f', o->containerd_config))
+            r = restore_or_remove(&c, c.entries[i] + 2, &ch, err);
+    if (r == 0) {
+        _cleanup_free_ char *manifest = NULL, *backup = NULL;
+        if (asprintf(&manifest, "%s/manifest", c.state) < 0 ||
+            asprintf(&backup, "%s/backup", c.state) < 0) {
+            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        } else {
+            for (size_t i = 0; i < c.n; i++) {
+                _cleanup_free_ char *bp =
+                    c.entries[i][0] == 'f' ? backup_path(&c, c.entries[i] + 2) : NULL;
+                if (bp)
+                    unlink(bp);
+            }
+            unlink(manifest);
+            const char *names[] = {o->containerd_service, o->cri_service, o->kubelet_service};
+            for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *m = pending_path(&c, names[i]);
+                if (m)
+                    unlink(m);
+            }
+            if (rmdir(backup) < 0 && errno != ENOENT)
+                r = moat_error_set_errno(err, errno, "rmdir %s", backup);
+            for (size_t i = c.n; r == 0 && i-- > 0;) {
+                if (c.entries[i][0] != 'd')
+                    continue;
+                _cleanup_free_ char *d = host(&c, c.entries[i] + 2);
+                if (d && rmdir(d) < 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+                    r = moat_error_set_errno(err, errno, "rmdir %s", c.entries[i] + 2);
+            }
+        }
+    }
+    if (r == 0 && kubelet &&
+        chk->healthy(chk->impl, o->kubelet_healthz, o->kubelet_timeout_ms, o->kubelet_settle_ms,
+                     err) < 0)
+        r = moat_error_prefix(err, "kubelet is not healthy on containerd after the uninstall");
+    ctx_clear(&c);
+    return r;
+}
