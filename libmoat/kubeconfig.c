@@ -1,80 +1,21 @@
-#include "kubeconfig.h"
+/* The kubeconfig document: walking the YAML of the selected context to its cluster and
+ * user, inline base64 credentials, and the loaded config's accessors and destructor. Where
+ * the text, the referenced files and the token file come from is kubeconfig-source.c. */
+#include "kubeconfig-internal.h"
 #include "textfile.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <yaml.h>
 
-/* A CA bundle, client certificate, key or token file. A full public CA bundle is ~250 KiB. */
-#define KUBE_CREDENTIAL_MAX_BYTES (1024 * 1024)
-/* A token file is re-read at least this often even when its stat looks unchanged: an
- * in-place rewrite of the same size within one mtime tick (a few ms on most file systems)
- * is otherwise invisible. client-go re-reads on the same period. */
-#define KUBE_TOKEN_MAX_AGE_NS (60LL * 1000000000LL)
-#define KUBE_SA_DIR           "/var/run/secrets/kubernetes.io/serviceaccount"
-#define KUBE_NAMESPACE_MAX    63
+#define KUBE_NAMESPACE_MAX 63
 
-typedef struct {
-    unsigned char *data; /* followed by a NUL that len does not count */
-    size_t len;
-} blob;
+/* ---- helpers kubeconfig-source.c shares ------------------------------------------------- */
 
-struct kube_config {
-    char *server;
-    char *namespace;
-    char *context;
-    char *tls_server_name;
-    blob ca, cert, key;
-    bool insecure;
-
-    char *token_file; /* absolute, so a later chdir() does not lose it; NULL for none */
-    pthread_mutex_t lock;
-    /* The static token (immutable), or the token file's contents as last read (under lock). */
-    char *token;
-    struct stat token_st;
-    struct timespec token_read_at; /* CLOCK_MONOTONIC */
-};
-
-/* ---- secrets ---------------------------------------------------------------------------- */
-
-static void secret_free(void *p, size_t size)
-{
-    if (!p)
-        return;
-    explicit_bzero(p, size);
-    free(p);
-}
-
-static void secret_free_str(char *s)
-{
-    if (s)
-        secret_free(s, strlen(s));
-}
-
-static void secret_freep(char **s)
-{
-    secret_free_str(*s);
-}
-#define _cleanup_secret_ _cleanup_(secret_freep)
-
-static void blob_clear(blob *b)
-{
-    if (b->data)
-        secret_free(b->data, b->len + 1);
-    b->data = NULL;
-    b->len = 0;
-}
-#define _cleanup_blob_ _cleanup_(blob_clear)
-
-/* Bytes outside printable ASCII, or a space: not allowed in a name, URL or header value. */
-static bool has_ctl_or_space(const char *s, size_t len)
+bool kubeconfig_has_ctl_or_space(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
@@ -82,8 +23,7 @@ static bool has_ctl_or_space(const char *s, size_t len)
     return false;
 }
 
-/* asprintf() that returns the string, or NULL (asprintf leaves its pointer undefined then). */
-_printf_(1, 2) static char *format(const char *fmt, ...)
+char *kubeconfig_format(const char *fmt, ...)
 {
     va_list ap;
     char *s;
@@ -91,150 +31,6 @@ _printf_(1, 2) static char *format(const char *fmt, ...)
     int r = vasprintf(&s, fmt, ap);
     va_end(ap);
     return r < 0 ? NULL : s;
-}
-
-/* ---- files ------------------------------------------------------------------------------ */
-
-/* Reads the regular file at `path`, at most `max` bytes, into a NUL-terminated blob. A
- * buffer that already holds data is never left behind unzeroed when it grows, since the
- * file may be a key. Errors start with the path. */
-static int read_file(blob *ret, struct stat *ret_st, const char *path, size_t max, moat_error *err)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return moat_error_set_errno(err, errno, "%s", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return moat_error_set_errno(err, errno, "%s", path);
-    if (!S_ISREG(st.st_mode))
-        return moat_error_set(err, MOAT_E_INVALID, "%s: not a regular file", path);
-    if ((uintmax_t)st.st_size > max)
-        return moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path, max);
-
-    _cleanup_blob_ blob b = {NULL, 0};
-    size_t cap = (size_t)st.st_size; /* bytes of data room; one more for the NUL */
-    b.data = malloc(cap + 1);
-    if (!b.data)
-        return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
-    for (;;) {
-        if (b.len == cap) {
-            /* Full: the file grew since fstat (or /proc-style size 0). Room for one byte
-             * past the cap shows whether the file is over it. */
-            if (cap > max)
-                return moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path, max);
-            size_t ncap = cap < 2048 ? 4096 : cap * 2;
-            if (ncap > max + 1)
-                ncap = max + 1;
-            unsigned char *n = malloc(ncap + 1);
-            if (!n)
-                return moat_error_set(err, MOAT_E_NOMEM, "%s: out of memory", path);
-            memcpy(n, b.data, b.len);
-            secret_free(b.data, cap + 1);
-            b.data = n;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, b.data + b.len, cap - b.len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return moat_error_set_errno(err, errno, "%s", path);
-        if (r == 0)
-            break;
-        b.len += (size_t)r;
-    }
-    if (b.len > max)
-        return moat_error_set(err, MOAT_E_NOMEM, "%s: larger than %zu bytes", path, max);
-    b.data[b.len] = '\0';
-    if (ret_st)
-        *ret_st = st;
-    *ret = b;
-    b = (blob){NULL, 0};
-    return 0;
-}
-
-/* `path` as written in the config, resolved against base_dir when relative. */
-static char *resolve_path(const char *base_dir, const char *path)
-{
-    if (path[0] == '/' || !base_dir || !*base_dir)
-        return strdup(path);
-    return format("%s%s%s", base_dir, base_dir[strlen(base_dir) - 1] == '/' ? "" : "/", path);
-}
-
-/* Makes *path absolute against the current directory. Not realpath(): the kubelet rotates a
- * projected token by swapping a symlink, which must be followed anew on every read. */
-static int make_absolute(char **path)
-{
-    if ((*path)[0] == '/')
-        return 0;
-    _cleanup_free_ char *cwd = get_current_dir_name();
-    char *r = cwd ? format("%s/%s", cwd, *path) : NULL;
-    if (!r)
-        return -1;
-    free(*path);
-    *path = r;
-    return 0;
-}
-
-/* ---- tokens ----------------------------------------------------------------------------- */
-
-/* Trims surrounding whitespace of the *len bytes at s in place (zeroing what it moves away
- * from) and checks that what is left can go into an Authorization header. Returns NULL, or
- * what is wrong; *len is the trimmed length either way. */
-static const char *token_normalize(char *s, size_t *ret_len)
-{
-    size_t len = *ret_len;
-    size_t start = 0, end = len;
-    while (start < end && strchr(" \t\r\n", s[start]) && s[start])
-        start++;
-    while (end > start && strchr(" \t\r\n", s[end - 1]) && s[end - 1])
-        end--;
-    memmove(s, s + start, end - start);
-    explicit_bzero(s + (end - start), len - (end - start));
-    len = end - start;
-    *ret_len = len;
-    if (len == 0)
-        return "no token in it";
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
-            return "the token has characters an HTTP header cannot carry";
-    return NULL;
-}
-
-static int64_t elapsed_ns(const struct timespec *since, const struct timespec *now)
-{
-    return (int64_t)(now->tv_sec - since->tv_sec) * 1000000000LL + (now->tv_nsec - since->tv_nsec);
-}
-
-static bool same_file_state(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-/* Re-reads c->token_file into c->token when the file changed or the copy is old. Called
- * with c->lock held, or before c is shared. Errors start with the path. */
-static int token_refresh(kube_config *c, moat_error *err)
-{
-    struct timespec now;
-    struct stat st;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (c->token && stat(c->token_file, &st) == 0 && same_file_state(&st, &c->token_st) &&
-        elapsed_ns(&c->token_read_at, &now) < KUBE_TOKEN_MAX_AGE_NS)
-        return 0;
-
-    _cleanup_blob_ blob b = {NULL, 0};
-    if (read_file(&b, &st, c->token_file, KUBE_CREDENTIAL_MAX_BYTES, err) < 0)
-        return -1;
-    size_t len = b.len;
-    const char *problem = token_normalize((char *)b.data, &len);
-    if (problem)
-        return moat_error_set(err, MOAT_E_INVALID, "%s: %s", c->token_file, problem);
-    secret_free_str(c->token);
-    c->token = (char *)TAKE_PTR(b.data);
-    c->token_st = st;
-    c->token_read_at = now;
-    return 0;
 }
 
 /* ---- base64 ----------------------------------------------------------------------------- */
@@ -257,7 +53,14 @@ static int base64_value(unsigned char ch)
 /* Strict standard base64 (RFC 4648 section 4): the alphabet with '+' and '/', padding
  * required, no data after it, no bits set past the end of the data. ASCII whitespace is
  * skipped anywhere, since the value may be folded over lines. Returns 0 and a
- * NUL-terminated *ret, or -1 with errno EINVAL (malformed) or ENOMEM. */
+ * NUL-terminated *ret, or -1 with errno EINVAL (malformed) or ENOMEM.
+ *
+ * Not OpenSSL's decoder (libmoat does not link libcrypto; only the operator does), because
+ * OpenSSL 3 accepts what this one refuses. EVP_DecodeUpdate ignores bits set past the
+ * end of the data ("YR==" gives "a") and takes a '-' for the start of a PEM footer, dropping
+ * what follows ("YWJj-!!!" gives "abc"); EVP_DecodeBlock checks no padding ("Y===" and
+ * "YQ==YQ==" pass) and skips no whitespace inside the text. Its context also keeps up to 80
+ * bytes of the input, here a private key, and EVP_ENCODE_CTX_free does not zero them. */
 static int base64_decode(blob *ret, const char *in, size_t len)
 {
     size_t size = len / 4 * 3 + 4;
@@ -450,7 +253,7 @@ static int check_list(yaml_node_t **ret, walk *w, const yaml_node_t *root, const
             yaml_node_t *e = yaml_document_get_node(w->doc, *it);
             if (!e || e->type != YAML_MAPPING_NODE)
                 return moat_error_set(err, MOAT_E_INVALID, "%s[%zu]: expected a mapping", list, i);
-            _cleanup_free_ char *path = format("%s[%zu]", list, i);
+            _cleanup_free_ char *path = kubeconfig_format("%s[%zu]", list, i);
             if (!path)
                 return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
             _cleanup_free_ char *name = NULL;
@@ -485,7 +288,7 @@ static int find_entry(yaml_node_t **ret_body, walk *w, const yaml_node_t *seq, c
         }
     if (!found)
         return 0;
-    _cleanup_free_ char *path = format("%s[%s]", list, name);
+    _cleanup_free_ char *path = kubeconfig_format("%s[%s]", list, name);
     if (!path)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     yaml_node_t *b;
@@ -523,10 +326,10 @@ static int load_pem(blob *ret, walk *w, const yaml_node_t *map, const char *path
         if (b.len == 0) /* "" decodes to nothing: as if unset, like Go's empty []byte */
             blob_clear(&b);
     } else if (file && *file) {
-        _cleanup_free_ char *full = resolve_path(base_dir, file);
+        _cleanup_free_ char *full = kubeconfig_resolve_path(base_dir, file);
         if (!full)
             return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-        if (read_file(&b, NULL, full, KUBE_CREDENTIAL_MAX_BYTES, err) < 0)
+        if (kubeconfig_read_file(&b, NULL, full, KUBE_CREDENTIAL_MAX_BYTES, err) < 0)
             return moat_error_prefix(err, "%s.%s", path, file_key);
         if (b.len == 0)
             return moat_error_set(err, MOAT_E_INVALID, "%s.%s: %s: file is empty", path, file_key,
@@ -547,7 +350,7 @@ static const char *server_normalize(char *s)
         scheme = 7;
     else
         return "must start with https:// or http://";
-    if (has_ctl_or_space(s, strlen(s)))
+    if (kubeconfig_has_ctl_or_space(s, strlen(s)))
         return "contains whitespace or control characters";
     size_t len = strlen(s);
     while (len > scheme && s[len - 1] == '/')
@@ -557,8 +360,7 @@ static const char *server_normalize(char *s)
     return NULL;
 }
 
-/* A DNS-1123 label, as the API server requires of a namespace: it goes into URL paths. */
-static bool namespace_valid(const char *s)
+bool kubeconfig_namespace_valid(const char *s)
 {
     size_t len = strlen(s);
     if (len == 0 || len > KUBE_NAMESPACE_MAX || s[0] == '-' || s[len - 1] == '-')
@@ -590,7 +392,7 @@ static int parse_cluster(kube_config *c, walk *w, const yaml_node_t *m, const ch
     _cleanup_free_ char *sni = NULL;
     if (map_get_str(&sni, w, m, path, "tls-server-name", err) < 0)
         return -1;
-    if (sni && has_ctl_or_space(sni, strlen(sni)))
+    if (sni && kubeconfig_has_ctl_or_space(sni, strlen(sni)))
         return moat_error_set(err, MOAT_E_INVALID,
                               "%s.tls-server-name: contains whitespace or control characters",
                               path);
@@ -657,15 +459,15 @@ static int parse_user(kube_config *c, walk *w, const yaml_node_t *m, const char 
         return moat_error_set(err, MOAT_E_INVALID, "%s: token and tokenFile are both set", path);
     if (token && *token) {
         size_t len = strlen(token);
-        const char *problem = token_normalize(token, &len);
+        const char *problem = kubeconfig_token_normalize(token, &len);
         if (problem)
             return moat_error_set(err, MOAT_E_INVALID, "%s.token: %s", path, problem);
         c->token = TAKE_PTR(token);
     } else if (token_file && *token_file) {
-        c->token_file = resolve_path(base_dir, token_file);
-        if (!c->token_file || make_absolute(&c->token_file) < 0)
+        c->token_file = kubeconfig_resolve_path(base_dir, token_file);
+        if (!c->token_file || kubeconfig_make_absolute(&c->token_file) < 0)
             return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-        if (token_refresh(c, err) < 0)
+        if (kube_config_token_refresh(c, err) < 0)
             return moat_error_prefix(err, "%s.tokenFile", path);
     }
     return 0;
@@ -699,8 +501,8 @@ static int parse_document(kube_config *c, walk *w, const char *base_dir, const c
         return moat_error_set(err, MOAT_E_NOTFOUND, "%scontext \"%s\" not found",
                               name == current ? "current-context: " : "", name);
 
-    _cleanup_free_ char *cpath = format("contexts[%s]", name);
-    _cleanup_free_ char *bpath = format("contexts[%s].context", name);
+    _cleanup_free_ char *cpath = kubeconfig_format("contexts[%s]", name);
+    _cleanup_free_ char *bpath = kubeconfig_format("contexts[%s].context", name);
     _cleanup_free_ char *cluster = NULL, *user = NULL, *ns = NULL;
     if (!cpath || !bpath)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
@@ -710,7 +512,7 @@ static int parse_document(kube_config *c, walk *w, const char *base_dir, const c
         return -1;
     if (!cluster || !*cluster)
         return moat_error_set(err, MOAT_E_INVALID, "%s.cluster: missing", bpath);
-    if (ns && *ns && !namespace_valid(ns))
+    if (ns && *ns && !kubeconfig_namespace_valid(ns))
         return moat_error_set(err, MOAT_E_INVALID, "%s.namespace: \"%s\" is not a valid namespace",
                               bpath, ns);
 
@@ -721,7 +523,7 @@ static int parse_document(kube_config *c, walk *w, const char *base_dir, const c
         return -1;
     if (r == 0)
         return moat_error_set(err, MOAT_E_NOTFOUND, "%s: cluster \"%s\" not found", cpath, cluster);
-    if (!(path = format("clusters[%s].cluster", cluster)))
+    if (!(path = kubeconfig_format("clusters[%s].cluster", cluster)))
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     if (parse_cluster(c, w, body, path, base_dir, err) < 0)
         return -1;
@@ -733,7 +535,7 @@ static int parse_document(kube_config *c, walk *w, const char *base_dir, const c
         if (r == 0)
             return moat_error_set(err, MOAT_E_NOTFOUND, "%s: user \"%s\" not found", cpath, user);
         free(path);
-        if (!(path = format("users[%s].user", user)))
+        if (!(path = kubeconfig_format("users[%s].user", user)))
             return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
         if (parse_user(c, w, body, path, base_dir, err) < 0)
             return -1;
@@ -748,7 +550,7 @@ static int parse_document(kube_config *c, walk *w, const char *base_dir, const c
 
 /* ---- YAML parsing ----------------------------------------------------------------------- */
 
-static kube_config *config_new(void)
+kube_config *kube_config_new(void)
 {
     kube_config *c = calloc(1, sizeof(*c));
     if (!c)
@@ -758,11 +560,6 @@ static kube_config *config_new(void)
         return NULL;
     }
     return c;
-}
-
-static void kube_config_freep(kube_config **c)
-{
-    kube_config_free(*c);
 }
 
 static int parse_text(kube_config **out, const char *text, size_t len, const char *base_dir,
@@ -777,7 +574,7 @@ static int parse_text(kube_config **out, const char *text, size_t len, const cha
     yaml_document_t doc;
     if (moat_yaml_load(&doc, text, len, true, err) < 0)
         return -1;
-    _cleanup_(kube_config_freep) kube_config *c = config_new();
+    _cleanup_(kube_config_freep) kube_config *c = kube_config_new();
     walk w = {&doc, 0};
     int r = c ? parse_document(c, &w, base_dir, context, err)
               : moat_error_set(err, MOAT_E_NOMEM, "out of memory");
@@ -797,124 +594,6 @@ int kube_config_parse(kube_config **out, const char *text, size_t len, const cha
         return origin ? moat_error_prefix(err, "kubeconfig %s", origin)
                       : moat_error_prefix(err, "kubeconfig");
     return 0;
-}
-
-int kube_config_load_file(kube_config **out, const char *path, const char *context, moat_error *err)
-{
-    _cleanup_blob_ blob text = {NULL, 0};
-    if (read_file(&text, NULL, path, KUBE_CONFIG_MAX_BYTES, err) < 0)
-        return moat_error_prefix(err, "kubeconfig");
-
-    _cleanup_free_ char *dir = NULL;
-    const char *slash = strrchr(path, '/');
-    if (slash) {
-        dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
-        if (!dir)
-            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    }
-    return kube_config_parse(out, (const char *)text.data, text.len, path, dir, context, err);
-}
-
-/* Moves src's error into dst (which may be NULL), keeping its code and errno. */
-static int error_move(moat_error *dst, moat_error *src)
-{
-    if (dst) {
-        moat_error_clear(dst);
-        *dst = *src;
-        *src = (moat_error)MOAT_ERROR_INIT;
-    }
-    return -1;
-}
-
-static int in_cluster(kube_config **out, const char *sa_dir, moat_error *err)
-{
-    const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
-    if (!host || !*host || !port || !*port)
-        return moat_error_set(err, MOAT_E_INVALID,
-                              "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set");
-    if (has_ctl_or_space(host, strlen(host)) || strpbrk(host, "/?#@"))
-        return moat_error_set(err, MOAT_E_INVALID, "KUBERNETES_SERVICE_HOST \"%s\" is not a host",
-                              host);
-    size_t plen = strlen(port);
-    if (plen > 5 || strspn(port, "0123456789") != plen || atoi(port) < 1 || atoi(port) > 65535)
-        return moat_error_set(err, MOAT_E_INVALID, "KUBERNETES_SERVICE_PORT \"%s\" is not a port",
-                              port);
-
-    _cleanup_(kube_config_freep) kube_config *c = config_new();
-    if (!c)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    bool v6 = strchr(host, ':') && host[0] != '[';
-    c->server = format("https://%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port);
-    if (!c->server)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-
-    const char *dir = sa_dir ? sa_dir : KUBE_SA_DIR;
-    _cleanup_free_ char *ca_path = format("%s/ca.crt", dir);
-    _cleanup_free_ char *ns_path = format("%s/namespace", dir);
-    c->token_file = format("%s/token", dir);
-    if (!ca_path || !ns_path || !c->token_file)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (read_file(&c->ca, NULL, ca_path, KUBE_CREDENTIAL_MAX_BYTES, err) < 0)
-        return -1;
-    if (c->ca.len == 0)
-        return moat_error_set(err, MOAT_E_INVALID, "%s: file is empty", ca_path);
-    if (make_absolute(&c->token_file) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (token_refresh(c, err) < 0)
-        return -1;
-
-    _cleanup_blob_ blob ns = {NULL, 0};
-    _cleanup_error_ moat_error ns_err = MOAT_ERROR_INIT;
-    if (read_file(&ns, NULL, ns_path, 4096, &ns_err) < 0) {
-        if (ns_err.errno_value != ENOENT)
-            return error_move(err, &ns_err);
-    } else {
-        size_t len = ns.len;
-        token_normalize((char *)ns.data, &len);
-        if (len > 0 && (strlen((char *)ns.data) != len || !namespace_valid((char *)ns.data)))
-            return moat_error_set(err, MOAT_E_INVALID, "%s: not a valid namespace", ns_path);
-        if (len > 0)
-            c->namespace = (char *)TAKE_PTR(ns.data);
-    }
-    if (!c->namespace && !(c->namespace = strdup("default")))
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (!(c->context = strdup("in-cluster")))
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    *out = TAKE_PTR(c);
-    return 0;
-}
-
-int kube_config_in_cluster(kube_config **out, const char *sa_dir, moat_error *err)
-{
-    if (in_cluster(out, sa_dir, err) < 0)
-        return moat_error_prefix(err, "in-cluster config");
-    return 0;
-}
-
-int kube_config_load_default(kube_config **out, const char *context, moat_error *err)
-{
-    const char *list = getenv("KUBECONFIG");
-    for (const char *p = list; p && *p;) {
-        size_t n = strcspn(p, ":");
-        if (n > 0) {
-            _cleanup_free_ char *path = strndup(p, n);
-            if (!path)
-                return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-            return kube_config_load_file(out, path, context, err);
-        }
-        p++;
-    }
-    const char *host = getenv("KUBERNETES_SERVICE_HOST");
-    if (host && *host)
-        return kube_config_in_cluster(out, NULL, err);
-    const char *home = getenv("HOME");
-    if (!home || !*home)
-        return moat_error_set(err, MOAT_E_INVALID,
-                              "kubeconfig: no $KUBECONFIG, no $HOME and not in a cluster");
-    _cleanup_free_ char *path = format("%s/.kube/config", home);
-    if (!path)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    return kube_config_load_file(out, path, context, err);
 }
 
 const char *kube_config_server(const kube_config *c)
@@ -962,29 +641,6 @@ const unsigned char *kube_config_client_key(const kube_config *c, size_t *ret_le
 bool kube_config_insecure(const kube_config *c)
 {
     return c->insecure;
-}
-
-int kube_config_token(kube_config *c, char **ret_token, moat_error *err)
-{
-    char *t;
-    if (!c->token_file) { /* a static token never changes: no lock needed */
-        if (!c->token) {
-            *ret_token = NULL;
-            return 0;
-        }
-        t = strdup(c->token);
-    } else {
-        pthread_mutex_lock(&c->lock);
-        int r = token_refresh(c, err);
-        t = r < 0 ? NULL : strdup(c->token);
-        pthread_mutex_unlock(&c->lock);
-        if (r < 0)
-            return moat_error_prefix(err, "token file");
-    }
-    if (!t)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    *ret_token = t;
-    return 0;
 }
 
 void kube_config_free(kube_config *c)
