@@ -60,8 +60,10 @@ struct operator_controller {
     pthread_mutex_t applied_lock;
     json_t *applied;
 
-    atomic_uint_fast64_t reconciles, reconcile_errors, requeues, pods_created, status_writes,
-        conflicts, deletes, netpol_applies;
+    /* One counter per result of a reconcile: a result computed by subtracting counters
+     * read one after another wraps when a worker counts between the reads. */
+    atomic_uint_fast64_t reconcile_successes, reconcile_errors, requeues, pods_created,
+        status_writes, conflicts, deletes, netpol_applies;
     /* Isolated turned IsolationMismatch, NotIsolated, UntrustedPod (record_transitions) */
     atomic_uint_fast64_t isolation_alarms[3];
     atomic_uint_fast64_t latency_buckets[N_BUCKETS + 1];
@@ -82,6 +84,17 @@ void controller_enqueue(operator_controller *c, const char *key);
 
 /* Whether this replica may write: it leads, or there is no election. */
 bool controller_may_write(operator_controller *c);
+
+/* The Sandbox's Pod in the Pod cache, and whose it is. A Pod is the Sandbox's by its
+ * controller reference and the operator's mark (sandbox_mark_pick over the Pods that name
+ * uid as owner), never by its name. When none is, the Pod named after the Sandbox (key
+ * "ns/name": the name a create would take) is judged by sandbox_mark_claim: an earlier
+ * Sandbox's is SANDBOX_POD_WAIT, a stranger's SANDBOX_POD_FOREIGN with why[len] written.
+ * SANDBOX_POD_OURS and *ret_pod a new reference the caller releases: the Pod; or
+ * SANDBOX_POD_OURS and *ret_pod NULL: no Pod in the way yet. *ret_pod is always written
+ * (NULL but for a Pod of ours). */
+sandbox_pod_claim controller_sandbox_pod(operator_controller *c, json_t **ret_pod, const char *key,
+                                         const char *uid, char *why, size_t len);
 
 /* A namespace's NetworkPolicies are one work-queue key of their own (NETPOL_KEY "<ns>"), so
  * no two workers apply them at once. A Sandbox key always holds a '/', this one never. */

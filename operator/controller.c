@@ -185,59 +185,33 @@ bool controller_may_write(operator_controller *c)
     return !c->leader_elect || (c->leader && kube_leader_is_leading(c->leader));
 }
 
-/* The Pod's controller reference, or NULL. */
-static const json_t *controller_ref(const json_t *pod)
+sandbox_pod_claim controller_sandbox_pod(operator_controller *c, json_t **ret_pod, const char *key,
+                                         const char *uid, char *why, size_t len)
 {
-    json_t *refs = kobj_get(pod, "metadata.ownerReferences"), *r;
-    size_t i;
-    json_array_foreach (refs, i, r)
-        if (kobj_bool(r, "controller", false))
-            return r;
-    return NULL;
-}
-
-static bool is_sandbox_ref(const json_t *ref)
-{
-    const char *kind = kobj_str(ref, "kind"), *api = kobj_str(ref, "apiVersion");
-    return kind && api && strcmp(kind, MOAT_SANDBOX_KIND) == 0 &&
-           strncmp(api, MOAT_API_GROUP "/", strlen(MOAT_API_GROUP "/")) == 0;
-}
-
-typedef enum {
-    POD_OURS,    /* made by the operator for this Sandbox */
-    POD_WAIT,    /* an earlier Sandbox's Pod of the same name, on its way out */
-    POD_FOREIGN, /* anything else: never trusted, the Sandbox fails (*why says why) */
-} pod_claim;
-
-/* Whose Pod is this? Only a Pod with a controller reference to this Sandbox and the
- * operator's mark over its shape is ours: an owner reference and labels are something any
- * tenant who may create Pods can write (README: Threat model). */
-static pod_claim claim_pod(operator_controller *c, const json_t *pod, const char *uid, char *why,
-                           size_t len)
-{
-    const json_t *ctl = controller_ref(pod);
-    const char *owner = kobj_str(ctl, "uid");
-    if (ctl && is_sandbox_ref(ctl) && owner && uid && strcmp(owner, uid) == 0) {
-        if (sandbox_mark_verify(c->mark_key, pod, uid))
-            return POD_OURS;
-        snprintf(why, len,
-                 "pod %s/%s names this Sandbox as its controller but does not carry "
-                 "moat-operator's mark (%s): it was not made, or was changed, by someone else; "
-                 "nothing it reports is trusted",
-                 kobj_namespace(pod), kobj_name(pod), MOAT_ANNOTATION_MARK);
-        return POD_FOREIGN;
+    *ret_pod = NULL;
+    /* By owner, not by name: a Pod made for a warm pool or a resume is named otherwise. The
+     * index holds every Pod that names the uid in any owner reference, a tenant's forgery
+     * included: sandbox_mark_pick keeps only a controller reference with the mark. */
+    json_t *owned = uid ? kube_informer_by_owner(c->pods, uid) : NULL;
+    json_t *pod = json_incref((json_t *)sandbox_mark_pick(owned, c->mark_key, uid));
+    json_decref(owned);
+    if (pod) {
+        /* A Pod of the Sandbox's name that is not ours is left alone then: no Pod of that
+         * name will be created. */
+        *ret_pod = pod;
+        return SANDBOX_POD_OURS;
     }
-    /* An earlier Sandbox of the same name: its Pod goes with it (garbage collector). */
-    if (ctl && is_sandbox_ref(ctl) && owner)
-        return POD_WAIT;
-    if (kobj_get(pod, "metadata.deletionTimestamp"))
-        return POD_WAIT;
-    snprintf(why, len,
-             "pod %s/%s exists and was not made by moat-operator for this Sandbox (%s): nothing "
-             "it reports is trusted",
-             kobj_namespace(pod), kobj_name(pod),
-             ctl ? "its controller is another object" : "no controller reference to it");
-    return POD_FOREIGN;
+    /* None of ours: the Pod of the Sandbox's name, the one a create would collide with, is
+     * judged as before (an earlier Sandbox's: wait; a stranger's: reported). */
+    pod = kube_informer_get(c->pods, key);
+    if (!pod)
+        return SANDBOX_POD_OURS;
+    sandbox_pod_claim claim = sandbox_mark_claim(c->mark_key, pod, uid, why, len);
+    if (claim == SANDBOX_POD_OURS)
+        *ret_pod = pod; /* made between the two reads */
+    else
+        json_decref(pod);
+    return claim;
 }
 
 static void record_transitions(operator_controller *c, const json_t *sbx, const json_t *old,
@@ -329,17 +303,14 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
     view.timeout_s = (timeout_ns + 999999999LL) / 1000000000LL; /* as activeDeadlineSeconds */
     view.ttl_s = ttl_ns / 1000000000LL;
 
-    pod = kube_informer_get(c->pods, key);
-    pod_claim claim = pod ? claim_pod(c, pod, uid, untrusted, sizeof(untrusted)) : POD_OURS;
-    if (claim == POD_WAIT) {
+    sandbox_pod_claim claim =
+        controller_sandbox_pod(c, &pod, key, uid, untrusted, sizeof(untrusted));
+    if (claim == SANDBOX_POD_WAIT) {
         *ret_after_s = 1;
         goto out;
     }
-    if (claim == POD_FOREIGN) {
+    if (claim == SANDBOX_POD_FOREIGN)
         view.untrusted_pod = untrusted;
-        json_decref(pod);
-        pod = NULL;
-    }
     view.pod = pod;
 
     cluster_facts facts;
@@ -374,9 +345,10 @@ static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_a
                     moat_error_clear(err);
                 goto out;
             }
-            pod_claim whose = claim_pod(c, found, uid, untrusted, sizeof(untrusted));
+            sandbox_pod_claim whose =
+                sandbox_mark_claim(c->mark_key, found, uid, untrusted, sizeof(untrusted));
             json_decref(found);
-            if (whose != POD_FOREIGN) {
+            if (whose != SANDBOX_POD_FOREIGN) {
                 *ret_after_s = 1;
                 goto out;
             }
@@ -454,7 +426,6 @@ static void *worker(void *arg)
                         ? netpol_sync(c, key + strlen(NETPOL_KEY), &err)
                         : reconcile(c, key, &after, &err);
         observe_latency(c, (double)(moat_mono_ns() - t0) / 1e9);
-        atomic_fetch_add(&c->reconciles, 1);
         moat_error qerr = MOAT_ERROR_INIT;
         if (o == FAILED) {
             atomic_fetch_add(&c->reconcile_errors, 1);
@@ -470,6 +441,7 @@ static void *worker(void *arg)
             atomic_fetch_add(&c->requeues, 1);
             workqueue_add_rate_limited(c->queue, key, &qerr);
         } else {
+            atomic_fetch_add(&c->reconcile_successes, 1);
             workqueue_forget(c->queue, key);
             if (after > 0)
                 workqueue_add_after(c->queue, key, after * 1000000000LL, &qerr);
@@ -603,6 +575,7 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     kube_informer_options po = {.resource = &KUBE_PODS,
                                 .label_selector = MOAT_LABEL_SANDBOX,
                                 .label_indexes = pod_indexes,
+                                .index_owners = true, /* controller_sandbox_pod */
                                 .transform = prune_pod,
                                 .compact_cache = true};
     kube_informer_options no = {.resource = &KUBE_NODES};

@@ -4,7 +4,8 @@
  *
  * Reconcile is level-based and idempotent: it reads the caches, plans with
  * sandbox_plan_make (status.h), creates the Sandbox's one Pod (named after it, so a second
- * create is AlreadyExists, never a second Pod), writes status through /status with the
+ * create is AlreadyExists, never a second Pod) and knows it by its controller reference and
+ * the operator's mark, not by its name (mark.h), writes status through /status with the
  * resourceVersion it read (a conflict requeues), keeps the namespace's NetworkPolicies,
  * and deletes the Sandbox when its ttlAfterFinished is over. */
 #ifndef MOAT_OPERATOR_CONTROLLER_H

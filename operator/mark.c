@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,6 +234,75 @@ bool sandbox_mark_verify(const sandbox_mark_key *key, const json_t *pod, const c
         return false;
     _cleanup_free_ char *want = sandbox_mark_compute(key, pod, owner_uid);
     return want && CRYPTO_memcmp(have, want, strlen(want)) == 0;
+}
+
+/* The Pod's controller reference, or NULL. */
+static const json_t *controller_ref(const json_t *pod)
+{
+    json_t *refs = kobj_get(pod, "metadata.ownerReferences"), *r;
+    size_t i;
+    json_array_foreach (refs, i, r)
+        if (kobj_bool(r, "controller", false))
+            return r;
+    return NULL;
+}
+
+static bool is_sandbox_ref(const json_t *ref)
+{
+    const char *kind = kobj_str(ref, "kind"), *api = kobj_str(ref, "apiVersion");
+    return kind && api && strcmp(kind, MOAT_SANDBOX_KIND) == 0 &&
+           strncmp(api, MOAT_API_GROUP "/", strlen(MOAT_API_GROUP "/")) == 0;
+}
+
+sandbox_pod_claim sandbox_mark_claim(const sandbox_mark_key *key, const json_t *pod,
+                                     const char *owner_uid, char *why, size_t len)
+{
+    const json_t *ctl = controller_ref(pod);
+    const char *owner = kobj_str(ctl, "uid");
+    if (ctl && is_sandbox_ref(ctl) && owner && owner_uid && strcmp(owner, owner_uid) == 0) {
+        if (sandbox_mark_verify(key, pod, owner_uid))
+            return SANDBOX_POD_OURS;
+        snprintf(why, len,
+                 "pod %s/%s names this Sandbox as its controller but does not carry "
+                 "moat-operator's mark (%s): it was not made, or was changed, by someone else; "
+                 "nothing it reports is trusted",
+                 kobj_namespace(pod), kobj_name(pod), MOAT_ANNOTATION_MARK);
+        return SANDBOX_POD_FOREIGN;
+    }
+    /* An earlier Sandbox of the same name: its Pod goes with it (garbage collector). */
+    if (ctl && is_sandbox_ref(ctl) && owner)
+        return SANDBOX_POD_WAIT;
+    if (kobj_get(pod, "metadata.deletionTimestamp"))
+        return SANDBOX_POD_WAIT;
+    snprintf(why, len,
+             "pod %s/%s exists and was not made by moat-operator for this Sandbox (%s): nothing "
+             "it reports is trusted",
+             kobj_namespace(pod), kobj_name(pod),
+             ctl ? "its controller is another object" : "no controller reference to it");
+    return SANDBOX_POD_FOREIGN;
+}
+
+/* Whether a is to be picked before b, both ours. */
+static bool picked_before(const json_t *a, const json_t *b)
+{
+    bool a_gone = kobj_get(a, "metadata.deletionTimestamp") != NULL;
+    bool b_gone = kobj_get(b, "metadata.deletionTimestamp") != NULL;
+    if (a_gone != b_gone)
+        return b_gone;
+    const char *an = kobj_name(a), *bn = kobj_name(b);
+    return strcmp(an ? an : "", bn ? bn : "") < 0;
+}
+
+const json_t *sandbox_mark_pick(const json_t *pods, const sandbox_mark_key *key,
+                                const char *owner_uid)
+{
+    const json_t *best = NULL, *pod;
+    size_t i;
+    json_array_foreach (pods, i, pod)
+        if ((!best || picked_before(pod, best)) &&
+            sandbox_mark_claim(key, pod, owner_uid, NULL, 0) == SANDBOX_POD_OURS)
+            best = pod;
+    return best;
 }
 
 /* Copies obj.path into keep.path ("a.b": the parents made), when present. */

@@ -60,6 +60,35 @@ int sandbox_mark_set(json_t *pod, const sandbox_mark_key *key, const char *owner
  * compared in constant time. */
 bool sandbox_mark_verify(const sandbox_mark_key *key, const json_t *pod, const char *owner_uid);
 
+/* Whose Pod is this, for the Sandbox the controller reconciles? */
+typedef enum {
+    SANDBOX_POD_OURS,    /* made by the operator for this Sandbox */
+    SANDBOX_POD_WAIT,    /* an earlier Sandbox's Pod of the same name, on its way out */
+    SANDBOX_POD_FOREIGN, /* anything else: never trusted, the Sandbox fails */
+} sandbox_pod_claim;
+
+/* SANDBOX_POD_OURS only when pod's controller reference (the ownerReferences entry with
+ * controller: true) is a moat.dev Sandbox whose uid is owner_uid and pod carries the mark
+ * for owner_uid: an owner reference and labels are something any tenant who may create
+ * Pods can write (README: Threat model); a Pod of ours being deleted is still ours.
+ * SANDBOX_POD_WAIT when its controller is another Sandbox (an earlier one of the same name:
+ * the garbage collector takes its Pod), or it is not ours and being deleted. Otherwise
+ * SANDBOX_POD_FOREIGN, with a sentence naming the Pod and why it is not trusted (for the Sandbox's
+ * status) written into why[len] (why may be NULL when len is 0); why is left alone for the other
+ * answers. */
+sandbox_pod_claim sandbox_mark_claim(const sandbox_mark_key *key, const json_t *pod,
+                                     const char *owner_uid, char *why, size_t len);
+
+/* Of pods (a JSON array of Pods, e.g. kube_informer_by_owner's answer), the one
+ * sandbox_mark_claim() calls SANDBOX_POD_OURS for owner_uid; every other Pod is skipped,
+ * not reported (a non-controller owner reference, or the uid named without the mark, is
+ * a tenant's writing). When several are ours: one not being deleted before one that is,
+ * then the smallest metadata.name, so the answer does not depend on the order of pods.
+ * Returns a pointer into pods (borrowed: valid while pods is), or NULL when none is ours
+ * (pods NULL or not an array included). */
+const json_t *sandbox_mark_pick(const json_t *pods, const sandbox_mark_key *key,
+                                const char *owner_uid);
+
 /* Keeps in a cached Pod's spec only what the controller reads, the mark's subject
  * included; everything else of spec is dropped (the informer's transform). */
 void sandbox_mark_prune_spec(json_t *pod);

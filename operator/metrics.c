@@ -11,10 +11,9 @@ char *controller_metrics_render(operator_controller *c)
     moat_strbuf b = {0};
     moat_strbuf_appendf(&b, "# HELP moat_operator_reconciles_total Reconciles done, by result.\n"
                             "# TYPE moat_operator_reconciles_total counter\n");
-    uint64_t total = atomic_load(&c->reconciles), errors = atomic_load(&c->reconcile_errors),
-             requeues = atomic_load(&c->requeues);
+    uint64_t errors = atomic_load(&c->reconcile_errors), requeues = atomic_load(&c->requeues);
     moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"success\"} %llu\n",
-                        (unsigned long long)(total - errors - requeues));
+                        (unsigned long long)atomic_load(&c->reconcile_successes));
     moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"error\"} %llu\n",
                         (unsigned long long)errors);
     moat_strbuf_appendf(&b, "moat_operator_reconciles_total{result=\"requeue\"} %llu\n",

@@ -253,6 +253,126 @@ static void test_key_file(void **state)
     moat_error_clear(&err);
 }
 
+/* ---- whose Pod is it (sandbox_mark_claim) and which one is ours (sandbox_mark_pick) ---- */
+
+/* The sandbox Pod of pod_text named name, its owner references replaced by refs (JSON; NULL
+ * keeps pod_text's controller reference to OWNER), marked for mark_owner (NULL: unmarked). */
+static json_t *pod_named(const sandbox_mark_key *k, const char *name, const char *refs,
+                         const char *mark_owner)
+{
+    json_t *pod = json_loads(pod_text, 0, NULL);
+    json_t *meta = json_object_get(pod, "metadata");
+    moat_error err = MOAT_ERROR_INIT;
+    json_object_set_new(meta, "name", json_string(name));
+    if (refs) {
+        json_t *r = json_loads(refs, JSON_DECODE_ANY, NULL);
+        if (!r)
+            fail_msg("bad test JSON: %s", refs);
+        json_object_set_new(meta, "ownerReferences", r);
+    }
+    if (mark_owner)
+        assert_int_equal(sandbox_mark_set(pod, k, mark_owner, &err), 0);
+    return pod;
+}
+
+#define SANDBOX_REF(uid, ctl)                                                                      \
+    "[{\"apiVersion\": \"moat.dev/v1alpha1\", \"kind\": \"Sandbox\", \"name\": \"sb\","            \
+    " \"uid\": \"" uid "\", \"controller\": " ctl "}]"
+
+static void test_claim(void **state)
+{
+    sandbox_mark_key *k = key_new(KEY);
+    char why[512];
+    static const struct {
+        const char *refs, *mark_owner, *deleting;
+        sandbox_pod_claim want;
+        const char *why; /* in the sentence of a FOREIGN answer */
+    } cases[] = {
+        /* made by the operator for this Sandbox */
+        {NULL, OWNER, NULL, SANDBOX_POD_OURS, NULL},
+        {NULL, OWNER, "2026-12-06T04:00:00Z", SANDBOX_POD_OURS, NULL},
+        /* the uid of this Sandbox in a controller reference, without the mark: forged */
+        {NULL, NULL, NULL, SANDBOX_POD_FOREIGN, "does not carry moat-operator's mark"},
+        /* ... or with a mark for another Sandbox: a copied mark is worth nothing */
+        {NULL, "uid-of-another-sandbox", NULL, SANDBOX_POD_FOREIGN, "moat-operator's mark"},
+        /* the same name and no owner reference: a tenant's Pod */
+        {"[]", NULL, NULL, SANDBOX_POD_FOREIGN, "no controller reference to it"},
+        /* an owner reference to this Sandbox that is not the controller, even marked */
+        {SANDBOX_REF(OWNER, "false"), OWNER, NULL, SANDBOX_POD_FOREIGN,
+         "no controller reference to it"},
+        {"[{\"apiVersion\": \"apps/v1\", \"kind\": \"ReplicaSet\", \"name\": \"rs\","
+         " \"uid\": \"" OWNER "\", \"controller\": true}]",
+         OWNER, NULL, SANDBOX_POD_FOREIGN, "its controller is another object"},
+        /* an earlier Sandbox of the same name: its Pod is on its way out */
+        {SANDBOX_REF("uid-of-an-earlier-sandbox", "true"), NULL, NULL, SANDBOX_POD_WAIT, NULL},
+        /* a stranger's Pod being deleted is waited for, not reported */
+        {"[]", NULL, "2026-12-06T04:00:00Z", SANDBOX_POD_WAIT, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *pod = pod_named(k, "sb", cases[i].refs, cases[i].mark_owner);
+        if (cases[i].deleting)
+            json_object_set_new(json_object_get(pod, "metadata"), "deletionTimestamp",
+                                json_string(cases[i].deleting));
+        strcpy(why, "untouched");
+        sandbox_pod_claim got = sandbox_mark_claim(k, pod, OWNER, why, sizeof(why));
+        if (got != cases[i].want)
+            fail_msg("case %zu: claim %d, want %d", i, got, cases[i].want);
+        if (cases[i].why) {
+            if (!strstr(why, cases[i].why) || !strstr(why, "pod team-a/sb "))
+                fail_msg("case %zu: why is \"%s\"", i, why);
+        } else {
+            assert_string_equal(why, "untouched");
+        }
+        json_decref(pod);
+    }
+    sandbox_mark_key_free(k);
+}
+
+static void assert_picks(const json_t *pods, const sandbox_mark_key *k, const char *want)
+{
+    const json_t *got = sandbox_mark_pick(pods, k, OWNER);
+    if (!want && got)
+        fail_msg("picked %s, want none", kobj_name(got));
+    if (want && (!got || strcmp(kobj_name(got), want) != 0))
+        fail_msg("picked %s, want %s", got ? kobj_name(got) : "none", want);
+}
+
+/* Only a Pod the operator made for this Sandbox is picked, whatever its name, and among
+ * several the same one whatever the order. */
+static void test_pick(void **state)
+{
+    sandbox_mark_key *k = key_new(KEY);
+    assert_picks(NULL, k, NULL);
+    json_t *pods = json_array();
+    assert_picks(pods, k, NULL);
+    /* what a tenant can put in the index of OWNER: the uid without the mark, a marked Pod
+     * whose reference is not the controller, a Pod of the Sandbox's name with none */
+    json_array_append_new(pods, pod_named(k, "sb", NULL, NULL));
+    json_array_append_new(pods, pod_named(k, "forged", NULL, "uid-of-another-sandbox"));
+    json_array_append_new(pods, pod_named(k, "loose", SANDBOX_REF(OWNER, "false"), OWNER));
+    assert_picks(pods, k, NULL);
+    /* the operator's Pod under another name than the Sandbox's (a warm pool's, a resume's) */
+    json_array_append_new(pods, pod_named(k, "sb-warm-7", NULL, OWNER));
+    assert_picks(pods, k, "sb-warm-7");
+    /* several of ours: the smallest name, in either order */
+    json_t *two = json_array();
+    json_array_append_new(two, pod_named(k, "sb-b", NULL, OWNER));
+    json_array_append_new(two, pod_named(k, "sb-a", NULL, OWNER));
+    assert_picks(two, k, "sb-a");
+    json_array_remove(two, 0);
+    json_array_append_new(two, pod_named(k, "sb-b", NULL, OWNER));
+    assert_picks(two, k, "sb-a");
+    /* ... but one being deleted comes after one that is not */
+    json_object_set_new(json_object_get(json_array_get(two, 0), "metadata"), "deletionTimestamp",
+                        json_string("2026-12-06T04:00:00Z"));
+    assert_picks(two, k, "sb-b");
+    /* another Sandbox's view of the same Pods: none of them */
+    assert_null(sandbox_mark_pick(two, k, "uid-of-another-sandbox"));
+    json_decref(two);
+    json_decref(pods);
+    sandbox_mark_key_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +381,8 @@ int main(void)
         cmocka_unit_test(test_defaults_and_reports_do_not_count),
         cmocka_unit_test(test_missing_or_malformed_mark),
         cmocka_unit_test(test_key_file),
+        cmocka_unit_test(test_claim),
+        cmocka_unit_test(test_pick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
