@@ -127,17 +127,27 @@ static int create_sandboxes_main(const char *namespace_, const char *prefix, int
     return 0;
 }
 
+/* The client (the global one) from the default kubeconfig, whose *ret_cfg the caller frees
+ * after the client; 0, or -1 said on stderr. */
+static int client_open(kube_config **ret_cfg)
+{
+    moat_error err = MOAT_ERROR_INIT;
+    if (kube_config_load_default(ret_cfg, NULL, &err) < 0 ||
+        kube_client_new(&client, *ret_cfg, NULL, &err) < 0) {
+        fprintf(stderr, "kube_bench: %s\n", err.message);
+        moat_error_clear(&err);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--create-sandboxes") == 0) {
-        moat_error err = MOAT_ERROR_INIT;
         kube_config *cfg = NULL;
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        if (kube_config_load_default(&cfg, NULL, &err) < 0 ||
-            kube_client_new(&client, cfg, NULL, &err) < 0) {
-            fprintf(stderr, "kube_bench: %s\n", err.message);
+        if (client_open(&cfg) < 0)
             return 1;
-        }
         int r = create_sandboxes_main(argv[2], argv[3], atoi(argv[4]));
         kube_client_free(client);
         kube_config_free(cfg);
@@ -148,11 +158,8 @@ int main(int argc, char **argv)
     moat_error err = MOAT_ERROR_INIT;
     kube_config *cfg = NULL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (kube_config_load_default(&cfg, NULL, &err) < 0 ||
-        kube_client_new(&client, cfg, NULL, &err) < 0) {
-        fprintf(stderr, "kube_bench: %s\n", err.message);
+    if (client_open(&cfg) < 0)
         return 1;
-    }
     snprintf(ns, sizeof(ns), "moat-bench-%d", getpid());
     json_t *nsobj = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "Namespace",
                               "metadata", "name", ns);

@@ -31,19 +31,20 @@ def proc_figures(pid):
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0]), cpu
 
 
-def create(ns, n, prefix, clients=16):
+def create(ns, n, prefix, clients=16, spec=None):
     """n Sandboxes at once: from kube_bench's creator (8 threads on one client with reused
     connections) when it is there, else from `clients` kubectl processes (kubectl sends a
-    List's items one by one, and its start-up and TLS handshakes then dominate)."""
+    List's items one by one, and its start-up and TLS handshakes then dominate). spec: fields
+    beside the image (kubectl only)."""
     creator = os.environ.get("MOAT_KUBE_BENCH")
-    if creator:
+    if creator and not spec:
         subprocess.run([creator, "--create-sandboxes", ns, prefix, str(n)], check=True,
                        timeout=900)
         return
     def batch(first, last):
         items = [{"apiVersion": "moat.dev/v1alpha1", "kind": "Sandbox",
                   "metadata": {"name": f"{prefix}-{i:05d}"},
-                  "spec": {"image": "moat.local/busybox:1.35"}} for i in range(first, last)]
+                  "spec": {"image": "moat.local/busybox:1.35", **(spec or {})}} for i in range(first, last)]
         kubectl("create", "-n", ns, "-f", "-", timeout=900,
                 stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     threads = [threading.Thread(target=batch, args=(n * k // clients, n * (k + 1) // clients))
@@ -136,12 +137,9 @@ def main():
         op.stop()
         node.delete()
         from kube import delete_namespace
-        delete_namespace(ns)
         # Leave the cluster as it was: the next run must not share it with this one's
-        # garbage collection (1,000 Pods and Sandboxes going away).
-        deadline = time.time() + 300
-        while time.time() < deadline and kubectl("get", "namespace", ns, check=False)[0] == 0:
-            time.sleep(1)
+        # garbage collection (thousands of Pods and Sandboxes going away).
+        delete_namespace(ns, wait_s=300)
 
 
 if __name__ == "__main__":

@@ -5,31 +5,14 @@ change nothing they wait for (a new node without a hypervisor, then label change
 Prints the reconciles those events caused, beside N x (E + 1), what waking every Pending
 Sandbox on every Node event would cost; asserts nothing.
 Usage: operator_pending_bench.py OPERATOR_BINARY [N=2000] [E=10]"""
-import json
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration",
                                 "operator"))
 from harness import FakeNode, Operator, install_api, kubectl  # noqa: E402
-
-
-def create_vm(ns, n, clients=16):
-    def batch(first, last):
-        items = [{"apiVersion": "moat.dev/v1alpha1", "kind": "Sandbox",
-                  "metadata": {"name": f"vm-{i:05d}"},
-                  "spec": {"image": "moat.local/busybox:1.35", "isolation": "VM"}}
-                 for i in range(first, last)]
-        kubectl("create", "-n", ns, "-f", "-", timeout=900,
-                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-    threads = [threading.Thread(target=batch, args=(n * k // clients, n * (k + 1) // clients))
-               for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+from operator_bench import create  # noqa: E402
 
 
 def waiting(ns):
@@ -51,7 +34,7 @@ def main():
     op = Operator(config="workers: 8\n")
     node = None
     try:
-        create_vm(ns, n)
+        create(ns, n, "vm", spec={"isolation": "VM"})
         deadline = time.time() + 600
         while waiting(ns) < n and time.time() < deadline:
             time.sleep(1)
@@ -73,10 +56,9 @@ def main():
         if node:
             node.delete()
         from kube import delete_namespace
-        delete_namespace(ns)
-        deadline = time.time() + 300
-        while time.time() < deadline and kubectl("get", "namespace", ns, check=False)[0] == 0:
-            time.sleep(1)
+        # Leave the cluster as it was: the next run must not share it with this one's
+        # garbage collection (thousands of Pods and Sandboxes going away).
+        delete_namespace(ns, wait_s=300)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,21 @@ static const char *gpu_mode_of(const shim_handlers *h)
     return h->gpu_mode && *h->gpu_mode ? h->gpu_mode : MOAT_GPU_MODE_NONE;
 }
 
+/* gVisor with nvproxy for a pod with GPUs, on a node whose GPU mode is container; refused
+ * elsewhere as "<needs> GPU mode container<how>; this node's GPU mode is ...". The reason
+ * is prefix followed by what was chosen. */
+static void gvisor_gpus(shim_decision *out, const shim_handlers *h, const shim_pod_facts *pod,
+                        const char *needs, const char *how, const char *prefix)
+{
+    if (strcmp(gpu_mode_of(h), MOAT_GPU_MODE_CONTAINER) != 0)
+        refuse(out, "%s GPU mode " MOAT_GPU_MODE_CONTAINER "%s; this node's GPU mode is %s", needs,
+               how, gpu_mode_of(h));
+    else
+        finish(out, SHIM_REWRITE, h->runsc_nvproxy, MOAT_RUNTIME_GVISOR,
+               pod->no_network ? NONET_NVPROXY : NULL,
+               "%sGPUs in container mode: gVisor with nvproxy", prefix);
+}
+
 static void decide_vm(shim_decision *out, const shim_handlers *h, bool usable, const char *why,
                       const shim_pod_facts *pod)
 {
@@ -114,15 +129,7 @@ static void decide_auto(shim_decision *out, const shim_handlers *h, bool usable,
         /* The operator gives an Auto sandbox the driver's container GPUs and places it on
          * container-mode nodes, so passthrough devices would never be allocated to it: on
          * any other node the request cannot be honoured, hypervisor or not. */
-        if (strcmp(gpu_mode_of(h), MOAT_GPU_MODE_CONTAINER) != 0)
-            refuse(out,
-                   "isolation Auto with GPUs needs GPU mode " MOAT_GPU_MODE_CONTAINER
-                   " (gVisor with nvproxy); this node's GPU mode is %s",
-                   gpu_mode_of(h));
-        else
-            finish(out, SHIM_REWRITE, h->runsc_nvproxy, MOAT_RUNTIME_GVISOR,
-                   pod->no_network ? NONET_NVPROXY : NULL,
-                   "GPUs in container mode: gVisor with nvproxy");
+        gvisor_gpus(out, h, pod, "isolation Auto with GPUs needs", " (gVisor with nvproxy)", "");
     } else if (usable) {
         finish(out, SHIM_REWRITE, h->kata_clh, MOAT_RUNTIME_KATA,
                pod->no_network ? NONET_KATA : NULL, "%s", why);
@@ -135,15 +142,9 @@ static void decide_gvisor(shim_decision *out, const shim_handlers *h, const shim
 {
     if (pod->gpu_count == 0)
         gvisor(out, h, pod, "isolation GVisor requested", "");
-    else if (strcmp(gpu_mode_of(h), MOAT_GPU_MODE_CONTAINER) != 0)
-        refuse(out,
-               "isolation GVisor with GPUs needs GPU mode " MOAT_GPU_MODE_CONTAINER
-               " (nvproxy); this node's GPU mode is %s",
-               gpu_mode_of(h));
     else
-        finish(out, SHIM_REWRITE, h->runsc_nvproxy, MOAT_RUNTIME_GVISOR,
-               pod->no_network ? NONET_NVPROXY : NULL,
-               "isolation GVisor requested; GPUs in container mode: gVisor with nvproxy");
+        gvisor_gpus(out, h, pod, "isolation GVisor with GPUs needs", " (nvproxy)",
+                    "isolation GVisor requested; ");
 }
 
 void shim_decide(shim_decision *out, const shim_handlers *h, const iso_probe_result *probe,

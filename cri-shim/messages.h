@@ -1,5 +1,5 @@
-/* The CRI messages moat-cri changes, as bytes in and bytes out. Decoding uses the shim's
- * own cri.proto; every field it does not model is carried through untouched.
+/* The CRI messages moat-cri changes, as bytes in and bytes out. Decoding uses the schema
+ * libmoat/cri/cri.proto; every field it does not model is carried through untouched.
  *
  * RunPodSandbox: the decision (decide.h) from the request's runtime handler, the pod's
  * annotations (GPU count, network mode) and security context; a rewritten request carries

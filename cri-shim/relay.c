@@ -283,23 +283,32 @@ static void start_unary_upstream(call *c, grpc_byte_buffer *msg)
     start(c, c->up, ops, 6, T_UNARY_UP);
 }
 
-/* ... and its answer downstream in one batch: headers, the response, the status. */
-static void on_unary_up(call *c)
+/* A response from upstream as the hooks want it sent down: msg itself, or (when the call is
+ * intercepted and the hook replaces it) the replacement, msg destroyed. */
+static grpc_byte_buffer *response_hooked(call *c, grpc_byte_buffer *msg)
 {
     shim_relay *r = c->r;
+    if (!c->intercepted || !r->hooks.on_response)
+        return msg;
+    size_t len = 0, out_len = 0;
+    uint8_t *in = cri_bytes_from_buffer(msg, &len), *out = NULL;
+    if (in && r->hooks.on_response(r->hooks.user, c->method, in, len, &out, &out_len) == 1) {
+        grpc_byte_buffer_destroy(msg);
+        msg = cri_bytes_to_buffer(out, out_len);
+        free(out);
+    }
+    free(in);
+    return msg;
+}
+
+/* A unary call's answer downstream in one batch: headers, the response, the status. */
+static void on_unary_up(call *c)
+{
     c->status_in = true;
     grpc_byte_buffer *msg = c->up_msg;
     c->up_msg = NULL;
-    if (msg && c->intercepted && r->hooks.on_response) {
-        size_t len = 0, out_len = 0;
-        uint8_t *in = cri_bytes_from_buffer(msg, &len), *out = NULL;
-        if (in && r->hooks.on_response(r->hooks.user, c->method, in, len, &out, &out_len) == 1) {
-            grpc_byte_buffer_destroy(msg);
-            msg = cri_bytes_to_buffer(out, out_len);
-            free(out);
-        }
-        free(in);
-    }
+    if (msg)
+        msg = response_hooked(c, msg);
     c->sending_down = msg;
     size_t n_md, n_trail;
     c->down_send_md = relay_md(&c->up_md, &n_md);
@@ -475,7 +484,6 @@ static void on_up_md(call *c, bool ok)
 
 static void on_up_recv(call *c, bool ok)
 {
-    shim_relay *r = c->r;
     grpc_byte_buffer *msg = ok ? c->up_msg : NULL;
     c->up_msg = NULL;
     if (!msg) {
@@ -483,16 +491,7 @@ static void on_up_recv(call *c, bool ok)
         maybe_finish(c);
         return;
     }
-    if (c->intercepted && r->hooks.on_response) {
-        size_t len = 0, out_len = 0;
-        uint8_t *in = cri_bytes_from_buffer(msg, &len), *out = NULL;
-        if (in && r->hooks.on_response(r->hooks.user, c->method, in, len, &out, &out_len) == 1) {
-            grpc_byte_buffer_destroy(msg);
-            msg = cri_bytes_to_buffer(out, out_len);
-            free(out);
-        }
-        free(in);
-    }
+    msg = response_hooked(c, msg);
     grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
     c->sending_down = msg;
     c->down_sending = true;

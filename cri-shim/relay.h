@@ -1,7 +1,8 @@
 /* The CRI relay: a gRPC server on a unix socket that forwards every call, of any method,
- * to an upstream gRPC server (containerd's CRI socket) and its answers back. This is the
- * only module of Moat that uses the gRPC core API (its maintainers call it unstable); the
- * rest of the shim sees "a call with a method name and bytes".
+ * to an upstream gRPC server (containerd's CRI socket) and its answers back. This is Moat's
+ * only gRPC server and, beside the CRI client (libmoat/cri/cri.c), the only module that uses
+ * the gRPC core API (its maintainers call it unstable); the rest of the shim sees "a call
+ * with a method name and bytes".
  *
  * Every method is relayed, including ones the shim does not know (they are taken with the
  * generic request_call, so a newer kubelet or containerd is never answered UNIMPLEMENTED by

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds Moat's two images without a container daemon, as OCI archives containerd imports
-# (`ctr -n k8s.io images import`), the same images images/*/Containerfile build:
+# (`ctr -n k8s.io images import`), the same images images/Containerfile builds:
 #
 #   <registry>/moat-operator:<tag>   moat-operator, user 65532
 #   <registry>/moat-node:<tag>       moat-agent, moat-install, moat-probe, nsenter, pause,
@@ -18,7 +18,7 @@
 #   --build-dir DIR  a release build of this tree, configured and built here if needed
 #                    (default $MOAT_CACHE/images/build-release); never the sanitizer build
 #   --gvisor-dir DIR where runsc and containerd-shim-runsc-v1 are (default $MOAT_CACHE/bin)
-#   --rootfs-only    stop after the root filesystems (the Containerfiles use this)
+#   --rootfs-only    stop after the root filesystems (images/Containerfile uses this)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)

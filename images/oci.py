@@ -9,11 +9,9 @@ times: reproducible). The layer and blob code is e2e/images/oci_image.py's; this
 whole tree, the image's user and labels. `ctr -n k8s.io images import` takes the result.
 """
 import argparse
-import io
 import json
 import os
 import sys
-import tarfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e", "images"))
 import oci_image  # noqa: E402
@@ -74,26 +72,7 @@ def main():
                             "digest": layer_digest, "size": layer_size}]}
     manifest_digest, manifest_size = oci_image.blob(
         blobs, json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode())
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                            "digest": manifest_digest, "size": manifest_size,
-                            "platform": {"architecture": "amd64", "os": "linux"},
-                            "annotations": {"io.containerd.image.name": args.name,
-                                            "org.opencontainers.image.ref.name":
-                                                args.name.rsplit(":", 1)[-1]}}]}
-    files = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
-             ("index.json", json.dumps(index, sort_keys=True).encode())] + blobs
-    tmp = args.out + ".tmp"
-    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d in ("blobs", "blobs/sha256"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, args.out)
+    oci_image.write_archive(args.out, args.name, manifest_digest, manifest_size, blobs)
     print(f"{args.name} -> {args.out} ({manifest_digest}, layer {layer_size} bytes)")
 
 

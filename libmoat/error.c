@@ -23,15 +23,27 @@ static void clear_kube(moat_error *err)
     err->http_status = 0;
 }
 
+/* fmt with its arguments, followed by ": tail" when tail is given; NULL when out of memory. */
+static char *vformat(const char *tail, const char *fmt, va_list ap)
+{
+    char *head = NULL, *msg = NULL;
+    if (vasprintf(&head, fmt, ap) < 0)
+        return NULL;
+    if (!tail)
+        return head;
+    if (asprintf(&msg, "%s: %s", head, tail) < 0)
+        msg = NULL;
+    free(head);
+    return msg;
+}
+
 int moat_error_set(moat_error *err, moat_error_code code, const char *fmt, ...)
 {
     if (!err)
         return -1;
     va_list ap;
-    char *msg = NULL;
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    char *msg = vformat(NULL, fmt, ap);
     va_end(ap);
     clear_kube(err);
     err->code = code;
@@ -45,14 +57,9 @@ int moat_error_set_errno(moat_error *err, int errnum, const char *fmt, ...)
     if (!err)
         return -1;
     va_list ap;
-    char *head = NULL, *msg = NULL;
     va_start(ap, fmt);
-    if (vasprintf(&head, fmt, ap) < 0)
-        head = NULL;
+    char *msg = vformat(strerror(errnum), fmt, ap);
     va_end(ap);
-    if (head && asprintf(&msg, "%s: %s", head, strerror(errnum)) < 0)
-        msg = NULL;
-    free(head);
     clear_kube(err);
     err->code = MOAT_E_IO;
     err->errno_value = errnum;
@@ -65,14 +72,11 @@ int moat_error_prefix(moat_error *err, const char *fmt, ...)
     if (!err || !err->message)
         return -1;
     va_list ap;
-    char *ctx = NULL, *msg = NULL;
     va_start(ap, fmt);
-    if (vasprintf(&ctx, fmt, ap) < 0)
-        ctx = NULL;
+    char *msg = vformat(err->message, fmt, ap);
     va_end(ap);
-    if (ctx && asprintf(&msg, "%s: %s", ctx, err->message) >= 0)
+    if (msg) /* out of memory: the message without the context is still the story */
         set_message(err, msg);
-    free(ctx);
     return -1;
 }
 

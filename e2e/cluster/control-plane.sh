@@ -81,13 +81,8 @@ make_pki() {
 # kubeconfig <file> <cert name>: a kubeconfig for one client certificate, inlined.
 kubeconfig() {
     local f=$1 c=$2
-    KUBECONFIG=$f "$bin/kubectl" config set-cluster local --server="https://127.0.0.1:$api_port" \
-        --certificate-authority="$pki/ca.crt" --embed-certs >/dev/null
-    KUBECONFIG=$f "$bin/kubectl" config set-credentials "$c" --client-certificate="$pki/$c.crt" \
-        --client-key="$pki/$c.key" --embed-certs >/dev/null
-    KUBECONFIG=$f "$bin/kubectl" config set-context local --cluster=local --user="$c" >/dev/null
-    KUBECONFIG=$f "$bin/kubectl" config use-context local >/dev/null
-    chmod 600 "$f"
+    procs_kubeconfig "$bin/kubectl" "$f" "https://127.0.0.1:$api_port" "$pki/ca.crt" "$c" \
+        "$pki/$c.crt" "$pki/$c.key"
 }
 
 # ---- processes --------------------------------------------------------------------------

@@ -52,6 +52,35 @@ def blob(out, data):
     return "sha256:" + digest, len(data)
 
 
+def write_archive(out, name, manifest_digest, manifest_size, blobs):
+    """Writes the OCI image layout archive out (through out.tmp): the layout marker, an index
+    naming the manifest as name (containerd's and OCI's annotations) and every blob."""
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest_size,
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"io.containerd.image.name": name,
+                            "org.opencontainers.image.ref.name": name.rsplit(":", 1)[-1]},
+        }],
+    }
+    files = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+             ("index.json", json.dumps(index, sort_keys=True).encode())] + blobs
+    tmp = out + ".tmp"
+    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("blobs", "blobs/sha256"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for entry, data in files:
+            info = tarfile.TarInfo(entry)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True, help="full image name, registry/repo:tag")
@@ -103,30 +132,7 @@ def main():
     }
     manifest_digest, manifest_size = blob(
         blobs, json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode())
-    index = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest, "size": manifest_size,
-            "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {"io.containerd.image.name": args.name,
-                            "org.opencontainers.image.ref.name": args.name.rsplit(":", 1)[-1]},
-        }],
-    }
-    files = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
-             ("index.json", json.dumps(index, sort_keys=True).encode())] + blobs
-    tmp = args.out + ".tmp"
-    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d in ("blobs", "blobs/sha256"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, args.out)
+    write_archive(args.out, args.name, manifest_digest, manifest_size, blobs)
     print(f"{args.name} -> {args.out} ({manifest_digest})")
 
 

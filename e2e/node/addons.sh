@@ -28,11 +28,7 @@ kubectl=("$bin/kubectl" --kubeconfig "$cluster/admin.kubeconfig")
 say() { echo "addons: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-start() {
-    local name=$1
-    shift
-    procs_start "$dir/$name.log" "$dir/$name.pid" "$@"
-}
+start() { procs_start "$dir/$1.log" "$dir/$1.pid" "${@:2}"; }
 
 alive() { procs_alive "$dir/$1.pid"; }
 
@@ -48,13 +44,9 @@ client_kubeconfig() {
     openssl x509 -req -in "$dir/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
         -CAcreateserial -days 30 -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
     port=$(sed -n 's|.*server: https://127.0.0.1:\([0-9]*\).*|\1|p' "$cluster/admin.kubeconfig")
-    KUBECONFIG=$kc "$bin/kubectl" config set-cluster local --server="https://127.0.0.1:$port" \
-        --certificate-authority="$pki/ca.crt" --embed-certs >/dev/null
-    KUBECONFIG=$kc "$bin/kubectl" config set-credentials "$name" --client-certificate="$dir/$name.crt" \
-        --client-key="$dir/$name.key" --embed-certs >/dev/null
-    KUBECONFIG=$kc "$bin/kubectl" config set-context local --cluster=local --user="$name" >/dev/null
-    KUBECONFIG=$kc "$bin/kubectl" config use-context local >/dev/null
-    chmod 600 "$kc" "$dir/$name.key"
+    procs_kubeconfig "$bin/kubectl" "$kc" "https://127.0.0.1:$port" "$pki/ca.crt" "$name" \
+        "$dir/$name.crt" "$dir/$name.key"
+    chmod 600 "$dir/$name.key"
 }
 
 kube_router_rbac() {

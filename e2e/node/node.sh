@@ -46,11 +46,7 @@ export PATH=$bin:$PATH   # containerd finds the shims (runc v2, runsc v1) on PAT
 say() { echo "node: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-start() {
-    local name=$1
-    shift
-    procs_start "$dir/logs/$name.log" "$dir/run/$name.pid" "$@"
-}
+start() { procs_start "$dir/logs/$1.log" "$dir/run/$1.pid" "${@:2}"; }
 
 alive() { procs_alive "$dir/run/$1.pid"; }
 
@@ -94,23 +90,20 @@ containerd_config() {
     mkdir -p "$dir/containerd" "$dir/runsc"
     # gVisor's shim reads its options from the file each runtime's ConfigPath names.
     local platform=systrap
-    cat >"$dir/runsc/runsc.toml" <<TOML
+    # runsc_toml <file> [extra runsc_config line]: one handler's options.
+    runsc_toml() {
+        cat >"$1" <<TOML
 binary_name = "$bin/runsc"
 root = "$dir/runsc/root"
 log_path = "$dir/runsc/logs/"  # a directory: this shim does not replace %ID% in a file name
 [runsc_config]
   platform = "$platform"
+  ${2:-}
   debug-log = "$dir/runsc/logs/%ID%/"
 TOML
-    cat >"$dir/runsc/runsc-nonet.toml" <<TOML
-binary_name = "$bin/runsc"
-root = "$dir/runsc/root"
-log_path = "$dir/runsc/logs/"  # a directory: this shim does not replace %ID% in a file name
-[runsc_config]
-  platform = "$platform"
-  network = "none"
-  debug-log = "$dir/runsc/logs/%ID%/"
-TOML
+    }
+    runsc_toml "$dir/runsc/runsc.toml"
+    runsc_toml "$dir/runsc/runsc-nonet.toml" 'network = "none"'
     cat >"$dir/containerd/config.toml" <<TOML
 version = 3
 root = "$dir/containerd/root"

@@ -1,5 +1,5 @@
-/* moat-install: the node installer (isolation/installer/install.h), run by the node image's DaemonSet
- * with the host's root mounted. Prints what it changed, one line each, and a summary. */
+/* moat-install: the node installer (isolation/installer/install.h), run by the node image's
+ * DaemonSet with the host's root mounted. Prints what it changed, one line each, and a summary. */
 #include <curl/curl.h>
 #include <arpa/inet.h>
 #include <getopt.h>

@@ -54,7 +54,10 @@ def create_namespace(prefix):
     return name
 
 
-def delete_namespace(name):
+def delete_namespace(name, wait_s=0):
+    """Deletes namespace name (and, first, its Pods by force); with wait_s, waits that many
+    seconds at most for it to be gone (a benchmark must not share the cluster with the
+    previous run's garbage collection)."""
     # Pods on fake nodes (no kubelet) never finish a graceful deletion: force them, or the
     # namespace would stay Terminating and its objects in every cache.
     # One delete per Pod: 10,000 of them take minutes (the timeout grows with the count),
@@ -66,6 +69,9 @@ def delete_namespace(name):
     except (subprocess.TimeoutExpired, KubectlError, ValueError):
         pass
     kubectl("delete", "namespace", name, "--wait=false", check=False)
+    deadline = time.time() + wait_s
+    while time.time() < deadline and kubectl("get", "namespace", name, check=False)[0] == 0:
+        time.sleep(1)
 
 
 def raw_patch(path, body, user=None, extra=None):

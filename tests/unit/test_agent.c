@@ -373,17 +373,15 @@ static void test_list_request_encode(void **state)
 static uint8_t *pack_list(size_t *ret_len)
 {
     Moat__Cri__PodSandboxMetadata md[3] = {MOAT__CRI__POD_SANDBOX_METADATA__INIT,
-                                                MOAT__CRI__POD_SANDBOX_METADATA__INIT,
-                                                MOAT__CRI__POD_SANDBOX_METADATA__INIT};
-    Moat__Cri__PodSandbox sb[3] = {MOAT__CRI__POD_SANDBOX__INIT,
-                                        MOAT__CRI__POD_SANDBOX__INIT,
-                                        MOAT__CRI__POD_SANDBOX__INIT};
+                                           MOAT__CRI__POD_SANDBOX_METADATA__INIT,
+                                           MOAT__CRI__POD_SANDBOX_METADATA__INIT};
+    Moat__Cri__PodSandbox sb[3] = {MOAT__CRI__POD_SANDBOX__INIT, MOAT__CRI__POD_SANDBOX__INIT,
+                                   MOAT__CRI__POD_SANDBOX__INIT};
     Moat__Cri__PodSandbox *items[3] = {&sb[0], &sb[1], &sb[2]};
     const char *ids[] = {"old", "newest", "same-attempt-older"};
     const uint32_t attempts[] = {0, 1, 1};
     const int64_t created[] = {100, 300, 200};
-    Moat__Cri__PodSandbox__AnnotationsEntry ann =
-        MOAT__CRI__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT;
+    Moat__Cri__PodSandbox__AnnotationsEntry ann = MOAT__CRI__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT;
     Moat__Cri__PodSandbox__AnnotationsEntry *anns[] = {&ann};
     ann.key = (char *)"moat.dev/network";
     ann.value = (char *)"none";
