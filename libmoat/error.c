@@ -24,6 +24,7 @@ static void clear_kube(moat_error *err)
 }
 
 /* fmt with its arguments, followed by ": tail" when tail is given; NULL when out of memory. */
+static char *vformat(const char *tail, const char *fmt, va_list ap) _printf_(2, 0);
 static char *vformat(const char *tail, const char *fmt, va_list ap)
 {
     char *head = NULL, *msg = NULL;

@@ -1,5 +1,5 @@
 /* The node installer: files, containerd's and kubelet's configuration, services, rollback. */
-#include "install.h"
+#include "install-internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,9 +23,7 @@
 #include "libmoat/strbuf.h"
 #include "libmoat/textfile.h"
 
-#define CONFIG_MAX   ((size_t)4 << 20)   /* kubelet's and moat's config files */
-#define BUNDLE_MAX   ((size_t)256 << 20) /* one file of the bundle */
-#define MANIFEST_MAX ((size_t)1 << 20)
+#define CONFIG_MAX ((size_t)4 << 20) /* kubelet's and moat's config files */
 
 void iso_install_options_default(iso_install_options *o)
 {
@@ -52,347 +50,6 @@ void iso_install_options_default(iso_install_options *o)
         .kubelet_timeout_ms = 60000,
         .kubelet_settle_ms = 5000,
     };
-}
-
-/* ---- report ---- */
-
-static void report_add(iso_install_report *rep, const char *fmt, ...) _printf_(2, 3);
-static void report_add(iso_install_report *rep, const char *fmt, ...)
-{
-    if (!rep)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    char *line = NULL;
-    int r = vasprintf(&line, fmt, ap);
-    va_end(ap);
-    if (r < 0)
-        return;
-    char **n = realloc(rep->lines, (rep->n + 1) * sizeof(*n));
-    if (!n) {
-        free(line);
-        return;
-    }
-    rep->lines = n;
-    rep->lines[rep->n++] = line;
-}
-
-void iso_install_report_clear(iso_install_report *r)
-{
-    if (!r)
-        return;
-    for (size_t i = 0; i < r->n; i++)
-        free(r->lines[i]);
-    free(r->lines);
-    *r = (iso_install_report){0};
-}
-
-/* ---- files ---- */
-
-static char *path_join(const char *root, const char *path)
-{
-    char *p;
-    size_t rl = strlen(root);
-    while (rl > 0 && root[rl - 1] == '/')
-        rl--;
-    return asprintf(&p, "%.*s%s%s", (int)rl, root, path[0] == '/' ? "" : "/", path) < 0 ? NULL : p;
-}
-
-/* Creates the missing parents of path; when created is given, each directory made is passed
- * to it (outermost first). */
-static int mkdir_parents(const char *path, void (*created)(void *, const char *), void *user,
-                         moat_error *err)
-{
-    _cleanup_free_ char *p = strdup(path);
-    if (!p)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        if (mkdir(p, 0755) == 0) {
-            if (created)
-                created(user, p);
-        } else if (errno != EEXIST) {
-            return moat_error_set_errno(err, errno, "mkdir %s", p);
-        }
-        *s = '/';
-    }
-    return 0;
-}
-
-static int read_file(char **ret, size_t *ret_len, bool *ret_exists, const char *path, size_t max,
-                     moat_error *err)
-{
-    moat_error e = MOAT_ERROR_INIT;
-    if (moat_read_text(ret, ret_len, path, max, &e) == 0) {
-        *ret_exists = true;
-        return 0;
-    }
-    if (e.code == MOAT_E_IO && e.errno_value == ENOENT) {
-        moat_error_clear(&e);
-        *ret = NULL;
-        *ret_len = 0;
-        *ret_exists = false;
-        return 0;
-    }
-    if (err) {
-        moat_error_clear(err);
-        *err = e;
-    } else {
-        moat_error_clear(&e);
-    }
-    return -1;
-}
-
-int iso_install_file_put(const char *path, const char *data, size_t len, unsigned mode,
-                         bool *changed, moat_error *err)
-{
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
-        _cleanup_free_ char *cur = NULL;
-        size_t cur_len;
-        bool exists;
-        if (read_file(&cur, &cur_len, &exists, path, len, NULL) == 0 && exists && cur_len == len &&
-            memcmp(cur, data, len) == 0) {
-            if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0)
-                return moat_error_set_errno(err, errno, "chmod %s", path);
-            *changed = (st.st_mode & 07777) != mode;
-            return 0;
-        }
-    }
-    if (mkdir_parents(path, NULL, NULL, err) < 0)
-        return -1;
-    _cleanup_free_ char *tmp = NULL;
-    if (asprintf(&tmp, "%s.moat-tmp", path) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        return moat_error_set_errno(err, errno, "open %s", tmp);
-    for (size_t off = 0; off < len;) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int e = errno;
-            unlink(tmp);
-            return moat_error_set_errno(err, e, "write %s", tmp);
-        }
-        off += (size_t)w;
-    }
-    if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return moat_error_set_errno(err, e, "fsync %s", tmp);
-    }
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return moat_error_set_errno(err, e, "rename %s", path);
-    }
-    *changed = true;
-    return 0;
-}
-
-/* ---- the state: manifest and backups ----
- *
- * <state>/manifest lists, one a line, "f <host path>" for each file the installer wrote and
- * "d <host path>" for each directory it created. <state>/backup/<path, '/' as '%'> holds the
- * bytes a file had before the installer first changed it; no backup means the installer
- * created the file. */
-
-typedef struct {
-    const iso_install_options *o;
-    char *state;    /* installer side */
-    char **entries; /* "f /path" or "d /path" */
-    size_t n;
-    iso_install_report *rep;
-} install_ctx;
-
-static void ctx_clear(install_ctx *c)
-{
-    for (size_t i = 0; i < c->n; i++)
-        free(c->entries[i]);
-    free(c->entries);
-    free(c->state);
-}
-
-static char *host(const install_ctx *c, const char *hostpath)
-{
-    return path_join(c->o->host_root, hostpath);
-}
-
-static char *backup_path(const install_ctx *c, const char *hostpath)
-{
-    _cleanup_free_ char *flat = strdup(hostpath);
-    if (!flat)
-        return NULL;
-    for (char *p = flat; *p; p++)
-        if (*p == '/')
-            *p = '%';
-    char *b;
-    return asprintf(&b, "%s/backup/%s", c->state, flat) < 0 ? NULL : b;
-}
-
-static bool ctx_has(const install_ctx *c, const char *entry)
-{
-    for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->entries[i], entry) == 0)
-            return true;
-    return false;
-}
-
-static int ctx_load(install_ctx *c, moat_error *err)
-{
-    _cleanup_free_ char *path = NULL, *text = NULL;
-    if (asprintf(&path, "%s/manifest", c->state) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    size_t len;
-    bool exists;
-    if (read_file(&text, &len, &exists, path, MANIFEST_MAX, err) < 0)
-        return -1;
-    if (!exists)
-        return 0;
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        if ((l[0] != 'f' && l[0] != 'd') || l[1] != ' ' || l[2] != '/')
-            return moat_error_set(err, MOAT_E_INVALID, "%s: bad line \"%s\"", path, l);
-        char **n = realloc(c->entries, (c->n + 1) * sizeof(*n));
-        if (!n || !(n[c->n] = strdup(l))) {
-            if (n)
-                c->entries = n;
-            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-        }
-        c->entries = n;
-        c->n++;
-    }
-    return 0;
-}
-
-static int ctx_save(install_ctx *c, moat_error *err)
-{
-    moat_strbuf b = {0};
-    for (size_t i = 0; i < c->n; i++)
-        moat_strbuf_appendf(&b, "%s\n", c->entries[i]);
-    bool trunc = b.truncated;
-    _cleanup_free_ char *text = moat_strbuf_take(&b);
-    _cleanup_free_ char *path = NULL;
-    if (!text || trunc || asprintf(&path, "%s/manifest", c->state) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    bool changed;
-    return iso_install_file_put(path, text, strlen(text), 0600, &changed, err);
-}
-
-static int ctx_record(install_ctx *c, char kind, const char *hostpath, bool save, moat_error *err)
-{
-    _cleanup_free_ char *e = NULL;
-    if (asprintf(&e, "%c %s", kind, hostpath) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (ctx_has(c, e))
-        return 0;
-    char **n = realloc(c->entries, (c->n + 1) * sizeof(*n));
-    if (!n)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    c->entries = n;
-    c->entries[c->n++] = TAKE_PTR(e);
-    return save ? ctx_save(c, err) : 0;
-}
-
-typedef struct {
-    install_ctx *c;
-    size_t root_len;
-    int failed;
-} dir_rec;
-
-static void dir_created(void *user, const char *path)
-{
-    dir_rec *d = user;
-    moat_error e = MOAT_ERROR_INIT;
-    /* The host path of the directory: drop the host root. */
-    const char *hp = path + d->root_len;
-    if (*hp != '/' || ctx_record(d->c, 'd', hp, false, &e) < 0)
-        d->failed = 1;
-    moat_error_clear(&e);
-}
-
-static size_t root_len(const char *root)
-{
-    size_t rl = strlen(root);
-    while (rl > 0 && root[rl - 1] == '/')
-        rl--;
-    return rl;
-}
-
-/* Writes a host file the installer manages: its first original kept, its path and the
- * directories made for it recorded before it is written. */
-static int put_tracked(install_ctx *c, const char *hostpath, const char *data, size_t len,
-                       unsigned mode, bool *ret_changed, moat_error *err)
-{
-    _cleanup_free_ char *path = host(c, hostpath);
-    _cleanup_free_ char *entry = NULL;
-    if (!path || asprintf(&entry, "f %s", hostpath) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    _cleanup_free_ char *cur = NULL;
-    size_t cur_len;
-    bool exists;
-    if (read_file(&cur, &cur_len, &exists, path, len + 1, NULL) == 0 && exists && cur_len == len &&
-        memcmp(cur, data, len) == 0) {
-        struct stat st;
-        if (stat(path, &st) == 0 && (st.st_mode & 07777) == mode) {
-            *ret_changed = false;
-            return 0;
-        }
-    }
-    if (!ctx_has(c, entry)) {
-        struct stat st;
-        if (lstat(path, &st) == 0) {
-            /* The first change to a file that was there: keep what it was. */
-            _cleanup_free_ char *orig = NULL, *bp = backup_path(c, hostpath);
-            size_t orig_len;
-            if (!bp)
-                return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-            if (read_file(&orig, &orig_len, &exists, path, BUNDLE_MAX, err) < 0)
-                return moat_error_prefix(err, "backing up");
-            bool ch;
-            if (iso_install_file_put(bp, orig ? orig : "", orig_len, st.st_mode & 07777, &ch, err) <
-                0)
-                return moat_error_prefix(err, "backing up %s", hostpath);
-        } else {
-            dir_rec d = {c, root_len(c->o->host_root), 0};
-            if (mkdir_parents(path, dir_created, &d, err) < 0)
-                return -1;
-            if (d.failed)
-                return moat_error_set(err, MOAT_E_IO, "recording the directories of %s", hostpath);
-        }
-        if (ctx_record(c, 'f', hostpath, true, err) < 0)
-            return -1;
-    }
-    if (iso_install_file_put(path, data, len, mode, ret_changed, err) < 0)
-        return -1;
-    if (*ret_changed)
-        report_add(c->rep, "wrote %s", hostpath);
-    return 0;
-}
-
-static int ctx_open(install_ctx *c, const iso_install_options *o, iso_install_report *rep,
-                    moat_error *err)
-{
-    *c = (install_ctx){.o = o, .rep = rep};
-    if (!(c->state = path_join(o->host_root, o->state_dir)))
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    return ctx_load(c, err);
-}
-
-/* Records the state directory itself (and parents it needs) before anything else. */
-static int ctx_prepare(install_ctx *c, moat_error *err)
-{
-    _cleanup_free_ char *probe = NULL;
-    if (asprintf(&probe, "%s/backup/x", c->state) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    dir_rec d = {c, root_len(c->o->host_root), 0};
-    if (mkdir_parents(probe, dir_created, &d, err) < 0)
-        return -1;
-    if (d.failed)
-        return moat_error_set(err, MOAT_E_IO, "recording %s", c->o->state_dir);
-    return ctx_save(c, err);
 }
 
 /* ---- planning ---- */
@@ -449,7 +106,7 @@ static int copy_in(install_ctx *c, const char *src, const char *hostpath, bool *
     _cleanup_free_ char *data = NULL;
     size_t len;
     bool exists;
-    if (read_file(&data, &len, &exists, src, BUNDLE_MAX, err) < 0)
+    if (install_read_file(&data, &len, &exists, src, BUNDLE_MAX, err) < 0)
         return -1;
     if (!exists)
         return moat_error_set(err, MOAT_E_NOTFOUND, "%s: not in the bundle", src);
@@ -457,7 +114,7 @@ static int copy_in(install_ctx *c, const char *src, const char *hostpath, bool *
     if (stat(src, &st) < 0)
         return moat_error_set_errno(err, errno, "stat %s", src);
     bool ch = false;
-    if (put_tracked(c, hostpath, data, len, st.st_mode & 0755, &ch, err) < 0)
+    if (install_put_tracked(c, hostpath, data, len, st.st_mode & 0755, &ch, err) < 0)
         return -1;
     *changed = *changed || ch;
     return 0;
@@ -531,17 +188,17 @@ static int containerd_files(install_ctx *c, const iso_runtime_entry *e, size_t n
                    iso_runsc_toml_path(&path, &p, e[i].handler, err) < 0) {
             return moat_error_prefix(err, "runsc.toml for %s", e[i].handler);
         }
-        if (put_tracked(c, path, text, strlen(text), 0644, &ch, err) < 0)
+        if (install_put_tracked(c, path, text, strlen(text), 0644, &ch, err) < 0)
             return -1;
     }
 
-    _cleanup_free_ char *cfg = host(c, c->o->containerd_config);
+    _cleanup_free_ char *cfg = install_host(c, c->o->containerd_config);
     _cleanup_free_ char *text = NULL, *block = NULL, *merged = NULL;
     size_t len;
     bool exists;
     if (!cfg)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (read_file(&text, &len, &exists, cfg, ISO_CONTAINERD_MAX_CONFIG, err) < 0)
+    if (install_read_file(&text, &len, &exists, cfg, ISO_CONTAINERD_MAX_CONFIG, err) < 0)
         return moat_error_prefix(err, "containerd config");
     if (!exists)
         return moat_error_set(err, MOAT_E_NOTFOUND, "containerd config %s does not exist",
@@ -553,8 +210,8 @@ static int containerd_files(install_ctx *c, const iso_runtime_entry *e, size_t n
         return moat_error_prefix(err, "containerd config %s", c->o->containerd_config);
     struct stat st;
     unsigned mode = stat(cfg, &st) == 0 ? st.st_mode & 07777 : 0644;
-    return put_tracked(c, c->o->containerd_config, merged, strlen(merged), mode, ret_config_changed,
-                       err);
+    return install_put_tracked(c, c->o->containerd_config, merged, strlen(merged), mode,
+                               ret_config_changed, err);
 }
 
 /* <state>/pending-<service>: a restart that is owed. Written before the restart and removed
@@ -581,7 +238,7 @@ static int restart(install_ctx *c, const iso_service_ops *svc, const char *name,
     if (svc->restart(svc->impl, name, err) < 0)
         return moat_error_prefix(err, "restarting %s", name);
     unlink(mark);
-    report_add(c->rep, "restarted %s", name);
+    install_report_add(c->rep, "restarted %s", name);
     if (c->rep)
         c->rep->restarts++;
     return 0;
@@ -594,7 +251,7 @@ static int restart_containerd(install_ctx *c, const iso_service_ops *svc,
 {
     if (restart(c, svc, c->o->containerd_service, err) < 0)
         return -1;
-    _cleanup_free_ char *sock = host(c, c->o->containerd_socket), *runtime = NULL;
+    _cleanup_free_ char *sock = install_host(c, c->o->containerd_socket), *runtime = NULL;
     if (!sock)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     if (chk->cri_version(chk->impl, sock, c->o->cri_timeout_ms, &runtime, err) < 0)
@@ -644,7 +301,7 @@ static int cri_files(install_ctx *c, bool *changed, moat_error *err)
     if (!yaml || trunc)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     bool ch = false;
-    if (put_tracked(c, c->o->cri_config, yaml, strlen(yaml), 0644, &ch, err) < 0)
+    if (install_put_tracked(c, c->o->cri_config, yaml, strlen(yaml), 0644, &ch, err) < 0)
         return -1;
     *changed = *changed || ch;
     return 0;
@@ -661,11 +318,11 @@ typedef struct {
 static int kubelet_edit(install_ctx *c, kubelet_file *f, bool flags, const char *endpoint,
                         moat_error *err)
 {
-    _cleanup_free_ char *path = host(c, f->hostpath);
+    _cleanup_free_ char *path = install_host(c, f->hostpath);
     if (!path)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     bool exists;
-    if (read_file(&f->before, &f->len, &exists, path, CONFIG_MAX, err) < 0)
+    if (install_read_file(&f->before, &f->len, &exists, path, CONFIG_MAX, err) < 0)
         return moat_error_prefix(err, "kubelet %s", flags ? "flags" : "config");
     if (!exists) {
         if (flags)
@@ -682,20 +339,20 @@ static int kubelet_edit(install_ctx *c, kubelet_file *f, bool flags, const char 
         return 0;
     struct stat st;
     unsigned mode = stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
-    return put_tracked(c, f->hostpath, edited, strlen(edited), mode, &f->changed, err);
+    return install_put_tracked(c, f->hostpath, edited, strlen(edited), mode, &f->changed, err);
 }
 
 static int kubelet_restore(install_ctx *c, kubelet_file *f, moat_error *err)
 {
     if (!f->changed)
         return 0;
-    _cleanup_free_ char *path = host(c, f->hostpath);
+    _cleanup_free_ char *path = install_host(c, f->hostpath);
     struct stat st;
     unsigned mode = path && stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
     bool ch;
     if (!path || iso_install_file_put(path, f->before, f->len, mode, &ch, err) < 0)
         return moat_error_prefix(err, "restoring %s", f->hostpath);
-    report_add(c->rep, "restored %s", f->hostpath);
+    install_report_add(c->rep, "restored %s", f->hostpath);
     return 0;
 }
 
@@ -730,7 +387,7 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
         0)
         return moat_error_prefix(err, "defining %s", o->cri_service);
     if (defined)
-        report_add(c->rep, "defined service %s", o->cri_service);
+        install_report_add(c->rep, "defined service %s", o->cri_service);
     if (cri_changed || defined || pending(c, o->cri_service)) {
         if (restart(c, svc, o->cri_service, err) < 0)
             return -1;
@@ -740,14 +397,14 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
         if (!running) {
             if (svc->start(svc->impl, o->cri_service, err) < 0)
                 return moat_error_prefix(err, "starting %s", o->cri_service);
-            report_add(c->rep, "started %s", o->cri_service);
+            install_report_add(c->rep, "started %s", o->cri_service);
             if (c->rep)
                 c->rep->restarts++;
         }
     }
 
     /* Only a moat-cri that answers with containerd's own Version gets kubelet. */
-    _cleanup_free_ char *sock = host(c, o->cri_socket), *runtime = NULL;
+    _cleanup_free_ char *sock = install_host(c, o->cri_socket), *runtime = NULL;
     if (!sock)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     if (chk->cri_version(chk->impl, sock, o->cri_timeout_ms, &runtime, err) < 0)
@@ -776,15 +433,16 @@ static int shim_mode(install_ctx *c, const iso_service_ops *svc, const iso_insta
         if (r < 0) {
             /* Roll back: kubelet's bytes, kubelet again, moat-cri gone. */
             moat_error_prefix(err, "kubelet on %s is not healthy; rolled back", endpoint);
-            report_add(c->rep, "kubelet unhealthy: %s", err && err->message ? err->message : "");
+            install_report_add(c->rep, "kubelet unhealthy: %s",
+                               err && err->message ? err->message : "");
             moat_error e2 = MOAT_ERROR_INIT;
             bool ch;
             if (kubelet_restore(c, &kc, &e2) < 0 || kubelet_restore(c, &kf, &e2) < 0 ||
                 restart(c, svc, o->kubelet_service, &e2) < 0 ||
                 svc->undefine(svc->impl, o->cri_service, &ch, &e2) < 0)
-                report_add(c->rep, "rollback failed: %s", e2.message ? e2.message : "");
+                install_report_add(c->rep, "rollback failed: %s", e2.message ? e2.message : "");
             else
-                report_add(c->rep, "stopped and removed %s", o->cri_service);
+                install_report_add(c->rep, "stopped and removed %s", o->cri_service);
             moat_error_clear(&e2);
         }
     }
@@ -811,8 +469,8 @@ int iso_install_run(iso_install_report *rep, const iso_install_options *o,
                     const iso_service_ops *svc, const iso_install_checks *chk, moat_error *err)
 {
     install_ctx c;
-    if (ctx_open(&c, o, rep, err) < 0 || ctx_prepare(&c, err) < 0) {
-        ctx_clear(&c);
+    if (install_ctx_open(&c, o, rep, err) < 0 || install_ctx_prepare(&c, err) < 0) {
+        install_ctx_clear(&c);
         return moat_error_prefix(err, "state in %s", o->state_dir);
     }
     const char *hypervisor = NULL;
@@ -821,7 +479,7 @@ int iso_install_run(iso_install_report *rep, const iso_install_options *o,
         r = o->mode == ISO_INSTALL_SHIM ? shim_mode(&c, svc, chk, hypervisor, err)
                                         : config_mode(&c, svc, chk, hypervisor, err);
     }
-    ctx_clear(&c);
+    install_ctx_clear(&c);
     return r;
 }
 
@@ -829,13 +487,13 @@ int iso_install_run(iso_install_report *rep, const iso_install_options *o,
 
 static int restore_or_remove(install_ctx *c, const char *hostpath, bool *changed, moat_error *err)
 {
-    _cleanup_free_ char *path = host(c, hostpath), *bp = backup_path(c, hostpath);
+    _cleanup_free_ char *path = install_host(c, hostpath), *bp = install_backup_path(c, hostpath);
     if (!path || !bp)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     _cleanup_free_ char *orig = NULL;
     size_t len;
     bool exists;
-    if (read_file(&orig, &len, &exists, bp, BUNDLE_MAX, err) < 0)
+    if (install_read_file(&orig, &len, &exists, bp, BUNDLE_MAX, err) < 0)
         return -1;
     *changed = false;
     if (exists) {
@@ -844,14 +502,14 @@ static int restore_or_remove(install_ctx *c, const char *hostpath, bool *changed
         if (iso_install_file_put(path, orig, len, mode, changed, err) < 0)
             return -1;
         if (*changed)
-            report_add(c->rep, "restored %s", hostpath);
+            install_report_add(c->rep, "restored %s", hostpath);
         /* The backup stays until the uninstall has finished: a run that fails later and is
          * run again must still know the file was the host's (not remove it as Moat's). */
         return 0;
     }
     if (unlink(path) == 0) {
         *changed = true;
-        report_add(c->rep, "removed %s", hostpath);
+        install_report_add(c->rep, "removed %s", hostpath);
     } else if (errno != ENOENT) {
         return moat_error_set_errno(err, errno, "unlink %s", hostpath);
     }
@@ -868,9 +526,9 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
                           moat_error *err)
 {
     install_ctx c;
-    int r = ctx_open(&c, o, rep, err);
+    int r = install_ctx_open(&c, o, rep, err);
     if (r < 0) {
-        ctx_clear(&c);
+        install_ctx_clear(&c);
         return -1;
     }
     /* 1. kubelet's files back (kubelet restarted in 3). */
@@ -889,21 +547,22 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
     for (size_t i = 0; r == 0 && i < c.n; i++) {
         if (!is_entry(c.entries[i], 'f', o->containerd_config))
             continue;
-        _cleanup_free_ char *path = host(&c, o->containerd_config), *text = NULL, *out = NULL;
-        _cleanup_free_ char *bp = backup_path(&c, o->containerd_config);
+        _cleanup_free_ char *path = install_host(&c, o->containerd_config), *text = NULL,
+                            *out = NULL;
+        _cleanup_free_ char *bp = install_backup_path(&c, o->containerd_config);
         size_t len;
         bool exists;
         if (!path || !bp) {
             r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-        } else if ((r = read_file(&text, &len, &exists, path, ISO_CONTAINERD_MAX_CONFIG, err)) ==
-                       0 &&
+        } else if ((r = install_read_file(&text, &len, &exists, path, ISO_CONTAINERD_MAX_CONFIG,
+                                          err)) == 0 &&
                    exists) {
             if ((r = iso_containerd_unmerge(&out, text, len, err)) == 0) {
                 struct stat st;
                 unsigned mode = stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
                 r = iso_install_file_put(path, out, strlen(out), mode, &cd, err);
                 if (r == 0 && cd)
-                    report_add(rep, "removed Moat's block from %s", o->containerd_config);
+                    install_report_add(rep, "removed Moat's block from %s", o->containerd_config);
                 unlink(bp);
             }
         }
@@ -915,7 +574,7 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
         r = restart(&c, svc, o->kubelet_service, err);
     bool cri_gone = false;
     if (r == 0 && (r = svc->undefine(svc->impl, o->cri_service, &ch, err)) == 0 && ch) {
-        report_add(rep, "stopped and removed service %s", o->cri_service);
+        install_report_add(rep, "stopped and removed service %s", o->cri_service);
         cri_gone = true;
         if (rep)
             rep->restarts++;
@@ -927,8 +586,8 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
         if ((r = chk->remove_wall(chk->impl, o->cri_wall_table, err)) < 0)
             moat_error_prefix(err, "removing moat-cri's egress wall");
         else if (cri_gone)
-            report_add(rep, "removed nftables table inet %s (moat-cri's egress wall)",
-                       o->cri_wall_table);
+            install_report_add(rep, "removed nftables table inet %s (moat-cri's egress wall)",
+                               o->cri_wall_table);
     }
     /* 4. every other file, then the directories, deepest first. */
     for (size_t i = 0; r == 0 && i < c.n; i++)
@@ -944,7 +603,7 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
         } else {
             for (size_t i = 0; i < c.n; i++) {
                 _cleanup_free_ char *bp =
-                    c.entries[i][0] == 'f' ? backup_path(&c, c.entries[i] + 2) : NULL;
+                    c.entries[i][0] == 'f' ? install_backup_path(&c, c.entries[i] + 2) : NULL;
                 if (bp)
                     unlink(bp);
             }
@@ -960,7 +619,7 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
             for (size_t i = c.n; r == 0 && i-- > 0;) {
                 if (c.entries[i][0] != 'd')
                     continue;
-                _cleanup_free_ char *d = host(&c, c.entries[i] + 2);
+                _cleanup_free_ char *d = install_host(&c, c.entries[i] + 2);
                 if (d && rmdir(d) < 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
                     r = moat_error_set_errno(err, errno, "rmdir %s", c.entries[i] + 2);
             }
@@ -970,6 +629,6 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
         chk->healthy(chk->impl, o->kubelet_healthz, o->kubelet_timeout_ms, o->kubelet_settle_ms,
                      err) < 0)
         r = moat_error_prefix(err, "kubelet is not healthy on containerd after the uninstall");
-    ctx_clear(&c);
+    install_ctx_clear(&c);
     return r;
 }
