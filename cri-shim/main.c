@@ -21,6 +21,7 @@
 #include "libmoat/log.h"
 #include "libmoat/signals.h"
 #include "libmoat/strv.h"
+#include "netns.h"
 #include "podnet.h"
 #include "isolation/probe/probe.h"
 #include "cri-shim/wall.h"
@@ -55,7 +56,7 @@ static char *http_metrics(void *user)
 static int wall_extra(char ***ret, size_t *ret_n, const shim_config *cfg, moat_error *err)
 {
     _cleanup_strv_ char **node = NULL;
-    if (iso_wall_node_addresses(&node, err) < 0)
+    if (iso_netns_node_addresses(&node, err) < 0)
         return -1;
     size_t n = 0, k = 0;
     for (char **p = cfg->wall_cluster_cidrs; *p; p++)

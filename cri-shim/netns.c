@@ -2,6 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <linux/if_link.h>
 #include <linux/net_namespace.h>
 #include <linux/netlink.h>
@@ -191,6 +194,41 @@ int iso_netns_host_peers(const char *netns_path, char ***ret, moat_error *err)
                               "network namespace %s: no veth of the node leads into it",
                               netns_path);
     }
+    *ret = v;
+    return 0;
+}
+
+int iso_netns_node_addresses(char ***ret, moat_error *err)
+{
+    struct ifaddrs *all = NULL;
+    if (getifaddrs(&all) < 0)
+        return moat_error_set(err, MOAT_E_IO, "the node's addresses: %s", strerror(errno));
+    size_t n = 0;
+    for (struct ifaddrs *a = all; a; a = a->ifa_next)
+        n++;
+    char **v = calloc(n + 1, sizeof(char *));
+    size_t k = 0;
+    for (struct ifaddrs *a = all; v && a; a = a->ifa_next) {
+        char text[INET6_ADDRSTRLEN];
+        if (!a->ifa_addr)
+            continue;
+        if (a->ifa_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, text, sizeof(text));
+        else if (a->ifa_addr->sa_family == AF_INET6) {
+            const struct in6_addr *in6 = &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr;
+            if (IN6_IS_ADDR_LINKLOCAL(in6))
+                continue;
+            inet_ntop(AF_INET6, in6, text, sizeof(text));
+        } else
+            continue;
+        if (!(v[k++] = strdup(text))) {
+            moat_strv_free(v);
+            v = NULL;
+        }
+    }
+    freeifaddrs(all);
+    if (!v)
+        return moat_error_set(err, MOAT_E_NOMEM, "the node's addresses: out of memory");
     *ret = v;
     return 0;
 }

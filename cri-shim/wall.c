@@ -2,11 +2,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <jansson.h>
+#include <net/if.h>
 #include <netinet/in.h>
-#include <nftables/libnftables.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,53 +48,6 @@ struct iso_wall {
     wall_entry *entries;
     size_t n, cap;
 };
-
-/* libnftables */
-
-static int nft_run(void *user, const char *commands, char **ret_json, moat_error *err)
-{
-    struct nft_ctx *ctx = user;
-    /* Numbers, not names: a name would need /etc/protocols, which the bundle's chroot (and
-     * a minimal node image) may lack, and the index compares element texts. */
-    nft_ctx_output_set_flags(ctx,
-                             NFT_CTX_OUTPUT_NUMERIC_ALL | (ret_json ? NFT_CTX_OUTPUT_JSON : 0));
-    if (nft_ctx_buffer_output(ctx) < 0 || nft_ctx_buffer_error(ctx) < 0)
-        return moat_error_set(err, MOAT_E_NOMEM, "nftables: out of memory");
-    int rc = nft_run_cmd_from_buffer(ctx, commands);
-    const char *out = nft_ctx_get_output_buffer(ctx);
-    const char *msg = nft_ctx_get_error_buffer(ctx);
-    int r = 0;
-    if (rc != 0) {
-        /* nft's message ends with the offending command and a caret line: keep line one. */
-        size_t len = msg ? strcspn(msg, "\n") : 0;
-        r = moat_error_set(err, MOAT_E_IO, "nftables: %.*s", (int)len,
-                           len ? msg : "the command failed");
-    } else if (ret_json) {
-        *ret_json = strdup(out ? out : "");
-        if (!*ret_json)
-            r = moat_error_set(err, MOAT_E_NOMEM, "nftables: out of memory");
-    }
-    nft_ctx_unbuffer_output(ctx);
-    nft_ctx_unbuffer_error(ctx);
-    return r;
-}
-
-int iso_nft_open(iso_nft *out, moat_error *err)
-{
-    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-    if (!ctx)
-        return moat_error_set(err, MOAT_E_NOMEM, "nftables: no context");
-    *out = (iso_nft){nft_run, ctx};
-    return 0;
-}
-
-void iso_nft_close(iso_nft *n)
-{
-    if (n && n->user)
-        nft_ctx_free(n->user);
-    if (n)
-        *n = (iso_nft){0};
-}
 
 /* checks */
 
@@ -653,42 +604,6 @@ int iso_wall_reassert(iso_wall *w, const char *const *extra, size_t n_extra, boo
     return 0;
 }
 
-int iso_wall_node_addresses(char ***ret, moat_error *err)
-{
-    struct ifaddrs *all = NULL;
-    if (getifaddrs(&all) < 0)
-        return moat_error_set(err, MOAT_E_IO, "egress wall: the node's addresses: %s",
-                              strerror(errno));
-    size_t n = 0;
-    for (struct ifaddrs *a = all; a; a = a->ifa_next)
-        n++;
-    char **v = calloc(n + 1, sizeof(char *));
-    size_t k = 0;
-    for (struct ifaddrs *a = all; v && a; a = a->ifa_next) {
-        char text[INET6_ADDRSTRLEN];
-        if (!a->ifa_addr)
-            continue;
-        if (a->ifa_addr->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, text, sizeof(text));
-        else if (a->ifa_addr->sa_family == AF_INET6) {
-            const struct in6_addr *in6 = &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr;
-            if (IN6_IS_ADDR_LINKLOCAL(in6))
-                continue;
-            inet_ntop(AF_INET6, in6, text, sizeof(text));
-        } else
-            continue;
-        if (!(v[k++] = strdup(text))) {
-            moat_strv_free(v);
-            v = NULL;
-        }
-    }
-    freeifaddrs(all);
-    if (!v)
-        return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
-    *ret = v;
-    return 0;
-}
-
 bool iso_wall_has(const iso_wall *w, const char *sandbox_id)
 {
     for (size_t i = 0; sandbox_id && i < w->n; i++)
@@ -924,36 +839,4 @@ void iso_wall_free(iso_wall *w)
     moat_strv_free(w->extra4);
     moat_strv_free(w->extra6);
     free(w);
-}
-
-int iso_wall_delete(const iso_nft *nft, const char *table, moat_error *err)
-{
-    if (!iso_wall_table_valid(table))
-        return moat_error_set(err, MOAT_E_INVALID, "egress wall: table \"%s\" is not valid",
-                              table ? table : "");
-    _cleanup_free_ char *list = NULL;
-    if (nft->run(nft->user, "list tables", &list, err) < 0)
-        return moat_error_prefix(err, "egress wall: listing tables");
-    json_t *doc _cleanup_(json_decrefp) = json_loads(list, 0, NULL);
-    static const char *const families[] = {"inet", "netdev"};
-    for (size_t f = 0; f < ELEMENTSOF(families); f++) {
-        size_t i;
-        json_t *item;
-        bool present = false;
-        json_array_foreach (json_object_get(doc, "nftables"), i, item) {
-            json_t *t = json_object_get(item, "table");
-            const char *name = json_string_value(json_object_get(t, "name"));
-            const char *family = json_string_value(json_object_get(t, "family"));
-            present |=
-                name && family && strcmp(name, table) == 0 && strcmp(family, families[f]) == 0;
-        }
-        if (!present)
-            continue;
-        _cleanup_free_ char *cmd = NULL;
-        if (asprintf(&cmd, "delete table %s %s", families[f], table) < 0)
-            return moat_error_set(err, MOAT_E_NOMEM, "egress wall: out of memory");
-        if (nft->run(nft->user, cmd, NULL, err) < 0)
-            return moat_error_prefix(err, "egress wall: deleting table %s %s", families[f], table);
-    }
-    return 0;
 }

@@ -85,11 +85,6 @@ int iso_wall_open(iso_wall **out, const iso_nft *nft, const char *table, const c
 int iso_wall_reassert(iso_wall *w, const char *const *extra, size_t n_extra, bool *ret_restored,
                       moat_error *err);
 
-/* The node's own addresses (every interface, both families, but IPv6 link-local ones,
- * which fe80::/10 blocks already): a NULL-terminated list the caller frees with
- * moat_strv_free (libmoat/strv.h). MOAT_E_IO when the kernel cannot list them. */
-int iso_wall_node_addresses(char ***ret, moat_error *err);
-
 typedef enum { ISO_WALL_INTERNET, ISO_WALL_NONE } iso_wall_mode;
 
 /* A pod sandbox to wall: its IPv4/IPv6 addresses (1 to 8), the DNS servers it may reach on
