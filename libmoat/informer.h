@@ -40,7 +40,9 @@ void kube_loop_free(kube_loop *l);
 typedef struct {
     void (*on_add)(void *user, json_t *obj);
     void (*on_update)(void *user, json_t *old_obj, json_t *new_obj);
-    void (*on_delete)(void *user, json_t *obj); /* the last state the cache knew */
+    /* The final state: the DELETED event's object, or after a relist the last state the
+     * cache knew. */
+    void (*on_delete)(void *user, json_t *obj);
     void *user;
 } kube_informer_handlers;
 
