@@ -22,7 +22,7 @@ set -euo pipefail
 die() { echo "bundle.sh: $*" >&2; exit 1; }
 [ $# -eq 3 ] || die "usage: bundle.sh BINARY OUTDIR INSTALL_PREFIX"
 bin=$1 out=$2 prefix=$3
-[ -f "$bin" ] && [ -x "$bin" ] || die "$bin: not an executable file"
+[[ -f $bin && -x $bin ]] || die "$bin: not an executable file"
 case $prefix in /*) ;; *) die "$prefix: the install prefix must be an absolute path" ;; esac
 command -v patchelf >/dev/null || die "patchelf is missing (apt-get install patchelf)"
 name=$(basename "$bin")
@@ -58,7 +58,8 @@ for l in $libs; do
     copy_lib "$l" "$base"
     case $base in
     libc.so.*) ;; # libc needs only the loader, which the interpreter already is
-    *) patchelf --set-rpath '$ORIGIN' "$out/lib/$base" ;;
+    *) # shellcheck disable=SC2016 # $ORIGIN is the loader's, not the shell's
+        patchelf --set-rpath '$ORIGIN' "$out/lib/$base" ;;
     esac
 done
 

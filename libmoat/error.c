@@ -38,10 +38,10 @@ static char *vformat(const char *tail, const char *fmt, va_list ap)
     return msg;
 }
 
-int moat_error_set(moat_error *err, moat_error_code code, const char *fmt, ...)
+void moat_error_set_(moat_error *err, moat_error_code code, const char *fmt, ...)
 {
     if (!err)
-        return -1;
+        return;
     va_list ap;
     va_start(ap, fmt);
     char *msg = vformat(NULL, fmt, ap);
@@ -50,13 +50,12 @@ int moat_error_set(moat_error *err, moat_error_code code, const char *fmt, ...)
     err->code = code;
     err->errno_value = 0;
     set_message(err, msg);
-    return -1;
 }
 
-int moat_error_set_errno(moat_error *err, int errnum, const char *fmt, ...)
+void moat_error_set_errno_(moat_error *err, int errnum, const char *fmt, ...)
 {
     if (!err)
-        return -1;
+        return;
     va_list ap;
     va_start(ap, fmt);
     char *msg = vformat(strerror(errnum), fmt, ap);
@@ -65,20 +64,18 @@ int moat_error_set_errno(moat_error *err, int errnum, const char *fmt, ...)
     err->code = MOAT_E_IO;
     err->errno_value = errnum;
     set_message(err, msg);
-    return -1;
 }
 
-int moat_error_prefix(moat_error *err, const char *fmt, ...)
+void moat_error_prefix_(moat_error *err, const char *fmt, ...)
 {
     if (!err || !err->message)
-        return -1;
+        return;
     va_list ap;
     va_start(ap, fmt);
     char *msg = vformat(err->message, fmt, ap);
     va_end(ap);
     if (msg) /* out of memory: the message without the context is still the story */
         set_message(err, msg);
-    return -1;
 }
 
 void moat_error_clear(moat_error *err)

@@ -36,15 +36,24 @@ typedef struct {
     }
 #define _cleanup_error_ _cleanup_(moat_error_clear)
 
+/* The three setters below are macros whose value is the constant -1, so that a reader of
+ * one translation unit (the compiler, clang's static analyzer) sees that
+ * `return moat_error_set(...)` fails: a function whose out-parameters are written only on
+ * success is then never taken for one that returned 0 without writing them. */
+#define MOAT_ERROR_FAIL_(call) (__extension__({ (void)(call); -1; }))
+
 /* Sets the error (replacing any earlier one) and returns -1, so a failing function can
  * end with `return moat_error_set(err, ...)`. A NULL err is allowed: nothing is kept. */
-int moat_error_set(moat_error *err, moat_error_code code, const char *fmt, ...) _printf_(3, 4);
+#define moat_error_set(...) MOAT_ERROR_FAIL_(moat_error_set_(__VA_ARGS__))
+void moat_error_set_(moat_error *err, moat_error_code code, const char *fmt, ...) _printf_(3, 4);
 
 /* Like moat_error_set with MOAT_E_IO and errno_value = errnum; appends strerror(errnum). */
-int moat_error_set_errno(moat_error *err, int errnum, const char *fmt, ...) _printf_(3, 4);
+#define moat_error_set_errno(...) MOAT_ERROR_FAIL_(moat_error_set_errno_(__VA_ARGS__))
+void moat_error_set_errno_(moat_error *err, int errnum, const char *fmt, ...) _printf_(3, 4);
 
 /* Prepends "<context>: " to the message of a set error; returns -1. */
-int moat_error_prefix(moat_error *err, const char *fmt, ...) _printf_(2, 3);
+#define moat_error_prefix(...) MOAT_ERROR_FAIL_(moat_error_prefix_(__VA_ARGS__))
+void moat_error_prefix_(moat_error *err, const char *fmt, ...) _printf_(2, 3);
 
 /* Frees the message and resets the error; accepts NULL. */
 void moat_error_clear(moat_error *err);

@@ -70,6 +70,14 @@ static inline void blob_clear(blob *b)
 }
 #define _cleanup_blob_ _cleanup_(blob_clear)
 
+/* *b handed out, *b left empty (TAKE_PTR for a blob). */
+static inline blob blob_take(blob *b)
+{
+    blob r = *b;
+    *b = (blob){NULL, 0};
+    return r;
+}
+
 /* ---- the object (kubeconfig.c) ---------------------------------------------------------- */
 
 /* An empty config with its lock initialized, or NULL when out of memory. */

@@ -71,8 +71,7 @@ int kubeconfig_read_file(blob *ret, struct stat *ret_st, const char *path, size_
     b.data[b.len] = '\0';
     if (ret_st)
         *ret_st = st;
-    *ret = b;
-    b = (blob){NULL, 0};
+    *ret = blob_take(&b);
     return 0;
 }
 

@@ -116,8 +116,7 @@ static int base64_decode(blob *ret, const char *in, size_t len)
     *out = '\0';
     b.len = (size_t)(out - b.data);
     explicit_bzero(&acc, sizeof(acc));
-    *ret = b;
-    b = (blob){NULL, 0};
+    *ret = blob_take(&b);
     return 0;
 bad:
     explicit_bzero(&acc, sizeof(acc));
@@ -335,8 +334,7 @@ static int load_pem(blob *ret, walk *w, const yaml_node_t *map, const char *path
             return moat_error_set(err, MOAT_E_INVALID, "%s.%s: %s: file is empty", path, file_key,
                                   full);
     }
-    *ret = b;
-    b = (blob){NULL, 0};
+    *ret = blob_take(&b);
     return 0;
 }
 

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
     # build
     build-essential cmake ninja-build pkg-config clang clang-format
+    # static checks: shellcheck over the scripts, scan-build (clang's analyzer) over the C
+    shellcheck clang-tools-14
     # libraries (found with pkg-config)
     libyaml-dev libcurl4-openssl-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler
     libgrpc-dev libvirt-dev libcmocka-dev libmicrohttpd-dev libnftables-dev libssl-dev

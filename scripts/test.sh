@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command, and what .ci/run calls. On a fresh machine it installs the
 # Debian packages, builds the real components from their Go modules into $MOAT_CACHE
-# (cached), builds Moat normally and with ASan/UBSan, checks formatting, and runs every
+# (cached), checks formatting, scripts (shellcheck) and the C tree (scan-build), builds
+# Moat normally and with ASan/UBSan, and runs every
 # test ctest knows: unit tests, fuzz corpus replays, and the integration tests against the
 # local control plane and node, which ctest starts and stops as fixtures.
 set -euo pipefail
@@ -25,6 +26,9 @@ if [ "$bad" != 0 ]; then
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
     exit 1
 fi
+
+step "Static checks: shellcheck over every script, scan-build over the C tree"
+bash scripts/static-checks.sh
 
 step "Release build (-O2 -Werror), unit tests under valgrind"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

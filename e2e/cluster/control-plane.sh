@@ -113,8 +113,8 @@ stop_all() {
 }
 
 wait_ready() {
-    local i code
-    for i in $(seq 1 240); do
+    local code
+    for _ in $(seq 1 240); do
         code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$pki/ca.crt" \
             --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:$api_port/readyz" || true)
         [ "$code" = 200 ] && return 0
@@ -215,8 +215,7 @@ up() {
 
     # The default service account appears once the controller-manager runs; tests that
     # create pods need it, so wait here rather than in every test.
-    local i
-    for i in $(seq 1 120); do
+    for _ in $(seq 1 120); do
         KUBECONFIG=$dir/admin.kubeconfig "$bin/kubectl" get serviceaccount default \
             -n default >/dev/null 2>&1 && break
         sleep 0.5
@@ -243,10 +242,10 @@ down() {
 
 # Restarts kube-apiserver alone (etcd and the state stay), for tests of what survives it.
 restart_apiserver() {
-    local pid i
+    local pid
     pid=$(cat "$dir/run/kube-apiserver.pid")
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     start_apiserver
     wait_ready

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the local cluster's scripts (control-plane.sh, node.sh, addons.sh): their
 # components as plain processes, each in its own session, tracked by a pid file, and the
 # kubeconfigs they hand those components.
@@ -15,10 +16,10 @@ procs_alive() { kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
 
 # procs_stop <pidfile> <tenths>: TERM, up to <tenths> tenths of a second, then KILL.
 procs_stop() {
-    local pid i
+    local pid
     pid=$(cat "$1" 2>/dev/null) || return 0
     kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 "$2"); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    for _ in $(seq 1 "$2"); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
 }
 

@@ -104,8 +104,7 @@ YAML
     start kube-router "$bin/kube-router" --run-firewall=true --run-router=false \
         --run-service-proxy=false --enable-cni=false --kubeconfig="$dir/kube-router.kubeconfig" \
         --hostname-override="$node_name" --health-port=0 --metrics-port=0 -v 1
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 'default/kubernetes' &&
             iptables -S KUBE-ROUTER-FORWARD >/dev/null 2>&1 && break
         for c in kube-proxy kube-router; do

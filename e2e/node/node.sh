@@ -196,8 +196,7 @@ YAML
 }
 
 wait_node_ready() {
-    local i
-    for i in $(seq 1 240); do
+    for _ in $(seq 1 240); do
         if KUBECONFIG=$cluster/admin.kubeconfig "$bin/kubectl" get node "$node_name" \
             -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; then
             return 0
@@ -219,8 +218,7 @@ containerd_up() {
     network_up
     containerd_config
     start containerd "$bin/containerd" --config "$dir/containerd/config.toml"
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         [ -S "$sock" ] && "${ctr[@]}" version >/dev/null 2>&1 && break
         alive containerd || { tail -20 "$dir/logs/containerd.log" >&2; die "containerd exited"; }
         sleep 0.1
@@ -242,8 +240,7 @@ probe: {assume: none}
 egressWall: {table: $wall_table}
 YAML
     start moat-cri "$moat_cri" --config="$dir/moat-cri/config.yaml"
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         [ -S "$cri_sock" ] && break
         alive moat-cri || { tail -20 "$dir/logs/moat-cri.log" >&2; die "moat-cri exited"; }
         sleep 0.1
@@ -313,7 +310,7 @@ down() {
     # kubelet's cgroups (cgroupfs driver): every controller's kubepods tree, deepest first.
     local c
     for c in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubepods.slice; do
-        [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        if [ -d "$c" ]; then find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
     done
     network_down
     rm -rf "$dir"

@@ -532,7 +532,7 @@ int iso_install_uninstall(iso_install_report *rep, const iso_install_options *o,
         return -1;
     }
     /* 1. kubelet's files back (kubelet restarted in 3). */
-    bool kubelet = false, ch;
+    bool kubelet = false, ch = false;
     for (size_t i = 0; r == 0 && i < c.n; i++)
         if (is_entry(c.entries[i], 'f', o->kubelet_config) ||
             is_entry(c.entries[i], 'f', o->kubelet_flags)) {

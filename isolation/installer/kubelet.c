@@ -210,6 +210,8 @@ done:
     kubelet_doc_clear(&k);
     if (r < 0)
         return -1;
+    if (!result) /* every branch that returns 0 spliced a result */
+        return moat_error_set(err, MOAT_E_INVALID, "kubelet config: nothing was edited");
     /* Check the edit says what was meant: the same parser reads the endpoint back. */
     _cleanup_free_ char *back = NULL;
     moat_error e = MOAT_ERROR_INIT;

@@ -221,7 +221,7 @@ static int sd_running(void *impl, const char *name, bool *out, moat_error *err)
     _cleanup_free_ char *unit = unit_name(name);
     if (!unit)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    int st;
+    int st = -1;
     if (systemctl(impl, "is-active", unit, &st, err) < 0)
         return -1;
     *out = st == 0;

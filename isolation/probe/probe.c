@@ -267,7 +267,7 @@ static void probe_cpu(run_state *st, const char *root)
     char buf[24];
     const char *virt = NULL;
     bool hv = false;
-    if (e < 0) {
+    if (e < 0 || !text) { /* (0 always comes with the text) */
         step_set(st, ISO_STEP_CPU_FLAGS, ISO_STEP_FAIL, "cannot read %s: %s", path,
                  iso_errno_name(-e, buf));
         return;
@@ -320,7 +320,7 @@ static void probe_module(run_state *st, const char *root)
     char buf[24];
     if (e == -ENOMEM)
         st->nomem = true;
-    else if (e < 0)
+    else if (e < 0 || !param) /* (0 always comes with the value) */
         step_set(st, ISO_STEP_KVM_NESTED, ISO_STEP_INFO, "%s nested unreadable: %s", r->kvm_module,
                  iso_errno_name(-e, buf));
     else {

@@ -4,7 +4,8 @@
 # the shared test cluster.
 set -euo pipefail
 script=$(cd "$(dirname "$0")/../../../e2e/cluster" && pwd)/control-plane.sh
-export MOAT_CLUSTER_DIR=$(mktemp -d /var/tmp/moat-lifecycle.XXXXXX)
+MOAT_CLUSTER_DIR=$(mktemp -d /var/tmp/moat-lifecycle.XXXXXX)
+export MOAT_CLUSTER_DIR
 export MOAT_APISERVER_PORT=16443 MOAT_ETCD_PORT=23890
 fail() { echo "FAIL: $*" >&2; bash "$script" down || true; exit 1; }
 # Processes with the cluster dir on their command line (a grep over /proc/*/cmdline
