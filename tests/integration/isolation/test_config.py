@@ -241,7 +241,7 @@ class ConfigTest(unittest.TestCase):
 
     def test_version_2_block_is_read_by_containerd(self):
         # containerd 1.7's format: containerd 2.x reads it through its own migration
-        src = os.path.join(ROOT, "tests", "golden", "isolation", "base-user-v2.toml")
+        src = os.path.join(ROOT, "tests", "golden", "installer", "base-user-v2.toml")
         out = os.path.join(WORK, "merged-v2.toml")
         merge(src, out)
         dump = subprocess.run([os.path.join(BIN, "containerd"), "--config", out, "config",
