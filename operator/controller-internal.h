@@ -111,8 +111,11 @@ bool netpol_sync_ready(operator_controller *c, const char *ns);
  * the cache lacks it or holds another spec (deleted or edited by hand). */
 outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err);
 
-/* The policies' informer handlers: a change queues its namespace's key. */
+/* The policies' informer handlers: a change queues its namespace's key; a deletion also
+ * forgets that this process applied the policy (until then, a policy it applied counts as
+ * there while the watch has yet to bring it, so a lagging cache causes no second apply). */
 void netpol_sync_changed(void *user, json_t *policy);
 void netpol_sync_updated(void *user, json_t *old, json_t *policy);
+void netpol_sync_deleted(void *user, json_t *policy);
 
 #endif

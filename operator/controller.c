@@ -585,7 +585,7 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     kube_informer_options npo = {.resource = &KUBE_NETWORKPOLICIES,
                                  .label_selector =
                                      SANDBOX_NETPOL_MANAGED_BY_KEY "=" SANDBOX_NETPOL_MANAGED_BY};
-    kube_informer_handlers nph = {netpol_sync_changed, netpol_sync_updated, netpol_sync_changed, c};
+    kube_informer_handlers nph = {netpol_sync_changed, netpol_sync_updated, netpol_sync_deleted, c};
     kube_informer_handlers sh = {sandbox_added, sandbox_updated, sandbox_deleted, c};
     kube_informer_handlers ph = {pod_changed, pod_updated, pod_changed, c};
     kube_informer_handlers nh = {node_changed, node_updated, node_changed, c};

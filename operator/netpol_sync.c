@@ -8,6 +8,7 @@
 
 #include "controller-internal.h"
 #include "libmoat/kobj.h"
+#include "libmoat/log.h"
 #include "libmoat/macro.h"
 #include "netpol.h"
 
@@ -29,7 +30,7 @@ static bool spec_hash(char out[65], const json_t *policy)
 
 /* How the cache's copy of policy `key` compares with what the operator applied. */
 typedef enum {
-    NETPOL_MISSING, /* not in the cache, or built from another configuration */
+    NETPOL_MISSING, /* not in the cache (nor just applied), or built from another configuration */
     NETPOL_CHANGED, /* its spec is not what the API server answered our apply with */
     NETPOL_UNKNOWN, /* ours, but not applied by this process yet (after a restart) */
     NETPOL_SAME,
@@ -38,6 +39,14 @@ typedef enum {
 static netpol_state netpol_compare(operator_controller *c, const char *key, size_t i)
 {
     json_t *p = kube_informer_get(c->netpols, key);
+    if (!p) {
+        /* Applied by this process, and the watch has not brought it yet: the API server
+         * has it as built (a deletion since comes as an event, which forgets the apply). */
+        pthread_mutex_lock(&c->applied_lock);
+        bool applied = json_object_get(c->applied, key) != NULL;
+        pthread_mutex_unlock(&c->applied_lock);
+        return applied ? NETPOL_SAME : NETPOL_MISSING;
+    }
     const char *h = kobj_annotation(p, NETPOL_HASH_ANNOTATION);
     char now[65];
     netpol_state st = NETPOL_MISSING;
@@ -104,7 +113,8 @@ outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err)
         if (i >= ELEMENTSOF(c->netpol_hashes))
             break;
         snprintf(key, sizeof(key), "%s/%s", ns, kobj_name(p));
-        if (netpol_compare(c, key, i) == NETPOL_SAME)
+        netpol_state st = netpol_compare(c, key, i);
+        if (st == NETPOL_SAME)
             continue;
         json_t *meta = json_object_get(p, "metadata"), *answer = NULL;
         json_object_set_new(meta, "annotations",
@@ -147,6 +157,10 @@ outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err)
         }
         json_decref(answer);
         atomic_fetch_add(&c->netpol_applies, 1);
+        log_debug(key, "network policy applied (it was %s)",
+                  st == NETPOL_MISSING   ? "missing"
+                  : st == NETPOL_CHANGED ? "changed"
+                                         : "not applied by this process yet");
     }
     json_decref(policies);
     return result;
@@ -163,6 +177,19 @@ void netpol_sync_changed(void *user, json_t *policy)
 
 void netpol_sync_updated(void *user, json_t *old, json_t *policy)
 {
+    netpol_sync_changed(user, policy);
+}
+
+void netpol_sync_deleted(void *user, json_t *policy)
+{
+    operator_controller *c = user;
+    const char *ns = kobj_namespace(policy), *name = kobj_name(policy);
+    char key[512];
+    if (ns && name && snprintf(key, sizeof(key), "%s/%s", ns, name) < (int)sizeof(key)) {
+        pthread_mutex_lock(&c->applied_lock);
+        json_object_del(c->applied, key);
+        pthread_mutex_unlock(&c->applied_lock);
+    }
     netpol_sync_changed(user, policy);
 }
 
