@@ -79,6 +79,14 @@ struct operator_controller {
  * with backoff (a failure), or a short wait (its namespace's NetworkPolicies). */
 typedef enum { DONE, REQUEUE_NOW, FAILED, WAIT_POLICIES } outcome;
 
+/* Reconciles the Sandbox of key ("ns/name") once, from the caches: creates its Pod, writes
+ * its status through /status with the resourceVersion it read, deletes it when its TTL is
+ * over. *ret_after_s is always written: > 0 asks for another look after that many seconds
+ * (with DONE). FAILED leaves err set; every other outcome leaves it clear. The worker's
+ * step, called directly by the unit tests. */
+outcome controller_reconcile(operator_controller *c, const char *key, int64_t *ret_after_s,
+                             moat_error *err);
+
 /* Queues a key for the workers (a warning when it cannot). */
 void controller_enqueue(operator_controller *c, const char *key);
 

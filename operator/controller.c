@@ -259,8 +259,8 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
 
 /* ---- reconcile ----------------------------------------------------------------------- */
 
-static outcome reconcile(operator_controller *c, const char *key, int64_t *ret_after_s,
-                         moat_error *err)
+outcome controller_reconcile(operator_controller *c, const char *key, int64_t *ret_after_s,
+                             moat_error *err)
 {
     *ret_after_s = 0;
     json_t *sbx = kube_informer_get(c->sandboxes, key);
@@ -424,7 +424,7 @@ static void *worker(void *arg)
         int64_t after = 0, t0 = moat_mono_ns();
         outcome o = strncmp(key, NETPOL_KEY, strlen(NETPOL_KEY)) == 0
                         ? netpol_sync(c, key + strlen(NETPOL_KEY), &err)
-                        : reconcile(c, key, &after, &err);
+                        : controller_reconcile(c, key, &after, &err);
         observe_latency(c, (double)(moat_mono_ns() - t0) / 1e9);
         moat_error qerr = MOAT_ERROR_INIT;
         if (o == FAILED) {
