@@ -861,10 +861,20 @@ void kube_informer_get_stats(kube_informer *inf, kube_informer_stats *out)
 int kube_informer_apply_stream(kube_informer *inf, const char *data, size_t len, moat_error *err)
 {
     moat_error_clear(&inf->stream_err);
+    inf->relist = false;
     int r = kube_watch_decoder_feed(inf->decoder, data, len, on_event, inf, err);
     if (r < 0 && inf->stream_err.message) {
         moat_error_set(err, inf->stream_err.code, "%s", inf->stream_err.message);
         moat_error_clear(&inf->stream_err);
+    } else if (r < 0 && inf->relist) {
+        /* An ERROR 410 event ends the stream like a bad line: the caller must hear why. */
+        inf->relist = false;
+        moat_error_set(err, MOAT_E_KUBE, "watch %s: ERROR event: resourceVersion expired",
+                       inf->resource.plural);
+        if (err) {
+            err->kube_reason = KUBE_REASON_GONE;
+            err->http_status = 410;
+        }
     }
     return r < 0 ? -1 : 0;
 }

@@ -110,7 +110,8 @@ void kube_informer_get_stats(kube_informer *inf, kube_informer_stats *out);
 
 /* Applies watch-stream bytes (JSON lines) to the cache exactly as the informer's own watch
  * does, handlers included. For benchmarks and tests that replay a recorded stream; only on
- * an informer whose loop is not running. Returns 0, or -1 for a bad line (err set). */
+ * an informer whose loop is not running. Returns 0, or -1 (err set) for a bad line or an
+ * ERROR event, where the stream ends (410: KUBE_REASON_GONE; a replay does not relist). */
 int kube_informer_apply_stream(kube_informer *inf, const char *data, size_t len, moat_error *err);
 
 #endif
