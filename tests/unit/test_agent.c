@@ -1,6 +1,7 @@
 /* The node agent's pure parts: labels from facts, the Node patch, the isolation report,
  * and the CRI messages it decodes (encoded here with the same protobuf-c schema, and as
- * hand-written bytes with upstream's field numbers). */
+ * hand-written bytes with upstream's field numbers); and one pass of agent_run against a
+ * made-up runtime (agent_cri_ops) and API server (kube_transport). */
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,8 @@
 #include "isolation/agent/agent.h"
 #include "libmoat/cri/cri.h"
 #include "libmoat/cri/cri.pb-c.h"
+#include "libmoat/kube.h"
+#include "libmoat/kubeconfig.h"
 #include "libmoat/names.h"
 
 static const char *label(const json_t *labels, const char *key)
@@ -311,6 +314,33 @@ static void test_report(void **state)
     assert_null(strstr(why, "forged"));
     json_decref(r);
 
+    /* A decision naming the runtime that ran but another of its handlers (an egress-None
+     * pod decided runsc-nonet that ran on runsc, a GPU VM that ran without its GPUs): the
+     * report is the handler that ran, and says the decision disagreed. */
+    static const char *const same_runtime[][4] = {
+        {"runsc", MOAT_RUNTIME_GVISOR, "runsc-nonet",
+         "no network requested: gVisor with --network=none"},
+        {"kata-clh", MOAT_RUNTIME_KATA, "kata-qemu-nvidia-gpu", "GPU passthrough"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(same_runtime); i++) {
+        r = report_of(same_runtime[i][0], same_runtime[i][1], same_runtime[i][2],
+                      same_runtime[i][3]);
+        assert_string_equal(json_string_value(json_object_get(r, "handler")), same_runtime[i][0]);
+        assert_string_equal(json_string_value(json_object_get(r, "runtime")), same_runtime[i][1]);
+        const char *reason = json_string_value(json_object_get(r, "reason"));
+        assert_non_null(strstr(reason, "not what the runtime recorded"));
+        assert_non_null(strstr(reason, same_runtime[i][2]));
+        assert_null(strstr(reason, same_runtime[i][3]));
+        assert_true(json_is_true(json_object_get(r, "verified")));
+        json_decref(r);
+    }
+
+    /* Decision annotations present but empty are no decision. */
+    r = report_of("", "", "", "x");
+    assert_string_equal(json_string_value(json_object_get(r, "runtime")), "runc");
+    assert_non_null(strstr(json_string_value(json_object_get(r, "reason")), "no decision"));
+    json_decref(r);
+
     assert_string_equal(agent_runtime_of_handler("other", "runc"), "other");
     assert_string_equal(agent_runtime_of_handler(NULL, NULL), "runc");
     assert_string_equal(agent_runtime_of_handler("kata-qemu-nvidia-gpu", "runc"), "kata");
@@ -328,6 +358,205 @@ static void test_pod_patch(void **state)
     assert_true(json_equal(patch, want));
     json_decref(patch);
     json_decref(want);
+}
+
+/* ---- reports through agent_run ------------------------------------------------------------ */
+
+/* The API server: the Node answers GET, every PATCH is recorded and answered 200. */
+typedef struct {
+    json_t *pod_patches; /* path -> patch body */
+    int node_patches, others;
+} fake_api;
+
+static int api_send(void *impl, const kube_http_request *req, kube_http_response *resp,
+                    moat_error *err)
+{
+    (void)err;
+    fake_api *f = impl;
+    const char *body = "{}";
+    resp->status = 200;
+    if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/api/v1/nodes/node-1") == 0)
+        body = "{\"metadata\":{\"name\":\"node-1\",\"labels\":{}}}";
+    else if (strcmp(req->method, "PATCH") == 0 && strcmp(req->path, "/api/v1/nodes/node-1") == 0)
+        f->node_patches++;
+    else if (strcmp(req->method, "PATCH") == 0 && strstr(req->path, "/pods/"))
+        json_object_set_new(f->pod_patches, req->path,
+                            json_loadb(req->body, req->body_len, 0, NULL));
+    else {
+        f->others++;
+        resp->status = 404;
+        body = "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":\"NotFound\",\"code\":404}";
+    }
+    resp->body = strdup(body);
+    resp->body_len = strlen(body);
+    resp->retry_after_ns = -1;
+    return 0;
+}
+
+static int facts_none(void *impl, agent_facts *out, char **ret_reason, moat_error *err)
+{
+    (void)impl;
+    (void)err;
+    *out = (agent_facts){AGENT_HYPERVISOR_NONE, AGENT_RUNTIME_GVISOR, AGENT_GPU_NONE};
+    if (ret_reason)
+        *ret_reason = strdup("no /dev/kvm");
+    return 0;
+}
+
+/* The runtime's sandboxes: id, pod (namespace/name, uid), attempt, handler, whether it has
+ * Moat's keys, and what its status says (decision runtime, handler, reason; gone). */
+static const struct {
+    const char *id, *name, *uid;
+    uint32_t attempt;
+    const char *handler;
+    bool moat;
+    const char *d_runtime, *d_handler, *d_reason;
+    bool gone;
+} sandboxes[] = {
+    {"sb-good", "good", "u1", 1, "runsc", true, MOAT_RUNTIME_GVISOR, "runsc",
+     "no usable hypervisor: no /dev/kvm", false},
+    {"sb-good-old", "good", "u1", 0, "kata-clh", true, MOAT_RUNTIME_KATA, "kata-clh", "old", false},
+    {"sb-nonet", "nonet", "u2", 0, "runsc", true, MOAT_RUNTIME_GVISOR, "runsc-nonet",
+     "no network requested: gVisor with --network=none", false},
+    {"sb-undecided", "undecided", "u3", 0, "kata-clh", true, NULL, NULL, NULL, false},
+    {"sb-runc", "other", "u4", 0, "", false, NULL, NULL, NULL, false},
+    {"sb-gone", "gone", "u5", 0, "runsc", true, NULL, NULL, NULL, true},
+};
+
+typedef struct {
+    agent *a;
+    int lists;
+} fake_cri;
+
+static int cri_list(void *impl, cri_sandbox_list *out, moat_error *err)
+{
+    (void)err;
+    fake_cri *f = impl;
+    /* one pass is the test: the agent stops once this one is done */
+    if (++f->lists == 1)
+        agent_stop(f->a);
+    out->items = calloc(ELEMENTSOF(sandboxes), sizeof(*out->items));
+    assert_non_null(out->items);
+    for (size_t i = 0; i < ELEMENTSOF(sandboxes); i++) {
+        cri_sandbox *s = &out->items[out->n++];
+        s->id = strdup(sandboxes[i].id);
+        s->pod_uid = strdup(sandboxes[i].uid);
+        s->namespace_ = strdup("team");
+        s->name = strdup(sandboxes[i].name);
+        s->attempt = sandboxes[i].attempt;
+        s->created_at = (int64_t)i;
+        s->runtime_handler = strdup(sandboxes[i].handler);
+        s->moat_keys = sandboxes[i].moat;
+    }
+    return 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int cri_status(void *impl, cri_sandbox_status *out, const char *sandbox_id, moat_error *err)
+{
+    (void)impl;
+    for (size_t i = 0; i < ELEMENTSOF(sandboxes); i++) {
+        if (strcmp(sandboxes[i].id, sandbox_id) != 0)
+            continue;
+        if (sandboxes[i].gone)
+            return moat_error_set(err, MOAT_E_NOTFOUND, "pod sandbox %s not found", sandbox_id);
+        out->id = strdup(sandbox_id);
+        out->pod_uid = strdup(sandboxes[i].uid);
+        out->runtime_handler = strdup(sandboxes[i].handler);
+        out->decision_runtime = dup_or_null(sandboxes[i].d_runtime);
+        out->decision_handler = dup_or_null(sandboxes[i].d_handler);
+        out->decision_reason = dup_or_null(sandboxes[i].d_reason);
+        return 0;
+    }
+    return moat_error_set(err, MOAT_E_NOTFOUND, "pod sandbox %s unknown", sandbox_id);
+}
+
+/* The report patched on a Pod: its uid checked, the report parsed. */
+static json_t *patched_report(fake_api *f, const char *name, const char *uid)
+{
+    char path[100];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/team/pods/%s", name);
+    json_t *patch = json_object_get(f->pod_patches, path);
+    if (!patch)
+        fail_msg("no report patched on %s", path);
+    json_t *meta = json_object_get(patch, "metadata");
+    assert_string_equal(json_string_value(json_object_get(meta, "uid")), uid);
+    const char *text = json_string_value(
+        json_object_get(json_object_get(meta, "annotations"), MOAT_ANNOTATION_ISOLATION_REPORT));
+    assert_non_null(text);
+    json_t *r = json_loads(text, 0, NULL);
+    assert_non_null(r);
+    return r;
+}
+
+/* One pass of the agent over the runtime's sandboxes: each Moat pod's newest sandbox is
+ * reported on its Pod (by name, with its uid) from the runtime's record: a decision the
+ * runtime confirms gives its reason, one it contradicts is reported as what ran, a pod
+ * without one says so; another pod, an older sandbox and a sandbox gone since the listing
+ * are not reported. */
+static void test_run_reports_each_moat_pod(void **state)
+{
+    (void)state;
+    fake_api api = {json_object(), 0, 0};
+    kube_transport t = {api_send, &api};
+    kube_client_options o = {.transport = &t, .max_retries = -1};
+    static const char kc[] = "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                             "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                             "users: [{name: u, user: {token: t}}]\n"
+                             "contexts: [{name: c, context: {cluster: k, user: u}}]\n";
+    moat_error err = MOAT_ERROR_INIT;
+    kube_config *cfg = NULL;
+    kube_client *client = NULL;
+    if (kube_config_parse(&cfg, kc, strlen(kc), "test", NULL, NULL, &err) < 0)
+        fail_msg("%s", err.message);
+    assert_int_equal(kube_client_new(&client, cfg, &o, &err), 0);
+    fake_cri cri = {NULL, 0};
+    agent_facts_ops facts = {facts_none, NULL};
+    agent_cri_ops cri_ops = {cri_list, cri_status, &cri};
+    agent_options opts = {.node_name = "node-1"};
+    agent *a = NULL;
+    assert_int_equal(agent_new(&a, client, &opts, &facts, &cri_ops, &err), 0);
+    cri.a = a;
+    assert_int_equal(agent_run(a, &err), 0);
+    assert_int_equal(cri.lists, 1);
+    assert_int_equal(api.node_patches, 1);
+    assert_int_equal(api.others, 0);
+    assert_int_equal(json_object_size(api.pod_patches), 3);
+
+    json_t *r = patched_report(&api, "good", "u1");
+    assert_string_equal(json_string_value(json_object_get(r, "runtime")), MOAT_RUNTIME_GVISOR);
+    assert_string_equal(json_string_value(json_object_get(r, "handler")), "runsc");
+    assert_string_equal(json_string_value(json_object_get(r, "reason")),
+                        "no usable hypervisor: no /dev/kvm");
+    assert_true(json_is_true(json_object_get(r, "verified")));
+    json_decref(r);
+
+    r = patched_report(&api, "nonet", "u2");
+    assert_string_equal(json_string_value(json_object_get(r, "handler")), "runsc");
+    const char *reason = json_string_value(json_object_get(r, "reason"));
+    assert_non_null(strstr(reason, "not what the runtime recorded"));
+    assert_null(strstr(reason, "--network=none"));
+    json_decref(r);
+
+    r = patched_report(&api, "undecided", "u3");
+    assert_string_equal(json_string_value(json_object_get(r, "runtime")), MOAT_RUNTIME_KATA);
+    assert_string_equal(json_string_value(json_object_get(r, "handler")), "kata-clh");
+    assert_non_null(strstr(json_string_value(json_object_get(r, "reason")), "no decision"));
+    json_decref(r);
+
+    /* a sandbox gone since the listing is no error */
+    char *metrics = agent_metrics(a);
+    assert_non_null(strstr(metrics, "moat_agent_pod_reports_total{result=\"ok\"} 3\n"));
+    assert_non_null(strstr(metrics, "moat_agent_pod_reports_total{result=\"error\"} 0\n"));
+    free(metrics);
+    agent_free(a);
+    kube_client_free(client);
+    kube_config_free(cfg);
+    json_decref(api.pod_patches);
 }
 
 /* ---- CRI messages ----------------------------------------------------------------------- */
@@ -583,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_facts_parse),
         cmocka_unit_test(test_pod_wants_moat),
         cmocka_unit_test(test_report),
+        cmocka_unit_test(test_run_reports_each_moat_pod),
         cmocka_unit_test(test_pod_patch),
         cmocka_unit_test(test_list_request_encode),
         cmocka_unit_test(test_list_response_decode),
