@@ -40,7 +40,11 @@ typedef struct {
  * one translation unit (the compiler, clang's static analyzer) sees that
  * `return moat_error_set(...)` fails: a function whose out-parameters are written only on
  * success is then never taken for one that returned 0 without writing them. */
-#define MOAT_ERROR_FAIL_(call) (__extension__({ (void)(call); -1; }))
+#define MOAT_ERROR_FAIL_(call)                                                                     \
+    (__extension__({                                                                               \
+        (void)(call);                                                                              \
+        -1;                                                                                        \
+    }))
 
 /* Sets the error (replacing any earlier one) and returns -1, so a failing function can
  * end with `return moat_error_set(err, ...)`. A NULL err is allowed: nothing is kept. */

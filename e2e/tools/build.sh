@@ -17,7 +17,7 @@ export GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GOPROXY=${GOPROXY:-https://prox
 bin=$MOAT_CACHE/bin stamps=$MOAT_CACHE/stamps
 mkdir -p "$bin" "$stamps"
 
-COMPONENTS=(kubernetes containerd etcd helm gvisor kube-router)
+COMPONENTS=(kubernetes containerd etcd helm gvisor kube-router cri-tools)
 K8S_VERSION=v1.35.4
 CONTAINERD_VERSION=v2.4.2
 HELM_VERSION=v3.22.0
@@ -31,6 +31,7 @@ binaries() {
     helm) echo helm ;;
     gvisor) echo runsc containerd-shim-runsc-v1 ;;
     kube-router) echo kube-router ;;
+    cri-tools) echo critest ;;
     esac
 }
 
@@ -101,6 +102,12 @@ build_gvisor() {
 build_kube-router() {
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin/kube-router" \
         github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+}
+
+# critest, cri-tools' CRI conformance suite, as its Makefile builds it: a Go test binary
+# (tests/integration/shim/critest_pair.sh runs it straight to containerd and through moat-cri).
+build_cri-tools() {
+    go test -c -trimpath -ldflags="-s -w" -o "$bin/critest" sigs.k8s.io/cri-tools/cmd/critest
 }
 
 stamp_of() {
