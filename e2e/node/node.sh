@@ -141,6 +141,10 @@ state = "$dir/containerd/state"
 [plugins."io.containerd.cri.v1.images"]
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "moat.local/pause:3.10"
+  # Registry hosts: none configured, and nothing here pulls from elsewhere; a test that
+  # serves a registry on loopback says so in a hosts.toml below (critest_pair.sh).
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$dir/containerd/certs.d"
 TOML
 }
 
