@@ -858,6 +858,15 @@ void kube_informer_get_stats(kube_informer *inf, kube_informer_stats *out)
     out->handler_calls = atomic_load(&inf->n_handler_calls);
 }
 
+int kube_informer_apply_list_page(kube_informer *inf, const char *data, size_t len, moat_error *err)
+{
+    moat_strbuf_reset(&inf->body);
+    if (moat_strbuf_append(&inf->body, data, len) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "list %s: page of %zu bytes not kept",
+                              inf->resource.plural, len);
+    return handle_list_page(inf, err);
+}
+
 int kube_informer_apply_stream(kube_informer *inf, const char *data, size_t len, moat_error *err)
 {
     moat_error_clear(&inf->stream_err);

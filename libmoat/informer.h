@@ -114,4 +114,13 @@ void kube_informer_get_stats(kube_informer *inf, kube_informer_stats *out);
  * ERROR event, where the stream ends (410: KUBE_REASON_GONE; a replay does not relist). */
 int kube_informer_apply_stream(kube_informer *inf, const char *data, size_t len, moat_error *err);
 
+/* Applies one page of a list answer (a List object's JSON) exactly as the informer's own
+ * (re)list does: pages accumulate until one without metadata.continue, then the cache
+ * becomes the list, the handlers hearing exactly what changed (adds, updates of objects
+ * whose resourceVersion moved, deletes of what the list lacks) and the resourceVersion the
+ * first page's. For tests and benchmarks, on an informer whose loop is not running. 0, or
+ * -1 (err set) when the page is not JSON. */
+int kube_informer_apply_list_page(kube_informer *inf, const char *data, size_t len,
+                                  moat_error *err);
+
 #endif

@@ -398,6 +398,63 @@ static void test_objects_are_trimmed_before_caching(void **state)
     json_decref(all);
 }
 
+/* List pages. */
+#define LIST(rv, cont, items)                                                                      \
+    "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"" rv "\"" cont                      \
+    "},\"items\":[" items "]}"
+#define CONTINUE(token) ",\"continue\":\"" token "\""
+
+static void list_ok(fixture *f, const char *page)
+{
+    moat_error err = MOAT_ERROR_INIT;
+    if (kube_informer_apply_list_page(f->inf, page, strlen(page), &err) < 0)
+        fail_msg("apply_list_page: %s", err.message ? err.message : "(no message)");
+}
+
+/* A relist (after a 410, or the informer's start) hands out exactly what changed while no
+ * watch ran: a, unchanged, is no call; b moved on; c went away; d is new. Pages accumulate
+ * until the last one, and nothing is handed out before it. */
+static void test_relist_hands_out_exactly_the_difference(void **state)
+{
+    fixture *f = *state;
+    feed_ok(f, EV("ADDED", POD("a", "1", "")) EV("ADDED", POD("b", "2", ""))
+                   EV("ADDED", POD("c", "3", "")));
+    f->n_calls = 0;
+    list_ok(f, LIST("20", CONTINUE("next"), POD("a", "1", "") "," POD("b", "7", "")));
+    assert_int_equal(f->n_calls, 0); /* the list is not whole yet */
+    list_ok(f, LIST("21", "", POD("d", "9", "")));
+    static const char *const want[] = {"update ns/b@2>7", "add ns/d@9", "delete ns/c@3"};
+    expect_calls(f, want, ELEMENTSOF(want));
+    char buf[32];
+    assert_null(cached_rv(f, "ns/c", buf, sizeof(buf)));
+    assert_string_equal(cached_rv(f, "ns/b", buf, sizeof(buf)), "7");
+    assert_int_equal(kube_informer_size(f->inf), 3);
+    /* The watch goes on from the first page's resourceVersion: a later event at or below
+     * what the list showed changes nothing. */
+    f->n_calls = 0;
+    feed_ok(f, EV("MODIFIED", POD("d", "9", "")));
+    assert_int_equal(f->n_calls, 0);
+}
+
+/* A relist's deletes and updates keep the indexes true. */
+static void test_relist_keeps_the_indexes(void **state)
+{
+    fixture *f = *state;
+    feed_ok(f, EV("ADDED", POD("a", "1", LABELS("x"))) EV("ADDED", POD("b", "2", LABELS("x"))));
+    list_ok(f, LIST("5", "", POD("a", "4", LABELS("y"))));
+    assert_by_label(f, "x", "");
+    assert_by_label(f, "y", "a");
+}
+
+static void test_list_page_not_json(void **state)
+{
+    fixture *f = *state;
+    moat_error err = MOAT_ERROR_INIT;
+    assert_int_equal(kube_informer_apply_list_page(f->inf, "{nope", 5, &err), -1);
+    assert_int_equal(err.code, MOAT_E_INVALID);
+    moat_error_clear(&err);
+}
+
 static bool compact = true;
 
 /* Each test runs twice: on a cache of objects, and on a compact cache (JSON text). */
@@ -422,6 +479,9 @@ int main(void)
         BOTH(test_label_index_follows_updates_and_deletes),
         BOTH(test_owner_index_follows_updates_and_deletes),
         BOTH(test_objects_are_trimmed_before_caching),
+        BOTH(test_relist_hands_out_exactly_the_difference),
+        BOTH(test_relist_keeps_the_indexes),
+        PLAIN(test_list_page_not_json),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
