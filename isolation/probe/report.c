@@ -116,18 +116,21 @@ static json_t *hypervisor_json(const iso_probe_result *h, bool *bad)
     return o;
 }
 
+/* json_pack's result, a failure remembered. */
+static json_t *packed(json_t *o, bool *bad)
+{
+    if (!o)
+        *bad = true;
+    return o;
+}
+
 static json_t *libvirt_json(const iso_libvirt_result *l, bool *bad)
 {
-    json_t *o = json_object();
-    put(o, "running", json_boolean(l->running), bad);
-    put(o, "status", str_or_null(l->status), bad);
-    put(o, "kvm", tri(l->kvm), bad);
-    put(o, "kvm_message", str_or_null(l->kvm_msg), bad);
-    put(o, "qemu", tri(l->qemu), bad);
-    put(o, "qemu_message", str_or_null(l->qemu_msg), bad);
-    put(o, "agrees", tri(l->agrees), bad);
-    put(o, "verdict", str_or_null(l->verdict), bad);
-    return o;
+    return packed(json_pack("{s:b, s:s?, s:o, s:s?, s:o, s:s?, s:o, s:s?}", "running", l->running,
+                            "status", l->status, "kvm", tri(l->kvm), "kvm_message", l->kvm_msg,
+                            "qemu", tri(l->qemu), "qemu_message", l->qemu_msg, "agrees",
+                            tri(l->agrees), "verdict", l->verdict),
+                  bad);
 }
 
 static json_t *gpu_json(const iso_gpu_result *g, bool *bad)
@@ -142,11 +145,9 @@ static json_t *gpu_json(const iso_gpu_result *g, bool *bad)
     json_t *devs = json_array();
     for (size_t i = 0; i < g->n_devices && devs; i++) {
         const iso_gpu_device *d = &g->devices[i];
-        json_t *dev = json_object();
-        put(dev, "address", str_or_null(d->address), bad);
-        put(dev, "device", str_or_null(d->device), bad);
-        put(dev, "driver", str_or_null(d->driver), bad);
-        put(dev, "product", str_or_null(d->product), bad);
+        json_t *dev = packed(json_pack("{s:s?, s:s?, s:s?, s:s?}", "address", d->address, "device",
+                                       d->device, "driver", d->driver, "product", d->product),
+                             bad);
         if (!dev || json_array_append_new(devs, dev) < 0)
             *bad = true;
     }
@@ -156,12 +157,9 @@ static json_t *gpu_json(const iso_gpu_result *g, bool *bad)
 
 static json_t *binary_json(const iso_binary *b, bool *bad)
 {
-    json_t *o = json_object();
-    put(o, "path", str_or_null(b->path), bad);
-    put(o, "found", json_boolean(b->found), bad);
-    put(o, "version", str_or_null(b->version), bad);
-    put(o, "detail", str_or_null(b->detail), bad);
-    return o;
+    return packed(json_pack("{s:s?, s:b, s:s?, s:s?}", "path", b->path, "found", b->found,
+                            "version", b->version, "detail", b->detail),
+                  bad);
 }
 
 static json_t *runtimes_json(const iso_runtimes_result *rt, bool *bad)
