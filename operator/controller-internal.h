@@ -59,6 +59,10 @@ struct operator_controller {
      * cached policy whose spec hashes otherwise was changed by someone else. */
     pthread_mutex_t applied_lock;
     json_t *applied;
+    /* "ns/name" -> when (moat_mono_ns) this process applied a policy the watch has not
+     * brought yet: for NETPOL_PENDING_NS it counts as there, a lagging cache being no reason
+     * to apply again; after that it is missing (a watch that lost its events). */
+    json_t *pending;
 
     /* One counter per result of a reconcile: a result computed by subtracting counters
      * read one after another wraps when a worker counts between the reads. */
@@ -119,9 +123,12 @@ bool netpol_sync_ready(operator_controller *c, const char *ns);
  * the cache lacks it or holds another spec (deleted or edited by hand). */
 outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err);
 
-/* The policies' informer handlers: a change queues its namespace's key; a deletion also
- * forgets that this process applied the policy (until then, a policy it applied counts as
- * there while the watch has yet to bring it, so a lagging cache causes no second apply). */
+/* How long a policy this process applied counts as there while the watch has yet to bring
+ * it (a lagging cache is no reason to apply again); then it is missing. */
+#define NETPOL_PENDING_NS (5 * 1000000000LL)
+
+/* The policies' informer handlers: a change queues its namespace's key (and ends the
+ * policy's pending moment); a deletion also forgets that this process applied it. */
 void netpol_sync_changed(void *user, json_t *policy);
 void netpol_sync_updated(void *user, json_t *old, json_t *policy);
 void netpol_sync_deleted(void *user, json_t *policy);

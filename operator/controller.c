@@ -557,10 +557,11 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     c->lease_name = strdup(o->lease_name ? o->lease_name : "moat-operator");
     c->leader_elect = o->leader_elect;
     c->applied = json_object();
+    c->pending = json_object();
     pthread_mutex_init(&c->applied_lock, NULL);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
-    if (!c->identity || !c->lease_namespace || !c->lease_name || !c->applied) {
+    if (!c->identity || !c->lease_namespace || !c->lease_name || !c->applied || !c->pending) {
         controller_free(c);
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     }
@@ -699,6 +700,7 @@ void controller_free(operator_controller *c)
         kube_recorder_free(c->recorder, 2 * 1000000000LL);
     sandbox_mark_key_free(c->mark_key);
     json_decref(c->applied);
+    json_decref(c->pending);
     pthread_mutex_destroy(&c->applied_lock);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);

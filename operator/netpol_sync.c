@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "controller-internal.h"
+#include "libmoat/clock.h"
 #include "libmoat/kobj.h"
 #include "libmoat/log.h"
 #include "libmoat/macro.h"
@@ -33,6 +34,7 @@ typedef enum {
     NETPOL_MISSING, /* not in the cache (nor just applied), or built from another configuration */
     NETPOL_CHANGED, /* its spec is not what the API server answered our apply with */
     NETPOL_UNKNOWN, /* ours, but not applied by this process yet (after a restart) */
+    NETPOL_PENDING, /* not in the cache, but applied by this process moments ago */
     NETPOL_SAME,
 } netpol_state;
 
@@ -40,12 +42,14 @@ static netpol_state netpol_compare(operator_controller *c, const char *key, size
 {
     json_t *p = kube_informer_get(c->netpols, key);
     if (!p) {
-        /* Applied by this process, and the watch has not brought it yet: the API server
-         * has it as built (a deletion since comes as an event, which forgets the apply). */
+        /* Applied by this process moments ago, and the watch has not brought it yet: the
+         * API server has it as built (a deletion since comes as an event, which forgets the
+         * apply; a watch that lost events is caught when the moment is over). */
         pthread_mutex_lock(&c->applied_lock);
-        bool applied = json_object_get(c->applied, key) != NULL;
+        json_t *at = json_object_get(c->pending, key);
+        bool pending = at && moat_mono_ns() - json_integer_value(at) < NETPOL_PENDING_NS;
         pthread_mutex_unlock(&c->applied_lock);
-        return applied ? NETPOL_SAME : NETPOL_MISSING;
+        return pending ? NETPOL_PENDING : NETPOL_MISSING;
     }
     const char *h = kobj_annotation(p, NETPOL_HASH_ANNOTATION);
     char now[65];
@@ -71,7 +75,7 @@ bool netpol_sync_ready(operator_controller *c, const char *ns)
         snprintf(key, sizeof(key), "%s/%s", ns, c->netpol_names[i]);
         netpol_state st = netpol_compare(c, key, i);
         ready &= st != NETPOL_MISSING;
-        recheck |= st != NETPOL_SAME;
+        recheck |= st != NETPOL_SAME && st != NETPOL_PENDING;
     }
     if (ready && recheck) {
         snprintf(key, sizeof(key), NETPOL_KEY "%s", ns);
@@ -108,6 +112,7 @@ outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err)
         return FAILED;
     kube_patch_options po = {.field_manager = FIELD_MANAGER, .force = true};
     outcome result = DONE;
+    bool pending = false;
     json_array_foreach (policies, i, p) {
         char key[512];
         if (i >= ELEMENTSOF(c->netpol_hashes))
@@ -116,6 +121,10 @@ outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err)
         netpol_state st = netpol_compare(c, key, i);
         if (st == NETPOL_SAME)
             continue;
+        if (st == NETPOL_PENDING) {
+            pending = true;
+            continue;
+        }
         json_t *meta = json_object_get(p, "metadata"), *answer = NULL;
         json_object_set_new(meta, "annotations",
                             json_pack("{s:s}", NETPOL_HASH_ANNOTATION, c->netpol_hashes[i]));
@@ -153,6 +162,7 @@ outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err)
         if (spec_hash(h, answer)) {
             pthread_mutex_lock(&c->applied_lock);
             json_object_set_new(c->applied, key, json_string(h));
+            json_object_set_new(c->pending, key, json_integer(moat_mono_ns()));
             pthread_mutex_unlock(&c->applied_lock);
         }
         json_decref(answer);
@@ -163,16 +173,44 @@ outcome netpol_sync(operator_controller *c, const char *ns, moat_error *err)
                                          : "not applied by this process yet");
     }
     json_decref(policies);
+    if (pending && result == DONE) {
+        /* Another look once the moment is over, should the watch never bring them. */
+        moat_error qerr = MOAT_ERROR_INIT;
+        char nkey[300];
+        snprintf(nkey, sizeof(nkey), NETPOL_KEY "%s", ns);
+        if (workqueue_add_after(c->queue, nkey, NETPOL_PENDING_NS + 1000000, &qerr) < 0)
+            log_warn(nkey, "cannot queue: %s", qerr.message); /* shutting down */
+        moat_error_clear(&qerr);
+    }
     return result;
 }
 
-void netpol_sync_changed(void *user, json_t *policy)
+/* The watch brought policy (added, changed or deleted): no longer pending. */
+static void forget_pending(operator_controller *c, json_t *policy, bool deleted)
 {
-    operator_controller *c = user;
+    const char *ns = kobj_namespace(policy), *name = kobj_name(policy);
+    char key[512];
+    if (!ns || !name || snprintf(key, sizeof(key), "%s/%s", ns, name) >= (int)sizeof(key))
+        return;
+    pthread_mutex_lock(&c->applied_lock);
+    json_object_del(c->pending, key);
+    if (deleted)
+        json_object_del(c->applied, key);
+    pthread_mutex_unlock(&c->applied_lock);
+}
+
+static void enqueue_namespace(operator_controller *c, json_t *policy)
+{
     const char *ns = kobj_namespace(policy);
     char key[300];
     if (ns && snprintf(key, sizeof(key), NETPOL_KEY "%s", ns) < (int)sizeof(key))
         controller_enqueue(c, key);
+}
+
+void netpol_sync_changed(void *user, json_t *policy)
+{
+    forget_pending(user, policy, false);
+    enqueue_namespace(user, policy);
 }
 
 void netpol_sync_updated(void *user, json_t *old, json_t *policy)
@@ -182,15 +220,8 @@ void netpol_sync_updated(void *user, json_t *old, json_t *policy)
 
 void netpol_sync_deleted(void *user, json_t *policy)
 {
-    operator_controller *c = user;
-    const char *ns = kobj_namespace(policy), *name = kobj_name(policy);
-    char key[512];
-    if (ns && name && snprintf(key, sizeof(key), "%s/%s", ns, name) < (int)sizeof(key)) {
-        pthread_mutex_lock(&c->applied_lock);
-        json_object_del(c->applied, key);
-        pthread_mutex_unlock(&c->applied_lock);
-    }
-    netpol_sync_changed(user, policy);
+    forget_pending(user, policy, true);
+    enqueue_namespace(user, policy);
 }
 
 /* The names and spec hashes of the policies every namespace gets (their spec does not

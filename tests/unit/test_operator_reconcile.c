@@ -975,6 +975,44 @@ static void test_waits_for_policies(void **state)
     assert_requests(f, 0);
 }
 
+/* A policy just applied is not applied again while the watch has yet to bring it (a second
+ * pass sends nothing, and looks again once the pending moment is over, on the queue's
+ * clock); a deletion the watch reports is put back at once. */
+static void test_policies_not_applied_twice_while_the_watch_lags(void **state)
+{
+    fixture *f = *state;
+    feed(f->c->sandboxes, "ADDED", sandbox("10", SPEC, NULL));
+    char q[512];
+    drain(f, q, sizeof(q));
+    moat_error err = MOAT_ERROR_INIT;
+    char path[256];
+    snprintf(path, sizeof(path), NETPOL_PATH, SANDBOX_NETPOL_EGRESS_NONE);
+    answer_with(f, 200, NULL);
+    answer_with(f, 200, NULL);
+    assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
+    assert_requests(f, 2);
+    json_t *none = json_deep_copy(assert_request(f, 0, "PATCH", path));
+    reset(f);
+
+    /* The cache has neither yet: nothing sent, nothing waits on them. */
+    assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
+    assert_requests(f, 0);
+    assert_true(netpol_sync_ready(f->c, NS));
+    assert_queue(f, "");
+    moat_fake_clock_advance(&f->clock, NETPOL_PENDING_NS + 1000000);
+    assert_queue(f, NETPOL_Q);
+
+    /* The watch brings one, then its deletion: that one is applied again. */
+    json_object_set_new(json_object_get(none, "metadata"), "resourceVersion", json_string("50"));
+    feed(f->c->netpols, "ADDED", json_incref(none));
+    feed(f->c->netpols, "DELETED", none);
+    drain(f, q, sizeof(q));
+    answer_with(f, 200, NULL);
+    assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
+    assert_requests(f, 1);
+    assert_request(f, 0, "PATCH", path);
+}
+
 /* A replica that does not lead writes nothing. */
 static void test_not_leading_writes_nothing(void **state)
 {
@@ -1235,6 +1273,7 @@ int main(void)
         T(test_invalid_spec),
         T(test_vm_waits_for_hypervisor),
         T(test_waits_for_policies),
+        T(test_policies_not_applied_twice_while_the_watch_lags),
         T(test_not_leading_writes_nothing),
         T(test_status_conflict_requeues),
         T(test_status_not_found_done),
