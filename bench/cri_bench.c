@@ -75,7 +75,7 @@ static int call(cri_client *cl, const char *method, const uint8_t *req, size_t r
     size_t n = 0;
     if (cri_client_call(cl, &resp, &n, method, req, req_len, timeout_ms, &err) < 0) {
         if (ret_why)
-            *ret_why = TAKE_PTR(err.message);
+            *ret_why = strdup(err.message); /* (its own copy: the message may be static) */
         moat_error_clear(&err);
         return -1;
     }
@@ -564,10 +564,11 @@ int main(int argc, char **argv)
     target direct = {"direct", NULL, containerd_pid, 0};
     target via = {"via shim", NULL, containerd_pid, shim_pid};
     moat_error err = MOAT_ERROR_INIT;
-    if (cri_client_new(&echo.cl, echo_path, &err) < 0 ||
-        cri_client_new(&direct.cl, containerd, &err) < 0 ||
-        cri_client_new(&via.cl, shim, &err) < 0) {
+    if (cri_client_new_without_retries(&echo.cl, echo_path, &err) < 0 ||
+        cri_client_new_without_retries(&direct.cl, containerd, &err) < 0 ||
+        cri_client_new_without_retries(&via.cl, shim, &err) < 0) {
         fprintf(stderr, "cri_bench: %s\n", err.message);
+        cri_echo_stop(echo_pid);
         return 1;
     }
 
@@ -581,6 +582,7 @@ int main(int argc, char **argv)
     size_t vresp_len = 0;
     if (call(direct.cl, M_VERSION, vbuf, vlen, CHEAP_DEADLINE, &vresp, &vresp_len, &why) != 0) {
         fprintf(stderr, "cri_bench: Version from containerd: %s\n", why ? why : "?");
+        cri_echo_stop(echo_pid);
         return 1;
     }
     Moat__Cri__VersionResponse *v = moat__cri__version_response__unpack(NULL, vresp_len, vresp);
@@ -778,7 +780,6 @@ int main(int argc, char **argv)
     cri_client_free(direct.cl);
     cri_client_free(via.cl);
     grpc_shutdown();
-    kill(echo_pid, SIGKILL);
-    waitpid(echo_pid, NULL, 0);
+    cri_echo_stop(echo_pid);
     return 0;
 }

@@ -127,3 +127,11 @@ pid_t cri_echo_spawn(const char *path)
     waitpid(pid, NULL, 0);
     return -1;
 }
+
+void cri_echo_stop(pid_t pid)
+{
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}

@@ -12,4 +12,7 @@ int cri_echo_serve(const char *path);
  * socket. The child's pid, or -1. */
 pid_t cri_echo_spawn(const char *path);
 
+/* Kills and reaps the echo server pid. */
+void cri_echo_stop(pid_t pid);
+
 #endif

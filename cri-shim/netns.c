@@ -29,7 +29,7 @@ static int nl_send(int sock, struct nlmsghdr *h, moat_error *err)
 {
     struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
     if (sendto(sock, h, h->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
-        return moat_error_set(err, MOAT_E_IO, "netlink: send: %s", strerror(errno));
+        return moat_error_set_errno(err, errno, "netlink: send");
     return 0;
 }
 
@@ -68,7 +68,7 @@ static int netns_id(int sock, int fd, int32_t *ret, moat_error *err)
         return moat_error_set(err, MOAT_E_NOMEM, "netlink: out of memory");
     ssize_t n = recv(sock, buf, BUF_SIZE, 0);
     if (n < 0)
-        return moat_error_set(err, MOAT_E_IO, "netlink: RTM_GETNSID: %s", strerror(errno));
+        return moat_error_set_errno(err, errno, "netlink: RTM_GETNSID");
     struct nlmsghdr *h = (struct nlmsghdr *)buf;
     if (!NLMSG_OK(h, (size_t)n))
         return moat_error_set(err, MOAT_E_IO, "netlink: RTM_GETNSID: a short answer");
@@ -134,7 +134,7 @@ static int host_peers(int sock, int32_t nsid, char **v, size_t *ret_n, moat_erro
     for (;;) {
         ssize_t got = recv(sock, buf, BUF_SIZE, 0);
         if (got < 0)
-            return moat_error_set(err, MOAT_E_IO, "netlink: RTM_GETLINK: %s", strerror(errno));
+            return moat_error_set_errno(err, errno, "netlink: RTM_GETLINK");
         size_t left = (size_t)got;
         for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left);
              h = NLMSG_NEXT(h, left)) {
@@ -170,7 +170,7 @@ int iso_netns_host_peers(const char *netns_path, char ***ret, moat_error *err)
                               "network namespace %s: %s", netns_path, strerror(errno));
     _cleanup_close_ int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (sock < 0)
-        return moat_error_set(err, MOAT_E_IO, "netlink: socket: %s", strerror(errno));
+        return moat_error_set_errno(err, errno, "netlink: socket");
     struct timeval tv = {.tv_sec = 5};
     setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     int32_t nsid = -1;
@@ -202,7 +202,7 @@ int iso_netns_node_addresses(char ***ret, moat_error *err)
 {
     struct ifaddrs *all = NULL;
     if (getifaddrs(&all) < 0)
-        return moat_error_set(err, MOAT_E_IO, "the node's addresses: %s", strerror(errno));
+        return moat_error_set_errno(err, errno, "the node's addresses");
     size_t n = 0;
     for (struct ifaddrs *a = all; a; a = a->ifa_next)
         n++;

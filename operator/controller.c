@@ -192,9 +192,19 @@ sandbox_pod_claim controller_sandbox_pod(operator_controller *c, json_t **ret_po
     /* By owner, not by name: a Pod made for a warm pool or a resume is named otherwise. The
      * index holds every Pod that names the uid in any owner reference, a tenant's forgery
      * included: sandbox_mark_pick keeps only a controller reference with the mark. */
-    json_t *owned = uid ? kube_informer_by_owner(c->pods, uid) : NULL;
-    json_t *pod = json_incref((json_t *)sandbox_mark_pick(owned, c->mark_key, uid));
+    json_t *owned = uid ? kube_informer_by_owner(c->pods, uid) : NULL, *o;
+    /* An owner reference names an owner in the Pod's own namespace: a Pod elsewhere naming
+     * the uid is dropped before its mark is checked (an HMAC each, at a tenant's count). */
+    size_t ns_len = strcspn(key, "/"), i;
+    json_t *here = json_array();
+    json_array_foreach (owned, i, o) {
+        const char *ns = kobj_namespace(o);
+        if (here && ns && strlen(ns) == ns_len && strncmp(ns, key, ns_len) == 0)
+            json_array_append(here, o);
+    }
     json_decref(owned);
+    json_t *pod = json_incref((json_t *)sandbox_mark_pick(here, c->mark_key, uid));
+    json_decref(here);
     if (pod) {
         /* A Pod of the Sandbox's name that is not ours is left alone then: no Pod of that
          * name will be created. */

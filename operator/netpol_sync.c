@@ -74,7 +74,9 @@ bool netpol_sync_ready(operator_controller *c, const char *ns)
     for (size_t i = 0; i < ELEMENTSOF(c->netpol_names); i++) {
         snprintf(key, sizeof(key), "%s/%s", ns, c->netpol_names[i]);
         netpol_state st = netpol_compare(c, key, i);
-        ready &= st != NETPOL_MISSING;
+        /* pending: applied moments ago, but not yet seen by the watch, which is what would
+         * tell of a deletion since: Pods wait for it (milliseconds, usually) */
+        ready &= st != NETPOL_MISSING && st != NETPOL_PENDING;
         recheck |= st != NETPOL_SAME && st != NETPOL_PENDING;
     }
     if (ready && recheck) {

@@ -27,6 +27,7 @@ procs_stop() {
 # 0600) for one client certificate, everything inlined, its one context current.
 procs_kubeconfig() {
     local kubectl=$1 f=$2
+    (umask 077 && : >>"$f") # the key goes in: never readable by others, not even for a moment
     KUBECONFIG=$f "$kubectl" config set-cluster local --server="$3" --certificate-authority="$4" \
         --embed-certs >/dev/null
     KUBECONFIG=$f "$kubectl" config set-credentials "$5" --client-certificate="$6" \

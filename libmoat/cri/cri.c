@@ -60,7 +60,7 @@ static int client_on(cri_client **out, channel *ch, const char *what, moat_error
     return 0;
 }
 
-int cri_client_new(cri_client **out, const char *endpoint, moat_error *err)
+static int client_new(cri_client **out, const char *endpoint, bool retries, moat_error *err)
 {
     if (!out || !endpoint)
         return moat_error_set(err, MOAT_E_INVALID, "CRI endpoint: missing");
@@ -77,9 +77,6 @@ int cri_client_new(cri_client **out, const char *endpoint, moat_error *err)
     _cleanup_free_ char *target = NULL;
     if (asprintf(&target, "unix:%s", path) < 0)
         return moat_error_set(err, MOAT_E_NOMEM, "CRI endpoint: out of memory");
-    /* Retries off, as on moat-cri's own upstream channel: a caller sees each failure and
-     * decides itself (the agent's next pass, the installer's check loop), and the benchmark's
-     * clients cost what the shim's added hop costs the shim. */
     grpc_arg args[] = {
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -89,7 +86,9 @@ int cri_client_new(cri_client **out, const char *endpoint, moat_error *err)
          .value.integer = CRI_MAX_MESSAGE},
         {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_ENABLE_RETRIES, .value.integer = 0},
     };
-    grpc_channel_args cargs = {.num_args = ELEMENTSOF(args), .args = args};
+    /* Without retries the last argument is left out: gRPC's default, whose transparent
+     * retries ride over a dropped connection (containerd restarting). */
+    grpc_channel_args cargs = {.num_args = ELEMENTSOF(args) - (retries ? 1 : 0), .args = args};
     channel *ch = calloc(1, sizeof(*ch));
     if (!ch)
         return moat_error_set(err, MOAT_E_NOMEM, "CRI client for %s: out of memory", endpoint);
@@ -104,6 +103,16 @@ int cri_client_new(cri_client **out, const char *endpoint, moat_error *err)
     int r = client_on(out, ch, endpoint, err);
     channel_unref(ch); /* the client holds it now, or nobody does */
     return r;
+}
+
+int cri_client_new(cri_client **out, const char *endpoint, moat_error *err)
+{
+    return client_new(out, endpoint, true, err);
+}
+
+int cri_client_new_without_retries(cri_client **out, const char *endpoint, moat_error *err)
+{
+    return client_new(out, endpoint, false, err);
 }
 
 int cri_client_share(cri_client **out, cri_client *c, moat_error *err)

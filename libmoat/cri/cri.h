@@ -32,6 +32,10 @@ typedef struct cri_client cri_client;
  * MOAT_E_INVALID for another scheme, MOAT_E_NOMEM when out of memory. */
 int cri_client_new(cri_client **out, const char *endpoint, moat_error *err);
 
+/* The same with gRPC's retries off, transparent ones included, as on moat-cri's own
+ * upstream channel: every call costs one attempt, what a benchmark of the relay compares. */
+int cri_client_new_without_retries(cri_client **out, const char *endpoint, moat_error *err);
+
 /* A second client on c's channel (the same connection), with a completion queue of its
  * own: one client is used by one thread at a time, so threads that call at once each take
  * one. The channel lives until its last client is freed. MOAT_E_NOMEM when out of memory. */

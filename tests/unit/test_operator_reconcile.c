@@ -994,10 +994,10 @@ static void test_policies_not_applied_twice_while_the_watch_lags(void **state)
     json_t *none = json_deep_copy(assert_request(f, 0, "PATCH", path));
     reset(f);
 
-    /* The cache has neither yet: nothing sent, nothing waits on them. */
+    /* The cache has neither yet: nothing sent; Pods wait until the watch shows them. */
     assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
     assert_requests(f, 0);
-    assert_true(netpol_sync_ready(f->c, NS));
+    assert_false(netpol_sync_ready(f->c, NS));
     assert_queue(f, "");
     moat_fake_clock_advance(&f->clock, NETPOL_PENDING_NS + 1000000);
     assert_queue(f, NETPOL_Q);

@@ -51,11 +51,14 @@ cleanup() {
     # ... and the cgroups of its containers that containerd did not remove (under k8s.io/
     # of each controller, cgroup v1 here): those made during this run, now without a task.
     local c
-    for c in /sys/fs/cgroup/*/k8s.io/*/ /sys/fs/cgroup/k8s.io/*/; do
-        [ -d "$c" ] && [ "$c" -nt "$work/started" ] && ! grep -qF "$(basename "$c")" "$work/cgroups-before" &&
-            rmdir "$c" 2>/dev/null
-    done
-    true
+    if [ -f "$work/started" ]; then
+        for c in /sys/fs/cgroup/*/k8s.io/*/ /sys/fs/cgroup/k8s.io/*/; do
+            if [ -d "$c" ] && [ "$c" -nt "$work/started" ] &&
+                ! grep -qF "$(basename "$c")" "$work/cgroups-before"; then
+                rmdir "$c" 2>/dev/null || true # still draining: the kernel's to finish
+            fi
+        done
+    fi
     [ -z "${CRITEST_LOGS:-}" ] || { mkdir -p "$CRITEST_LOGS" && cp "$work"/*.log "$work"/*.json "$CRITEST_LOGS"/ 2>/dev/null; } || true
     rm -rf "$work"
 }
