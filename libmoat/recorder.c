@@ -1,6 +1,7 @@
 #include "recorder.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ struct kube_recorder {
     /* Loop-thread only: aggregation key -> {"name","ns","count","at"}, and per object
      * uid -> {"tokens","at"} for the spam filter. */
     json_t *seen, *spam;
+    _Atomic(const moat_clock *) clock; /* the spam filter's */
 };
 
 static void now_rfc3339(char *buf, size_t len)
@@ -58,7 +60,7 @@ static void pending_free(pending *p)
 /* The spam filter: true when the object may emit one more event now. */
 static bool allow(kube_recorder *r, const char *uid)
 {
-    int64_t now = moat_mono_ns();
+    int64_t now = moat_clock_now(atomic_load(&r->clock));
     json_t *b = json_object_get(r->spam, uid);
     double tokens = SPAM_BURST;
     if (b) {
@@ -171,6 +173,7 @@ int kube_recorder_new(kube_recorder **out, kube_client *client, const char *comp
     if (!r)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     r->client = client;
+    atomic_init(&r->clock, moat_clock_system());
     r->component = strdup(component ? component : "moat");
     r->host = strdup(host ? host : "");
     r->seen = json_object();
@@ -268,4 +271,10 @@ void kube_recorder_free(kube_recorder *r, int64_t timeout_ns)
     free(r->component);
     free(r->host);
     free(r);
+}
+
+void kube_recorder_set_clock(kube_recorder *r, const moat_clock *clock)
+{
+    if (r && clock)
+        atomic_store(&r->clock, clock);
 }

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "error.h"
 #include "kube.h"
 #include "macro.h"
@@ -29,6 +30,10 @@ int kube_recorder_new(kube_recorder **out, kube_client *client, const char *comp
  * needed are copied). type is "Normal" or "Warning"; reason is UpperCamelCase. */
 void kube_recorder_event(kube_recorder *r, const json_t *obj, const char *type, const char *reason,
                          const char *fmt, ...) _printf_(5, 6);
+
+/* The clock of the spam filter's refill (moat_clock_system() until set; a test's fake
+ * clock). Set it before the first event; the clock is borrowed and must outlive r. */
+void kube_recorder_set_clock(kube_recorder *r, const moat_clock *clock);
 
 /* Posts what is queued (waiting at most timeout_ns), stops the thread and frees. */
 void kube_recorder_free(kube_recorder *r, int64_t timeout_ns);

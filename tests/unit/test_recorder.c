@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 #include <cmocka.h>
 
@@ -295,6 +296,54 @@ static void test_burst_cap_per_object(void **state)
     assert_int_equal(last_count, 25);
 }
 
+/* Until the recorder has sent n requests (a bounded wait). */
+static void wait_requests(fake *f, size_t n)
+{
+    for (int i = 0; i < 10000; i++) {
+        pthread_mutex_lock(&f->lock);
+        size_t have = f->n;
+        pthread_mutex_unlock(&f->lock);
+        if (have >= n)
+            return;
+        usleep(1000);
+    }
+    fail_msg("the recorder sent fewer than %zu requests in 10 s", n);
+}
+
+/* Past its burst, an object earns one event per 5 minutes on the recorder's clock: not a
+ * nanosecond sooner. Events of another object mark where the recorder's thread is. */
+static void test_burst_refills_one_per_five_minutes(void **state)
+{
+    fake *f = *state;
+    moat_fake_clock clk;
+    moat_fake_clock_init(&clk, 1000);
+    kube_recorder_set_clock(f->rec, moat_fake_clock_get(&clk));
+    json_t *p = pod("p", "u1"), *m = pod("m", "u9");
+    for (int i = 0; i < 30; i++)
+        kube_recorder_event(f->rec, p, "Normal", "Tick", "tick %d", i);
+    kube_recorder_event(f->rec, m, "Normal", "Marker", "after the thirty");
+    wait_requests(f, 26); /* p's 25 and the marker */
+    moat_fake_clock_advance(&clk, 300 * S - 1);
+    kube_recorder_event(f->rec, p, "Normal", "Tick", "too early");
+    kube_recorder_event(f->rec, m, "Normal", "Marker2", "after the early one");
+    wait_requests(f, 27);
+    moat_fake_clock_advance(&clk, 1);
+    kube_recorder_event(f->rec, p, "Normal", "Tick", "refilled");
+    json_decref(p);
+    json_decref(m);
+    drain(f);
+    size_t of_p = 0;
+    const char *last = NULL;
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(f->log[i].method, "POST") == 0 &&
+            strcmp(kobj_str(f->log[i].body, "involvedObject.uid"), "u1") == 0) {
+            of_p++;
+            last = kobj_str(f->log[i].body, "message");
+        }
+    assert_int_equal(of_p, 26);
+    assert_string_equal(last, "refilled");
+}
+
 /* The aggregated Event is gone (expired, deleted): a new one is created and then patched. */
 static void test_lost_event_is_created_again(void **state)
 {
@@ -364,6 +413,7 @@ int main(void)
         T(test_repeats_are_aggregated),
         T(test_different_events_are_not_merged),
         T(test_burst_cap_per_object),
+        T(test_burst_refills_one_per_five_minutes),
         T(test_lost_event_is_created_again),
         T(test_queue_cap),
     };
