@@ -55,4 +55,16 @@ char *install_backup_path(const install_ctx *c, const char *hostpath);
 int install_put_tracked(install_ctx *c, const char *hostpath, const char *data, size_t len,
                         unsigned mode, bool *ret_changed, moat_error *err);
 
+/* Restarts owed: <state>/pending-<service> is written before a restart and removed after
+ * it, so a run that failed between changing a file and restarting its reader restarts it
+ * next time although the file no longer changes. */
+char *install_pending_path(const install_ctx *c, const char *name); /* caller frees; NULL: OOM */
+bool install_pending(const install_ctx *c, const char *name);
+int install_restart(install_ctx *c, const iso_service_ops *svc, const char *name, moat_error *err);
+
+/* containerd restarted, and answering again: what comes next (moat-cri's check, kubelet's
+ * startup) needs it, and a service manager may return before it listens. */
+int install_restart_containerd(install_ctx *c, const iso_service_ops *svc,
+                               const iso_install_checks *chk, moat_error *err);
+
 #endif

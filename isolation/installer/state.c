@@ -1,6 +1,6 @@
 /* The node installer's files and state: host paths under the host root, files written only
  * when their bytes or mode differ, and the manifest and backups that make every change
- * undoable (install-internal.h). */
+ * undoable, and the restarts owed (install-internal.h). */
 #include "install-internal.h"
 
 #include <errno.h>
@@ -342,4 +342,49 @@ int install_ctx_prepare(install_ctx *c, moat_error *err)
     if (d.failed)
         return moat_error_set(err, MOAT_E_IO, "recording %s", c->o->state_dir);
     return ctx_save(c, err);
+}
+
+/* ---- restarts owed ---- */
+
+/* <state>/pending-<service>: a restart that is owed. Written before the restart and removed
+ * after it, so a run that failed between changing a file and restarting its reader restarts
+ * it next time although the file no longer changes. */
+char *install_pending_path(const install_ctx *c, const char *name)
+{
+    char *p;
+    return asprintf(&p, "%s/pending-%s", c->state, name) < 0 ? NULL : p;
+}
+
+bool install_pending(const install_ctx *c, const char *name)
+{
+    _cleanup_free_ char *p = install_pending_path(c, name);
+    return p && access(p, F_OK) == 0;
+}
+
+int install_restart(install_ctx *c, const iso_service_ops *svc, const char *name, moat_error *err)
+{
+    _cleanup_free_ char *mark = install_pending_path(c, name);
+    bool ch;
+    if (!mark || iso_install_file_put(mark, "", 0, 0600, &ch, err) < 0)
+        return moat_error_prefix(err, "marking a restart of %s", name);
+    if (svc->restart(svc->impl, name, err) < 0)
+        return moat_error_prefix(err, "restarting %s", name);
+    unlink(mark);
+    install_report_add(c->rep, "restarted %s", name);
+    if (c->rep)
+        c->rep->restarts++;
+    return 0;
+}
+
+int install_restart_containerd(install_ctx *c, const iso_service_ops *svc,
+                               const iso_install_checks *chk, moat_error *err)
+{
+    if (install_restart(c, svc, c->o->containerd_service, err) < 0)
+        return -1;
+    _cleanup_free_ char *sock = install_host(c, c->o->containerd_socket), *runtime = NULL;
+    if (!sock)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (chk->cri_version(chk->impl, sock, c->o->cri_timeout_ms, &runtime, err) < 0)
+        return moat_error_prefix(err, "containerd does not answer after its restart");
+    return 0;
 }
