@@ -9,6 +9,8 @@
 # another directory (default build-bench, as bench/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=../e2e/lib/procs.sh
+. e2e/lib/procs.sh
 export MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
 build=${BENCH_BUILD:-build-bench}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOAT_TESTS=OFF >/dev/null
@@ -35,23 +37,7 @@ env "${node_env[@]}" bash e2e/node/node.sh containerd 2>/dev/null
 containerd_sock=$work/node/containerd/containerd.sock
 containerd_pid=$(cat "$work/node/run/containerd.pid")
 
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# No hypervisor whatever this machine has: the probe looks at paths that do not exist.
-cat >"$work/moat-cri.yaml" <<YAML
-listen: $work/cri.sock
-upstream: $containerd_sock
-metrics: 127.0.0.1:$port
-probe: {kvm: /nonexistent, mshv: /nonexistent}
-egressWall: {table: moat_bench}
-YAML
-"$shim_bin" --config="$work/moat-cri.yaml" >"$work/moat-cri.log" 2>&1 &
-shim_pid=$!
-for _ in $(seq 1 100); do
-    [ -S "$work/cri.sock" ] && break
-    kill -0 "$shim_pid" 2>/dev/null || { cat "$work/moat-cri.log" >&2; exit 1; }
-    sleep 0.05
-done
-[ -S "$work/cri.sock" ] || { echo "moat-cri did not listen" >&2; exit 1; }
+procs_moat_cri "$shim_bin" "$work" "$containerd_sock" moat_bench
 
 "$build/bench/cri_bench" --containerd "$containerd_sock" --containerd-pid "$containerd_pid" \
     --shim "$work/cri.sock" --shim-pid "$shim_pid" --work "$work" "$@"

@@ -36,3 +36,29 @@ procs_kubeconfig() {
     KUBECONFIG=$f "$kubectl" config use-context local >/dev/null
     chmod 600 "$f"
 }
+
+# procs_moat_cri <moat-cri> <dir> <upstream socket> <wall table>: moat-cri in front of a
+# containerd, in the background, seeing no hypervisor whatever this machine has (its probe
+# looks at paths that do not exist); its config, log and socket (cri.sock) in <dir>. Sets
+# shim_pid; returns once it listens, or 1 (its log on stderr) when it exits or does not
+# listen within 5 s.
+procs_moat_cri() {
+    local bin=$1 dir=$2 port
+    port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$dir/moat-cri.yaml" <<YAML
+listen: $dir/cri.sock
+upstream: $3
+metrics: 127.0.0.1:$port
+probe: {kvm: /nonexistent, mshv: /nonexistent}
+egressWall: {table: $4}
+YAML
+    "$bin" --config="$dir/moat-cri.yaml" >"$dir/moat-cri.log" 2>&1 &
+    shim_pid=$!
+    for _ in $(seq 1 100); do
+        [ -S "$dir/cri.sock" ] && return 0
+        kill -0 "$shim_pid" 2>/dev/null || { cat "$dir/moat-cri.log" >&2; return 1; }
+        sleep 0.05
+    done
+    echo "moat-cri did not listen on $dir/cri.sock" >&2
+    return 1
+}

@@ -19,6 +19,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
+# shellcheck source=../../../e2e/lib/procs.sh
+. "$root/e2e/lib/procs.sh"
 export MOAT_CACHE=${MOAT_CACHE:-/var/cache/moat}
 handler=${1:-}
 critest=${CRITEST:-$MOAT_CACHE/bin/critest}
@@ -91,22 +93,7 @@ server = "http://$registry"
   capabilities = ["pull", "resolve"]
 TOML
 
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/moat-cri.yaml" <<YAML
-listen: $work/cri.sock
-upstream: $sock
-metrics: 127.0.0.1:$port
-probe: {kvm: /nonexistent, mshv: /nonexistent}
-egressWall: {table: moat_critest}
-YAML
-"$shim_bin" --config="$work/moat-cri.yaml" >"$work/moat-cri.log" 2>&1 &
-shim_pid=$!
-for _ in $(seq 1 100); do
-    [ -S "$work/cri.sock" ] && break
-    kill -0 "$shim_pid" 2>/dev/null || { cat "$work/moat-cri.log" >&2; exit 1; }
-    sleep 0.05
-done
-[ -S "$work/cri.sock" ] || { echo "critest_pair: moat-cri did not listen" >&2; exit 1; }
+procs_moat_cri "$shim_bin" "$work" "$sock" moat_critest
 
 # run <side> <socket>: the suite against one endpoint; its outcome is in the report.
 run() {
