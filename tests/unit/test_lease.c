@@ -72,7 +72,8 @@ typedef struct {
     char why[4][96];
     bool leading_in_stopped;
     size_t requests_at_stop;
-    int64_t stopped_ns; /* when on_stopped was first called */
+    long last_status, status_at_stop; /* the latest answer's, and the latest before the stop */
+    int64_t stopped_ns;               /* when on_stopped was first called */
     char new_leaders[4][32];
     int n_new_leaders;
     int64_t pause_in_started; /* the first on_started takes this long (a SIGSTOP) */
@@ -207,7 +208,8 @@ static int fake_send(void *impl, const kube_http_request *req, kube_http_respons
     } else {
         json_decref(body);
     }
-    f->n++;
+    f->n++; /* counts past MAX_LOG: only the first MAX_LOG requests are kept */
+    f->last_status = resp->status;
     pthread_cond_broadcast(&f->cond);
     pthread_mutex_unlock(&f->lock);
     (void)err;
@@ -244,6 +246,7 @@ static void on_stopped(void *user, const char *why)
     if (f->stopped == 0) {
         f->leading_in_stopped = kube_leader_is_leading(f->leader);
         f->requests_at_stop = f->n;
+        f->status_at_stop = f->last_status;
         f->stopped_ns = moat_mono_ns();
     }
     f->stopped++;
@@ -489,7 +492,7 @@ static void test_renews_before_the_deadline(void **state)
     assert_string_equal(f->why[0], "stopping");
     const char *acquired = kobj_str(f->log[1].body, "spec.acquireTime");
     int puts = 0;
-    for (size_t i = 2; i < f->n; i++) {
+    for (size_t i = 2; i < f->n && i < MAX_LOG; i++) {
         request *r = &f->log[i];
         if (strcmp(r->method, "PUT") != 0)
             continue;
@@ -599,7 +602,7 @@ static void test_held_lease_is_not_taken_before_it_expires(void **state)
     WAIT_UNTIL(f, f->started == 1);
     pthread_mutex_lock(&f->lock);
     size_t put = 0;
-    while (put < f->n && strcmp(f->log[put].method, "PUT") != 0)
+    while (put < f->n && put < MAX_LOG - 1 && strcmp(f->log[put].method, "PUT") != 0)
         put++;
     assert_true(put < f->n);
     json_t *b = f->log[put].body;
@@ -650,7 +653,9 @@ static void test_conflict_when_renewing_stops_the_holder(void **state)
     pthread_mutex_lock(&f->lock);
     assert_string_equal(f->why[0], "another candidate holds the lease");
     assert_false(f->leading_in_stopped);
-    assert_int_equal(f->log[f->requests_at_stop - 1].status, 409);
+    /* the last request before the stop was answered 409 (read from the answer itself: with a
+     * 2 ms retry period a slow run, valgrind's, sends more than the log keeps) */
+    assert_int_equal(f->status_at_stop, 409);
     pthread_mutex_unlock(&f->lock);
     stop(f);
 }
