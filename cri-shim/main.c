@@ -27,7 +27,7 @@
 #include "cri-shim/wall.h"
 #include "relay.h"
 
-#define VERSION  "0.1.0"
+#define VERSION  MOAT_VERSION_STRING
 #define DRAIN_NS (10 * 1000000000LL)
 
 static void usage(FILE *f)

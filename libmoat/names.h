@@ -35,6 +35,17 @@
  * active. Like the report, the agent's to write, so outside the operator's mark. */
 #define MOAT_ANNOTATION_LAST_ACTIVITY "moat.dev/last-activity"
 
+/* On a Session's Pod, written by the operator: its idleTimeout in whole seconds, so the
+ * node agent (which reads no Pod from the API) knows the session and paces its writes. */
+#define MOAT_ANNOTATION_IDLE_TIMEOUT "moat.dev/idle-timeout"
+
+/* Moat's helper in every Session (init/): the image volume holding it, the folder of the
+ * helper image it mounts (subPath), and where it appears in the sandbox's container. */
+#define MOAT_HELPER_VOLUME  "moat-init"
+#define MOAT_HELPER_SUBPATH "moat-init"
+#define MOAT_HELPER_MOUNT   "/.moat"
+#define MOAT_HELPER_PATH    "/.moat/moat-init"
+
 /* The operator's mark on each Pod it made (operator/mark.h): "v1." and an HMAC-SHA256 in
  * unpadded base64url, keyed by a Secret only the operator reads. */
 #define MOAT_ANNOTATION_MARK "moat.dev/mark"

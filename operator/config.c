@@ -48,6 +48,8 @@ typedef enum {
     S_DEFAULT_STORAGE,
     S_DEFAULT_TIMEOUT,
     S_DEFAULT_TTL,
+    S_DEFAULT_SESSION_TIMEOUT,
+    S_DEFAULT_IDLE_TIMEOUT,
     S_MAXIMUMS,
     S_MAX_CPU,
     S_MAX_MEMORY,
@@ -71,6 +73,8 @@ typedef enum {
     S_SECURITY,
     S_MARK_KEY_FILE,
     S_REQUIRED_POLICIES,
+    S_SESSIONS,
+    S_HELPER_IMAGE,
     S_COUNT
 } setting_id;
 
@@ -115,6 +119,10 @@ static const setting settings[S_COUNT] = {
                            NUM(default_storage_milli)},
     [S_DEFAULT_TIMEOUT] = {"defaults.timeout", KIND_DURATION, "5m", NUM(default_timeout_ns)},
     [S_DEFAULT_TTL] = {"defaults.ttlAfterFinished", KIND_DURATION, "10m", NUM(default_ttl_ns)},
+    [S_DEFAULT_SESSION_TIMEOUT] = {"defaults.sessionTimeout", KIND_DURATION, "1h",
+                                   NUM(default_session_timeout_ns)},
+    [S_DEFAULT_IDLE_TIMEOUT] = {"defaults.idleTimeout", KIND_DURATION, "15m",
+                                NUM(default_idle_timeout_ns)},
 
     [S_MAXIMUMS] = {.path = "maximums", .kind = KIND_SECTION},
     [S_MAX_CPU] = {"maximums.cpu", KIND_QUANTITY, "8", NUM(max_cpu_milli)},
@@ -152,6 +160,10 @@ static const setting settings[S_COUNT] = {
                          STR(mark_key_file)},
     [S_REQUIRED_POLICIES] = {"security.requiredPolicies", KIND_LIST, MOAT_POLICIES_DEFAULT,
                              NUM(required_policies)},
+
+    [S_SESSIONS] = {.path = "sessions", .kind = KIND_SECTION},
+    [S_HELPER_IMAGE] = {"sessions.helperImage", KIND_STRING, OPERATOR_HELPER_IMAGE_DEFAULT,
+                        STR(helper_image)},
 };
 
 /* Each default, checked against its maximum once the whole file is read. */
@@ -162,6 +174,8 @@ static const struct {
     {S_DEFAULT_MEMORY, S_MAX_MEMORY},
     {S_DEFAULT_STORAGE, S_MAX_STORAGE},
     {S_DEFAULT_TIMEOUT, S_MAX_TIMEOUT},
+    {S_DEFAULT_SESSION_TIMEOUT, S_MAX_TIMEOUT},
+    {S_DEFAULT_IDLE_TIMEOUT, S_MAX_TIMEOUT},
 };
 
 #define DEFAULT_DNS_LABEL_KEY   "k8s-app"
@@ -467,5 +481,6 @@ void operator_config_free(operator_config *c)
     moat_strv_free(c->placement_toleration_keys);
     free(c->mark_key_file);
     moat_strv_free(c->required_policies);
+    free(c->helper_image);
     free(c);
 }

@@ -17,8 +17,10 @@
  *     cpu: "1"
  *     memory: 512Mi
  *     ephemeralStorage: 1Gi
- *     timeout: 5m
+ *     timeout: 5m                # mode Run
  *     ttlAfterFinished: 10m
+ *     sessionTimeout: 1h         # mode Session: its timeout
+ *     idleTimeout: 15m           # mode Session
  *   maximums:
  *     cpu: "8"
  *     memory: 32Gi
@@ -46,6 +48,9 @@
  *     requiredPolicies: [moat-sandbox-secrets, moat-sandbox-placement, moat-pod-guard,
  *                        moat-sandbox-pod-shape, moat-agent-own-node]
  *                                         # /readyz fails while one, or its binding, is absent
+ *   sessions:
+ *     helperImage: moat.local/moat-node:<version>  # the image whose /moat-init holds the
+ *                                         # helper (moat-init), mounted into every Session
  */
 #ifndef MOAT_OPERATOR_CONFIG_H
 #define MOAT_OPERATOR_CONFIG_H
@@ -66,6 +71,8 @@ typedef struct {
     int max_gpus;
 
     int64_t default_timeout_ns, max_timeout_ns, default_ttl_ns;
+    int64_t default_session_timeout_ns, default_idle_timeout_ns;
+    char *helper_image;
 
     char *image_pull_policy;
     char *gpu_container_resource, *gpu_vm_resource, *gpu_product_label, *gpu_taint_key;
@@ -81,6 +88,9 @@ typedef struct {
     char *mark_key_file;
     char **required_policies;
 } operator_config;
+
+/* The helper's image when the configuration names none: the node image of this release. */
+#define OPERATOR_HELPER_IMAGE_DEFAULT "moat.local/moat-node:" MOAT_VERSION_STRING
 
 /* Where the chart mounts the mark key Secret. */
 #define OPERATOR_MARK_KEY_FILE "/etc/moat-operator/mark/key"

@@ -29,6 +29,9 @@ extern const double controller_latency_buckets[N_BUCKETS];
 #define CONTROLLER_RUNTIMES 3
 extern const char *const controller_phases[CONTROLLER_PHASES];
 extern const char *const controller_runtimes[CONTROLLER_RUNTIMES];
+/* The Finished reasons that end a Session. */
+#define CONTROLLER_SESSION_ENDS 4
+extern const char *const controller_session_ends[CONTROLLER_SESSION_ENDS];
 
 struct operator_controller {
     kube_client *client;
@@ -77,6 +80,9 @@ struct operator_controller {
     /* Sandboxes by phase and by reported runtime, kept by the informer's handlers (a scrape
      * of /metrics never walks the cache) */
     atomic_long by_phase[CONTROLLER_PHASES], by_runtime[CONTROLLER_RUNTIMES];
+    atomic_long sessions_running; /* Sessions in phase Running, by the same handlers */
+    atomic_uint_fast64_t sessions_ended[CONTROLLER_SESSION_ENDS]; /* by Finished reason */
+    atomic_uint_fast64_t idle_stops; /* idle Sessions whose Pod was told to stop */
 };
 
 /* What a reconcile asks of the worker: nothing more, a quick retry (a conflict), a retry

@@ -47,6 +47,14 @@ const double controller_latency_buckets[N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01
 const char *const controller_phases[CONTROLLER_PHASES] = {"Pending", "Running", "Succeeded",
                                                           "Failed", "Expired"};
 const char *const controller_runtimes[CONTROLLER_RUNTIMES] = {"gvisor", "kata", ""};
+const char *const controller_session_ends[CONTROLLER_SESSION_ENDS] = {"Timeout", "IdleTimeout",
+                                                                      "Exited", "PodDeleted"};
+
+static bool is_session(const json_t *sbx)
+{
+    const char *mode = kobj_str(sbx, "spec.mode");
+    return mode && strcmp(mode, "Session") == 0;
+}
 
 /* Adds delta to the counts obj falls in. */
 static void count(operator_controller *c, const json_t *obj, long delta)
@@ -58,6 +66,8 @@ static void count(operator_controller *c, const json_t *obj, long delta)
     for (size_t k = 0; k < ELEMENTSOF(controller_runtimes); k++)
         if (strcmp(r ? r : "", controller_runtimes[k]) == 0)
             atomic_fetch_add(&c->by_runtime[k], delta);
+    if (p && strcmp(p, "Running") == 0 && is_session(obj))
+        atomic_fetch_add(&c->sessions_running, delta);
 }
 
 static void sandbox_added(void *user, json_t *obj)
@@ -256,6 +266,16 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
     if (!np || (op && strcmp(op, np) == 0))
         return;
     const char *msg = kobj_str(new, "message");
+    const char *fin = kobj_str(kobj_condition(new, "conditions", "Finished"), "reason");
+    if (is_session(sbx) && fin && kobj_str(new, "completionTime") &&
+        !kobj_str(old, "completionTime"))
+        for (size_t i = 0; i < ELEMENTSOF(controller_session_ends); i++)
+            if (strcmp(fin, controller_session_ends[i]) == 0)
+                atomic_fetch_add(&c->sessions_ended[i], 1);
+    if (fin && strcmp(fin, "IdleTimeout") == 0 && strcmp(np, "Expired") == 0) {
+        kube_recorder_event(c->recorder, sbx, "Normal", "IdleTimeout", "%s", msg ? msg : "idle");
+        return;
+    }
     if (strcmp(np, "Running") == 0)
         kube_recorder_event(c->recorder, sbx, "Normal", "Started", "the sandbox is running");
     else if (strcmp(np, "Succeeded") == 0)
@@ -299,11 +319,13 @@ outcome controller_reconcile(operator_controller *c, const char *key, int64_t *r
     sandbox_view view = {.sandbox = sbx,
                          .spec_error = built ? NULL : spec_err.message,
                          .isolation = kobj_str(sbx, "spec.isolation")};
-    int64_t timeout_ns = c->cfg->default_timeout_ns, ttl_ns = c->cfg->default_ttl_ns;
+    int64_t timeout_ns = c->cfg->default_timeout_ns, ttl_ns = c->cfg->default_ttl_ns, idle_ns = 0;
     if (built) {
         _cleanup_error_ moat_error e2 = MOAT_ERROR_INIT;
         sandbox_timeout_ns(&timeout_ns, sbx, c->cfg, &e2);
         sandbox_ttl_ns(&ttl_ns, sbx, c->cfg, &e2);
+        sandbox_idle_timeout_ns(&idle_ns, sbx, c->cfg, &e2);
+        view.session = is_session(sbx);
         const char *iso = kobj_str(sbx, "spec.isolation");
         view.wants_vm = iso && strcmp(iso, "VM") == 0;
         int64_t gpus = 0;
@@ -312,6 +334,7 @@ outcome controller_reconcile(operator_controller *c, const char *key, int64_t *r
     }
     view.timeout_s = (timeout_ns + 999999999LL) / 1000000000LL; /* as activeDeadlineSeconds */
     view.ttl_s = ttl_ns / 1000000000LL;
+    view.idle_s = (idle_ns + 999999999LL) / 1000000000LL; /* as the Pod's annotation */
 
     sandbox_pod_claim claim =
         controller_sandbox_pod(c, &pod, key, uid, untrusted, sizeof(untrusted));
@@ -390,6 +413,27 @@ outcome controller_reconcile(operator_controller *c, const char *key, int64_t *r
         }
         atomic_fetch_add(&c->status_writes, 1);
         record_transitions(c, sbx, old_status, plan.status);
+    }
+    if (plan.action == SANDBOX_ACTION_STOP_POD && pod) {
+        /* Status first (above): the Sandbox says IdleTimeout whatever kubelet reports next.
+         * activeDeadlineSeconds may only go down, and kubelet stops the Pod at it, keeping its
+         * log for the TTL, where a delete would lose it. */
+        json_t *patch = json_pack("{s:{s:I}}", "spec", "activeDeadlineSeconds",
+                                  (json_int_t)plan.stop_deadline_s);
+        int r = patch ? kube_patch(c->client, NULL, &KUBE_PODS, ns, name, KUBE_PATCH_MERGE, patch,
+                                   NULL, err)
+                      : moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+        json_decref(patch);
+        if (r < 0) {
+            if (!kube_error_is(err, KUBE_REASON_NOT_FOUND)) {
+                result = FAILED;
+                goto out;
+            }
+            moat_error_clear(err);
+        } else {
+            atomic_fetch_add(&c->idle_stops, 1);
+            log_info(key, "idle for its idleTimeout: stopping its pod");
+        }
     }
     if (plan.action == SANDBOX_ACTION_DELETE_SANDBOX) {
         kube_delete_options d = {.precondition_uid = uid, .propagation = "Background"};

@@ -86,5 +86,20 @@ char *controller_metrics_render(operator_controller *c)
     for (size_t k = 0; k < ELEMENTSOF(controller_runtimes); k++)
         moat_strbuf_appendf(&b, "moat_sandboxes_by_runtime{runtime=\"%s\"} %ld\n",
                             controller_runtimes[k], atomic_load(&c->by_runtime[k]));
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_sessions_running Sessions in phase Running.\n"
+                        "# TYPE moat_sessions_running gauge\nmoat_sessions_running %ld\n",
+                        atomic_load(&c->sessions_running));
+    moat_strbuf_appendf(&b, "# HELP moat_sessions_ended_total Sessions ended, by the Finished "
+                            "condition's reason.\n# TYPE moat_sessions_ended_total counter\n");
+    for (size_t k = 0; k < ELEMENTSOF(controller_session_ends); k++)
+        moat_strbuf_appendf(&b, "moat_sessions_ended_total{reason=\"%s\"} %llu\n",
+                            controller_session_ends[k],
+                            (unsigned long long)atomic_load(&c->sessions_ended[k]));
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_operator_idle_stops_total Idle Sessions whose Pod the "
+                        "operator told to stop.\n# TYPE moat_operator_idle_stops_total counter\n"
+                        "moat_operator_idle_stops_total %llu\n",
+                        (unsigned long long)atomic_load(&c->idle_stops));
     return moat_strbuf_take(&b);
 }

@@ -41,7 +41,8 @@ typedef struct {
     const char *name, *ns, *uid, *image, *working_dir;
     isolation_mode isolation;
     bool internet;
-    int64_t timeout_ns;
+    bool session; /* spec.mode: Session */
+    int64_t timeout_ns, idle_timeout_ns;
     const json_t *cpu, *memory, *storage; /* as given, or NULL for the configured default */
     int64_t gpu_count;
     const char *gpu_product;
@@ -191,17 +192,31 @@ static void format_quantity(char *buf, size_t size, int64_t milli, bool bytes)
     snprintf(buf, size, "%" PRId64 "%s", v, k ? suffixes[k - 1] : "");
 }
 
-static int check_timeout(int64_t *ret_ns, const json_t *spec, const operator_config *cfg,
-                         moat_error *err)
+/* spec.mode: true for a Session. */
+static int check_mode(bool *ret_session, const json_t *spec, moat_error *err)
+{
+    const char *text = NULL;
+
+    if (opt_string(&text, spec, "mode", "spec", err) < 0)
+        return -1;
+    if (text && strcmp(text, "Session") != 0 && strcmp(text, "Run") != 0)
+        return invalid(err, "spec.mode: \"%.*s%s\" is not Run or Session", SHOWN(text));
+    *ret_session = text && strcmp(text, "Session") == 0;
+    return 0;
+}
+
+/* spec.<key>: a positive Go duration of at most cfg's maximum timeout; def when absent. */
+static int check_limit(int64_t *ret_ns, const json_t *spec, const char *key, int64_t def,
+                       const operator_config *cfg, moat_error *err)
 {
     const char *text = NULL;
     char max[32];
     int64_t ns;
 
-    if (opt_string(&text, spec, "timeout", "spec", err) < 0)
+    if (opt_string(&text, spec, key, "spec", err) < 0)
         return -1;
     if (!text) {
-        *ret_ns = cfg->default_timeout_ns;
+        *ret_ns = def;
         return 0;
     }
     format_duration(max, sizeof max, cfg->max_timeout_ns);
@@ -210,16 +225,41 @@ static int check_timeout(int64_t *ret_ns, const json_t *spec, const operator_con
         bool range = perr.code == MOAT_E_RANGE;
         moat_error_clear(&perr);
         if (range)
-            return invalid(err, "spec.timeout: \"%.*s%s\" is above the cluster's maximum %s",
+            return invalid(err, "spec.%s: \"%.*s%s\" is above the cluster's maximum %s", key,
                            SHOWN(text), max);
-        return invalid(err, "spec.timeout: \"%.*s%s\" is not a duration", SHOWN(text));
+        return invalid(err, "spec.%s: \"%.*s%s\" is not a duration", key, SHOWN(text));
     }
     if (ns <= 0)
-        return invalid(err, "spec.timeout: \"%.*s%s\" is not positive", SHOWN(text));
+        return invalid(err, "spec.%s: \"%.*s%s\" is not positive", key, SHOWN(text));
     if (ns > cfg->max_timeout_ns)
-        return invalid(err, "spec.timeout: \"%.*s%s\" is above the cluster's maximum %s",
+        return invalid(err, "spec.%s: \"%.*s%s\" is above the cluster's maximum %s", key,
                        SHOWN(text), max);
     *ret_ns = ns;
+    return 0;
+}
+
+/* The mode's limits: spec.timeout (default by mode) and, for a Session, spec.idleTimeout
+ * (a Run has none: 0). */
+static int check_limits(bool *ret_session, int64_t *ret_timeout_ns, int64_t *ret_idle_ns,
+                        const json_t *spec, const operator_config *cfg, moat_error *err)
+{
+    bool session = false;
+    int64_t timeout_ns, idle_ns = 0;
+
+    if (check_mode(&session, spec, err) < 0 ||
+        check_limit(&timeout_ns, spec, "timeout",
+                    session ? cfg->default_session_timeout_ns : cfg->default_timeout_ns, cfg,
+                    err) < 0)
+        return -1;
+    if (session) {
+        if (check_limit(&idle_ns, spec, "idleTimeout", cfg->default_idle_timeout_ns, cfg, err) < 0)
+            return -1;
+    } else if (json_object_get(spec, "idleTimeout")) {
+        return invalid(err, "spec.idleTimeout: only a Session has an idleTimeout");
+    }
+    *ret_session = session;
+    *ret_timeout_ns = timeout_ns;
+    *ret_idle_ns = idle_ns;
     return 0;
 }
 
@@ -258,7 +298,17 @@ static int check_ttl(int64_t *ret_ns, const json_t *spec, const operator_config 
 int sandbox_timeout_ns(int64_t *ret_ns, const json_t *sandbox, const operator_config *cfg,
                        moat_error *err)
 {
-    return check_timeout(ret_ns, kobj_get(sandbox, "spec"), cfg, err);
+    bool session;
+    int64_t idle_ns;
+    return check_limits(&session, ret_ns, &idle_ns, kobj_get(sandbox, "spec"), cfg, err);
+}
+
+int sandbox_idle_timeout_ns(int64_t *ret_ns, const json_t *sandbox, const operator_config *cfg,
+                            moat_error *err)
+{
+    bool session;
+    int64_t timeout_ns;
+    return check_limits(&session, &timeout_ns, ret_ns, kobj_get(sandbox, "spec"), cfg, err);
 }
 
 int sandbox_ttl_ns(int64_t *ret_ns, const json_t *sandbox, const operator_config *cfg,
@@ -417,8 +467,12 @@ static int check_sandbox(sandbox_params *ret, const json_t *sandbox, const opera
         return invalid(err, "spec.network.egress: \"%.*s%s\" is not None or Internet", SHOWN(s));
 
     int64_t ttl;
-    if (check_timeout(&p.timeout_ns, spec, cfg, err) < 0 || check_ttl(&ttl, spec, cfg, err) < 0)
+    if (check_limits(&p.session, &p.timeout_ns, &p.idle_timeout_ns, spec, cfg, err) < 0 ||
+        check_ttl(&ttl, spec, cfg, err) < 0)
         return -1;
+    if (p.session && json_object_get(spec, "args") && !json_object_get(spec, "command"))
+        return invalid(err, "spec.args: a Session's args need a command (its helper starts the "
+                            "command, not the image's entrypoint)");
 
     if (opt_object(&resources, spec, "resources", "spec", err) < 0 ||
         check_quantity(&p.cpu, resources, "cpu", cfg->max_cpu_milli, false, err) < 0 ||
@@ -782,21 +836,52 @@ static int build_resource_list(json_t **out, const sandbox_params *p, const oper
     return 0;
 }
 
+/* A Session's command: its helper as PID 1, starting the spec's command when there is one
+ * (args go with it: the CRD refuses args without a command in a Session). */
+static int build_session_command(json_t **out, const json_t *spec, moat_error *err)
+{
+    _cleanup_json_ json_t *command = NULL, *args = NULL;
+
+    if (build_strings(&command, spec, "command", err) < 0 ||
+        build_strings(&args, spec, "args", err) < 0)
+        return -1;
+    json_t *argv = json_pack("[s, s]", MOAT_HELPER_PATH, "init");
+    if (!argv)
+        return nomem(err);
+    if (command &&
+        (json_array_append_new(argv, json_string("--")) < 0 ||
+         json_array_extend(argv, command) < 0 || (args && json_array_extend(argv, args) < 0))) {
+        json_decref(argv);
+        return nomem(err);
+    }
+    *out = argv;
+    return 0;
+}
+
 static int build_container(json_t **out, const json_t *spec, const sandbox_params *p,
                            const operator_config *cfg, moat_error *err)
 {
     _cleanup_json_ json_t *command = NULL, *args = NULL, *env = NULL, *requests = NULL,
-                          *limits = NULL;
+                          *limits = NULL, *mounts = NULL;
 
-    if (build_strings(&command, spec, "command", err) < 0 ||
-        build_strings(&args, spec, "args", err) < 0 || build_env(&env, spec, err) < 0 ||
-        build_resource_list(&requests, p, cfg, err) < 0 ||
+    if (p->session) {
+        if (build_session_command(&command, spec, err) < 0)
+            return -1;
+        mounts = json_pack("[{s:s, s:s, s:s, s:b}]", "name", MOAT_HELPER_VOLUME, "mountPath",
+                           MOAT_HELPER_MOUNT, "subPath", MOAT_HELPER_SUBPATH, "readOnly", 1);
+        if (!mounts)
+            return nomem(err);
+    } else if (build_strings(&command, spec, "command", err) < 0 ||
+               build_strings(&args, spec, "args", err) < 0) {
+        return -1;
+    }
+    if (build_env(&env, spec, err) < 0 || build_resource_list(&requests, p, cfg, err) < 0 ||
         build_resource_list(&limits, p, cfg, err) < 0)
         return -1;
 
     json_t *container =
         json_pack("{s:s, s:s, s:o*, s:o*, s:s*, s:o*, s:s, s:{s:o, s:o},"
-                  " s:{s:b, s:b, s:{s:[s]}, s:b}, s:s}",
+                  " s:{s:b, s:b, s:{s:[s]}, s:b}, s:s, s:o*}",
                   "name", SANDBOX_CONTAINER_NAME, "image", p->image, "command", TAKE_PTR(command),
                   "args", TAKE_PTR(args), "workingDir", p->working_dir, "env", TAKE_PTR(env),
                   "imagePullPolicy", cfg->image_pull_policy, "resources", "requests",
@@ -804,10 +889,28 @@ static int build_container(json_t **out, const json_t *spec, const sandbox_param
                   "allowPrivilegeEscalation", 0, "privileged", 0, "capabilities", "drop", "ALL",
                   /* Many images write to their own filesystem; the runtime's sandbox, not a
                    * read-only root, is the boundary. */
-                  "readOnlyRootFilesystem", 0, "terminationMessagePolicy", "FallbackToLogsOnError");
+                  "readOnlyRootFilesystem", 0, "terminationMessagePolicy", "FallbackToLogsOnError",
+                  "volumeMounts", TAKE_PTR(mounts));
     if (!container)
         return nomem(err);
     *out = container;
+    return 0;
+}
+
+/* A Session's volumes: the helper, from the helper image (an image volume: read-only,
+ * nothing required of the sandbox's own image); NULL for a Run. */
+static int build_volumes(json_t **out, const sandbox_params *p, const operator_config *cfg,
+                         moat_error *err)
+{
+    if (!p->session) {
+        *out = NULL;
+        return 0;
+    }
+    json_t *volumes = json_pack("[{s:s, s:{s:s, s:s}}]", "name", MOAT_HELPER_VOLUME, "image",
+                                "reference", cfg->helper_image, "pullPolicy", "IfNotPresent");
+    if (!volumes)
+        return nomem(err);
+    *out = volumes;
     return 0;
 }
 
@@ -816,11 +919,17 @@ static int build_metadata(json_t **out, const sandbox_params *p, moat_error *err
     const char *egress = p->internet ? MOAT_EGRESS_INTERNET : MOAT_EGRESS_NONE;
     char count[24];
 
+    char idle[24];
+
     snprintf(count, sizeof count, "%" PRId64, p->gpu_count);
+    /* Rounded up, as the deadline: an idle limit never cut short. */
+    snprintf(idle, sizeof idle, "%" PRId64,
+             (int64_t)(p->idle_timeout_ns / NS_PER_S + (p->idle_timeout_ns % NS_PER_S != 0)));
     _cleanup_json_ json_t *annotations =
-        json_pack("{s:s, s:s, s:s, s:s*}", MOAT_ANNOTATION_ISOLATION, isolation_names[p->isolation],
-                  MOAT_ANNOTATION_NETWORK, egress, MOAT_ANNOTATION_GPU_COUNT, count,
-                  MOAT_ANNOTATION_GPU_PRODUCT, p->gpu_product);
+        json_pack("{s:s, s:s, s:s, s:s*, s:s*}", MOAT_ANNOTATION_ISOLATION,
+                  isolation_names[p->isolation], MOAT_ANNOTATION_NETWORK, egress,
+                  MOAT_ANNOTATION_GPU_COUNT, count, MOAT_ANNOTATION_GPU_PRODUCT, p->gpu_product,
+                  MOAT_ANNOTATION_IDLE_TIMEOUT, p->session ? idle : NULL);
     if (!annotations)
         return nomem(err);
     json_t *metadata =
@@ -853,7 +962,8 @@ int sandbox_pod_build(json_t **out, const json_t *sandbox, const operator_config
 {
     sandbox_params p;
     _cleanup_json_ json_t *metadata = NULL, *container = NULL, *pull_secrets = NULL,
-                          *node_selector = NULL, *tolerations = NULL, *affinity = NULL;
+                          *node_selector = NULL, *tolerations = NULL, *affinity = NULL,
+                          *volumes = NULL;
 
     if (check_sandbox(&p, sandbox, cfg, err) < 0)
         return -1;
@@ -863,7 +973,7 @@ int sandbox_pod_build(json_t **out, const json_t *sandbox, const operator_config
         build_pull_secrets(&pull_secrets, spec, err) < 0 ||
         build_node_selector(&node_selector, spec, cfg, err) < 0 ||
         build_tolerations(&tolerations, spec, &p, cfg, err) < 0 ||
-        build_affinity(&affinity, &p, cfg, err) < 0)
+        build_affinity(&affinity, &p, cfg, err) < 0 || build_volumes(&volumes, &p, cfg, err) < 0)
         return -1;
 
     const char *runtime_class = runtime_class_for(p.isolation, cfg);
@@ -872,7 +982,7 @@ int sandbox_pod_build(json_t **out, const json_t *sandbox, const operator_config
 
     json_t *pod = json_pack(
         "{s:s, s:s, s:o, s:{s:s, s:s, s:I, s:b, s:b, s:b, s:b, s:b, s:b, s:I, s:{s:{s:s}},"
-        " s:o*, s:o*, s:o*, s:o, s:[o]}}",
+        " s:o*, s:o*, s:o*, s:o, s:[o], s:o*}}",
         "apiVersion", "v1", "kind", "Pod", "metadata", TAKE_PTR(metadata), "spec",
         "runtimeClassName", runtime_class, "restartPolicy", "Never", "activeDeadlineSeconds",
         deadline, "automountServiceAccountToken", 0, "enableServiceLinks", 0, "hostNetwork", 0,
@@ -880,7 +990,7 @@ int sandbox_pod_build(json_t **out, const json_t *sandbox, const operator_config
         (json_int_t)TERMINATION_GRACE, "securityContext", "seccompProfile", "type",
         "RuntimeDefault", "imagePullSecrets", TAKE_PTR(pull_secrets), "nodeSelector",
         TAKE_PTR(node_selector), "tolerations", TAKE_PTR(tolerations), "affinity",
-        TAKE_PTR(affinity), "containers", TAKE_PTR(container));
+        TAKE_PTR(affinity), "containers", TAKE_PTR(container), "volumes", TAKE_PTR(volumes));
     if (!pod)
         return nomem(err);
     *out = pod;

@@ -25,18 +25,26 @@
 /* Builds the Pod for sandbox (a moat.dev/v1alpha1 Sandbox with metadata.name, .namespace
  * and .uid): same name and namespace, owned by the Sandbox, on a RuntimeClass chosen by
  * spec.isolation, placed on managed nodes by required node affinity, one container with
- * requests equal to limits and every privilege dropped. Missing resources and timeout take
- * cfg's defaults; values above cfg's maximums are refused. On success *out is a new
- * reference the caller owns; on failure *out is untouched. */
+ * requests equal to limits and every privilege dropped. A Session's container runs Moat's
+ * helper as PID 1 (MOAT_HELPER_PATH "init", then "--" and its command when it has one),
+ * mounted read-only from cfg->helper_image; its Pod carries MOAT_ANNOTATION_IDLE_TIMEOUT. Missing
+ * resources and timeout take cfg's defaults; values above cfg's maximums are refused. On success
+ * *out is a new reference the caller owns; on failure *out is untouched. */
 int sandbox_pod_build(json_t **out, const json_t *sandbox, const operator_config *cfg,
                       moat_error *err);
 
-/* The Sandbox's timeout in nanoseconds: spec.timeout, or cfg->default_timeout_ns when
- * absent. A malformed, non-positive, or above cfg->max_timeout_ns value is refused
- * (MOAT_E_INVALID, "spec.timeout: ..."). The Pod's activeDeadlineSeconds is this rounded
- * up to whole seconds. */
+/* The Sandbox's timeout in nanoseconds: spec.timeout, or the mode's default when absent
+ * (cfg->default_timeout_ns for a Run, cfg->default_session_timeout_ns for a Session). A malformed,
+ * non-positive, or above cfg->max_timeout_ns value is refused (MOAT_E_INVALID, "spec.timeout:
+ * ..."). The Pod's activeDeadlineSeconds is this rounded up to whole seconds. */
 int sandbox_timeout_ns(int64_t *ret_ns, const json_t *sandbox, const operator_config *cfg,
                        moat_error *err);
+
+/* A Session's idle timeout in nanoseconds: spec.idleTimeout, or
+ * cfg->default_idle_timeout_ns when absent; 0 for a Run. Refused as sandbox_timeout_ns
+ * refuses ("spec.idleTimeout: ..."). */
+int sandbox_idle_timeout_ns(int64_t *ret_ns, const json_t *sandbox, const operator_config *cfg,
+                            moat_error *err);
 
 /* How long a finished Sandbox is kept, in nanoseconds: spec.ttlAfterFinished, or
  * cfg->default_ttl_ns when absent. A malformed, negative or above 720h (the CRD's limit)

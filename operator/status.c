@@ -1,5 +1,6 @@
 #include "status.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,51 @@ static void isolated_condition(json_t *conds, const json_t *old, report_verdict 
     }
 }
 
+/* A limit as a Go duration without zero parts: "1h", "15m", "1h30m", "90s" is "1m30s". */
+static void format_limit(char *buf, size_t len, int64_t s)
+{
+    int64_t h = s / 3600, m = s / 60 % 60, sec = s % 60;
+    int n = 0;
+    buf[0] = '\0';
+    if (h)
+        n += snprintf(buf + n, len - (size_t)n, "%" PRId64 "h", h);
+    if (m && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, "%" PRId64 "m", m);
+    if ((sec || s == 0) && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, "%" PRId64 "s", sec);
+}
+
+static void set_limits(json_t *status, const sandbox_view *view)
+{
+    char timeout[32], idle[32];
+    format_limit(timeout, sizeof timeout, view->timeout_s);
+    format_limit(idle, sizeof idle, view->idle_s);
+    json_object_set_new(
+        status, "limits",
+        json_pack("{s:s, s:s*}", "timeout", timeout, "idleTimeout", view->session ? idle : NULL));
+}
+
+/* The Finished reason of a final status, or NULL. */
+static const char *finished_reason(const json_t *status)
+{
+    const json_t *c = kobj_condition(status, "conditions", "Finished");
+    return kobj_str(c, "reason");
+}
+
+/* What to set a running Session Pod's activeDeadlineSeconds to, to stop it now. */
+static int64_t stop_deadline(const json_t *pod, int64_t now)
+{
+    int64_t started = rfc3339_parse(kobj_str(pod, "status.startTime"));
+    int64_t d = started >= 0 ? now - started : 1;
+    return d < 1 ? 1 : d;
+}
+
+static bool pod_is_running(const json_t *pod)
+{
+    const char *phase = kobj_str(pod, "status.phase");
+    return pod && (!phase || strcmp(phase, "Running") == 0 || strcmp(phase, "Pending") == 0);
+}
+
 static void finish(json_t *status, const char *phase, const char *message, int64_t when)
 {
     json_object_set_new(status, "phase", json_string(phase));
@@ -247,10 +293,17 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
             set_time(st, "completionTime", now);
         }
         int64_t left = done + view->ttl_s - now;
-        if (left <= 0)
+        const char *why = finished_reason(old);
+        if (left <= 0) {
             out->action = SANDBOX_ACTION_DELETE_SANDBOX;
-        else
+        } else if (view->session && why && strcmp(why, "IdleTimeout") == 0 && pod_is_running(pod)) {
+            /* Ended idle, but its Pod still runs: stop it (again), and look once more. */
+            out->action = SANDBOX_ACTION_STOP_POD;
+            out->stop_deadline_s = stop_deadline(pod, now);
+            out->requeue_after_s = 2;
+        } else {
             out->requeue_after_s = left;
+        }
         /* A late isolation report still makes status.isolation true. */
         if (pod && !kobj_bool(old, "isolation.verified", false)) {
             char imsg[REPORT_REASON_MAX + 256];
@@ -275,6 +328,8 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
 
     const char *phase = "Pending";
     const char *final_reason = NULL;
+    if (!view->spec_error)
+        set_limits(st, view); /* while it runs: a final status stays as it was written */
 
     if (view->spec_error) {
         FORMAT(msg, "invalid spec: %s", view->spec_error);
@@ -386,21 +441,34 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
     char term[MAX_MESSAGE + 1];
     FORMAT(term, "%s", term_msg ? term_msg : term_reason ? term_reason : "");
 
+    /* A Session: its last activity, which never moves back. */
+    int64_t last_activity = -1;
+    if (view->session && started >= 0) {
+        last_activity = started;
+        int64_t reported = rfc3339_parse(kobj_annotation(pod, MOAT_ANNOTATION_LAST_ACTIVITY));
+        int64_t known = rfc3339_parse(kobj_str(old, "lastActivityTime"));
+        if (reported > last_activity && reported <= now + 60) /* a clock far ahead: not trusted */
+            last_activity = reported;
+        if (known > last_activity)
+            last_activity = known;
+        set_time(st, "lastActivityTime", last_activity);
+    }
+
     if (pod_phase && strcmp(pod_phase, "Succeeded") == 0) {
         phase = "Succeeded";
-        final_reason = "Succeeded";
+        final_reason = view->session ? "Exited" : "Succeeded";
         json_object_set_new(st, "exitCode", json_integer(terminated ? exit_code : 0));
         finish(st, phase, term, finished_at);
     } else if (pod_phase && strcmp(pod_phase, "Failed") == 0) {
         const char *preason = kobj_str(pod, "status.reason");
         if (preason && strcmp(preason, "DeadlineExceeded") == 0) {
             phase = "Expired";
-            final_reason = "Expired";
+            final_reason = view->session ? "Timeout" : "Expired";
             FORMAT(msg, "exceeded its timeout of %lds", (long)view->timeout_s);
             finish(st, phase, msg, now);
         } else {
             phase = "Failed";
-            final_reason = "Failed";
+            final_reason = view->session ? "Exited" : "Failed";
             if (terminated)
                 json_object_set_new(st, "exitCode", json_integer(exit_code));
             const char *pm = kobj_str(pod, "status.message");
@@ -431,10 +499,32 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         int64_t left = started + view->timeout_s - now;
         if (left <= 0) {
             phase = "Expired";
-            final_reason = "Expired";
+            final_reason = view->session ? "Timeout" : "Expired";
             FORMAT(msg, "exceeded its timeout of %lds", (long)view->timeout_s);
             finish(st, phase, msg, now);
         } else {
+            out->requeue_after_s = left + 1;
+        }
+    }
+
+    /* A Session idle for its idleTimeout ends here; kubelet then stops its Pod. */
+    if (!final_reason && view->session && view->idle_s > 0 && last_activity >= 0 &&
+        strcmp(phase, "Running") == 0) {
+        int64_t left = last_activity + view->idle_s - now;
+        if (left <= 0) {
+            char since[32], limit[32];
+            rfc3339_format(since, sizeof since, last_activity);
+            format_limit(limit, sizeof limit, view->idle_s);
+            phase = "Expired";
+            final_reason = "IdleTimeout";
+            FORMAT(msg,
+                   "idle for its idleTimeout of %s: no exec, attach or port-forward and under 1%% "
+                   "of a CPU since %s",
+                   limit, since);
+            finish(st, phase, msg, now);
+            out->action = SANDBOX_ACTION_STOP_POD;
+            out->stop_deadline_s = stop_deadline(pod, now);
+        } else if (out->requeue_after_s == 0 || left + 1 < out->requeue_after_s) {
             out->requeue_after_s = left + 1;
         }
     }
@@ -457,7 +547,10 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
     if (final_reason) {
         condition(conds, old, "Finished", "True", final_reason, kobj_str(st, "message"), generation,
                   now);
-        out->requeue_after_s = view->ttl_s > 0 ? view->ttl_s : 1;
+        /* the idle stop looks again soon: its Pod must stop */
+        out->requeue_after_s = out->action == SANDBOX_ACTION_STOP_POD ? 2
+                               : view->ttl_s > 0                      ? view->ttl_s
+                                                                      : 1;
     } else {
         condition(conds, old, "Finished", "False", phase, "", generation, now);
     }

@@ -31,12 +31,15 @@ typedef enum {
     SANDBOX_ACTION_NONE = 0,
     SANDBOX_ACTION_CREATE_POD,     /* create the Pod the caller built */
     SANDBOX_ACTION_DELETE_SANDBOX, /* its ttlAfterFinished is over */
+    SANDBOX_ACTION_STOP_POD,       /* an idle Session: set the Pod's activeDeadlineSeconds to
+                                      stop_deadline_s, so kubelet stops it (its log kept) */
 } sandbox_action;
 
 typedef struct {
     json_t *status; /* the status the Sandbox should have (owned) */
     sandbox_action action;
     int64_t requeue_after_s; /* > 0: look at it again after this long */
+    int64_t stop_deadline_s; /* SANDBOX_ACTION_STOP_POD: seconds since the Pod started */
 } sandbox_plan;
 
 typedef struct {
@@ -50,10 +53,20 @@ typedef struct {
     bool wants_vm;         /* isolation: VM */
     int gpus;              /* GPUs requested */
     int64_t timeout_s, ttl_s;
+    bool session;   /* spec.mode: Session */
+    int64_t idle_s; /* a Session's idleTimeout in seconds (0: none) */
 } sandbox_view;
 
 /* Fills *out with the plan. Never fails for any input: a nonsense Sandbox or Pod gives a
- * Failed status with a message. */
+ * Failed status with a message.
+ *
+ * A Session: status.lastActivityTime is the latest of its start and the node agent's
+ * MOAT_ANNOTATION_LAST_ACTIVITY on its Pod (never moving back); idle for idle_s since then,
+ * it ends Expired with the Finished reason IdleTimeout and SANDBOX_ACTION_STOP_POD (asked
+ * again on every pass while its Pod still runs). Its other ends are the Finished reasons
+ * Timeout (phase Expired), Exited (its command ended: Succeeded or Failed) and PodDeleted.
+ * A Run keeps its reasons (Expired, Succeeded, Failed). status.limits shows the timeout
+ * and idle timeout in force. */
 void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluster_facts *facts);
 
 void sandbox_plan_clear(sandbox_plan *p);

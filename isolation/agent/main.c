@@ -19,7 +19,7 @@
 #include "libmoat/log.h"
 #include "libmoat/signals.h"
 
-#define VERSION "0.1.0"
+#define VERSION MOAT_VERSION_STRING
 
 static void usage(FILE *f)
 {

@@ -9,7 +9,7 @@
 
 #include "isolation/probe/report.h"
 
-#define VERSION "0.1.0"
+#define VERSION MOAT_VERSION_STRING
 
 static void usage(FILE *f)
 {

@@ -49,7 +49,9 @@ class SandboxAPITest(unittest.TestCase):
                 self.assertEqual(rc, 0, err)
         minimal = get_json("sbx", "minimal", "-n", self.ns)["spec"]
         self.assertEqual(minimal["isolation"], "Auto")
-        self.assertEqual(minimal["timeout"], "5m")
+        # the timeout's default depends on the mode: the operator's (status.limits), not the schema's
+        self.assertNotIn("timeout", minimal)
+        self.assertEqual(minimal["mode"], "Run")
         self.assertEqual(minimal["ttlAfterFinished"], "10m")
         self.assertEqual(minimal["network"], {"egress": "None"})
         self.assertEqual(minimal["resources"],
@@ -59,6 +61,8 @@ class SandboxAPITest(unittest.TestCase):
         self.assertEqual(full["resources"]["cpu"], 2)  # an integer quantity stays an integer
         self.assertEqual(full["network"]["egress"], "Internet")
         self.assertEqual(full["env"][1]["valueFrom"]["secretKeyRef"]["key"], "token")
+        session = get_json("sbx", "session", "-n", self.ns)["spec"]
+        self.assertEqual((session["mode"], session["idleTimeout"]), ("Session", "10m"))
         gpu = get_json("sbx", "gpu-gvisor", "-n", self.ns)["spec"]["resources"]
         self.assertEqual(gpu["gpu"], {"count": 2})
         self.assertEqual(gpu["memory"], "512Mi")
