@@ -21,6 +21,10 @@
 #define M_SANDBOX_STATUS  "/runtime.v1.RuntimeService/PodSandboxStatus"
 #define M_CREATE          "/runtime.v1.RuntimeService/CreateContainer"
 #define M_REMOVE_SANDBOX  "/runtime.v1.RuntimeService/RemovePodSandbox"
+#define M_EXEC            "/runtime.v1.RuntimeService/Exec"
+#define M_ATTACH          "/runtime.v1.RuntimeService/Attach"
+#define M_PORT_FORWARD    "/runtime.v1.RuntimeService/PortForward"
+#define M_REMOVE_CONT     "/runtime.v1.RuntimeService/RemoveContainer"
 #define MAX_METHODS       256 /* distinct methods counted; more share one row */
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -81,12 +85,30 @@ struct shim_intercept {
     pthread_t worker;
     bool worker_started, stopping;
     job *head, **tail;
+
+    shim_activity *activity; /* NULL: sessions' activity is not recorded */
+    uint64_t starts[3];      /* Exec, Attach, PortForward relayed (stream_kinds) */
+    uint64_t activity_errors;
 };
+
+/* The streaming starts that are a session's activity, as the metrics name them. */
+static const char *const stream_methods[] = {M_EXEC, M_ATTACH, M_PORT_FORWARD};
+static const char *const stream_kinds[] = {"exec", "attach", "port-forward"};
+
+static bool is_activity_method(const char *method)
+{
+    for (size_t i = 0; i < ELEMENTSOF(stream_methods); i++)
+        if (strcmp(method, stream_methods[i]) == 0)
+            return true;
+    return strcmp(method, M_REMOVE_CONT) == 0 || strcmp(method, M_REMOVE_SANDBOX) == 0;
+}
 
 static bool wants(void *user, const char *method)
 {
     shim_intercept *s = user;
     if (strcmp(method, M_RUN_POD_SANDBOX) == 0 || strcmp(method, M_STATUS) == 0)
+        return true;
+    if (s->activity && is_activity_method(method))
         return true;
     return s->wall && (strcmp(method, M_SANDBOX_STATUS) == 0 || strcmp(method, M_CREATE) == 0 ||
                        strcmp(method, M_REMOVE_SANDBOX) == 0);
@@ -386,10 +408,37 @@ static void wall_status(shim_intercept *s, const uint8_t *in, size_t len)
     shim_wall_facts_clear(&f);
 }
 
+/* An Exec, Attach or PortForward start: its container's or pod's activity file now; a
+ * removal: its file goes. Never refuses the call: a session's activity is worth a log line,
+ * not a failed exec. */
+static void record_activity(shim_intercept *s, const char *method, const uint8_t *in, size_t len)
+{
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    _cleanup_free_ char *id = NULL;
+    size_t kind = ELEMENTSOF(stream_methods);
+    for (size_t i = 0; i < ELEMENTSOF(stream_methods); i++)
+        if (strcmp(method, stream_methods[i]) == 0)
+            kind = i;
+    int r = shim_request_target_id(method, in, len, &id, &err);
+    if (r == 0)
+        r = kind < ELEMENTSOF(stream_methods) ? shim_activity_touch(s->activity, id, &err)
+                                              : shim_activity_forget(s->activity, id, &err);
+    pthread_mutex_lock(&s->lock);
+    if (kind < ELEMENTSOF(stream_methods))
+        s->starts[kind]++;
+    if (r < 0)
+        s->activity_errors++;
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        log_warn(id, "session activity not recorded: %s", err.message);
+}
+
 static int on_request(void *user, const char *method, const uint8_t *in, size_t len,
                       uint8_t **ret_out, size_t *ret_len, int *ret_status, char **ret_message)
 {
     shim_intercept *s = user;
+    if (s->activity && is_activity_method(method))
+        record_activity(s, method, in, len);
     if (s->wall && strcmp(method, M_CREATE) == 0)
         return wall_create(s, in, len, ret_status, ret_message);
     if (s->wall && strcmp(method, M_REMOVE_SANDBOX) == 0) {
@@ -530,6 +579,13 @@ int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
     return 0;
 }
 
+void shim_intercept_set_activity(shim_intercept *s, shim_activity *activity)
+{
+    pthread_mutex_lock(&s->lock);
+    s->activity = activity;
+    pthread_mutex_unlock(&s->lock);
+}
+
 void shim_intercept_set_probe(shim_intercept *s, const iso_probe_result *probe)
 {
     pthread_mutex_lock(&s->lock);
@@ -555,6 +611,18 @@ char *shim_intercept_metrics(shim_intercept *s)
         moat_strbuf_appendf(&b, "moat_cri_calls_total{method=\"%s\",result=\"error\"} %llu\n",
                             m->method, (unsigned long long)m->errors);
     }
+    moat_strbuf_appendf(&b, "# HELP moat_cri_stream_starts_total Exec, Attach and PortForward "
+                            "calls relayed: a session's activity (never ExecSync).\n"
+                            "# TYPE moat_cri_stream_starts_total counter\n");
+    for (size_t i = 0; i < ELEMENTSOF(stream_kinds); i++)
+        moat_strbuf_appendf(&b, "moat_cri_stream_starts_total{kind=\"%s\"} %llu\n", stream_kinds[i],
+                            (unsigned long long)s->starts[i]);
+    moat_strbuf_appendf(&b,
+                        "# HELP moat_cri_activity_errors_total Starts or removals whose activity "
+                        "file could not be written.\n"
+                        "# TYPE moat_cri_activity_errors_total counter\n"
+                        "moat_cri_activity_errors_total %llu\n",
+                        (unsigned long long)s->activity_errors);
     moat_strbuf_appendf(&b,
                         "# HELP moat_cri_upstream_unavailable_total Calls that found containerd "
                         "unavailable.\n# TYPE moat_cri_upstream_unavailable_total counter\n");

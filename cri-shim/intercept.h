@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "activity.h"
 #include "decide.h"
 #include "isolation/probe/probe.h"
 #include "cri-shim/wall.h"
@@ -40,6 +41,10 @@ typedef struct {
 int shim_intercept_new(shim_intercept **out, const shim_handlers *handlers,
                        const iso_probe_result *probe, iso_wall *wall, const shim_pod_network *net,
                        moat_error *err);
+
+/* Records sessions' activity (activity.h) in activity from now on: every Exec, Attach and
+ * PortForward start, and the removals. Borrowed; it must outlive the object. Thread-safe. */
+void shim_intercept_set_activity(shim_intercept *s, shim_activity *activity);
 
 /* Swaps in a new probe result; the old one stays owned by the caller. Thread-safe. */
 void shim_intercept_set_probe(shim_intercept *s, const iso_probe_result *probe);

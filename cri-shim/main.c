@@ -206,6 +206,7 @@ int main(int argc, char **argv)
     moat_http *http = NULL;
     iso_nft nft = {0};
     iso_wall *wall = NULL;
+    shim_activity *activity = NULL;
     iso_probe_result probe[2] = {{0}, {0}};
     int current = 0, rc = 1;
 
@@ -282,6 +283,15 @@ int main(int argc, char **argv)
     shim_pod_network net = {shim_podnet_lookup, upstream};
     if (shim_intercept_new(&icp, &handlers, &probe[0], wall, &net, &err) < 0)
         goto out_grpc;
+    /* Sessions' activity beside the socket, where the node agent mounts it (activity.h). */
+    char *activity_dir = shim_activity_dir_for(cfg->listen);
+    int ar = activity_dir ? shim_activity_new(&activity, activity_dir, &err) : -1;
+    free(activity_dir);
+    if (ar < 0) {
+        log_error(NULL, "%s", err.message ? err.message : "out of memory");
+        goto out_grpc;
+    }
+    shim_intercept_set_activity(icp, activity);
     shim_hooks hooks = shim_intercept_hooks(icp);
     if (shim_relay_start(&relay, cfg->listen, cfg->socket_mode, cfg->upstream, &hooks, &err) < 0) {
         log_error(NULL, "%s", err.message);
@@ -351,6 +361,7 @@ out_grpc:
     moat_http_stop(http);
     shim_relay_stop(relay, DRAIN_NS);
     shim_intercept_free(icp);
+    shim_activity_free(activity);
     cri_client_free(upstream);
     grpc_shutdown();
 out:

@@ -366,3 +366,50 @@ void shim_wall_facts_clear(shim_wall_facts *f)
     free(f->dns);
     *f = (shim_wall_facts){0};
 }
+
+int shim_request_target_id(const char *method, const uint8_t *in, size_t len, char **ret_id,
+                           moat_error *err)
+{
+    static const char rs[] = "/runtime.v1.RuntimeService/";
+    const char *m = strncmp(method, rs, sizeof(rs) - 1) == 0 ? method + sizeof(rs) - 1 : "";
+    ProtobufCMessage *msg = NULL;
+    const char *id = NULL;
+
+    if (strcmp(m, "Exec") == 0) {
+        Moat__Cri__ExecRequest *r = moat__cri__exec_request__unpack(NULL, len, in);
+        msg = r ? &r->base : NULL;
+        id = r ? r->container_id : NULL;
+    } else if (strcmp(m, "Attach") == 0) {
+        Moat__Cri__AttachRequest *r = moat__cri__attach_request__unpack(NULL, len, in);
+        msg = r ? &r->base : NULL;
+        id = r ? r->container_id : NULL;
+    } else if (strcmp(m, "RemoveContainer") == 0) {
+        Moat__Cri__RemoveContainerRequest *r =
+            moat__cri__remove_container_request__unpack(NULL, len, in);
+        msg = r ? &r->base : NULL;
+        id = r ? r->container_id : NULL;
+    } else if (strcmp(m, "PortForward") == 0) {
+        Moat__Cri__PortForwardRequest *r = moat__cri__port_forward_request__unpack(NULL, len, in);
+        msg = r ? &r->base : NULL;
+        id = r ? r->pod_sandbox_id : NULL;
+    } else if (strcmp(m, "RemovePodSandbox") == 0) {
+        Moat__Cri__RemovePodSandboxRequest *r =
+            moat__cri__remove_pod_sandbox_request__unpack(NULL, len, in);
+        msg = r ? &r->base : NULL;
+        id = r ? r->pod_sandbox_id : NULL;
+    } else {
+        return moat_error_set(err, MOAT_E_INVALID, "%s: names no container or pod sandbox", method);
+    }
+    if (!msg)
+        return moat_error_set(err, MOAT_E_INVALID, "%s: the request does not decode", method);
+    if (!id || !*id) {
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return moat_error_set(err, MOAT_E_INVALID, "%s: the request names no ID", method);
+    }
+    char *copy = strdup(id);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (!copy)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    *ret_id = copy;
+    return 0;
+}

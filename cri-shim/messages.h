@@ -35,6 +35,14 @@ int shim_run_pod_sandbox_rewrite(const uint8_t *in, size_t len, const shim_handl
 int shim_status_add_handlers(const uint8_t *in, size_t len, const char *const *names,
                              size_t n_names, uint8_t **ret_out, size_t *ret_len, moat_error *err);
 
+/* The one ID a request names in its first field: the container of an ExecRequest,
+ * AttachRequest or RemoveContainerRequest, the pod sandbox of a PortForwardRequest or
+ * RemovePodSandboxRequest (activity.h). method is the full gRPC method name; *ret_id
+ * (caller frees) is never empty. -1 (MOAT_E_INVALID) when it does not decode, names no ID,
+ * or is none of those methods. */
+int shim_request_target_id(const char *method, const uint8_t *in, size_t len, char **ret_id,
+                           moat_error *err);
+
 /* What the egress wall needs from the calls around a pod's life. A pod is walled when its
  * annotations carry MOAT_ANNOTATION_NETWORK (the operator puts it on every sandbox Pod; a
  * Pod that asks for Moat's egress class gets its wall), and keeps its DNS servers only

@@ -2,16 +2,20 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "libmoat/kobj.h"
 #include "libmoat/log.h"
 #include "libmoat/names.h"
 #include "libmoat/strbuf.h"
 #include "libmoat/workqueue.h"
+#include "session.h"
 
 /* Largest facts file read. */
 #define AGENT_FACTS_MAX (64 * 1024)
@@ -361,6 +365,45 @@ json_t *agent_pod_patch(const char *uid, const char *report)
                      MOAT_ANNOTATION_ISOLATION_REPORT, report);
 }
 
+json_t *agent_activity_patch(const char *uid, int64_t when_s)
+{
+    char when[32];
+    struct tm tm;
+    time_t t = (time_t)when_s;
+    if (!gmtime_r(&t, &tm) || strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return NULL;
+    return json_pack("{s:{s:s, s:{s:s}}}", "metadata", "uid", uid, "annotations",
+                     MOAT_ANNOTATION_LAST_ACTIVITY, when);
+}
+
+/* An activity file's time, or -1 (missing, or a name that is no file name). */
+static int64_t activity_mtime(int dir_fd, const char *id)
+{
+    struct stat st;
+    if (!*id || strchr(id, '/') || id[0] == '.' ||
+        fstatat(dir_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return -1;
+    return (int64_t)st.st_mtim.tv_sec;
+}
+
+int64_t agent_activity_latest(const char *dir, const char *sandbox_id,
+                              const cri_container_list *containers)
+{
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd < 0)
+        return -1;
+    int64_t latest = activity_mtime(fd, sandbox_id);
+    for (size_t i = 0; containers && i < containers->n; i++) {
+        if (strcmp(containers->items[i].pod_sandbox_id, sandbox_id) != 0)
+            continue;
+        int64_t t = activity_mtime(fd, containers->items[i].id);
+        if (t > latest)
+            latest = t;
+    }
+    close(fd);
+    return latest;
+}
+
 static int cri_list(void *impl, cri_sandbox_list *out, moat_error *err)
 {
     return cri_list_sandboxes(impl, out, AGENT_CRI_TIMEOUT_MS, err);
@@ -371,9 +414,19 @@ static int cri_status(void *impl, cri_sandbox_status *out, const char *sandbox_i
     return cri_sandbox_status_get(impl, out, sandbox_id, AGENT_CRI_TIMEOUT_MS, err);
 }
 
+static int cri_containers(void *impl, cri_container_list *out, moat_error *err)
+{
+    return cri_list_containers(impl, out, AGENT_CRI_TIMEOUT_MS, err);
+}
+
+static int cri_cpu(void *impl, cri_sandbox_cpu_list *out, moat_error *err)
+{
+    return cri_list_sandbox_cpu(impl, out, AGENT_CRI_TIMEOUT_MS, err);
+}
+
 agent_cri_ops agent_cri_client(cri_client *c)
 {
-    return (agent_cri_ops){cri_list, cri_status, c};
+    return (agent_cri_ops){cri_list, cri_status, cri_containers, cri_cpu, c};
 }
 
 /* The work loop. */
@@ -391,11 +444,21 @@ struct agent {
     /* sandbox id -> the report last written on its Pod (the worker's alone); emptied every
      * probe interval, so a report someone removed is written again */
     json_t *reported;
+    char *activity_dir; /* NULL: none */
+    /* the Sessions on the node (the worker's alone): sandbox id and what it has seen */
+    struct tracked_session {
+        char *id;
+        agent_session s;
+        bool seen;
+    } * sessions;
+    size_t n_sessions, cap_sessions;
     pthread_mutex_t lock; /* guards what follows: the worker writes, /metrics reads */
     bool listed;          /* the runtime's sandboxes were listed once */
     bool have_facts;
     agent_facts last; /* the facts last labelled */
     uint64_t labelled, label_errors, probe_errors, reports, report_errors;
+    uint64_t activity_writes, activity_errors;
+    size_t sessions_tracked;
 };
 
 static void count(agent *a, uint64_t *counter)
@@ -424,6 +487,10 @@ int agent_new(agent **out, kube_client *client, const agent_options *opts,
     a->node_name = strdup(opts->node_name);
     a->default_runtime = strdup(opts->default_runtime ? opts->default_runtime : "runc");
     a->config_mode = opts->config_mode;
+    if (opts->activity_dir && !(a->activity_dir = strdup(opts->activity_dir))) {
+        agent_free(a);
+        return moat_error_set(err, MOAT_E_NOMEM, "agent: out of memory");
+    }
     workqueue_options wo = {.max_delay_ns = 30000000000LL};
     if (!a->node_name || !a->default_runtime || !a->reported) {
         agent_free(a);
@@ -443,6 +510,10 @@ void agent_free(agent *a)
         return;
     workqueue_free(a->q);
     json_decref(a->reported);
+    for (size_t i = 0; i < a->n_sessions; i++)
+        free(a->sessions[i].id);
+    free(a->sessions);
+    free(a->activity_dir);
     free(a->node_name);
     free(a->default_runtime);
     pthread_mutex_destroy(&a->lock);
@@ -476,6 +547,16 @@ char *agent_metrics(agent *a)
         (unsigned long long)a->labelled, (unsigned long long)a->label_errors,
         (unsigned long long)a->probe_errors, (unsigned long long)a->reports,
         (unsigned long long)a->report_errors);
+    moat_strbuf_appendf(
+        &b,
+        "# HELP moat_agent_sessions Sessions on this node whose activity the agent follows.\n"
+        "# TYPE moat_agent_sessions gauge\nmoat_agent_sessions %zu\n"
+        "# HELP moat_agent_activity_writes_total Last-activity annotations written on Pods.\n"
+        "# TYPE moat_agent_activity_writes_total counter\n"
+        "moat_agent_activity_writes_total{result=\"ok\"} %llu\n"
+        "moat_agent_activity_writes_total{result=\"error\"} %llu\n",
+        a->sessions_tracked, (unsigned long long)a->activity_writes,
+        (unsigned long long)a->activity_errors);
     if (a->have_facts) {
         moat_strbuf_appendf(
             &b,
@@ -614,6 +695,130 @@ out:
     return rc;
 }
 
+static struct tracked_session *session_find(agent *a, const char *id)
+{
+    for (size_t i = 0; i < a->n_sessions; i++)
+        if (strcmp(a->sessions[i].id, id) == 0)
+            return &a->sessions[i];
+    if (a->n_sessions == a->cap_sessions) {
+        size_t cap = a->cap_sessions ? a->cap_sessions * 2 : 8;
+        struct tracked_session *n = realloc(a->sessions, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        a->sessions = n;
+        a->cap_sessions = cap;
+    }
+    struct tracked_session *t = &a->sessions[a->n_sessions];
+    if (!(t->id = strdup(id)))
+        return NULL;
+    agent_session_init(&t->s);
+    t->seen = false;
+    a->n_sessions++;
+    return t;
+}
+
+static bool is_session(const cri_sandbox *sb)
+{
+    return sb->session_idle_s > 0 && sb->state == 0 && *sb->pod_uid && *sb->name;
+}
+
+/* One Session's pass: its observations in, its last activity out when it moved (at most
+ * once per idleTimeout/4). 0, or -1 when the write failed (tried again next pass). */
+static int session_pass(agent *a, const cri_sandbox *sb, struct tracked_session *t,
+                        const cri_container_list *containers, const cri_sandbox_cpu_list *cpu,
+                        int64_t now)
+{
+    agent_session_pass in = {.now_s = now,
+                             .idle_s = sb->session_idle_s,
+                             .stream_start_s =
+                                 agent_activity_latest(a->activity_dir, sb->id, containers)};
+    for (size_t i = 0; i < cpu->n; i++)
+        if (cpu->items[i].has_cpu && strcmp(cpu->items[i].id, sb->id) == 0) {
+            in.has_cpu = true;
+            in.cpu_ns = cpu->items[i].timestamp_ns;
+            in.cpu_usage_ns = cpu->items[i].usage_ns;
+        }
+    if (!agent_session_observe(&t->s, &in))
+        return 0;
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    _cleanup_free_ char *key = NULL;
+    if (asprintf(&key, "%s/%s", sb->namespace_, sb->name) < 0)
+        return -1;
+    json_t *patch = agent_activity_patch(sb->pod_uid, t->s.last_activity_s);
+    int rc = patch ? kube_patch(a->client, NULL, &KUBE_PODS, sb->namespace_, sb->name,
+                                KUBE_PATCH_MERGE, patch, NULL, &err)
+                   : moat_error_set(&err, MOAT_E_NOMEM, "out of memory");
+    json_decref(patch);
+    if (rc < 0 &&
+        (kube_error_is(&err, KUBE_REASON_NOT_FOUND) || kube_error_is(&err, KUBE_REASON_INVALID) ||
+         kube_error_is(&err, KUBE_REASON_CONFLICT)))
+        rc = 0; /* gone, or another Pod of that name now: nothing to tell it */
+    else if (rc < 0) {
+        log_warn(key, "last activity: %s", err.message);
+        count(a, &a->activity_errors);
+        return -1;
+    }
+    agent_session_published(&t->s, now);
+    count(a, &a->activity_writes);
+    return 0;
+}
+
+/* Every Session on the node (a Moat sandbox with MOAT_ANNOTATION_IDLE_TIMEOUT, ready): its
+ * activity judged and published (session.h); the ones no longer listed are forgotten. */
+static int sessions_pass(agent *a, const cri_sandbox_list *l)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++)
+        n += is_session(&l->items[i]) && cri_sandbox_is_newest(l, &l->items[i]);
+    int rc = 0;
+    bool looked = true;
+    if (n > 0 && a->cri->containers && a->cri->cpu) {
+        _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+        cri_container_list containers = {0};
+        cri_sandbox_cpu_list cpu = {0};
+        if (a->cri->containers(a->cri->impl, &containers, &err) < 0 ||
+            a->cri->cpu(a->cri->impl, &cpu, &err) < 0) {
+            log_warn(a->node_name, "sessions: %s", err.message);
+            count(a, &a->activity_errors);
+            rc = -1;
+            looked = false;
+        } else {
+            int64_t now = (int64_t)time(NULL);
+            for (size_t i = 0; i < l->n; i++) {
+                const cri_sandbox *sb = &l->items[i];
+                if (!is_session(sb) || !cri_sandbox_is_newest(l, sb))
+                    continue;
+                struct tracked_session *t = session_find(a, sb->id);
+                if (!t) {
+                    rc = -1;
+                    continue;
+                }
+                t->seen = true;
+                if (session_pass(a, sb, t, &containers, &cpu, now) < 0)
+                    rc = -1;
+            }
+        }
+        cri_container_list_clear(&containers);
+        cri_sandbox_cpu_list_clear(&cpu);
+        if (!looked)
+            return rc; /* nothing was looked at: keep what is tracked */
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < a->n_sessions; i++) {
+        if (a->sessions[i].seen) {
+            a->sessions[i].seen = false;
+            a->sessions[k++] = a->sessions[i];
+        } else {
+            free(a->sessions[i].id);
+        }
+    }
+    a->n_sessions = k;
+    pthread_mutex_lock(&a->lock);
+    a->sessions_tracked = k;
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
 /* The node's pods, from the runtime (no list or watch of Pods in the API: RBAC could not
  * keep that to this node): the newest sandbox of each pod that is Moat's (or every pod),
  * reported when it is new to the agent or its report changed. 0, or -1 when the runtime
@@ -646,6 +851,8 @@ static int report_pods(agent *a)
     json_object_foreach_safe(a->reported, tmp, id, v) if (seen && !json_object_get(seen, id))
         json_object_del(a->reported, id);
     json_decref(seen);
+    if (sessions_pass(a, &l) < 0)
+        rc = -1;
     cri_sandbox_list_clear(&l);
     pthread_mutex_lock(&a->lock);
     a->listed = true;

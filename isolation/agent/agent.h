@@ -133,16 +133,29 @@ const char *agent_runtime_of_handler(const char *handler, const char *default_ru
 char *agent_report_json(const cri_sandbox_status *st, const char *default_runtime,
                         bool config_mode);
 
+/* The merge patch setting a Session Pod's MOAT_ANNOTATION_LAST_ACTIVITY to the RFC 3339
+ * time of when_s, with the Pod's uid. NULL when out of memory. */
+json_t *agent_activity_patch(const char *uid, int64_t when_s);
+
+/* The latest modification time (wall seconds) of the activity files of a pod sandbox in
+ * dir: the one named by its ID and those named by its containers' IDs; -1 when none. */
+int64_t agent_activity_latest(const char *dir, const char *sandbox_id,
+                              const cri_container_list *containers);
+
 /* The merge patch setting a Pod's report annotation to report, with the Pod's uid: the
  * API server refuses it (the uid is immutable) when the Pod of that name is another one.
  * NULL when out of memory. */
 json_t *agent_pod_patch(const char *uid, const char *report);
 
 /* The CRI side, so tests can answer it: every pod sandbox (cri_list_sandboxes), and one's
- * status (cri_sandbox_status_get; MOAT_E_NOTFOUND when gone). */
+ * status (cri_sandbox_status_get; MOAT_E_NOTFOUND when gone); for Sessions (session.h),
+ * every container (cri_list_containers) and every pod's CPU (cri_list_sandbox_cpu): NULL
+ * when sessions are not judged. */
 typedef struct agent_cri_ops {
     int (*list)(void *impl, cri_sandbox_list *out, moat_error *err);
     int (*status)(void *impl, cri_sandbox_status *out, const char *sandbox_id, moat_error *err);
+    int (*containers)(void *impl, cri_container_list *out, moat_error *err);
+    int (*cpu)(void *impl, cri_sandbox_cpu_list *out, moat_error *err);
     void *impl;
 } agent_cri_ops;
 
@@ -156,6 +169,9 @@ typedef struct {
     bool config_mode;            /* no moat-cri on the node (agent_report_json) */
     int64_t probe_interval_ns;   /* 0: 60 s; also how often every report is written again */
     int64_t pods_interval_ns;    /* 0: 2 s; how often the runtime's sandboxes are listed */
+    /* moat-cri's record of Exec, Attach and PortForward starts (cri-shim/activity.h); NULL
+     * or missing: a Session's activity is its CPU alone (config mode) */
+    const char *activity_dir;
 } agent_options;
 
 typedef struct agent agent;
@@ -167,8 +183,9 @@ int agent_new(agent **out, kube_client *client, const agent_options *opts,
 
 /* Works until agent_stop(): labels the Node at once and every probe interval; lists the
  * runtime's pod sandboxes at once and every pods interval and reports each new one on its
- * Pod (patched by name: the agent reads no Pod from the API). Returns 0 after
- * agent_stop(). */
+ * Pod (patched by name: the agent reads no Pod from the API), and each Session's last
+ * activity (session.h; MOAT_ANNOTATION_LAST_ACTIVITY, with the Pod's uid as precondition).
+ * Returns 0 after agent_stop(). */
 int agent_run(agent *a, moat_error *err);
 
 /* Probes and labels again now (SIGHUP). Thread-safe. */

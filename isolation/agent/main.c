@@ -52,6 +52,9 @@ static void usage(FILE *f)
             "  --report moat|all         report pods asking for Moat, or every pod (default "
             "all)\n"
             "  --default-runtime NAME    containerd's default runtime (default runc)\n"
+            "  --activity-dir DIR        moat-cri's record of Sessions' exec, attach and\n"
+            "                            port-forward starts (default: \"activity\" beside the\n"
+            "                            CRI socket; \"\" for none: idle is CPU alone)\n"
             "  --metrics-addr ADDR       /healthz, /readyz, /metrics on host:port (default\n"
             "                            127.0.0.1:9468; \"\" for none)\n"
             "  --log-level LEVEL         debug, info, warn, error (default info)\n"
@@ -156,6 +159,8 @@ int main(int argc, char **argv)
     const char *write_facts = NULL;
     const char *endpoint = "unix:///run/containerd/containerd.sock", *assume = NULL;
     const char *default_runtime = "runc", *metrics_addr = "127.0.0.1:9468";
+    const char *activity_dir = NULL; /* NULL: beside the CRI socket */
+    char *beside = NULL;             /* that default, freed at the end */
     bool config_mode = false;
     agent_facts base = {0};
     bool report_all = true;
@@ -181,7 +186,8 @@ int main(int argc, char **argv)
         O_DEFAULT_RUNTIME,
         O_MODE,
         O_METRICS,
-        O_LOG
+        O_LOG,
+        O_ACTIVITY
     };
     static const struct option opts[] = {
         {"node-name", required_argument, NULL, O_NODE},
@@ -198,6 +204,7 @@ int main(int argc, char **argv)
         {"mode", required_argument, NULL, O_MODE},
         {"metrics-addr", required_argument, NULL, O_METRICS},
         {"log-level", required_argument, NULL, O_LOG},
+        {"activity-dir", required_argument, NULL, O_ACTIVITY},
         {"root", required_argument, NULL, O_ROOT},
         {"runsc", required_argument, NULL, O_RUNSC},
         {"runsc-shim", required_argument, NULL, O_RUNSC_SHIM},
@@ -212,6 +219,9 @@ int main(int argc, char **argv)
         switch (o) {
         case O_NODE:
             node = optarg;
+            break;
+        case O_ACTIVITY:
+            activity_dir = optarg;
             break;
         case O_KUBECONFIG:
             kubeconfig = optarg;
@@ -362,7 +372,15 @@ int main(int argc, char **argv)
                             : assume   ? (agent_facts_ops){assume_probe, &as}
                                        : agent_facts_host(&probe_cfg);
     agent_cri_ops cri_ops = agent_cri_client(cri);
+    /* moat-cri keeps Sessions' activity beside its socket (cri-shim/activity.h) */
+    if (!activity_dir && strncmp(endpoint, "unix://", 7) == 0) {
+        const char *path = endpoint + 7, *slash = strrchr(path, '/');
+        if (slash && asprintf(&beside, "%.*s/activity", (int)(slash - path), path) < 0)
+            beside = NULL;
+        activity_dir = beside;
+    }
     agent_options ao = {
+        .activity_dir = activity_dir && *activity_dir ? activity_dir : NULL,
         .node_name = node,
         .default_runtime = default_runtime,
         .config_mode = config_mode,
@@ -400,6 +418,7 @@ int main(int argc, char **argv)
 out:
     moat_http_stop(http);
     agent_free(a);
+    free(beside);
     cri_client_free(cri);
     kube_client_free(kc);
     kube_config_free(kcfg);

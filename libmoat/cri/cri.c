@@ -237,6 +237,20 @@ static char *dup_or_empty(const char *s)
     return strdup(s ? s : "");
 }
 
+/* MOAT_ANNOTATION_IDLE_TIMEOUT's value: whole seconds, 1..86400; 0 for anything else. */
+static int64_t idle_seconds(const char *v)
+{
+    int64_t n = 0;
+    if (!v || !*v)
+        return 0;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '9' || n > 86400)
+            return 0;
+        n = n * 10 + (*p - '0');
+    }
+    return n >= 1 && n <= 86400 ? n : 0;
+}
+
 void cri_sandbox_list_clear(cri_sandbox_list *l)
 {
     if (!l)
@@ -356,10 +370,15 @@ int cri_list_response_decode(cri_sandbox_list *out, const uint8_t *data, size_t 
         for (size_t k = 0; k < p->n_labels && !s->moat_keys; k++)
             s->moat_keys = p->labels[k]->key && strncmp(p->labels[k]->key, MOAT_KEY_PREFIX,
                                                         strlen(MOAT_KEY_PREFIX)) == 0;
-        for (size_t k = 0; k < p->n_annotations && !s->moat_keys; k++)
-            s->moat_keys =
-                p->annotations[k]->key &&
-                strncmp(p->annotations[k]->key, MOAT_KEY_PREFIX, strlen(MOAT_KEY_PREFIX)) == 0;
+        for (size_t k = 0; k < p->n_annotations; k++) {
+            const char *key = p->annotations[k]->key, *value = p->annotations[k]->value;
+            if (!key)
+                continue;
+            if (strncmp(key, MOAT_KEY_PREFIX, strlen(MOAT_KEY_PREFIX)) == 0)
+                s->moat_keys = true;
+            if (strcmp(key, MOAT_ANNOTATION_IDLE_TIMEOUT) == 0)
+                s->session_idle_s = idle_seconds(value);
+        }
         if (!s->id || !s->pod_uid || !s->namespace_ || !s->name || !s->runtime_handler)
             goto nomem;
     }
@@ -538,4 +557,109 @@ int cri_version(cri_client *c, char **ret, long timeout_ms, moat_error *err)
         rc = moat_error_set(err, MOAT_E_NOMEM, "VersionResponse: out of memory");
     moat__cri__version_response__free_unpacked(v, NULL);
     return rc;
+}
+
+void cri_container_list_clear(cri_container_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].id);
+        free(l->items[i].pod_sandbox_id);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+int cri_containers_response_decode(cri_container_list *out, const uint8_t *data, size_t len,
+                                   moat_error *err)
+{
+    Moat__Cri__ListContainersResponse *resp =
+        moat__cri__list_containers_response__unpack(NULL, len, data);
+    if (!resp)
+        return moat_error_set(err, MOAT_E_INVALID, "ListContainersResponse: does not decode");
+    cri_container_list l = {
+        calloc(resp->n_containers ? resp->n_containers : 1, sizeof(cri_container)), 0};
+    bool nomem = !l.items;
+    for (size_t i = 0; !nomem && i < resp->n_containers; i++) {
+        cri_container *c = &l.items[l.n++];
+        c->id = dup_or_empty(resp->containers[i]->id);
+        c->pod_sandbox_id = dup_or_empty(resp->containers[i]->pod_sandbox_id);
+        nomem = !c->id || !c->pod_sandbox_id;
+    }
+    moat__cri__list_containers_response__free_unpacked(resp, NULL);
+    if (nomem) {
+        cri_container_list_clear(&l);
+        return moat_error_set(err, MOAT_E_NOMEM, "ListContainersResponse: out of memory");
+    }
+    *out = l;
+    return 0;
+}
+
+int cri_list_containers(cri_client *c, cri_container_list *out, long timeout_ms, moat_error *err)
+{
+    _cleanup_free_ uint8_t *req = NULL, *resp = NULL;
+    size_t req_len = 0, resp_len = 0;
+    Moat__Cri__ListContainersRequest r = MOAT__CRI__LIST_CONTAINERS_REQUEST__INIT;
+    if (pack(&req, &req_len, &r.base, "ListContainersRequest", err) < 0 ||
+        cri_client_call(c, &resp, &resp_len, CRI_LIST_CONTAINERS, req, req_len, timeout_ms, err) <
+            0)
+        return -1;
+    return cri_containers_response_decode(out, resp, resp_len, err);
+}
+
+void cri_sandbox_cpu_list_clear(cri_sandbox_cpu_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i].id);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+int cri_sandbox_stats_response_decode(cri_sandbox_cpu_list *out, const uint8_t *data, size_t len,
+                                      moat_error *err)
+{
+    Moat__Cri__ListPodSandboxStatsResponse *resp =
+        moat__cri__list_pod_sandbox_stats_response__unpack(NULL, len, data);
+    if (!resp)
+        return moat_error_set(err, MOAT_E_INVALID, "ListPodSandboxStatsResponse: does not decode");
+    cri_sandbox_cpu_list l = {calloc(resp->n_stats ? resp->n_stats : 1, sizeof(cri_sandbox_cpu)),
+                              0};
+    bool nomem = !l.items;
+    for (size_t i = 0; !nomem && i < resp->n_stats; i++) {
+        const Moat__Cri__PodSandboxStats *st = resp->stats[i];
+        if (!st->attributes || !st->attributes->id || !*st->attributes->id)
+            continue; /* nothing to tell it by */
+        cri_sandbox_cpu *c = &l.items[l.n++];
+        nomem = !(c->id = strdup(st->attributes->id));
+        const Moat__Cri__CpuUsage *cpu = st->linux ? st->linux->cpu : NULL;
+        if (cpu && cpu->usage_core_nano_seconds && cpu->timestamp > 0) {
+            c->has_cpu = true;
+            c->timestamp_ns = cpu->timestamp;
+            c->usage_ns = cpu->usage_core_nano_seconds->value;
+        }
+    }
+    moat__cri__list_pod_sandbox_stats_response__free_unpacked(resp, NULL);
+    if (nomem) {
+        cri_sandbox_cpu_list_clear(&l);
+        return moat_error_set(err, MOAT_E_NOMEM, "ListPodSandboxStatsResponse: out of memory");
+    }
+    *out = l;
+    return 0;
+}
+
+int cri_list_sandbox_cpu(cri_client *c, cri_sandbox_cpu_list *out, long timeout_ms, moat_error *err)
+{
+    _cleanup_free_ uint8_t *req = NULL, *resp = NULL;
+    size_t req_len = 0, resp_len = 0;
+    Moat__Cri__ListPodSandboxStatsRequest r = MOAT__CRI__LIST_POD_SANDBOX_STATS_REQUEST__INIT;
+    if (pack(&req, &req_len, &r.base, "ListPodSandboxStatsRequest", err) < 0 ||
+        cri_client_call(c, &resp, &resp_len, CRI_LIST_SANDBOX_STATS, req, req_len, timeout_ms,
+                        err) < 0)
+        return -1;
+    return cri_sandbox_stats_response_decode(out, resp, resp_len, err);
 }

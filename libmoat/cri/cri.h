@@ -21,6 +21,8 @@
 #define CRI_VERSION            "/runtime.v1.RuntimeService/Version"
 #define CRI_LIST_POD_SANDBOX   "/runtime.v1.RuntimeService/ListPodSandbox"
 #define CRI_POD_SANDBOX_STATUS "/runtime.v1.RuntimeService/PodSandboxStatus"
+#define CRI_LIST_CONTAINERS    "/runtime.v1.RuntimeService/ListContainers"
+#define CRI_LIST_SANDBOX_STATS "/runtime.v1.RuntimeService/ListPodSandboxStats"
 
 /* The label kubelet puts on every pod sandbox: the Pod's metadata.uid. */
 #define CRI_LABEL_POD_UID "io.kubernetes.pod.uid"
@@ -63,6 +65,9 @@ typedef struct {
     int64_t created_at;
     char *runtime_handler;
     bool moat_keys; /* a label or annotation key under MOAT_KEY_PREFIX ("moat.dev/") */
+    /* A Session's idle timeout: its MOAT_ANNOTATION_IDLE_TIMEOUT in seconds; 0 when absent or
+     * not a whole number from 1 to 86400. */
+    int64_t session_idle_s;
 } cri_sandbox;
 
 typedef struct {
@@ -134,6 +139,49 @@ int cri_sandbox_network_get(cri_client *c, cri_sandbox_network *out, const char 
 /* The runtime's Version: "<runtime_name> <runtime_version>" (caller frees). A runtime that
  * answers without a name is MOAT_E_INVALID. */
 int cri_version(cri_client *c, char **ret, long timeout_ms, moat_error *err);
+
+/* A container as ListContainers reports it: its ID and its pod sandbox's. Owned. */
+typedef struct {
+    char *id, *pod_sandbox_id;
+} cri_container;
+
+typedef struct {
+    cri_container *items;
+    size_t n;
+} cri_container_list;
+
+void cri_container_list_clear(cri_container_list *l);
+
+/* Decodes a ListContainersResponse; MOAT_E_INVALID when it does not decode. */
+int cri_containers_response_decode(cri_container_list *out, const uint8_t *data, size_t len,
+                                   moat_error *err);
+
+/* Every container (ListContainers without a filter; *out cleared by the caller). */
+int cri_list_containers(cri_client *c, cri_container_list *out, long timeout_ms, moat_error *err);
+
+/* A pod sandbox's CPU as ListPodSandboxStats reports it (the pod's cgroup): the total CPU
+ * time its processes used, at a time stamp. Owned. */
+typedef struct {
+    char *id;
+    bool has_cpu;         /* the runtime gave both figures */
+    int64_t timestamp_ns; /* wall clock, nanoseconds since the epoch */
+    uint64_t usage_ns;    /* usage_core_nano_seconds */
+} cri_sandbox_cpu;
+
+typedef struct {
+    cri_sandbox_cpu *items;
+    size_t n;
+} cri_sandbox_cpu_list;
+
+void cri_sandbox_cpu_list_clear(cri_sandbox_cpu_list *l);
+
+/* Decodes a ListPodSandboxStatsResponse; MOAT_E_INVALID when it does not decode. */
+int cri_sandbox_stats_response_decode(cri_sandbox_cpu_list *out, const uint8_t *data, size_t len,
+                                      moat_error *err);
+
+/* Every pod sandbox's CPU (ListPodSandboxStats without a filter). */
+int cri_list_sandbox_cpu(cri_client *c, cri_sandbox_cpu_list *out, long timeout_ms,
+                         moat_error *err);
 
 /* ListPodSandbox of every sandbox (*out cleared by the caller). */
 int cri_list_sandboxes(cri_client *c, cri_sandbox_list *out, long timeout_ms, moat_error *err);

@@ -516,7 +516,7 @@ static void test_run_reports_each_moat_pod(void **state)
     assert_int_equal(kube_client_new(&client, cfg, &o, &err), 0);
     fake_cri cri = {NULL, 0};
     agent_facts_ops facts = {facts_none, NULL};
-    agent_cri_ops cri_ops = {cri_list, cri_status, &cri};
+    agent_cri_ops cri_ops = {.list = cri_list, .status = cri_status, .impl = &cri};
     agent_options opts = {.node_name = "node-1"};
     agent *a = NULL;
     assert_int_equal(agent_new(&a, client, &opts, &facts, &cri_ops, &err), 0);
