@@ -178,7 +178,8 @@ static inline const json_t *plan_raw(scenario *s)
     assert_true(json_is_object(s->plan.status));
     assert_true(s->plan.action == SANDBOX_ACTION_NONE ||
                 s->plan.action == SANDBOX_ACTION_CREATE_POD ||
-                s->plan.action == SANDBOX_ACTION_DELETE_SANDBOX);
+                s->plan.action == SANDBOX_ACTION_DELETE_SANDBOX ||
+                s->plan.action == SANDBOX_ACTION_STOP_POD);
     assert_true(s->plan.requeue_after_s >= 0);
     return s->plan.status;
 }
