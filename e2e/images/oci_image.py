@@ -4,15 +4,21 @@
     oci_image.py --name moat.local/pause:3.10 --out pause.tar \
         --file /path/on/host:/pause --entrypoint /pause
 
+--list FILE copies host paths (one a line) to the same paths in the image, symlinks as
+symlinks and modes kept; --gzip compresses the layer. A later entry for a path replaces an
+earlier one.
+
 The archive is an OCI image layout that `ctr -n k8s.io images import` accepts; the
 `io.containerd.image.name` annotation gives the image its full name. The output is
 byte-for-byte reproducible: fixed timestamps, owners and order.
 """
 import argparse
+import gzip
 import hashlib
 import io
 import json
 import os
+import stat
 import sys
 import tarfile
 
@@ -22,10 +28,13 @@ def tar_bytes(entries):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         seen_dirs = set()
-        for path, kind, payload, mode in sorted(entries, key=lambda e: e[0]):
+        unique = {e[0].strip("/"): e for e in entries}
+        for path, kind, payload, mode in (unique[p] for p in sorted(unique)):
             parts = path.strip("/").split("/")
             for i in range(1, len(parts)):
                 d = "/".join(parts[:i])
+                if d in unique and unique[d][1] != "dir":
+                    raise SystemExit(f"/{path.strip('/')}: /{d} is not a directory")
                 if d not in seen_dirs:
                     seen_dirs.add(d)
                     info = tarfile.TarInfo(d)
@@ -44,6 +53,20 @@ def tar_bytes(entries):
                 seen_dirs.add(path.strip("/"))
                 tar.addfile(info)
     return buf.getvalue()
+
+
+def host_entry(path):
+    """The entry that copies host path to the same path in the image."""
+    st = os.lstat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        return (path, "symlink", os.readlink(path), 0o777)
+    if stat.S_ISDIR(st.st_mode):
+        return (path, "dir", None, mode)
+    if not stat.S_ISREG(st.st_mode):
+        raise SystemExit(f"{path}: not a file, directory or symlink")
+    with open(path, "rb") as f:
+        return (path, "file", f.read(), mode)
 
 
 def blob(out, data):
@@ -88,11 +111,18 @@ def main():
     ap.add_argument("--file", action="append", default=[], metavar="HOST:IMAGE[:MODE]",
                     help="copy a host file into the image")
     ap.add_argument("--symlink", action="append", default=[], metavar="LINK=TARGET")
-    ap.add_argument("--dir", action="append", default=[], metavar="PATH")
+    ap.add_argument("--dir", action="append", default=[], metavar="PATH[:MODE]",
+                    help="a directory (mode 0755, /tmp 1777, unless MODE in octal)")
+    ap.add_argument("--list", action="append", default=[], metavar="FILE",
+                    help="host paths, one a line, copied to the same paths (modes kept)")
+    ap.add_argument("--gzip", action="store_true", help="gzip the layer")
     ap.add_argument("--entrypoint", nargs="+", default=[])
     ap.add_argument("--cmd", nargs="+", default=[])
-    ap.add_argument("--env", action="append", default=["PATH=/bin:/usr/bin:/sbin:/usr/sbin"])
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="PATH=/bin:/usr/bin:/sbin:/usr/sbin unless one sets PATH")
     args = ap.parse_args()
+    if not any(e.startswith("PATH=") for e in args.env):
+        args.env.insert(0, "PATH=/bin:/usr/bin:/sbin:/usr/sbin")
 
     entries = []
     for spec in args.file:
@@ -104,10 +134,19 @@ def main():
     for spec in args.symlink:
         link, target = spec.split("=", 1)
         entries.append((link, "symlink", target, 0o777))
-    for d in args.dir:
-        entries.append((d, "dir", None, 0o1777 if d.strip("/") == "tmp" else 0o755))
+    for spec in args.dir:
+        d, _, mode = spec.partition(":")
+        default = 0o1777 if d.strip("/") == "tmp" else 0o755
+        entries.append((d, "dir", None, int(mode, 8) if mode else default))
+    for listing in args.list:
+        with open(listing) as f:
+            entries.extend(host_entry(p) for p in (l.strip() for l in f) if p)
 
     layer = tar_bytes(entries)
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    media = "application/vnd.oci.image.layer.v1.tar"
+    if args.gzip:
+        layer, media = gzip.compress(layer, compresslevel=6, mtime=0), media + "+gzip"
     blobs = []
     layer_digest, layer_size = blob(blobs, layer)
     config = {
@@ -115,7 +154,7 @@ def main():
         "os": "linux",
         "config": {"Env": args.env, "Entrypoint": args.entrypoint or None,
                    "Cmd": args.cmd or None, "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "moat e2e/images/oci_image.py"}],
     }
     config = {k: v for k, v in config.items() if v is not None}
@@ -127,7 +166,7 @@ def main():
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "layers": [{"mediaType": media,
                     "digest": layer_digest, "size": layer_size}],
     }
     manifest_digest, manifest_size = blob(

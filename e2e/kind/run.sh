@@ -20,7 +20,7 @@ say() { echo "kind: $*" >&2; }
 
 command -v "$kind" >/dev/null || { say "kind not found (go install sigs.k8s.io/kind@v0.33.0)"; exit 1; }
 [ -f "$images/moat-operator.tar" ] || bash "$root/images/build.sh"
-[ -f "$images/busybox.tar" ] || bash "$root/e2e/images/build.sh"
+[ -f "$images/noshell.tar" ] || bash "$root/e2e/images/build.sh"
 
 "$kind" create cluster --name "$name" --config "$here/kind-config.yaml" --wait 120s
 kubeconfig=$(mktemp)
@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 "$kind" get kubeconfig --name "$name" >"$kubeconfig"
 export KUBECONFIG=$kubeconfig
-for i in moat-operator moat-node busybox; do
+for i in moat-operator moat-node busybox python noshell; do
     "$kind" load image-archive --name "$name" "$images/$i.tar"
 done
 

@@ -216,7 +216,9 @@ containerd_up() {
     for b in containerd containerd-shim-runc-v2 ctr runsc containerd-shim-runsc-v1; do
         [ -x "$bin/$b" ] || die "$bin/$b is missing; run e2e/tools/build.sh"
     done
-    [ -f "$MOAT_CACHE/images/pause.tar" ] || die "images missing; run e2e/images/build.sh"
+    for img in pause busybox python noshell; do
+        [ -f "$MOAT_CACHE/images/$img.tar" ] || die "image $img missing; run e2e/images/build.sh"
+    done
     [ -d "$dir" ] && { say "cleaning up an earlier node in $dir"; down; }
     mkdir -p "$dir"/{logs,run}
     network_up
@@ -227,7 +229,7 @@ containerd_up() {
         alive containerd || { tail -20 "$dir/logs/containerd.log" >&2; die "containerd exited"; }
         sleep 0.1
     done
-    for img in pause busybox; do
+    for img in pause busybox python noshell; do
         "${ctr[@]}" images import "$MOAT_CACHE/images/$img.tar" >/dev/null 2>&1
     done
     say "containerd ready on $sock"
