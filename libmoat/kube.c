@@ -39,6 +39,8 @@ const kube_resource KUBE_VALIDATINGADMISSIONPOLICYBINDINGS = {
 const kube_resource KUBE_NETWORKPOLICIES = {"networking.k8s.io", "v1", "networkpolicies",
                                             "NetworkPolicy", true};
 const kube_resource KUBE_SANDBOXES = {"moat.dev", "v1alpha1", "sandboxes", "Sandbox", true};
+const kube_resource KUBE_CUSTOMRESOURCEDEFINITIONS = {
+    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false};
 
 /* ---- reasons and Status bodies ----------------------------------------------------- */
 

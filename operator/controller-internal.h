@@ -83,6 +83,10 @@ struct operator_controller {
     atomic_long sessions_running; /* Sessions in phase Running, by the same handlers */
     atomic_uint_fast64_t sessions_ended[CONTROLLER_SESSION_ENDS]; /* by Finished reason */
     atomic_uint_fast64_t idle_stops; /* idle Sessions whose Pod was told to stop */
+    /* The served Sandbox CRD, as /readyz last looked (schema.h), under lock: when
+     * (moat_mono_ns; 0: never), and why it is not enough ("" when it is). */
+    int64_t crd_checked_ns;
+    char crd_problem[256];
 };
 
 /* What a reconcile asks of the worker: nothing more, a quick retry (a conflict), a retry

@@ -21,6 +21,7 @@
 #include "mark.h"
 #include "netpol.h"
 #include "pod.h"
+#include "schema.h"
 #include "status.h"
 #include "controller-internal.h"
 
@@ -575,6 +576,41 @@ static bool missing_policy(operator_controller *c, char *buf, size_t len)
     return false;
 }
 
+/* How long /readyz trusts its last look at the Sandbox CRD. */
+#define CRD_CHECK_NS (10LL * 1000000000LL)
+
+/* Why the served Sandbox CRD is not enough for this operator, into buf ("" when it is);
+ * looked up at most every CRD_CHECK_NS. */
+static void crd_problem(operator_controller *c, char *buf, size_t len)
+{
+    int64_t now = moat_mono_ns();
+    pthread_mutex_lock(&c->lock);
+    bool fresh = c->crd_checked_ns && now - c->crd_checked_ns < CRD_CHECK_NS;
+    if (fresh)
+        snprintf(buf, len, "%s", c->crd_problem);
+    pthread_mutex_unlock(&c->lock);
+    if (fresh)
+        return;
+    _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
+    json_t *crd = NULL;
+    char field[128];
+    if (kube_get(c->client, &crd, &KUBE_CUSTOMRESOURCEDEFINITIONS, NULL, SANDBOX_CRD_NAME, &err) <
+        0)
+        snprintf(buf, len, "the Sandbox CRD could not be read: %s", err.message);
+    else if (sandbox_crd_missing_field(crd, field, sizeof field))
+        snprintf(buf, len,
+                 "the served Sandbox CRD lacks %s, which this operator uses: apply "
+                 "crds/moat.dev_sandboxes.yaml of this release (Helm never upgrades CRDs)",
+                 field);
+    else
+        buf[0] = '\0';
+    json_decref(crd);
+    pthread_mutex_lock(&c->lock);
+    c->crd_checked_ns = now;
+    snprintf(c->crd_problem, sizeof c->crd_problem, "%s", buf);
+    pthread_mutex_unlock(&c->lock);
+}
+
 char *controller_unready(operator_controller *c)
 {
     char *why = NULL, missing[320];
@@ -583,6 +619,13 @@ char *controller_unready(operator_controller *c)
     pthread_mutex_unlock(&c->lock);
     if (!synced)
         return strdup("caches not synced\n");
+    char crd[256];
+    crd_problem(c, crd, sizeof crd);
+    if (*crd) {
+        if (asprintf(&why, "%s\n", crd) < 0)
+            return strdup("not ready\n");
+        return why;
+    }
     if (!c->policies)
         return NULL;
     if (!kube_informer_has_synced(c->policies) || !kube_informer_has_synced(c->bindings))

@@ -393,7 +393,9 @@ def pinned_values(values=None):
 
 
 def can_i(user, verb, resource, namespace=None, extra=()):
+    """resource: TYPE, TYPE/SUBRESOURCE, or TYPE#NAME for one object."""
     resource, _, sub = resource.partition("/")
+    resource = resource.replace("#", "/")
     args = ["auth", "can-i", verb, resource, "--as", user, *extra]
     args += [f"--subresource={sub}"] if sub else []
     args += ["-n", namespace] if namespace else []
@@ -525,6 +527,8 @@ class ChartClusterTest(unittest.TestCase):
             (op, "delete", "sandboxes.moat.dev", self.sandbox_ns),
             (op, "update", "sandboxes.moat.dev/status", self.sandbox_ns),
             (op, "create", "pods", self.sandbox_ns), (op, "watch", "pods", None),
+            (op, "patch", "pods", self.sandbox_ns),  # an idle Session's activeDeadlineSeconds
+            (op, "get", "customresourcedefinitions.apiextensions.k8s.io#sandboxes.moat.dev", None),
             (op, "list", "nodes", None), (op, "patch", "networkpolicies.networking.k8s.io", self.sandbox_ns),
             (op, "create", "events", self.sandbox_ns), (op, "patch", "events", self.sandbox_ns),
             (op, "get", "leases.coordination.k8s.io", self.ns),
@@ -541,6 +545,9 @@ class ChartClusterTest(unittest.TestCase):
             (op, "create", "sandboxes.moat.dev", self.sandbox_ns),
             (op, "update", "sandboxes.moat.dev", self.sandbox_ns),
             (op, "delete", "pods", self.sandbox_ns), (op, "create", "pods/exec", self.sandbox_ns),
+            (op, "get", "customresourcedefinitions.apiextensions.k8s.io", None),
+            (op, "update", "customresourcedefinitions.apiextensions.k8s.io#sandboxes.moat.dev", None),
+            (op, "get", "customresourcedefinitions.apiextensions.k8s.io#other.example.com", None),
             (op, "update", "leases.coordination.k8s.io", "kube-system"),
             (op, "create", "clusterrolebindings", None), (op, "delete", "networkpolicies", self.sandbox_ns),
             (op, "delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io", None),
