@@ -729,6 +729,29 @@ int controller_run(operator_controller *c, moat_error *err)
              kube_informer_size(c->sandboxes), kube_informer_size(c->pods),
              kube_informer_size(c->nodes));
 
+    /* An operator newer than its CRD would write fields the API server prunes (a status
+     * that never settles) and read Sessions as Runs: it takes no lease and reconciles
+     * nothing until the CRD is applied; /readyz says why meanwhile. */
+    for (bool said = false;;) {
+        char crd[256];
+        crd_problem(c, crd, sizeof crd);
+        if (!*crd)
+            break;
+        if (!said)
+            log_warn(NULL, "waiting: %s", crd);
+        said = true;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += CRD_CHECK_NS / 1000000000LL;
+        pthread_mutex_lock(&c->lock);
+        if (!c->stop)
+            pthread_cond_timedwait(&c->cond, &c->lock, &until);
+        bool stop = c->stop;
+        pthread_mutex_unlock(&c->lock);
+        if (stop)
+            return 0;
+    }
+
     if (c->leader_elect) {
         kube_leader_options lo = {.namespace = c->lease_namespace,
                                   .name = c->lease_name,
