@@ -86,7 +86,7 @@ struct operator_controller {
     /* The served Sandbox CRD, as /readyz last looked (schema.h), under lock: when
      * (moat_mono_ns; 0: never), and why it is not enough ("" when it is). */
     int64_t crd_checked_ns;
-    char crd_problem[256];
+    char crd_problem[512];
 };
 
 /* What a reconcile asks of the worker: nothing more, a quick retry (a conflict), a retry

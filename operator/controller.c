@@ -593,7 +593,7 @@ static void crd_problem(operator_controller *c, char *buf, size_t len)
         return;
     _cleanup_error_ moat_error err = MOAT_ERROR_INIT;
     json_t *crd = NULL;
-    char field[128];
+    char field[64];
     if (kube_get(c->client, &crd, &KUBE_CUSTOMRESOURCEDEFINITIONS, NULL, SANDBOX_CRD_NAME, &err) <
         0)
         snprintf(buf, len, "the Sandbox CRD could not be read: %s", err.message);
@@ -619,7 +619,7 @@ char *controller_unready(operator_controller *c)
     pthread_mutex_unlock(&c->lock);
     if (!synced)
         return strdup("caches not synced\n");
-    char crd[256];
+    char crd[512];
     crd_problem(c, crd, sizeof crd);
     if (*crd) {
         if (asprintf(&why, "%s\n", crd) < 0)
@@ -733,7 +733,7 @@ int controller_run(operator_controller *c, moat_error *err)
      * that never settles) and read Sessions as Runs: it takes no lease and reconciles
      * nothing until the CRD is applied; /readyz says why meanwhile. */
     for (bool said = false;;) {
-        char crd[256];
+        char crd[512];
         crd_problem(c, crd, sizeof crd);
         if (!*crd)
             break;
