@@ -50,7 +50,7 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 grep -q '^MOAT_SANITIZE:BOOL=OFF' "$build/CMakeCache.txt" ||
     die "$build is a sanitizer build; give --build-dir a release build"
-nice cmake --build "$build" --target moat-operator moat-agent moat-install moat-probe moat-cri >&2
+nice cmake --build "$build" --target moat-operator moat-agent moat-install moat-probe moat-cri moat-init >&2
 for b in runsc containerd-shim-runsc-v1; do
     [ -x "$gvisor/$b" ] || die "$gvisor/$b missing (e2e/tools/build.sh builds it)"
 done
@@ -80,6 +80,8 @@ bash "$root/isolation/bundle.sh" "$build/operator/moat-operator" "$rootfs/operat
 #    nsenter for the installer's systemctl in the host's mount namespace, pause).
 #    /opt/moat-image/{bin,lib}: what the installer copies to the host: moat-cri bundled for
 #    the host prefix /opt/moat, and gVisor's static runsc and shim.
+#    /moat-init/moat-init: Sessions' helper (static), which each Session's Pod mounts from
+#    this image (an image volume, subPath moat-init) at /.moat.
 n=$rootfs/node
 base_etc "$n"
 for b in isolation/agent/moat-agent isolation/installer/moat-install isolation/probe/moat-probe; do
@@ -88,6 +90,7 @@ done
 bash "$root/isolation/bundle.sh" "$(command -v nsenter)" "$n/opt/moat-node" /opt/moat-node >&2
 cc -static -Os -s -o "$work/pause" "$root/e2e/images/pause.c"
 install -m 0755 "$work/pause" "$n/opt/moat-node/bin/pause"
+install -D -m 0755 -s "$build/init/moat-init" "$n/moat-init/moat-init"
 bash "$root/isolation/bundle.sh" "$build/cri-shim/moat-cri" "$n/opt/moat-image" /opt/moat >&2
 for b in runsc containerd-shim-runsc-v1; do
     bash "$root/isolation/bundle.sh" "$gvisor/$b" "$n/opt/moat-image" /opt/moat >&2
