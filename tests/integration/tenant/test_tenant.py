@@ -286,6 +286,42 @@ class TenantTest(unittest.TestCase):
                                user=AGENT_USER, extra=node_extra),
                      "moat.dev/")
 
+    def test_3b_session_activity_is_the_agents_and_the_deadline_the_operators(self):
+        """B would keep a Session alive (or end another's) by writing its activity, its idle
+        limit or its Pod's deadline: each is refused; the agent of the Pod's node may write
+        the activity, the operator's status takes it."""
+        pod = self.running_sandbox("sess", mode="Session", idleTimeout="1h", isolation="GVisor")
+        self.assertEqual(pod["metadata"]["annotations"]["moat.dev/idle-timeout"], "3600")
+        self.assertEqual([v["name"] for v in pod["spec"]["volumes"]], ["moat-init"])
+        patch = lambda body, *extra, kind="merge": as_user(  # noqa: E731
+            B, "patch", "pod", "sess", "-n", self.ns, f"--type={kind}", "-p",
+            json.dumps(body), *extra)
+        later = "2099-01-01T00:00:00Z"
+        self.refused(patch({"metadata": {"annotations": {"moat.dev/last-activity": later}}}),
+                     'metadata.annotations["moat.dev/last-activity"]')
+        self.refused(patch({"metadata": {"annotations": {"moat.dev/last-activity": later}}},
+                           "--subresource=status"),
+                     'metadata.annotations["moat.dev/last-activity"]')
+        self.refused(patch({"metadata": {"annotations": {"moat.dev/idle-timeout": "86400"}}}),
+                     'metadata.annotations["moat.dev/idle-timeout"]')
+        self.refused(patch({"spec": {"activeDeadlineSeconds": 1}}),
+                     "is a Sandbox's; only moat-operator may change it")
+        # the agent of another node may not write it; the Pod's node's agent may
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+        body = {"metadata": {"annotations": {"moat.dev/last-activity": when}}}
+        self.refused(raw_patch(f"/api/v1/namespaces/{self.ns}/pods/sess", body, user=AGENT_USER,
+                               extra={"authentication.kubernetes.io/node-name": "elsewhere"}),
+                     "elsewhere")
+        self.admitted(raw_patch(f"/api/v1/namespaces/{self.ns}/pods/sess", body,
+                                user=AGENT_USER,
+                                extra={"authentication.kubernetes.io/node-name": self.node.name}))
+        # ... and nothing else, not even on a Session
+        self.refused(raw_patch(f"/api/v1/namespaces/{self.ns}/pods/sess",
+                               {"metadata": {"annotations": {"moat.dev/idle-timeout": "86400"}}},
+                               user=AGENT_USER,
+                               extra={"authentication.kubernetes.io/node-name": self.node.name}),
+                     "moat.dev/")
+
     def test_4_without_the_guard_the_mark_holds(self):
         """The attack as played, with moat-pod-guard's binding deleted (a cluster whose
         policies are gone): the operator is not Ready, naming it, and the forged Pod never
