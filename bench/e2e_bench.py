@@ -54,6 +54,7 @@ class Api:
         ctx_ssl.load_cert_chain(material("client-certificate"), material("client-key"))
         server = cluster["server"].split("://", 1)[1]
         host, port = server.rsplit(":", 1)
+        self.host, self.port, self.ssl = host, int(port), ctx_ssl
         self.conn = lambda: http.client.HTTPSConnection(host, int(port), context=ctx_ssl,
                                                         timeout=10)
         self.c = self.conn()

@@ -39,3 +39,6 @@ if [ $started = 1 ]; then
     started=2
 fi
 /usr/bin/python3 bench/e2e_bench.py "${BENCH_E2E_SEQ:-50}" "${BENCH_E2E_BURST:-20}"
+
+echo "== Sessions (bench/session_bench.py): exec round trip of \`true\` over pods/exec (${BENCH_EXEC:-200}), files of 1 and 100 MiB through the helper, cold start with and without it; a runc Pod beside"
+/usr/bin/python3 bench/session_bench.py "${BENCH_EXEC:-200}" "${BENCH_COLD:-8}"
