@@ -211,6 +211,12 @@ void proc_kill_and_reap(pid_t pgid, pid_t main_pid, int *main_status)
     for (;;) {
         if (pgid > 0)
             kill(-pgid, SIGKILL);
+        /* No child at all, running or not: nothing is left below us (a subreaper's orphans
+         * are its children), and the /proc scan (milliseconds under gVisor, on every exec)
+         * is skipped. */
+        siginfo_t si;
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD)
+            return;
         proc_signal_children(SIGKILL, pgid);
         int st;
         pid_t pid = waitpid(-1, &st, 0);
