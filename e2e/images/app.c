@@ -1,7 +1,7 @@
 /* The only file of moat.local/noshell:1, an image with no shell and no libc: prints
- * "noshell app" and its arguments, and with `sleep` as its first argument then waits until SIGINT or
- * SIGTERM (exit 0). For the tests that Moat's helper, mounted into the container apart from
- * the image, can exec and move files where the image itself has nothing. Built statically. */
+ * "noshell app" and its arguments, and with `sleep` as its first argument then waits until SIGINT
+ * or SIGTERM (exit 0). For the tests that Moat's helper, mounted into the container apart from the
+ * image, can exec and move files where the image itself has nothing. Built statically. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
