@@ -60,8 +60,9 @@ class Sessions(unittest.TestCase):
             session("box", idle="10m", cpu="300m"),
             session("bare", image=NOSHELL, idle="10m"),
             session("py", image=PYTHON, idle="10m"),
+            session("net", idle="10m", network={"egress": "Internet"}),
         ]))
-        for name in ("box", "bare", "py"):
+        for name in ("box", "bare", "py", "net"):
             cls.wait_ready(name)
 
     @classmethod
@@ -157,6 +158,15 @@ class Sessions(unittest.TestCase):
         wait_for(lambda: "sleep 31" not in self.ps("box"), 30, 0.5,
                  what="no process of the command left")
 
+    def test_helper_runs_under_runsc_and_runsc_nonet(self):
+        for name, handler in (("box", "runsc-nonet"), ("net", "runsc")):
+            with self.subTest(handler=handler):
+                st = self.status(name)
+                self.assertEqual(st["isolation"]["handler"], handler, st["isolation"])
+                rc, out, err = self.exec(name, "cat", "/proc/1/cmdline")
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(out.split(b"\0")[0], HELPER.encode())
+
     def test_python_image(self):
         rc, out, err = self.exec("py", "python3", "-c",
                                  "import sys, json; print(json.dumps(sys.version_info[:2]))")
@@ -233,7 +243,7 @@ class Sessions(unittest.TestCase):
 
     # ---- idle and timeouts ----
     def test_z_idle_shell_ends_busy_exec_lives_timeout_ends_busy(self):
-        kubectl("delete", "sandbox", "bare", "py", "-n", self.ns, "--wait=false")
+        kubectl("delete", "sandbox", "bare", "py", "net", "-n", self.ns, "--wait=false")
         kubectl("apply", "-n", self.ns, "-f", "-", stdin="\n---\n".join([
             session("idle", idle="20s"),
             session("busy", idle="20s"),

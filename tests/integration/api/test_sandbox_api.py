@@ -87,7 +87,8 @@ class SandboxAPITest(unittest.TestCase):
         self.assertEqual(out[0].split(), ["NAME", "PHASE", "ISOLATION", "NODE", "AGE"])
         wide = kubectl("get", "sandboxes.moat.dev", "hello", "-n", self.ns, "-o", "wide")[1]
         self.assertEqual(wide.splitlines()[0].split(),
-                         ["NAME", "PHASE", "ISOLATION", "NODE", "EXIT", "AGE"])
+                         ["NAME", "PHASE", "ISOLATION", "NODE", "MODE", "LAST-ACTIVITY", "EXIT",
+                          "AGE"])
 
     def test_status_subresource_leaves_spec_alone(self):
         doc = {"apiVersion": "moat.dev/v1alpha1", "kind": "Sandbox",

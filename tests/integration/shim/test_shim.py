@@ -290,10 +290,23 @@ class ShimTest(unittest.TestCase):
         time.sleep(0.5)
         with open(cs.status.log_path) as f:
             self.assertIn("to-the-log", f.read())
+        # Sessions' activity (cri-shim/activity.h): ExecSync (a probe) records nothing, an
+        # Exec start and a PortForward do, beside the socket; removals take them away
+        activity = os.path.join(os.path.dirname(SHIM_SOCK), "activity")
+        self.assertFalse(os.path.exists(os.path.join(activity, cid)))
+        before = time.time()
         url = self.rt.Exec(api.ExecRequest(container_id=cid, cmd=["sh"], stdout=True)).url
         self.assertTrue(url.startswith("http://"), url)
+        self.assertGreaterEqual(os.stat(os.path.join(activity, cid)).st_mtime, before - 1)
+        self.rt.PortForward(api.PortForwardRequest(pod_sandbox_id=pid, port=[80]))
+        self.assertTrue(os.path.exists(os.path.join(activity, pid)))
+        self.assertRegex(self.shim.metrics(), r'moat_cri_stream_starts_total\{kind="exec"\} [1-9]')
+        self.rt.StopContainer(api.StopContainerRequest(container_id=cid, timeout=1))
+        self.rt.RemoveContainer(api.RemoveContainerRequest(container_id=cid))
+        self.assertFalse(os.path.exists(os.path.join(activity, cid)))
         self.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pid))
         self.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pid))
+        self.assertFalse(os.path.exists(os.path.join(activity, pid)))
         with self.assertRaises(grpc.RpcError) as e:
             self.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pid))
         self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
