@@ -749,11 +749,11 @@ static int session_pass(agent *a, const cri_sandbox *sb, struct tracked_session 
                                 KUBE_PATCH_MERGE, patch, NULL, &err)
                    : moat_error_set(&err, MOAT_E_NOMEM, "out of memory");
     json_decref(patch);
-    if (rc < 0 &&
-        (kube_error_is(&err, KUBE_REASON_NOT_FOUND) || kube_error_is(&err, KUBE_REASON_INVALID) ||
-         kube_error_is(&err, KUBE_REASON_CONFLICT)))
-        rc = 0; /* gone, or another Pod of that name now: nothing to tell it */
-    else if (rc < 0) {
+    /* gone, or another Pod of that name now (NotFound, Invalid, Conflict): nothing to tell */
+    bool gone = kube_error_is(&err, KUBE_REASON_NOT_FOUND) ||
+                kube_error_is(&err, KUBE_REASON_INVALID) ||
+                kube_error_is(&err, KUBE_REASON_CONFLICT);
+    if (rc < 0 && !gone) {
         log_warn(key, "last activity: %s", err.message);
         count(a, &a->activity_errors);
         return -1;
