@@ -165,26 +165,30 @@ static int args_file_path(args_file *a, const char *path, const char *op, init_e
 
 int args_file_parse(args_file *out, int argc, char **argv, unsigned allowed, init_error *err)
 {
-    enum { O_MODE = 256, O_PARENTS, O_RECURSIVE, O_DEPTH, O_FROM };
+    enum { O_MODE = 256, O_PARENTS, O_RECURSIVE, O_DEPTH, O_FROM, O_SIZE };
     static const struct option opts[] = {
-        {"mode", required_argument, NULL, O_MODE},     {"parents", no_argument, NULL, O_PARENTS},
-        {"recursive", no_argument, NULL, O_RECURSIVE}, {"depth", required_argument, NULL, O_DEPTH},
-        {"from", required_argument, NULL, O_FROM},     {NULL, 0, NULL, 0},
+        {"mode", required_argument, NULL, O_MODE},
+        {"parents", no_argument, NULL, O_PARENTS},
+        {"recursive", no_argument, NULL, O_RECURSIVE},
+        {"depth", required_argument, NULL, O_DEPTH},
+        {"from", required_argument, NULL, O_FROM},
+        {"size", required_argument, NULL, O_SIZE},
+        {NULL, 0, NULL, 0},
     };
     static const unsigned flag_of[] = {
         [O_MODE - O_MODE] = ARGS_OPT_MODE,           [O_PARENTS - O_MODE] = ARGS_OPT_PARENTS,
         [O_RECURSIVE - O_MODE] = ARGS_OPT_RECURSIVE, [O_DEPTH - O_MODE] = ARGS_OPT_DEPTH,
-        [O_FROM - O_MODE] = ARGS_OPT_FROM,
+        [O_FROM - O_MODE] = ARGS_OPT_FROM,           [O_SIZE - O_MODE] = ARGS_OPT_SIZE,
     };
     const char *op = argv[0];
-    args_file a = {.depth = 1};
+    args_file a = {.depth = 1, .size = -1};
     optind = 0;
     opterr = 0;
     int o;
     /* "-": PATH comes back in order as option 1, whatever POSIXLY_CORRECT says, so options
      * may follow it; what is left after "--" is paths too. */
     while ((o = getopt_long(argc, argv, "-:", opts, NULL)) != -1) {
-        if (o >= O_MODE && o <= O_FROM && !(allowed & flag_of[o - O_MODE]))
+        if (o >= O_MODE && o <= O_SIZE && !(allowed & flag_of[o - O_MODE]))
             return init_error_usage(err, op, "option %s is not one of %s's",
                                     args_bad_option(argc, argv), op);
         switch (o) {
@@ -200,6 +204,15 @@ int args_file_parse(args_file *out, int argc, char **argv, unsigned allowed, ini
         case O_PARENTS:
             a.parents = true;
             break;
+        case O_SIZE: {
+            char *end;
+            errno = 0;
+            long long n = strtoll(optarg, &end, 10);
+            if (optarg[0] < '0' || optarg[0] > '9' || *end != '\0' || errno != 0)
+                return init_error_usage(err, op, "--size: not a number of bytes: \"%s\"", optarg);
+            a.size = n;
+            break;
+        }
         case O_FROM:
             if (optarg[0] == '\0')
                 return init_error_usage(err, op, "--from: empty path");

@@ -50,6 +50,7 @@ typedef enum {
     ARGS_OPT_RECURSIVE = 1 << 2, /* --recursive */
     ARGS_OPT_DEPTH = 1 << 3,     /* --depth N */
     ARGS_OPT_FROM = 1 << 4,      /* --from FILE */
+    ARGS_OPT_SIZE = 1 << 5,      /* --size BYTES */
 } args_file_option;
 
 typedef struct {
@@ -60,6 +61,7 @@ typedef struct {
     bool recursive;
     unsigned depth;   /* 1 unless --depth */
     const char *from; /* write --from: the file to copy instead of stdin; NULL: stdin */
+    int64_t size;     /* write --size: the bytes stdin must hold; -1: any */
 } args_file;
 
 /* `<op> PATH [options]` for the file operations: argv[0] is the operation's name; allowed is

@@ -203,7 +203,7 @@ static int files_write_report(FILE *out, const char *dir, const char *name, cons
 }
 
 int files_write(FILE *out, int in_fd, const char *path, mode_t mode, bool has_mode, bool parents,
-                init_error *err)
+                int64_t expect_size, init_error *err)
 {
     const char *slash = strrchr(path, '/');
     const char *name = slash ? slash + 1 : path;
@@ -239,6 +239,10 @@ int files_write(FILE *out, int in_fd, const char *path, mode_t mode, bool has_mo
     uint64_t size;
     if (files_copy(in_fd, t.fd, &size, "-", path, err) < 0)
         return -1;
+    if (expect_size >= 0 && size != (uint64_t)expect_size)
+        return init_error_set(err, "EIO", INIT_EXIT_FAILURE, "write", path,
+                              "got %llu of the %lld bytes announced (--size): nothing written",
+                              (unsigned long long)size, (long long)expect_size);
     /* fchmod, not the mode of open: the umask must not change what the caller asked for. */
     if (fchmod(t.fd, mode) < 0)
         return init_error_errno(err, errno, "chmod", path);

@@ -6,6 +6,7 @@
 #define MOAT_INIT_FILES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -20,9 +21,11 @@
  * regular file it replaces, else FILES_FILE_MODE) and renames it over path: a reader sees
  * the old file or the new one, never a part. A symlink at path is replaced, not followed.
  * On any error the temporary file is gone. With parents, missing directories are made
- * first. Then prints {"path":"<absolute>","size":N} on out. */
+ * first. Then prints {"path":"<absolute>","size":N} on out. With expect_size >= 0 the
+ * input must hold exactly that many bytes, or nothing is written (EIO): a writer that went
+ * away mid-stream ends its stdin as a finished one does. */
 int files_write(FILE *out, int in_fd, const char *path, mode_t mode, bool has_mode, bool parents,
-                init_error *err);
+                int64_t expect_size, init_error *err);
 
 /* Streams the file at path to out_fd. A directory is refused (EISDIR). When out_fd's reader
  * goes away, fails with errno EPIPE (op "write"). */

@@ -77,7 +77,7 @@ static const struct {
     const char *name;
     unsigned options;
 } file_ops[] = {
-    {"write", ARGS_OPT_MODE | ARGS_OPT_PARENTS | ARGS_OPT_FROM},
+    {"write", ARGS_OPT_MODE | ARGS_OPT_PARENTS | ARGS_OPT_FROM | ARGS_OPT_SIZE},
     {"read", 0},
     {"stat", 0},
     {"list", ARGS_OPT_DEPTH},
@@ -101,7 +101,7 @@ static int cmd_file(unsigned options, int argc, char **argv)
             init_error_errno(&err, errno, "write", a.from);
             return fail(&err);
         }
-        r = files_write(stdout, in, a.path, a.mode, a.has_mode, a.parents, &err);
+        r = files_write(stdout, in, a.path, a.mode, a.has_mode, a.parents, a.size, &err);
         if (a.from)
             close(in);
     } else if (strcmp(op, "read") == 0) {

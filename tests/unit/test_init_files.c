@@ -86,7 +86,7 @@ static void write_file(const char *path, const char *text, mode_t mode, bool has
     size_t size = 0;
     FILE *f = open_memstream(&out, &size);
     int fd = input(text);
-    if (files_write(f, fd, path, mode, has_mode, parents, &err) < 0)
+    if (files_write(f, fd, path, mode, has_mode, parents, -1, &err) < 0)
         fail_msg("write %s: %s %s", path, err.code, err.message);
     close(fd);
     fclose(f);
@@ -143,17 +143,17 @@ static void test_write_errors(void **state)
     if (!devnull)
         return;
     int fd = input("data");
-    assert_int_equal(files_write(devnull, fd, "missing/f", 0, false, false, &err), -1);
+    assert_int_equal(files_write(devnull, fd, "missing/f", 0, false, false, -1, &err), -1);
     assert_string_equal(err.code, "ENOENT");
     assert_int_equal(err.status, INIT_EXIT_FAILURE);
     assert_int_equal(mkdir("d", 0755), 0);
-    assert_int_equal(files_write(devnull, fd, "d", 0, false, false, &err), -1);
+    assert_int_equal(files_write(devnull, fd, "d", 0, false, false, -1, &err), -1);
     assert_string_equal(err.code, "EISDIR");
-    assert_int_equal(files_write(devnull, fd, "d/", 0, false, false, &err), -1);
+    assert_int_equal(files_write(devnull, fd, "d/", 0, false, false, -1, &err), -1);
     assert_string_equal(err.code, "EISDIR");
     /* input that fails midway (a directory's fd reads EISDIR): the temporary file goes */
     int bad = open("d", O_RDONLY | O_DIRECTORY);
-    assert_int_equal(files_write(devnull, bad, "d/f", 0, false, false, &err), -1);
+    assert_int_equal(files_write(devnull, bad, "d/f", 0, false, false, -1, &err), -1);
     assert_string_equal(err.code, "EISDIR");
     assert_string_equal(err.op, "read");
     assert_int_equal(entries("d"), 0);

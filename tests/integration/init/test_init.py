@@ -501,6 +501,19 @@ class Files(Base):
         self.assertEqual(error_line(r.stderr)["error"], "ENOENT")
         self.assertFalse(os.path.exists(self.path("dst2")))
 
+    def test_write_size_announced(self):
+        # the bytes a writer announced, or nothing: a writer gone mid-stream ends stdin too
+        self.assertEqual(run("write", self.path("f"), stdin=b"old").returncode, 0)
+        r = run("write", self.path("f"), "--size", "10", stdin=b"12345")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(error_line(r.stderr)["error"], "EIO")
+        with open(self.path("f"), "rb") as f:
+            self.assertEqual(f.read(), b"old")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["f"])  # no temporary left
+        r = run("write", self.path("f"), "--size", "5", stdin=b"12345")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(run("write", self.path("f"), "--size", "x", stdin=b"").returncode, 2)
+
     def test_roundtrip(self):
         for size in (0, MIB, 100 * MIB):
             with self.subTest(size=size):
