@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,63 +84,58 @@ bool proc_tty_is_ours(int fd)
 pid_t proc_spawn(char *const argv[], const sigset_t *child_mask, bool foreground, int stdin_fd,
                  init_error *err)
 {
-    /* posix_spawnp: glibc clones with CLONE_VM | CLONE_VFORK, no copy of our address space
-     * (under gVisor a fork's copy is most of what a command's start costs), and reports
-     * execvp's errno itself. The child leads a new process group (both sides set it, so
-     * neither acts on the group before it exists), takes the terminal's foreground when
-     * asked, and gets SIGPIPE back to its default and child_mask. */
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t dfl;
-    pid_t pid = -1;
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGPIPE);
-    int r = posix_spawn_file_actions_init(&fa);
-    if (r == 0) {
-        r = posix_spawnattr_init(&at);
-        if (r != 0)
-            posix_spawn_file_actions_destroy(&fa);
-    }
-    if (r != 0) {
-        init_error_errno(err, r, "posix_spawn", argv[0]);
+    /* The child reports execvp's errno through this pipe; on success, exec closes it. */
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        init_error_errno(err, errno, "pipe", NULL);
         err->status = INIT_EXIT_INTERNAL;
         return -1;
     }
-    if (stdin_fd >= 0)
-        r = posix_spawn_file_actions_adddup2(&fa, stdin_fd, STDIN_FILENO);
-    if (r == 0 && foreground)
-        r = posix_spawn_file_actions_addtcsetpgrp_np(&fa, STDIN_FILENO);
-    if (r == 0)
-        r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                              POSIX_SPAWN_SETSIGDEF);
-    if (r == 0)
-        r = posix_spawnattr_setpgroup(&at, 0);
-    if (r == 0)
-        r = posix_spawnattr_setsigmask(&at, child_mask);
-    if (r == 0)
-        r = posix_spawnattr_setsigdefault(&at, &dfl);
     fflush(NULL); /* nothing buffered may be written twice */
-    bool spawn_failed = false;
-    if (r == 0) {
-        r = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
-        spawn_failed = r != 0;
-    }
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    if (spawn_failed) {
-        /* execvp's errno (the child is gone), or clone's */
-        init_error_errno(err, r, "exec", argv[0]);
-        err->status = r == EAGAIN || r == ENOMEM ? INIT_EXIT_INTERNAL : proc_exec_failure_status(r);
-        return -1;
-    }
-    if (r != 0) {
-        init_error_errno(err, r, "posix_spawn", argv[0]);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        init_error_errno(err, e, "fork", argv[0]);
         err->status = INIT_EXIT_INTERNAL;
         return -1;
     }
+    if (pid == 0) {
+        /* Only async-signal-safe calls from here to execvp. Both sides set the group (and the
+         * terminal's foreground), so neither can act on the group before it exists. */
+        close(pipefd[0]);
+        if (stdin_fd >= 0 && dup2(stdin_fd, STDIN_FILENO) < 0)
+            _exit(INIT_EXIT_INTERNAL);
+        setpgid(0, 0);
+        if (foreground)
+            tcsetpgrp(STDIN_FILENO, getpid());
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigaction(SIGPIPE, &dfl, NULL);
+        sigprocmask(SIG_SETMASK, child_mask, NULL);
+        execvp(argv[0], argv);
+        int e = errno;
+        ssize_t n = write(pipefd[1], &e, sizeof(e));
+        (void)n;
+        _exit(proc_exec_failure_status(e));
+    }
+    close(pipefd[1]);
     setpgid(pid, pid); /* EACCES once the child has exec'd: it did it itself then */
     if (foreground)
         tcsetpgrp(STDIN_FILENO, pid);
+    int e = 0;
+    ssize_t n;
+    do
+        n = read(pipefd[0], &e, sizeof(e));
+    while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == (ssize_t)sizeof(e)) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        init_error_errno(err, e, "exec", argv[0]);
+        err->status = proc_exec_failure_status(e);
+        return -1;
+    }
     return pid;
 }
 

@@ -261,9 +261,11 @@ class Exec(Base):
         # a command that wants no input still ends by itself
         r = run("exec", "--framed-stdin", "--", "echo", "hi", stdin=b"")
         self.assertIn(r.returncode, (0, 129))  # stdin ended at once: either may win
-        r = subprocess.run([MOAT_INIT, "exec", "--framed-stdin", "--", "true"],
-                           stdin=subprocess.PIPE, capture_output=True, timeout=10)
+        t0 = time.monotonic()
+        r = subprocess.run([MOAT_INIT, "exec", "--framed-stdin", "--", "sleep", "30"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
         self.assertEqual(r.returncode, 129)  # an empty stdin: the client is gone
+        self.assertLess(time.monotonic() - t0, 5)
 
     def test_client_goes_away_command_ignores_sigterm(self):
         t0 = time.monotonic()
