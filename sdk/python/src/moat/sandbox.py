@@ -1,0 +1,274 @@
+"""A Moat Sandbox from Python: create, exec, files, and what isolation really ran."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from . import _exec
+from .errors import SandboxError, SpecRejected, VMUnavailable
+from .files import Files
+
+GROUP, VERSION, PLURAL = "moat.dev", "v1alpha1", "sandboxes"
+FINAL = ("Succeeded", "Failed", "Expired")
+
+_config_lock = threading.Lock()
+
+
+def _api_client(api: client.ApiClient | None) -> client.ApiClient:
+    """The given client, or one from the kubeconfig as kubectl finds it (KUBECONFIG,
+    ~/.kube/config), else the in-cluster service account."""
+    if api is not None:
+        return api
+    with _config_lock:
+        cfg = client.Configuration()
+        try:
+            config.load_kube_config(client_configuration=cfg)
+        except config.ConfigException:
+            config.load_incluster_config(client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What the node reported it ran: runtime "gvisor" or "kata" ("" until reported),
+    the containerd handler, why, and whether it is the runtime's own record."""
+
+    runtime: str
+    handler: str
+    reason: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+
+class Sandbox:
+    """One Sandbox. Sandbox.create() makes a Session (commands and files until its timeout or
+    idle timeout); as a context manager it is deleted on leaving the block."""
+
+    def __init__(self, name: str, namespace: str, api: client.ApiClient):
+        self.name, self.namespace = name, namespace
+        self._api = api
+        self._co = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._obj: dict[str, Any] = {}
+        self.files = Files(self)
+
+    # ---- making and finding ----
+    @classmethod
+    def create(cls, image: str, *, name: str | None = None, namespace: str = "default",
+               isolation: str = "Auto", egress: str = "None", timeout: str | None = None,
+               idle_timeout: str | None = None, cpu: str | None = None,
+               memory: str | None = None, env: dict[str, str] | None = None,
+               command: list[str] | None = None, wait: float = 120,
+               api: client.ApiClient | None = None) -> "Sandbox":
+        """Creates a Session and waits until a command can run in it (Ready). SpecRejected
+        when the API server refuses the spec (its message names the field); VMUnavailable
+        when isolation VM cannot be placed; SandboxError when it fails before it is ready."""
+        spec: dict[str, Any] = {"image": image, "mode": "Session", "isolation": isolation,
+                                "network": {"egress": egress}}
+        if timeout:
+            spec["timeout"] = timeout
+        if idle_timeout:
+            spec["idleTimeout"] = idle_timeout
+        if cpu or memory:
+            spec["resources"] = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
+        if env:
+            spec["env"] = [{"name": k, "value": v} for k, v in env.items()]
+        if command:
+            spec["command"] = command
+        sb = cls._make(name or f"sbx-{uuid.uuid4().hex[:10]}", namespace, spec, api)
+        if wait:
+            sb.wait_ready(wait)
+        return sb
+
+    @classmethod
+    def run(cls, image: str, command: list[str], *, namespace: str = "default",
+            timeout: float = 300, api: client.ApiClient | None = None,
+            **spec: Any) -> tuple[CommandResult, Isolation]:
+        """One Run-mode Sandbox to its end: its output (the pod's log), exit code and the
+        isolation it got; the Sandbox is deleted afterwards."""
+        body = {"image": image, "command": command, **spec}
+        sb = cls._make(f"run-{uuid.uuid4().hex[:10]}", namespace, body, api)
+        try:
+            st = sb.wait(timeout)
+            log = sb.logs()
+            code = int(st.get("exitCode", -1))
+            return (CommandResult(code, log, "", log.encode(), b""), sb.isolation)
+        finally:
+            sb.delete()
+
+    @classmethod
+    def get(cls, name: str, namespace: str = "default",
+            api: client.ApiClient | None = None) -> "Sandbox":
+        sb = cls(name, namespace, _api_client(api))
+        sb.refresh()
+        return sb
+
+    @classmethod
+    def list(cls, namespace: str = "default",
+             api: client.ApiClient | None = None) -> list["Sandbox"]:
+        a = _api_client(api)
+        items = client.CustomObjectsApi(a).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL)["items"]
+        out = []
+        for o in items:
+            sb = cls(o["metadata"]["name"], namespace, a)
+            sb._obj = o
+            out.append(sb)
+        return out
+
+    @classmethod
+    def _make(cls, name: str, namespace: str, spec: dict[str, Any],
+              api: client.ApiClient | None) -> "Sandbox":
+        sb = cls(name, namespace, _api_client(api))
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Sandbox",
+                "metadata": {"name": name}, "spec": spec}
+        try:
+            # Strict: an older CRD never silently drops a field set here
+            sb._obj = sb._co.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict")
+        except ApiException as e:
+            if e.status in (400, 422):
+                raise SpecRejected(_status_message(e)) from None
+            raise
+        return sb
+
+    # ---- its state ----
+    def refresh(self) -> dict[str, Any]:
+        self._obj = self._co.get_namespaced_custom_object(GROUP, VERSION, self.namespace,
+                                                          PLURAL, self.name)
+        return self._obj
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self._obj.get("status", {})
+
+    @property
+    def phase(self) -> str:
+        return self.status.get("phase", "Pending")
+
+    @property
+    def pod_name(self) -> str:
+        """The Pod as the Sandbox's status names it (never assumed from its name)."""
+        pod = self.status.get("podName") or self.refresh().get("status", {}).get("podName")
+        if not pod:
+            raise SandboxError(self.name, "has no pod yet", self.phase)
+        return pod
+
+    @property
+    def isolation(self) -> Isolation:
+        i = self.status.get("isolation", {})
+        return Isolation(i.get("runtime", ""), i.get("handler", ""), i.get("reason", ""),
+                         bool(i.get("verified", False)))
+
+    def _condition(self, kind: str) -> dict[str, Any]:
+        return next((c for c in self.status.get("conditions", []) if c["type"] == kind), {})
+
+    def _raise_if_ended(self) -> None:
+        sc = self._condition("Scheduled")
+        if sc.get("reason") in ("NoHypervisor", "NoGPUPassthroughNode"):
+            raise VMUnavailable(self.name, sc.get("message", sc["reason"]), self.phase,
+                                sc["reason"])
+        if self.phase in FINAL:
+            fin = self._condition("Finished")
+            raise SandboxError(self.name, self.status.get("message") or self.phase, self.phase,
+                               fin.get("reason"))
+
+    def wait_ready(self, timeout: float = 120) -> "Sandbox":
+        """Until Ready (a command can run) and its isolation reported. VMUnavailable,
+        SandboxError as create()."""
+        end = time.monotonic() + timeout
+        while True:
+            self.refresh()
+            # Ready, and the node has said what really runs it (Isolated True or False)
+            if (self.phase == "Running" and self._condition("Ready").get("status") == "True"
+                    and self._condition("Isolated").get("status") in ("True", "False")):
+                return self
+            self._raise_if_ended()
+            if time.monotonic() > end:
+                raise SandboxError(self.name, f"not ready after {timeout:g}s", self.phase)
+            time.sleep(0.2)
+
+    def wait(self, timeout: float = 300) -> dict[str, Any]:
+        """Until a final phase; returns the status (VMUnavailable as create())."""
+        end = time.monotonic() + timeout
+        while True:
+            self.refresh()
+            if self.phase in FINAL:
+                return self.status
+            sc = self._condition("Scheduled")
+            if sc.get("reason") == "NoHypervisor":
+                raise VMUnavailable(self.name, sc.get("message", ""), self.phase, "NoHypervisor")
+            if time.monotonic() > end:
+                raise SandboxError(self.name, f"not finished after {timeout:g}s", self.phase)
+            time.sleep(0.2)
+
+    def logs(self) -> str:
+        return self._core.read_namespaced_pod_log(self.pod_name, self.namespace)
+
+    def delete(self) -> None:
+        try:
+            self._co.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL,
+                                                     self.name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()
+
+    # ---- commands ----
+    def exec_stream(self, argv: list[str], *, stdin: _exec.Stdin = None,
+                    timeout: float | None = None, cwd: str | None = None,
+                    env: dict[str, str] | None = None) -> Iterator[_exec.Output]:
+        """Output as it is printed; the exit code is .exit_code of the generator's return
+        (StopIteration.value). CommandTimeout, ConnectionLost as exec()."""
+        for item in _exec.run_stream(self._core, self.namespace, self.pod_name, argv,
+                                     stdin=stdin, timeout=timeout, cwd=cwd, env=env):
+            if isinstance(item, int):
+                return item
+            yield item
+        return None
+
+    def exec(self, argv: list[str], *, stdin: _exec.Stdin = None, timeout: float | None = None,
+             cwd: str | None = None, env: dict[str, str] | None = None) -> CommandResult:
+        """Runs argv in the sandbox (under Moat's helper: its process group dies with this
+        call's connection). CommandTimeout past timeout (the group killed); ConnectionLost
+        when the stream ends without the exit status."""
+        out, err = bytearray(), bytearray()
+        code = -1
+        for item in _exec.run_stream(self._core, self.namespace, self.pod_name, argv,
+                                     stdin=stdin, timeout=timeout, cwd=cwd, env=env):
+            if isinstance(item, int):
+                code = item
+            elif item.stream == "stdout":
+                out += item.data
+            else:
+                err += item.data
+        return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"),
+                             bytes(out), bytes(err))
+
+
+def _status_message(e: ApiException) -> str:
+    import json
+    try:
+        return json.loads(e.body).get("message", str(e))
+    except (TypeError, ValueError):
+        return str(e)
