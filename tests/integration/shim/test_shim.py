@@ -867,6 +867,10 @@ class ShimTest(unittest.TestCase):
             time.sleep(0.2)
         self.assertEqual(self.reach(ns2, "-", OUT_ADDR), "BLOCKED")
         self.assertEqual(self.reach(ns1, "10.90.250.2", OUT_ADDR), "BLOCKED")
+        # The forged source's ARP for the gateway was dropped (as it must be): the pod's
+        # neighbour entry may be left FAILED, and the kernel then waits it out before it asks
+        # again from the pod's own address. Flushed, as a pod's next connection would find it.
+        self.in_netns(ns1, "ip", "neigh", "flush", "all")
         self.assertEqual(self.reach(ns1, "-", OUT_ADDR, tries=3), "REACHED",
                          self.wall_state(ns1))
 
