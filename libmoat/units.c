@@ -1,5 +1,7 @@
 #include "units.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 /* More significant digits than this cannot fit int64 milli-units anyway. */
@@ -197,4 +199,24 @@ int moat_duration_parse(int64_t *ret_ns, const char *text, moat_error *err)
     return 0;
 range:
     return moat_error_set(err, MOAT_E_RANGE, "duration \"%s\" is too long", text);
+}
+
+void moat_duration_format(char *buf, size_t size, int64_t ns)
+{
+    static const struct {
+        const char *unit;
+        int64_t ns;
+    } units[] = {
+        {"h", 3600 * 1000000000LL},
+        {"m", 60 * 1000000000LL},
+        {"s", 1000000000LL},
+        {"ms", 1000000},
+        {"us", 1000},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(units); i++)
+        if (ns != 0 && ns % units[i].ns == 0) {
+            snprintf(buf, size, "%" PRId64 "%s", ns / units[i].ns, units[i].unit);
+            return;
+        }
+    snprintf(buf, size, "%" PRId64 "ns", ns);
 }

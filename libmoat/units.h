@@ -19,4 +19,8 @@ int moat_quantity_parse(int64_t *ret_milli, const char *text, moat_error *err);
  * MOAT_E_INVALID (malformed) or MOAT_E_RANGE (overflows int64 nanoseconds). */
 int moat_duration_parse(int64_t *ret_ns, const char *text, moat_error *err);
 
+/* ns as the shortest Go duration in one unit that moat_duration_parse reads back exactly
+ * ("24h", "15m", "90s", "250ms", "7ns"). */
+void moat_duration_format(char *buf, size_t size, int64_t ns);
+
 #endif

@@ -157,23 +157,6 @@ static bool is_label_value(const char *s)
 }
 
 /* "24h", "90m", "1500ms": the largest unit that divides ns exactly. */
-static void format_duration(char *buf, size_t size, int64_t ns)
-{
-    static const struct {
-        const char *unit;
-        int64_t ns;
-    } units[] = {
-        {"h", 3600 * NS_PER_S}, {"m", 60 * NS_PER_S}, {"s", NS_PER_S},
-        {"ms", 1000000},        {"us", 1000},
-    };
-    for (size_t i = 0; i < ELEMENTSOF(units); i++)
-        if (ns != 0 && ns % units[i].ns == 0) {
-            snprintf(buf, size, "%" PRId64 "%s", ns / units[i].ns, units[i].unit);
-            return;
-        }
-    snprintf(buf, size, "%" PRId64 "ns", ns);
-}
-
 /* A maximum from the configuration, in the form an admin would write it: "8", "500m",
  * "32Gi" (binary suffixes for byte quantities only). */
 static void format_quantity(char *buf, size_t size, int64_t milli, bool bytes)
@@ -219,7 +202,7 @@ static int check_limit(int64_t *ret_ns, const json_t *spec, const char *key, int
         *ret_ns = def;
         return 0;
     }
-    format_duration(max, sizeof max, cfg->max_timeout_ns);
+    moat_duration_format(max, sizeof max, cfg->max_timeout_ns);
     moat_error perr = MOAT_ERROR_INIT;
     if (moat_duration_parse(&ns, text, &perr) < 0) {
         bool range = perr.code == MOAT_E_RANGE;
@@ -276,7 +259,7 @@ static int check_ttl(int64_t *ret_ns, const json_t *spec, const operator_config 
         *ret_ns = cfg->default_ttl_ns;
         return 0;
     }
-    format_duration(max, sizeof max, TTL_MAX_NS);
+    moat_duration_format(max, sizeof max, TTL_MAX_NS);
     moat_error perr = MOAT_ERROR_INIT;
     if (moat_duration_parse(&ns, text, &perr) < 0) {
         bool range = perr.code == MOAT_E_RANGE;

@@ -9,6 +9,7 @@
 #include "libmoat/kobj.h"
 #include "libmoat/macro.h"
 #include "libmoat/names.h"
+#include "libmoat/units.h"
 
 #define MAX_MESSAGE 4096 /* of a container's termination message kept in status */
 
@@ -218,25 +219,11 @@ static void isolated_condition(json_t *conds, const json_t *old, report_verdict 
     }
 }
 
-/* A limit as a Go duration without zero parts: "1h", "15m", "1h30m", "90s" is "1m30s". */
-static void format_limit(char *buf, size_t len, int64_t s)
-{
-    int64_t h = s / 3600, m = s / 60 % 60, sec = s % 60;
-    int n = 0;
-    buf[0] = '\0';
-    if (h)
-        n += snprintf(buf + n, len - (size_t)n, "%" PRId64 "h", h);
-    if (m && (size_t)n < len)
-        n += snprintf(buf + n, len - (size_t)n, "%" PRId64 "m", m);
-    if ((sec || s == 0) && (size_t)n < len)
-        snprintf(buf + n, len - (size_t)n, "%" PRId64 "s", sec);
-}
-
 static void set_limits(json_t *status, const sandbox_view *view)
 {
     char timeout[32], idle[32];
-    format_limit(timeout, sizeof timeout, view->timeout_s);
-    format_limit(idle, sizeof idle, view->idle_s);
+    moat_duration_format(timeout, sizeof timeout, view->timeout_s * 1000000000LL);
+    moat_duration_format(idle, sizeof idle, view->idle_s * 1000000000LL);
     json_object_set_new(
         status, "limits",
         json_pack("{s:s, s:s*}", "timeout", timeout, "idleTimeout", view->session ? idle : NULL));
@@ -514,7 +501,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         if (left <= 0) {
             char since[32], limit[32];
             rfc3339_format(since, sizeof since, last_activity);
-            format_limit(limit, sizeof limit, view->idle_s);
+            moat_duration_format(limit, sizeof limit, view->idle_s * 1000000000LL);
             phase = "Expired";
             final_reason = "IdleTimeout";
             FORMAT(msg,

@@ -124,12 +124,34 @@ static void test_duration_invalid(void **state)
     assert_duration_error("3000000h", MOAT_E_RANGE);
 }
 
+static void test_duration_format_reads_back(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t ns;
+        const char *text;
+    } cases[] = {{3600000000000LL, "1h"},
+                 {900000000000LL, "15m"},
+                 {90000000000LL, "90s"},
+                 {250000000, "250ms"},
+                 {7, "7ns"},
+                 {0, "0ns"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[32];
+        moat_duration_format(buf, sizeof buf, cases[i].ns);
+        assert_string_equal(buf, cases[i].text);
+        int64_t back = -1;
+        moat_error err = MOAT_ERROR_INIT;
+        assert_int_equal(moat_duration_parse(&back, buf, &err), 0);
+        assert_int_equal(back, cases[i].ns);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quantity_valid),
-        cmocka_unit_test(test_quantity_invalid),
-        cmocka_unit_test(test_duration_valid),
+        cmocka_unit_test(test_quantity_valid),   cmocka_unit_test(test_quantity_invalid),
+        cmocka_unit_test(test_duration_valid),   cmocka_unit_test(test_duration_format_reads_back),
         cmocka_unit_test(test_duration_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
