@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* More significant digits than this cannot fit int64 milli-units anyway. */
 #define QUANTITY_MAX_DIGITS 30
@@ -219,4 +220,28 @@ void moat_duration_format(char *buf, size_t size, int64_t ns)
             return;
         }
     snprintf(buf, size, "%" PRId64 "ns", ns);
+}
+
+int64_t moat_rfc3339_parse(const char *text)
+{
+    struct tm tm = {0};
+    if (!text)
+        return -1;
+    const char *end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return -1;
+    if (*end == '.')
+        for (end++; *end >= '0' && *end <= '9'; end++)
+            ;
+    if (*end != 'Z' || end[1])
+        return -1; /* the API server always writes UTC with Z */
+    return (int64_t)timegm(&tm);
+}
+
+void moat_rfc3339_format(char *buf, size_t len, int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

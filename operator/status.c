@@ -13,30 +13,6 @@
 
 #define MAX_MESSAGE 4096 /* of a container's termination message kept in status */
 
-int64_t rfc3339_parse(const char *text)
-{
-    struct tm tm = {0};
-    if (!text)
-        return -1;
-    const char *end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end)
-        return -1;
-    if (*end == '.')
-        for (end++; *end >= '0' && *end <= '9'; end++)
-            ;
-    if (*end != 'Z' || end[1])
-        return -1; /* the API server always writes UTC with Z */
-    return (int64_t)timegm(&tm);
-}
-
-void rfc3339_format(char *buf, size_t len, int64_t t)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Cuts buf back so it does not end inside a UTF-8 sequence: snprintf into a fixed buffer
  * may split a character, and jansson refuses invalid UTF-8 (the field would be lost). */
 static void utf8_trim(char *buf)
@@ -77,8 +53,8 @@ static void condition(json_t *conds, const json_t *old_status, const char *type,
         if (t && s && strcmp(t, type) == 0 && strcmp(s, status) == 0)
             since = kobj_str(c, "lastTransitionTime");
     }
-    if (!since || rfc3339_parse(since) < 0) {
-        rfc3339_format(ts, sizeof(ts), now);
+    if (!since || moat_rfc3339_parse(since) < 0) {
+        moat_rfc3339_format(ts, sizeof(ts), now);
         since = ts;
     }
     json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "type", type, "status",
@@ -108,7 +84,7 @@ static void set_str(json_t *obj, const char *key, const char *value)
 static void set_time(json_t *obj, const char *key, int64_t t)
 {
     char ts[32];
-    rfc3339_format(ts, sizeof(ts), t);
+    moat_rfc3339_format(ts, sizeof(ts), t);
     json_object_set_new(obj, key, json_string(ts));
 }
 
@@ -239,7 +215,7 @@ static const char *finished_reason(const json_t *status)
 /* What to set a running Session Pod's activeDeadlineSeconds to, to stop it now. */
 static int64_t stop_deadline(const json_t *pod, int64_t now)
 {
-    int64_t started = rfc3339_parse(kobj_str(pod, "status.startTime"));
+    int64_t started = moat_rfc3339_parse(kobj_str(pod, "status.startTime"));
     int64_t d = started >= 0 ? now - started : 1;
     return d < 1 ? 1 : d;
 }
@@ -274,7 +250,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
 
     /* A final phase never changes; only the TTL runs. */
     if (is_final(old_phase)) {
-        int64_t done = rfc3339_parse(kobj_str(old, "completionTime"));
+        int64_t done = moat_rfc3339_parse(kobj_str(old, "completionTime"));
         if (done < 0) {
             done = now;
             set_time(st, "completionTime", now);
@@ -413,16 +389,16 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
                   generation, now);
     }
 
-    int64_t pod_start = rfc3339_parse(kobj_str(pod, "status.startTime"));
+    int64_t pod_start = moat_rfc3339_parse(kobj_str(pod, "status.startTime"));
     if (!kobj_str(old, "startTime") && pod_start >= 0)
         set_time(st, "startTime", pod_start);
-    int64_t started = rfc3339_parse(kobj_str(st, "startTime"));
+    int64_t started = moat_rfc3339_parse(kobj_str(st, "startTime"));
 
     int64_t exit_code = 0;
     bool terminated = kobj_int(cs, "state.terminated.exitCode", &exit_code);
     const char *term_msg = kobj_str(cs, "state.terminated.message");
     const char *term_reason = kobj_str(cs, "state.terminated.reason");
-    int64_t finished_at = rfc3339_parse(kobj_str(cs, "state.terminated.finishedAt"));
+    int64_t finished_at = moat_rfc3339_parse(kobj_str(cs, "state.terminated.finishedAt"));
     if (finished_at < 0)
         finished_at = now;
     char term[MAX_MESSAGE + 1];
@@ -432,8 +408,8 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
     int64_t last_activity = -1;
     if (view->session && started >= 0) {
         last_activity = started;
-        int64_t reported = rfc3339_parse(kobj_annotation(pod, MOAT_ANNOTATION_LAST_ACTIVITY));
-        int64_t known = rfc3339_parse(kobj_str(old, "lastActivityTime"));
+        int64_t reported = moat_rfc3339_parse(kobj_annotation(pod, MOAT_ANNOTATION_LAST_ACTIVITY));
+        int64_t known = moat_rfc3339_parse(kobj_str(old, "lastActivityTime"));
         if (reported > last_activity && reported <= now + 60) /* a clock far ahead: not trusted */
             last_activity = reported;
         if (known > last_activity)
@@ -500,7 +476,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         int64_t left = last_activity + view->idle_s - now;
         if (left <= 0) {
             char since[32], limit[32];
-            rfc3339_format(since, sizeof since, last_activity);
+            moat_rfc3339_format(since, sizeof since, last_activity);
             moat_duration_format(limit, sizeof limit, view->idle_s * 1000000000LL);
             phase = "Expired";
             final_reason = "IdleTimeout";

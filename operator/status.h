@@ -74,10 +74,4 @@ void sandbox_plan_clear(sandbox_plan *p);
 /* True when two statuses differ in anything but the order of keys. */
 bool sandbox_status_changed(const json_t *old_status, const json_t *new_status);
 
-/* Seconds since the epoch of an RFC 3339 time ("2026-11-24T05:30:00Z"), or -1. */
-int64_t rfc3339_parse(const char *text);
-
-/* Formats seconds since the epoch as RFC 3339 UTC into buf (at least 32 bytes). */
-void rfc3339_format(char *buf, size_t len, int64_t t);
-
 #endif

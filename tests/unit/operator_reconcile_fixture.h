@@ -39,6 +39,7 @@
 #include "libmoat/kobj.h"
 #include "libmoat/kubeconfig.h"
 #include "libmoat/names.h"
+#include "libmoat/units.h"
 #include "operator/controller-internal.h"
 #include "operator/netpol.h"
 #include "operator/pod.h"
@@ -243,7 +244,7 @@ static inline json_t *parse(const char *text)
 
 static inline void rfc3339(char buf[32], int64_t t)
 {
-    rfc3339_format(buf, 32, t);
+    moat_rfc3339_format(buf, 32, t);
 }
 
 /* Sandbox "sb" (uid UID, generation GENERATION) at resourceVersion rv, with spec (JSON)
@@ -395,7 +396,7 @@ static inline void assert_condition(const json_t *status, const char *type, cons
     int64_t og = -1;
     assert_true(kobj_int(c, "observedGeneration", &og));
     assert_int_equal(og, GENERATION);
-    assert_true(rfc3339_parse(kobj_str(c, "lastTransitionTime")) > 0);
+    assert_true(moat_rfc3339_parse(kobj_str(c, "lastTransitionTime")) > 0);
 }
 
 static inline outcome run(fixture *f, int64_t *ret_after_s, moat_error *err)

@@ -19,9 +19,10 @@
 
 #include "libmoat/kobj.h"
 #include "libmoat/names.h"
+#include "libmoat/units.h"
 #include "operator/status.h"
 
-/* Every time below is written out by hand, so these tests do not trust rfc3339_format to
+/* Every time below is written out by hand, so these tests do not trust moat_rfc3339_format to
  * check itself. */
 #define NOW     INT64_C(1795498200)
 #define NOW_STR "2026-11-24T05:30:00Z"
@@ -249,7 +250,7 @@ static inline const json_t *find_condition(const json_t *status, const char *typ
 static inline void check_time_field(const json_t *st, const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
-    if (v && (!json_is_string(v) || rfc3339_parse(json_string_value(v)) < 0))
+    if (v && (!json_is_string(v) || moat_rfc3339_parse(json_string_value(v)) < 0))
         schema_fail(st, "%s is not an RFC 3339 time", key);
 }
 

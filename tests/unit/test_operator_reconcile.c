@@ -206,7 +206,7 @@ static void test_pod_deadline_exceeded(void **state)
     const json_t *st = status_written(f, 0, "11");
     assert_str(st, "phase", "Expired");
     assert_str(st, "message", "exceeded its timeout of 300s");
-    assert_true(rfc3339_parse(kobj_str(st, "completionTime")) > 0);
+    assert_true(moat_rfc3339_parse(kobj_str(st, "completionTime")) > 0);
     assert_condition(st, "Finished", "True", "Expired", "exceeded its timeout of 300s");
 }
 
@@ -229,7 +229,7 @@ static void test_timeout_expires(void **state)
     assert_str(st, "phase", "Expired");
     assert_str(st, "startTime", LONG_AGO);
     assert_str(st, "message", "exceeded its timeout of 300s");
-    assert_true(rfc3339_parse(kobj_str(st, "completionTime")) >= before);
+    assert_true(moat_rfc3339_parse(kobj_str(st, "completionTime")) >= before);
     assert_condition(st, "Finished", "True", "Expired", "exceeded its timeout of 300s");
     assert_condition(st, "Ready", "False", "Expired", NULL);
     assert_events(f, "Normal PodCreated: created pod sb",

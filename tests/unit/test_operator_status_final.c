@@ -9,7 +9,7 @@
 static void make_succeeded(scenario *s, int64_t ago)
 {
     char finished[32];
-    rfc3339_format(finished, sizeof(finished), NOW - ago);
+    moat_rfc3339_format(finished, sizeof(finished), NOW - ago);
     set_pod(s, pod_new("{\"phase\": \"Succeeded\", \"startTime\": \"2026-11-24T04:30:00Z\","
                        " \"conditions\": [" SCHEDULED_TRUE "],"
                        " \"containerStatuses\": [{\"name\": \"sandbox\", \"state\":"
@@ -323,26 +323,26 @@ static void test_rfc3339(void **state)
 {
     (void)state;
     char buf[32];
-    assert_int_equal(rfc3339_parse(NOW_STR), NOW);
-    assert_int_equal(rfc3339_parse("1970-01-01T00:00:00Z"), 0);
-    assert_int_equal(rfc3339_parse("2001-09-09T01:46:40Z"), 1000000000);
-    assert_int_equal(rfc3339_parse("2024-02-29T23:59:59Z"), 1709251199);
-    rfc3339_format(buf, sizeof(buf), NOW);
+    assert_int_equal(moat_rfc3339_parse(NOW_STR), NOW);
+    assert_int_equal(moat_rfc3339_parse("1970-01-01T00:00:00Z"), 0);
+    assert_int_equal(moat_rfc3339_parse("2001-09-09T01:46:40Z"), 1000000000);
+    assert_int_equal(moat_rfc3339_parse("2024-02-29T23:59:59Z"), 1709251199);
+    moat_rfc3339_format(buf, sizeof(buf), NOW);
     assert_string_equal(buf, NOW_STR);
-    rfc3339_format(buf, sizeof(buf), 0);
+    moat_rfc3339_format(buf, sizeof(buf), 0);
     assert_string_equal(buf, "1970-01-01T00:00:00Z");
-    rfc3339_format(buf, sizeof(buf), 1709251199);
+    moat_rfc3339_format(buf, sizeof(buf), 1709251199);
     assert_string_equal(buf, "2024-02-29T23:59:59Z");
 
     const int64_t times[] = {0, 1, 59, 86399, 1000000000, NOW, 4102444800, 253402300799};
     for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
-        rfc3339_format(buf, sizeof(buf), times[i]);
-        assert_int_equal(rfc3339_parse(buf), times[i]);
+        moat_rfc3339_format(buf, sizeof(buf), times[i]);
+        assert_int_equal(moat_rfc3339_parse(buf), times[i]);
     }
 
     /* Fractional seconds are accepted and dropped. */
-    assert_int_equal(rfc3339_parse("2026-11-24T05:30:00.5Z"), NOW);
-    assert_int_equal(rfc3339_parse("2026-11-24T05:30:00.123456789Z"), NOW);
+    assert_int_equal(moat_rfc3339_parse("2026-11-24T05:30:00.5Z"), NOW);
+    assert_int_equal(moat_rfc3339_parse("2026-11-24T05:30:00.123456789Z"), NOW);
 
     /* Only UTC with Z, and nothing after it. */
     const char *bad[] = {
@@ -360,9 +360,9 @@ static void test_rfc3339(void **state)
         "",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (rfc3339_parse(bad[i]) != -1)
+        if (moat_rfc3339_parse(bad[i]) != -1)
             fail_msg("\"%s\" was accepted", bad[i]);
-    assert_int_equal(rfc3339_parse(NULL), -1);
+    assert_int_equal(moat_rfc3339_parse(NULL), -1);
 }
 
 /* ---- nonsense never crashes ---- */
