@@ -3,30 +3,23 @@ e2e/cluster/cluster.sh), every call and every exception provoked for real."""
 import hashlib
 import io
 import os
+import socket
 import threading
 import time
 import tracemalloc
-import uuid
+import urllib.parse
 
 import pytest
 from kubernetes import client, config
+from websocket import WebSocketException
 
-from moat import (CommandTimeout, FileError, Sandbox, SandboxError, SpecRejected,
-                  VMUnavailable)
+from moat import (CommandTimeout, ConnectionLost, FileError, Output, Sandbox, SandboxError,
+                  SpecRejected, VMUnavailable)
 
 BUSYBOX = "moat.local/busybox:1.35"
 PYTHON = "moat.local/python:3.11"
 SMALL = {"cpu": "100m", "memory": "128Mi"}
-
-
-@pytest.fixture(scope="module")
-def ns():
-    config.load_kube_config()
-    core = client.CoreV1Api()
-    name = f"sdk-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
+PROCS = ["ps", "-o", "args"]  # every process with its whole command line
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +154,36 @@ def test_many_sandboxes_from_threads(ns):
     assert results == {i: f"{i}\n" for i in range(4)}
 
 
+def test_one_sandbox_from_threads_at_once(sb):
+    """Commands and reads of the same Sandbox (one API client) from threads at once: the
+    kubernetes client's stream() swaps a method on the client it is given for each exec."""
+    errors, outs = [], {}
+
+    def execs(i):
+        try:
+            for j in range(3):
+                outs[(i, j)] = sb.exec(["echo", f"{i}.{j}"]).stdout
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    def reads():
+        try:
+            for _ in range(20):
+                assert sb.refresh()["metadata"]["name"] == sb.name
+                time.sleep(0.02)
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+    threads = ([threading.Thread(target=execs, args=(i,)) for i in range(4)]
+               + [threading.Thread(target=reads) for _ in range(2)])
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert outs == {(i, j): f"{i}.{j}\n" for i in range(4) for j in range(3)}
+    assert sb.refresh()["metadata"]["name"] == sb.name  # the client still works
+
+
 def test_example_agent_loop_runs_to_success(ns):
     import subprocess
     import sys
@@ -169,3 +192,204 @@ def test_example_agent_loop_runs_to_success(ns):
                         "--namespace", ns], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "attempt 3: exit 0" in p.stdout and "tests pass" in p.stdout
+
+
+def test_stdin_that_fails_to_read_raises_itself_and_kills_the_command(sb):
+    class Broken(io.RawIOBase):
+        reads = 0
+
+        def readable(self):
+            return True
+
+        def read(self, n=-1):
+            self.reads += 1
+            if self.reads == 1:
+                return b"x"
+            time.sleep(2)  # the command has started its sleep by now
+            raise OSError("the disk went away")
+    with pytest.raises(OSError, match="the disk went away"):
+        sb.exec(["sh", "-c", "sleep 3603 & cat >/dev/null; wait"], stdin=Broken())
+    assert _gone(sb, "sleep 3603"), "the command outlived its failed input"
+
+
+class Relay:
+    """A loopback TCP relay to the API server, between the SDK and the real server: TLS passes
+    through untouched (the server's certificate names 127.0.0.1), and cut() breaks every
+    connection at once (both sockets of each closed), as a lost network path would."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.socks: list[socket.socket] = []
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            up = socket.create_connection(self.upstream)
+            with self.lock:
+                self.socks += [down, up]
+            for a, b in ((down, up), (up, down)):
+                t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+            b.shutdown(socket.SHUT_WR)  # a clean end passes on as one
+        except OSError:
+            pass  # cut
+
+    def cut(self):
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked on it
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.listener.close()
+        self.cut()
+        for t in self.threads:
+            t.join(5)
+
+
+@pytest.fixture
+def relayed(sb):
+    """The module's sandbox seen through a Relay: (relay, that Sandbox)."""
+    cfg = client.Configuration()
+    config.load_kube_config(client_configuration=cfg)
+    u = urllib.parse.urlsplit(cfg.host)
+    relay = Relay((u.hostname, u.port or 443))
+    cfg.host = f"https://127.0.0.1:{relay.port}"
+    assert cfg.verify_ssl  # the server's certificate is checked through the relay
+    yield relay, Sandbox.get(sb.name, sb.namespace, api=client.ApiClient(cfg))
+    relay.close()
+
+
+def _running(sb, marker: str) -> bool:
+    return any(marker in line for line in sb.exec(PROCS).stdout.splitlines())
+
+
+def _gone(sb, marker: str, within: float = 10) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if not _running(sb, marker):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _is_socket_error(e: BaseException) -> bool:
+    return isinstance(e, (WebSocketException, OSError))
+
+
+def test_cut_connection_mid_stream_raises_and_kills_the_command(sb, relayed):
+    relay, via = relayed
+    marker = "sleep 3601"
+    it = via.exec_stream(["sh", "-c", f"echo started; {marker}"])
+    assert next(it) == Output("stdout", b"started\n")
+    assert _running(sb, marker)
+    relay.cut()
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionLost) as e:
+        for _ in it:
+            pass
+    assert time.monotonic() - t0 < 5
+    assert _is_socket_error(e.value.__cause__), repr(e.value.__cause__)
+    assert _gone(sb, marker), "the command outlived its client"
+
+
+def test_cut_connection_mid_exec_raises_and_kills_the_command(sb, relayed):
+    relay, via = relayed
+    marker = "sleep 3602"
+    caught: list[BaseException] = []
+    got: list = []
+
+    def run():
+        try:
+            got.append(via.exec(["sh", "-c", f"echo partial; {marker}"]))
+        except BaseException as e:  # noqa: BLE001 - asserted below
+            caught.append(e)
+    t = threading.Thread(target=run)
+    t.start()
+    end = time.monotonic() + 30
+    while not _running(sb, marker):
+        assert time.monotonic() < end, "the command never started"
+        time.sleep(0.2)
+    relay.cut()
+    t0 = time.monotonic()
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - t0 < 5
+    assert not got, f"a partial result returned as complete: {got}"
+    assert len(caught) == 1 and isinstance(caught[0], ConnectionLost), caught
+    assert _is_socket_error(caught[0].__cause__), repr(caught[0].__cause__)
+    assert _gone(sb, marker), "the command outlived its client"
+
+
+def test_cut_connection_mid_file_transfer(sb, relayed):
+    relay, via = relayed
+    size = 32 * 1024 * 1024  # more than the sockets on the way can hold
+    assert sb.exec(["sh", "-c", f"head -c {size} /dev/zero > /tmp/cut-read"]).exit_code == 0
+
+    class CutOnFirstWrite(io.RawIOBase):
+        n = 0
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            if not self.n:
+                relay.cut()
+            self.n += len(b)
+            return len(b)
+    sink = CutOnFirstWrite()
+    with pytest.raises(ConnectionLost) as e:
+        via.files.read_to("/tmp/cut-read", sink)
+    assert 0 < sink.n < size
+    assert _is_socket_error(e.value.__cause__), repr(e.value.__cause__)
+
+    class CutAfterFourReads(io.RawIOBase):
+        """32 MiB of zeros, seekable (write() announces the size); the relay is cut as the
+        fifth piece is read, while the helper is still waiting for the rest."""
+        pos = reads = 0
+
+        def readable(self):
+            return True
+
+        def seekable(self):
+            return True
+
+        def tell(self):
+            return self.pos
+
+        def seek(self, off, whence=io.SEEK_SET):
+            self.pos = size if whence == io.SEEK_END else off
+            return self.pos
+
+        def read(self, n=-1):
+            self.reads += 1
+            if self.reads == 5:
+                relay.cut()
+            n = min(n if n >= 0 else size, size - self.pos)
+            self.pos += n
+            return b"\0" * n
+    with pytest.raises(ConnectionLost):
+        via.files.write_from("/tmp/cut-write", CutAfterFourReads())
+    # moat-init write --size: a stream that ended short writes nothing, temporary file
+    # included, once the helper has seen its stdin end
+    assert _gone(sb, "moat-init write /tmp/cut-write")
+    assert not sb.files.exists("/tmp/cut-write")
+    assert [i.name for i in sb.files.list("/tmp") if "cut-write" in i.name] == []

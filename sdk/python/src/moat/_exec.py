@@ -5,11 +5,15 @@ Every command runs under `moat-init exec --framed-stdin`: its stdin goes as fram
 big-endian length, then the bytes; a 0-length frame ends it) and the exec's own stdin stays
 open for the command's life, so a client that goes away (this process killed, the network
 cut) ends the command's process group in the sandbox. A stream that ends without the exit
-status raises ConnectionLost: output is never returned as complete when it may not be.
+status raises ConnectionLost: output is never returned as complete when it may not be, and
+the socket's own errors (websocket, ssl, OSError) never leak: they are its __cause__.
 """
 from __future__ import annotations
 
+import contextvars
+import copy
 import json
+import socket
 import struct
 import threading
 from collections.abc import Iterator
@@ -18,6 +22,7 @@ from typing import IO, Union
 
 from kubernetes import client
 from kubernetes.stream import stream, ws_client
+from websocket import ABNF, WebSocketException
 
 from .errors import CommandTimeout, ConnectionLost
 
@@ -27,6 +32,49 @@ FRAME = 256 * 1024
 TIMEOUT_EXIT = 124  # moat-init exec: --timeout ran out, the process group was killed
 
 Stdin = Union[bytes, str, IO[bytes], None]
+# what a broken connection raises from the client's socket: websocket-client's own exceptions,
+# ssl.SSLError and the socket's OSError (ConnectionResetError, BrokenPipeError, ...)
+LOST = (WebSocketException, OSError)
+
+
+class Cancel:
+    """Stops, from another thread, the calls made in the context it is set in (CANCEL): each
+    connection they open is shut (a reader blocked on it wakes, and the call raises
+    ConnectionLost), so a command's process group is killed in the sandbox (its stdin ended).
+    Once cancelled, a connection opened later is shut at once. moat.aio's way to stop a call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ws = None
+        self.cancelled = False
+
+    def attach(self, ws) -> None:
+        with self._lock:
+            self._ws = ws
+            if self.cancelled:
+                _shut(ws)
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            if self._ws is not None:
+                _shut(self._ws)
+
+
+CANCEL: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("moat_cancel",
+                                                                        default=None)
+
+
+def _shut(ws) -> None:
+    """Shuts the TCP connection under the WebSocket, from any thread. The raw socket's
+    shutdown, not SSLSocket.shutdown, which drops its SSL object under a reader (that reader
+    would get a ValueError, not the end of the stream)."""
+    sock = getattr(ws.sock, "sock", None)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed: nothing left to wake
 
 
 @dataclass(frozen=True)
@@ -67,24 +115,53 @@ def _frames(stdin: Stdin) -> Iterator[bytes]:
 
 def open_exec(core: client.CoreV1Api, namespace: str, pod: str, argv: list[str]):
     """A WebSocket to `argv` in the pod's one container (binary channels)."""
+    # stream() swaps call_api on the ApiClient it is given for the length of the call
+    # (kubernetes 37, stream/stream.py): on a client shared by threads, another thread's
+    # request meanwhile goes out as a WebSocket, and two streams at once can leave the swap
+    # in place for good. So each exec gets a shallow copy of the client (the same
+    # configuration and connection pool).
+    core = client.CoreV1Api(copy.copy(core.api_client))
     ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=argv,
                 stdin=True, stdout=True, stderr=True, tty=False, binary=True,
                 _preload_content=False)
     # The client keeps every byte of output a second time for read_all() unless told not to,
     # and kubernetes 37's stream() does not pass capture_all through: its own no-op writer.
     ws._all = ws_client._IgnoredIO()
+    cancel = CANCEL.get()
+    if cancel is not None:
+        cancel.attach(ws)
     return ws
 
 
-def drain(ws, channels: tuple[int, ...]) -> Iterator[tuple[int, bytes]]:
+def send(ws, data: bytes, what: str) -> None:
+    """Writes stdin (channel 0); ConnectionLost if the connection is gone."""
+    try:
+        ws.write_stdin(data)
+    except LOST as e:
+        raise ConnectionLost(f"{what}: the connection was lost while sending stdin ({e})") from e
+
+
+def close_stdin(ws, what: str) -> None:
+    """v5: the end of stdin (a close of channel 0); ConnectionLost if the connection is gone."""
+    try:
+        ws.close_channel(STDIN)
+    except LOST as e:
+        raise ConnectionLost(f"{what}: the connection was lost while closing stdin ({e})") from e
+
+
+def drain(ws, channels: tuple[int, ...], what: str) -> Iterator[tuple[int, bytes]]:
     """Until the stream closes: (channel, bytes) frame by frame as they arrive; the Status
     (channel 3) is kept in ws._channels for the caller. One frame at a time from the socket
     (the client's update() takes in every frame already there before it returns, so a fast
-    command's output would pile up in memory), so memory stays flat for any size."""
-    from websocket import ABNF
-
+    command's output would pile up in memory), so memory stays flat for any size.
+    ConnectionLost (`what` names the call) when the socket fails or ends without a close."""
     while ws.is_open():
-        op, frame = ws.sock.recv_data_frame(True)
+        try:
+            op, frame = ws.sock.recv_data_frame(True)
+        except LOST as e:
+            ws._connected = False
+            raise ConnectionLost(f"{what}: the connection was lost ({e or type(e).__name__})"
+                                 ) from e
         if op == ABNF.OPCODE_CLOSE:
             ws._connected = False
             return
@@ -113,7 +190,9 @@ def run_stream(core: client.CoreV1Api, namespace: str, pod: str, argv: list[str]
                stdin: Stdin = None, timeout: float | None = None, cwd: str | None = None,
                env: dict[str, str] | None = None) -> Iterator[Output | int]:
     """Yields Output pieces as they arrive, then the exit code (an int) last. Raises
-    CommandTimeout past timeout, ConnectionLost when the stream ends without a status."""
+    CommandTimeout past timeout, ConnectionLost when the stream breaks or ends without a
+    status; an error reading a stdin file object is raised as itself (the command killed)."""
+    what = repr(argv[0])
     ws = open_exec(core, namespace, pod, helper_argv(argv, timeout, cwd, env))
     out, err = bytearray(), bytearray()
     failed: list[BaseException] = []
@@ -121,22 +200,30 @@ def run_stream(core: client.CoreV1Api, namespace: str, pod: str, argv: list[str]
     def feed() -> None:  # beside the reader: a command echoing its input fills its pipes
         try:
             for frame in _frames(stdin):
-                ws.write_stdin(frame)
-        except Exception as e:  # noqa: BLE001 - the stream's end says more; kept for it
+                send(ws, frame, what)
+        except ConnectionLost as e:  # the reader sees the same broken stream
             failed.append(e)
-    feeder = threading.Thread(target=feed, daemon=True)
+        except Exception as e:  # noqa: BLE001 - reading stdin failed here, raised below
+            failed.append(e)
+            _shut(ws)  # so the command does not wait for input forever: its group is killed
+    feeder = threading.Thread(target=feed, name=f"moat-stdin {argv[0]}", daemon=True)
     feeder.start()
     try:
-        for ch, data in drain(ws, (STDOUT, STDERR)):
+        for ch, data in drain(ws, (STDOUT, STDERR), what):
             (out if ch == STDOUT else err).extend(data)
             yield Output("stdout" if ch == STDOUT else "stderr", data)
         code = exit_code(ws._channels.pop(STATUS, b"") or None)
+        if code is None:
+            raise ConnectionLost(f"the stream of {what} ended without its exit status"
+                                 + (f" ({failed[0]})" if failed else ""))
+    except ConnectionLost:
+        local = [e for e in failed if not isinstance(e, ConnectionLost)]
+        if local:
+            raise local[0] from None
+        raise
     finally:
         ws.close()
         feeder.join(5)
-    if code is None:
-        raise ConnectionLost(f"the stream of {argv[0]!r} ended without its exit status"
-                             + (f" ({failed[0]})" if failed else ""))
     if timeout is not None and code == TIMEOUT_EXIT and b'"ETIMEDOUT"' in err:
         raise CommandTimeout(argv, timeout, bytes(out), bytes(err))
     yield code

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from ._exec import HELPER, STATUS, STDERR, STDOUT, drain, exit_code, open_exec
+from ._exec import (HELPER, STATUS, STDERR, STDOUT, close_stdin, drain, exit_code, open_exec,
+                    send)
 from .errors import ConnectionLost, FileError
 
 if TYPE_CHECKING:
@@ -35,20 +36,22 @@ class Files:
     def _helper(self, args: list[str], stdin: bytes | IO[bytes] | None = None,
                 sink: IO[bytes] | None = None) -> bytes:
         """Runs `moat-init <args>`; stdout (or its byte count into sink). FileError from its
-        JSON error line; ConnectionLost without an exit status."""
+        JSON error line; ConnectionLost when the connection breaks or ends without an exit
+        status (a write then wrote nothing: moat-init write --size)."""
         ns, pod = self._sb.namespace, self._sb.pod_name
+        what = f"moat-init {args[0]} {args[1]}"
         ws = open_exec(self._sb._core, ns, pod, [HELPER, *args])
         out, err = bytearray(), bytearray()
         try:
             if stdin is not None:
                 if isinstance(stdin, (bytes, bytearray)):
                     for i in range(0, len(stdin), CHUNK):
-                        ws.write_stdin(bytes(stdin[i:i + CHUNK]))
+                        send(ws, bytes(stdin[i:i + CHUNK]), what)
                 else:
                     while chunk := stdin.read(CHUNK):
-                        ws.write_stdin(chunk)
-            ws.close_channel(0)  # v5: the end of stdin
-            for ch, data in drain(ws, (STDOUT, STDERR)):
+                        send(ws, chunk, what)
+            close_stdin(ws, what)
+            for ch, data in drain(ws, (STDOUT, STDERR), what):
                 if ch == STDERR:
                     err += data
                 elif sink is not None:
@@ -59,7 +62,7 @@ class Files:
         finally:
             ws.close()
         if code is None:
-            raise ConnectionLost(f"moat-init {args[0]} {args[-1]}: the stream ended early")
+            raise ConnectionLost(f"{what}: the stream ended without its exit status")
         if code != 0:
             line = err.decode(errors="replace").strip().splitlines()[-1:] or ["{}"]
             try:
@@ -96,7 +99,8 @@ class Files:
         return self._helper(["read", path])
 
     def read_to(self, path: str, f: IO[bytes]) -> None:
-        """Streams path into f, never whole in memory."""
+        """Streams path into f, never whole in memory. On ConnectionLost f holds only a part
+        of the file."""
         self._helper(["read", path], sink=f)
 
     def stat(self, path: str) -> FileInfo:
