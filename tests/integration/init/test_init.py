@@ -267,6 +267,23 @@ class Exec(Base):
         self.assertEqual(r.returncode, 129)  # an empty stdin: the client is gone
         self.assertLess(time.monotonic() - t0, 5)
 
+    def test_framed_stdin_read_to_its_end_after_an_early_exit(self):
+        # A command that exits without reading its input: the rest of the client's frames
+        # are still read (and dropped) up to the end frame, so the exec's stream closes
+        # with nothing unread (else the connection is reset and the client loses the exit
+        # status sent just before): the client's writes all go through.
+        frame = lambda b: struct.pack(">I", len(b)) + b  # noqa: E731
+        p = subprocess.Popen([MOAT_INIT, "exec", "--framed-stdin", "--", "sh", "-c", "exit 4"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        self.addCleanup(finish, p)
+        chunk = frame(os.urandom(64 * 1024))
+        for _ in range(300):  # 19 MiB, far past what the pipe holds
+            p.stdin.write(chunk)
+        p.stdin.write(frame(b""))
+        p.stdin.flush()
+        self.assertEqual(p.wait(timeout=10), 4)
+
     def test_client_goes_away_command_ignores_sigterm(self):
         t0 = time.monotonic()
         p, pgid = self.start("--", "sh", "-c", "trap '' TERM; echo $$; sleep 100 & sleep 100")
