@@ -9,6 +9,7 @@
  * Every error is one JSON line on stderr; exit statuses are in init/error.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "init/files.h"
 #include "init/listing.h"
 #include "init/path.h"
+#include "init/proc.h"
 #include "init/reaper.h"
 #include "init/run.h"
 #include "libmoat/macro.h"
@@ -86,6 +88,29 @@ static const struct {
     {"exists", 0},
 };
 
+/* After a write failed before its input ended, that input is read to its end and dropped,
+ * for up to this long: the exec's stream then closes with nothing of the client's unread
+ * (closed with input unread, it is reset, and the client loses the error and the exit
+ * status sent just before). */
+#define WRITE_DRAIN_NS (10 * 1000000000LL)
+
+static void drain_stdin(void)
+{
+    static char buf[64 * 1024];
+    int64_t deadline = proc_now_ns() + WRITE_DRAIN_NS;
+    for (;;) {
+        int64_t now = proc_now_ns();
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+        if (now >= deadline)
+            return;
+        int r = poll(&p, 1, proc_poll_timeout_ms(deadline, now));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || read(STDIN_FILENO, buf, sizeof(buf)) <= 0)
+            return;
+    }
+}
+
 static int cmd_file(unsigned options, int argc, char **argv)
 {
     _cleanup_init_error_ init_error err = INIT_ERROR_INIT;
@@ -104,6 +129,11 @@ static int cmd_file(unsigned options, int argc, char **argv)
         r = files_write(stdout, in, a.path, a.mode, a.has_mode, a.parents, a.size, &err);
         if (a.from)
             close(in);
+        else if (r < 0) {
+            init_error_print(&err, stderr);
+            drain_stdin();
+            return err.status;
+        }
     } else if (strcmp(op, "read") == 0) {
         r = files_read(STDOUT_FILENO, a.path, &err);
         if (r < 0 && err.errnum == EPIPE)

@@ -658,6 +658,21 @@ class Files(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["size"], 2)
 
+    def test_failed_write_reads_its_input_to_the_end(self):
+        # a write that fails at once still reads the input still coming (and drops it): the
+        # exec's stream then closes with nothing unread, and the client gets the error
+        # rather than a reset connection; here, every write of the client goes through
+        p = subprocess.Popen([MOAT_INIT, "write", self.path("nodir", "f")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        self.addCleanup(finish, p)
+        chunk = os.urandom(MIB)
+        for _ in range(20):
+            p.stdin.write(chunk)
+        p.stdin.close()
+        self.assertEqual(p.wait(timeout=10), 1)
+        self.assertEqual(error_line(p.stderr.read())["error"], "ENOENT")
+
     def test_write_without_proc(self):
         # without /proc (so without O_TMPFILE, which is linked through /proc/self/fd) the
         # temporary file has a name from the start: it must still never be left behind
