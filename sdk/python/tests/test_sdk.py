@@ -111,8 +111,12 @@ def test_spec_refused_names_the_field(ns):
 
 def test_vm_unavailable_here(ns):
     with pytest.raises(VMUnavailable) as e:
-        Sandbox.create(image=BUSYBOX, namespace=ns, isolation="VM", wait=60, **SMALL)
+        Sandbox.create(image=BUSYBOX, name="vm-here", namespace=ns, isolation="VM", wait=60,
+                       **SMALL)
     assert e.value.reason == "NoHypervisor"
+    with pytest.raises(client.ApiException) as e:  # create deletes what it could not ready
+        Sandbox.get("vm-here", ns)
+    assert e.value.status == 404
 
 
 def test_run_get_list_delete(ns):

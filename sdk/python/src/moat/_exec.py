@@ -16,6 +16,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Union
@@ -37,16 +38,26 @@ Stdin = Union[bytes, str, IO[bytes], None]
 LOST = (WebSocketException, OSError)
 
 
+class Cancelled(Exception):
+    """Raised in the thread of a call that Cancel stopped; its caller has gone (moat.aio)."""
+
+
 class Cancel:
     """Stops, from another thread, the calls made in the context it is set in (CANCEL): each
     connection they open is shut (a reader blocked on it wakes, and the call raises
     ConnectionLost), so a command's process group is killed in the sandbox (its stdin ended).
-    Once cancelled, a connection opened later is shut at once. moat.aio's way to stop a call."""
+    Once cancelled, a connection opened later is shut at once, and the call's waits (pause)
+    raise Cancelled. moat.aio's way to stop a call it runs in a thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ws = None
         self.cancelled = False
+
+    def check(self) -> None:
+        """Raises Cancelled once cancelled: for a call's own waits (Sandbox.wait_ready)."""
+        if self.cancelled:
+            raise Cancelled("the call was cancelled")
 
     def attach(self, ws) -> None:
         with self._lock:
@@ -63,6 +74,20 @@ class Cancel:
 
 CANCEL: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("moat_cancel",
                                                                         default=None)
+
+
+def check() -> None:
+    """Cancelled if the call running in this context was cancelled (CANCEL)."""
+    cancel = CANCEL.get()
+    if cancel is not None:
+        cancel.check()
+
+
+def pause(seconds: float) -> None:
+    """time.sleep, unless the call was cancelled (Cancelled, before and after it)."""
+    check()
+    time.sleep(seconds)
+    check()
 
 
 def _shut(ws) -> None:

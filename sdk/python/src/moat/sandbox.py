@@ -77,7 +77,9 @@ class Sandbox:
                api: client.ApiClient | None = None) -> "Sandbox":
         """Creates a Session and waits until a command can run in it (Ready). SpecRejected
         when the API server refuses the spec (its message names the field); VMUnavailable
-        when isolation VM cannot be placed; SandboxError when it fails before it is ready."""
+        when isolation VM cannot be placed; SandboxError when it fails before it is ready or
+        is not ready in `wait` seconds. When it raises after making the Sandbox, it has
+        deleted it."""
         spec: dict[str, Any] = {"image": image, "mode": "Session", "isolation": isolation,
                                 "network": {"egress": egress}}
         if timeout:
@@ -91,8 +93,13 @@ class Sandbox:
         if command:
             spec["command"] = command
         sb = cls._make(name or f"sbx-{uuid.uuid4().hex[:10]}", namespace, spec, api)
-        if wait:
-            sb.wait_ready(wait)
+        try:
+            if wait:
+                sb.wait_ready(wait)
+            _exec.check()  # moat.aio: its caller has gone
+        except BaseException:
+            sb.delete()  # the caller gets no handle to it: nothing is left behind
+            raise
         return sb
 
     @classmethod
@@ -201,7 +208,7 @@ class Sandbox:
             self._raise_if_ended()
             if time.monotonic() > end:
                 raise SandboxError(self.name, f"not ready after {timeout:g}s", self.phase)
-            time.sleep(0.2)
+            _exec.pause(0.2)
 
     def wait(self, timeout: float = 300) -> dict[str, Any]:
         """Until a final phase; returns the status (VMUnavailable as create())."""
@@ -215,7 +222,7 @@ class Sandbox:
                 raise VMUnavailable(self.name, sc.get("message", ""), self.phase, "NoHypervisor")
             if time.monotonic() > end:
                 raise SandboxError(self.name, f"not finished after {timeout:g}s", self.phase)
-            time.sleep(0.2)
+            _exec.pause(0.2)
 
     def logs(self) -> str:
         return self._core.read_namespaced_pod_log(self.pod_name, self.namespace)
