@@ -184,6 +184,17 @@ typedef struct {
 int kube_delete(kube_client *c, json_t **ret, const kube_resource *r, const char *ns,
                 const char *name, const kube_delete_options *opts, moat_error *err);
 
+/* A GET whose body is handed to on_data as it arrives, for answers that do not end by
+ * themselves (a container's log with follow=true): no overall timeout and no retries; it
+ * returns when the server ends the body (0). An answer that is not 2xx fails as the
+ * requests above do (MOAT_E_KUBE, the Status's reason and message). on_data returning < 0
+ * stops the transfer: -1 with MOAT_E_CANCELED. While nothing arrives, on_data is called
+ * with len 0 about once a second, so its caller can stop a quiet stream. Always over
+ * libcurl: a replaced transport is not used. */
+typedef int (*kube_stream_cb)(void *user, const char *data, size_t len);
+int kube_stream_get(kube_client *c, const char *path, kube_stream_cb on_data, void *user,
+                    moat_error *err);
+
 /* How many requests were sent and retried since the client was made (for metrics). */
 void kube_client_stats(const kube_client *c, uint64_t *ret_requests, uint64_t *ret_retries);
 

@@ -11,6 +11,8 @@ packages=(
     # libraries (found with pkg-config)
     libyaml-dev libcurl4-openssl-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler
     libgrpc-dev libvirt-dev libcmocka-dev libmicrohttpd-dev libnftables-dev libssl-dev
+    # kubectl-moat: pods/exec over WebSocket (libcurl 7.88 has none)
+    libwebsockets-dev
     # tests: the CRI client, tools, sanitizer runtime, valgrind
     python3 python3-yaml python3-grpcio python3-grpc-tools protobuf-compiler jq curl openssl
     valgrind libclang-rt-14-dev
