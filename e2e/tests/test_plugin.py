@@ -102,13 +102,13 @@ class Plugin(unittest.TestCase):
             self.assertEqual(r.returncode, code, (script, r.stderr))
         self.assertEqual(r.stdout, b"pid=1\n")  # $$ reached the shell as typed
         # the output as it comes: the first line long before the program ends
-        p = subprocess.Popen([PLUGIN, "run", BUSYBOX, *SMALL, "--name", "streamed", "-n",
-                              self.ns, "--", "sh", "-c", "echo first; sleep 4; echo last"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        first = p.stdout.readline()
-        t_first = time.monotonic()
-        rest = p.stdout.read()
-        self.assertEqual((first, rest, p.wait(60)), (b"first\n", b"last\n", 0))
+        with subprocess.Popen([PLUGIN, "run", BUSYBOX, *SMALL, "--name", "streamed", "-n",
+                               self.ns, "--", "sh", "-c", "echo first; sleep 4; echo last"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as p:
+            first = p.stdout.readline()
+            t_first = time.monotonic()
+            rest = p.stdout.read()
+            self.assertEqual((first, rest, p.wait(60)), (b"first\n", b"last\n", 0))
         self.assertGreater(time.monotonic() - t_first, 3)
         # deleted afterwards; --keep keeps it
         r = kubectl("get", "sandbox", "streamed", "-n", self.ns, check=False)
@@ -126,12 +126,12 @@ class Plugin(unittest.TestCase):
         self.assertEqual(r.stderr, b"err\n")
 
     def test_run_interrupted_deletes_its_sandbox(self):
-        p = subprocess.Popen([PLUGIN, "run", BUSYBOX, *SMALL, "--name", "stopped", "-n",
-                              self.ns, "--", "sh", "-c", "echo up; sleep 300"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.assertEqual(p.stdout.readline(), b"up\n")
-        p.send_signal(signal.SIGINT)
-        self.assertEqual(p.wait(60), 130)
+        with subprocess.Popen([PLUGIN, "run", BUSYBOX, *SMALL, "--name", "stopped", "-n",
+                               self.ns, "--", "sh", "-c", "echo up; sleep 300"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as p:
+            self.assertEqual(p.stdout.readline(), b"up\n")
+            p.send_signal(signal.SIGINT)
+            self.assertEqual(p.wait(60), 130)
         r = kubectl("get", "sandbox", "stopped", "-n", self.ns, check=False)
         self.assertNotEqual(r[0], 0, "the interrupted run's Sandbox is still there")
 
@@ -231,8 +231,9 @@ class Plugin(unittest.TestCase):
         self.assertEqual(cols[1:4], ["Running", "Session", "gvisor"], line)
         r = self.moat("get", "box")
         out = r.stdout.decode()
+        self.assertIn("Asked:      isolation GVisor\n", out)
         self.assertIn("Isolation:  gvisor (runsc", out)
-        self.assertIn("Why:        no usable hypervisor", out)
+        self.assertIn("Why:        isolation GVisor requested", out)
         self.assertRegex(out, r"Idle:       \d+[smh]")
 
     def test_logs_and_delete(self):
