@@ -42,3 +42,6 @@ fi
 
 echo "== Sessions (bench/session_bench.py): exec round trip of \`true\` over pods/exec (${BENCH_EXEC:-200}), files of 1 and 100 MiB through the helper, cold start with and without it; a runc Pod beside"
 /usr/bin/python3 bench/session_bench.py "${BENCH_EXEC:-200}" "${BENCH_COLD:-8}"
+
+echo "== Python SDK (bench/sdk_bench.py): Sandbox.create() to the output of exec(echo hi), ${BENCH_SDK_SEQ:-50} sequential and a burst of ${BENCH_SDK_BURST:-20}, a runc Pod beside; the SDK's memory moving 1 and 100 MiB"
+"$(bash sdk/python/venv.sh)" bench/sdk_bench.py "${BENCH_SDK_SEQ:-50}" "${BENCH_SDK_BURST:-20}"
