@@ -59,6 +59,14 @@ def test_exec_stream_arrives_as_printed(sb):
     assert seen[0][2] < seen[-1][2] - 1.5  # the first line long before the last
 
 
+def test_leaving_exec_stream_early_kills_the_command(sb):
+    for ev in sb.exec_stream(["sh", "-c", "echo started; sleep 3605"]):
+        assert ev.data == b"started\n"
+        assert "sleep 3605" in sb.exec(PROCS).stdout
+        break  # the generator is dropped: its connection closes
+    assert _gone(sb, "sleep 3605"), "the command outlived the loop that left it"
+
+
 def test_command_timeout(sb):
     t0 = time.monotonic()
     with pytest.raises(CommandTimeout) as e:
