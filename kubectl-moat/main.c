@@ -21,8 +21,9 @@ static const char usage[] =
     "  logs NAME [-f]                its output\n"
     "  delete NAME...                delete Sandboxes\n"
     "\n"
-    "Flags of every command: -n/--namespace NS, --context CTX, --kubeconfig FILE (else\n"
-    "$KUBECONFIG's first file, else ~/.kube/config, else in-cluster), -h/--help.\n"
+    "Flags of every command, before or after it: -n/--namespace NS, --context CTX,\n"
+    "--kubeconfig FILE (else $KUBECONFIG's first file, else ~/.kube/config, else\n"
+    "in-cluster), -h/--help.\n"
     "\n"
     "Exit codes: run and exec exit with the program's own code, or 125 when it did not run\n"
     "or its exit status was lost; other commands 0, or 1 on an error; 2 for a usage error.\n"
@@ -51,12 +52,24 @@ int main(int argc, char **argv)
         printf("kubectl-moat %s\n", MOAT_VERSION_STRING);
         return 0;
     }
+    /* the connection flags may also come before the command (kubectl moat -n x ls) */
+    int first = 1;
+    while (first < argc && argv[first][0] == '-') {
+        static const struct option opts[] = {CLI_GLOBAL_OPTIONS, {NULL, 0, NULL, 0}};
+        optind = first;
+        int opt = getopt_long(argc, argv, "+n:h", opts, NULL);
+        if (opt == -1 || !cli_global_option(&cli, opt, optarg))
+            return cli_usage(usage, opt != 'h', NULL);
+        first = optind;
+    }
+    if (first >= argc)
+        return cli_usage(usage, true, "which command?");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(argv[1], commands[i].name) != 0)
+        if (strcmp(argv[first], commands[i].name) != 0)
             continue;
         curl_global_init(CURL_GLOBAL_DEFAULT);
         optind = 1;
-        int code = commands[i].run(&cli, argc - 1, argv + 1, &err);
+        int code = commands[i].run(&cli, argc - first, argv + first, &err);
         if (code < 0) {
             fprintf(stderr, "Error: %s\n", err.message ? err.message : "failed");
             code = commands[i].program ? CLI_EXIT_NO_PROGRAM : 1;
@@ -66,5 +79,5 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return code;
     }
-    return cli_usage(usage, true, "unknown command \"%s\"", argv[1]);
+    return cli_usage(usage, true, "unknown command \"%s\"", argv[first]);
 }

@@ -292,10 +292,10 @@ class Plugin(unittest.TestCase):
         path = self.path("reader.kubeconfig")
         with open(path, "w") as f:
             json.dump(kc, f)
-        r = subprocess.run([PLUGIN, "--kubeconfig", path, "get", "box"], capture_output=True)
-        self.assertEqual(r.returncode, 2)  # flags come after the command, as kubectl's
-        r = subprocess.run([PLUGIN, "get", "box", "--kubeconfig", path], capture_output=True)
-        self.assertEqual(r.returncode, 0, r.stderr)  # the token works: reads are allowed
+        for args in (["--kubeconfig", path, "get", "box"], ["get", "box", "--kubeconfig", path]):
+            r = subprocess.run([PLUGIN, *args], capture_output=True)  # the flag before or after
+            self.assertEqual(r.returncode, 0, r.stderr)  # the token works: reads are allowed
+            self.assertIn(b"Name:       box", r.stdout)
         r = subprocess.run([PLUGIN, "exec", "box", "--kubeconfig", path, "--", "true"],
                            capture_output=True)
         self.assertEqual(r.returncode, 125)
