@@ -109,8 +109,8 @@ static bool program_started(moat_cli *c, const json_t *sb)
     if (kube_get(c->kube, &pod, &KUBE_PODS, c->ns, v.pod, NULL) < 0)
         return false;
     /* the one container's state (the helper's is a volume, not a container) */
-    const json_t *state = kobj_get(json_array_get(kobj_get(pod, "status.containerStatuses"), 0),
-                                   "state");
+    const json_t *state =
+        kobj_get(json_array_get(kobj_get(pod, "status.containerStatuses"), 0), "state");
     bool started = kobj_get(state, "running") || kobj_get(state, "terminated");
     json_decref(pod);
     return started;
