@@ -87,6 +87,13 @@ class Plugin(unittest.TestCase):
             r = subprocess.run([PLUGIN, cmd, "--help"], capture_output=True)
             self.assertEqual(r.returncode, 0, cmd)
             self.assertIn(b"Usage: kubectl moat " + cmd.encode(), r.stdout)
+        # kubectl's connection flags: --context picks a context of the kubeconfig
+        ctx = kubectl("config", "current-context")[1].strip()
+        r = subprocess.run([PLUGIN, "ls", "--context", ctx, "-n", self.ns], capture_output=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run([PLUGIN, "ls", "--context", "no-such-context"], capture_output=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"no-such-context", r.stderr)
         r = subprocess.run([PLUGIN, "frobnicate"], capture_output=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn(b'unknown command "frobnicate"', r.stderr)
