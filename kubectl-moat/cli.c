@@ -11,6 +11,7 @@
 #include "libmoat/kobj.h"
 #include "libmoat/macro.h"
 #include "view.h"
+#include "wsexec.h"
 
 #define POLL_NS (200 * 1000000L)
 
@@ -19,6 +20,7 @@ volatile sig_atomic_t cli_interrupted;
 static void on_interrupt(int sig)
 {
     cli_interrupted = sig;
+    wsexec_wake(); /* an exec's loop may be waiting in poll() */
 }
 
 void cli_catch_interrupt(void)
@@ -26,6 +28,7 @@ void cli_catch_interrupt(void)
     struct sigaction sa = {.sa_handler = on_interrupt}; /* no SA_RESTART: waits wake up */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 bool cli_global_option(moat_cli *c, int opt, const char *arg)
@@ -123,6 +126,20 @@ int cli_sandbox_wait(moat_cli *c, const char *name, cli_ready_fn ready, double t
             return moat_error_set(err, MOAT_E_CANCELED, "interrupted");
         nanosleep(&pause, NULL);
     }
+}
+
+void cli_file_arg_parse(cli_file_arg *a, char *arg)
+{
+    char *colon = strchr(arg, ':');
+    *a = (cli_file_arg){NULL, arg};
+    if (!colon || colon == arg || arg[0] == '/' || arg[0] == '.')
+        return;
+    for (char *p = arg; p < colon; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+            return;
+    *colon = '\0';
+    a->name = arg;
+    a->path = colon + 1;
 }
 
 char *cli_random_name(const char *prefix)

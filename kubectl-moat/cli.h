@@ -35,11 +35,12 @@ typedef struct {
     const char *ns; /* the namespace in use, once connected */
 } moat_cli;
 
-/* Set by SIGINT/SIGTERM while a command runs (see cli_catch_interrupt). */
+/* The signal that interrupted the command (see cli_catch_interrupt), else 0. */
 extern volatile sig_atomic_t cli_interrupted;
 
-/* Catches SIGINT and SIGTERM into cli_interrupted, for commands that must clean up
- * (run deletes what it made). */
+/* Catches SIGINT, SIGTERM and SIGHUP into cli_interrupted (and wakes a running exec), for
+ * commands that must clean up: run deletes what it made, cp removes its temporary file, a
+ * terminal is restored. Such a command then exits 128 + the signal. */
 void cli_catch_interrupt(void);
 
 /* Takes one of the connection flags; false when opt is not one of them. */
@@ -60,8 +61,19 @@ typedef bool (*cli_ready_fn)(moat_cli *c, const json_t *sandbox);
 int cli_sandbox_wait(moat_cli *c, const char *name, cli_ready_fn ready, double timeout_s,
                      json_t **ret, moat_error *err);
 
-/* Ready for commands: a Session whose Ready condition is True. */
+/* Ready for commands: its Ready condition is True and it has a pod (a Session, or a Run
+ * whose program runs). */
 bool cli_ready_for_exec(moat_cli *c, const json_t *sandbox);
+
+/* A file argument of cp: NAME:/path in a Sandbox, or a local path. */
+typedef struct {
+    char *name;       /* the Sandbox's, or NULL for a local path */
+    const char *path; /* in the Sandbox, or the local path */
+} cli_file_arg;
+
+/* Splits arg in place at its first ':' when what precedes it is a Sandbox name (lowercase
+ * letters, digits, '-' and '.') and arg does not start as a local path does ('/', '.'). */
+void cli_file_arg_parse(cli_file_arg *a, char *arg);
 
 /* A fresh name: prefix and 8 random hex digits. Caller frees. */
 char *cli_random_name(const char *prefix);

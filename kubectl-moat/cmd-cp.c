@@ -24,30 +24,10 @@ static const char usage[] =
     "  kubectl moat cp ./data.bin my-session:/work/data.bin\n"
     "  kubectl moat cp my-session:/work/out.csv ./out.csv\n"
     "A DST ending in / (or a local directory) takes SRC's file name; - is stdin or stdout.\n"
-    "A copy is all or nothing: the file appears whole, under its name, or not at all.\n"
+    "A copy is all or nothing: the file appears whole, under its name, or not at all. A\n"
+    "new file gets its source's mode (less the umask here); a file replaced keeps its own.\n"
     "\n"
     "  -n, --namespace NS, --context CTX, --kubeconfig FILE: as kubectl's\n";
-
-typedef struct {
-    char *name; /* the Sandbox's, or NULL for a local path */
-    const char *path;
-} endpoint;
-
-/* NAME:/path when what precedes the first ':' is a Sandbox name (lowercase DNS label
- * characters) and the text does not start as a local path does. */
-static void endpoint_parse(endpoint *e, char *arg)
-{
-    char *colon = strchr(arg, ':');
-    *e = (endpoint){NULL, arg};
-    if (!colon || colon == arg || arg[0] == '/' || arg[0] == '.')
-        return;
-    for (char *p = arg; p < colon; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
-            return;
-    *colon = '\0';
-    e->name = arg;
-    e->path = colon + 1;
-}
 
 /* The helper's JSON error line (its last line on stderr) as an error a person reads. */
 static int helper_failed(const moat_strbuf *stderr_text, const char *name, const char *path,
@@ -69,8 +49,45 @@ static int helper_failed(const moat_strbuf *stderr_text, const char *name, const
     return -1;
 }
 
-static int sandbox_for_files(moat_cli *c, const char *name, json_t **ret, moat_error *err)
+typedef struct {
+    moat_cli *c;
+    const char *name; /* the Sandbox's */
+    const char *pod;
+} session_files;
+
+/* One file operation of the helper (`moat-init OP PATH ARGS...`) in the Session: stdin from
+ * in_fd (-1: none), stdout to out_fd or out_buf; its JSON error line as the error. */
+static int helper_run(const session_files *f, char *const *args, int in_fd, int out_fd,
+                      moat_strbuf *out_buf, moat_error *err)
 {
+    char *argv[16] = {(char *)MOAT_HELPER_PATH};
+    size_t n = 1;
+    for (; args[n - 1] && n < ELEMENTSOF(argv) - 1; n++)
+        argv[n] = args[n - 1];
+    moat_strbuf errtext = {.max = 64 * 1024};
+    int code = -1;
+    wsexec_request req = {.ns = f->c->ns,
+                          .pod = f->pod,
+                          .argv = argv,
+                          .stdin_mode = in_fd >= 0 ? WSEXEC_STDIN_RAW : WSEXEC_STDIN_NONE,
+                          .in_fd = in_fd,
+                          .out_fd = out_fd,
+                          .out_buf = out_buf,
+                          .err_buf = &errtext,
+                          .interrupted = &cli_interrupted};
+    int r = wsexec_run(f->c->cfg, &req, &code, err);
+    if (r < 0)
+        moat_error_prefix(err, "cp %s:%s", f->name, args[1]);
+    else if (code != 0)
+        r = helper_failed(&errtext, f->name, args[1], code, err);
+    moat_strbuf_free(&errtext);
+    return r;
+}
+
+static int session_files_open(session_files *f, moat_cli *c, const char *name, json_t **ret,
+                              moat_error *err)
+{
+    sandbox_view v;
     if (cli_sandbox_get(c, name, ret, err) < 0)
         return -1;
     if (!session_has_helper(*ret)) {
@@ -84,167 +101,218 @@ static int sandbox_for_files(moat_cli *c, const char *name, json_t **ret, moat_e
     if (!cli_ready_for_exec(c, *ret)) {
         json_decref(*ret);
         *ret = NULL;
-        return cli_sandbox_wait(c, name, cli_ready_for_exec, 120, ret, err);
+        if (cli_sandbox_wait(c, name, cli_ready_for_exec, 120, ret, err) < 0)
+            return -1;
     }
+    sandbox_view_read(&v, *ret);
+    *f = (session_files){c, name, v.pod};
     return 0;
 }
 
-static int copy_out(moat_cli *c, const endpoint *src, const char *dst, moat_error *err)
+/* The mode of the file at path in the Session (`moat-init stat`); a directory or anything
+ * but a file is refused. */
+static int remote_file_mode(const session_files *f, const char *path, mode_t *ret_mode,
+                            moat_error *err)
+{
+    char *args[] = {(char *)"stat", (char *)path, NULL};
+    moat_strbuf out = {.max = 64 * 1024};
+    int r = helper_run(f, args, -1, -1, &out, err);
+    if (r == 0) {
+        json_t *st = out.buf ? json_loads(out.buf, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+        const char *type = kobj_str(st, "type"), *mode = kobj_str(st, "mode");
+        if (!type || !mode)
+            r = moat_error_set(err, MOAT_E_INVALID, "%s:%s: the helper's stat is not readable",
+                               f->name, path);
+        else if (strcmp(type, "symlink") == 0)
+            *ret_mode = 0644; /* read follows it; its target's mode is not told */
+        else if (strcmp(type, "file") != 0)
+            r = moat_error_set(err, MOAT_E_INVALID, "%s:%s: a %s (cp copies files)", f->name, path,
+                               type);
+        else
+            *ret_mode = (mode_t)strtoul(mode, NULL, 8) & 07777;
+        json_decref(st);
+    }
+    moat_strbuf_free(&out);
+    return r;
+}
+
+/* Flushes the directory holding path, so a rename in it lasts. */
+static int fsync_dir_of(const char *path, moat_error *err)
+{
+    _cleanup_free_ char *copy = strdup(path);
+    if (!copy)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return moat_error_set_errno(err, e, "%s", path);
+    }
+    close(fd);
+    return 0;
+}
+
+static int copy_out(moat_cli *c, const cli_file_arg *src, const char *dst, moat_error *err)
 {
     json_t *sb = NULL;
-    sandbox_view v;
+    session_files f;
     _cleanup_free_ char *target = NULL, *tmp = NULL, *base_src = strdup(src->path);
     struct stat st;
-    char *argv[] = {(char *)MOAT_HELPER_PATH, (char *)"read", (char *)src->path, NULL};
-    moat_strbuf errtext = {.max = 64 * 1024};
-    int fd = -1, code = -1, r = -1;
+    mode_t mode = 0, um = umask(0);
+    char *args[] = {(char *)"read", (char *)src->path, NULL};
+    int fd = -1, r = -1;
 
+    umask(um);
     if (!base_src)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (sandbox_for_files(c, src->name, &sb, err) < 0)
+    if (session_files_open(&f, c, src->name, &sb, err) < 0)
         return -1;
-    sandbox_view_read(&v, sb);
+    if (remote_file_mode(&f, src->path, &mode, err) < 0)
+        goto out;
     bool to_stdout = strcmp(dst, "-") == 0;
     if (to_stdout) {
-        fd = STDOUT_FILENO;
-    } else {
-        size_t n = strlen(dst);
-        if ((n && dst[n - 1] == '/') || (stat(dst, &st) == 0 && S_ISDIR(st.st_mode)))
-            r = asprintf(&target, "%s%s%s", dst, n && dst[n - 1] == '/' ? "" : "/",
-                         basename(base_src));
-        else
-            r = (target = strdup(dst)) ? 0 : -1;
-        if (r < 0 || asprintf(&tmp, "%s.moat-cp-XXXXXX", target) < 0) {
-            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-            goto out;
-        }
-        r = -1;
-        if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-            moat_error_set_errno(err, errno, "%s", target);
-            free(tmp);
-            tmp = NULL;
-            goto out;
-        }
-    }
-    wsexec_request req = {.ns = c->ns,
-                          .pod = v.pod,
-                          .argv = argv,
-                          .stdin_mode = WSEXEC_STDIN_NONE,
-                          .in_fd = -1,
-                          .out_fd = fd,
-                          .err_buf = &errtext};
-    if (wsexec_run(c->cfg, &req, &code, err) < 0) {
-        moat_error_prefix(err, "cp %s:%s", src->name, src->path);
+        r = helper_run(&f, args, -1, STDOUT_FILENO, NULL, err);
         goto out;
     }
-    if (code != 0) {
-        helper_failed(&errtext, src->name, src->path, code, err);
+    size_t n = strlen(dst);
+    if ((n && dst[n - 1] == '/') || (stat(dst, &st) == 0 && S_ISDIR(st.st_mode)))
+        r = asprintf(&target, "%s%s%s", dst, n && dst[n - 1] == '/' ? "" : "/", basename(base_src));
+    else
+        r = (target = strdup(dst)) ? 0 : -1;
+    if (r < 0 || asprintf(&tmp, "%s.moat-cp-XXXXXX", target) < 0) {
+        r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
         goto out;
     }
-    if (!to_stdout) {
-        mode_t um = umask(0);
-        umask(um);
-        if (fchmod(fd, 0666 & ~um) < 0 || fsync(fd) < 0 || rename(tmp, target) < 0) {
-            moat_error_set_errno(err, errno, "%s", target);
-            goto out;
-        }
+    r = -1;
+    /* a file replaced keeps its mode; a new one gets the sandbox's, less the umask (cp's) */
+    if (stat(target, &st) == 0 && S_ISREG(st.st_mode))
+        mode = st.st_mode & 07777;
+    else
+        mode &= ~um;
+    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+        moat_error_set_errno(err, errno, "%s", target);
         free(tmp);
-        tmp = NULL; /* renamed: nothing to remove */
+        tmp = NULL;
+        goto out;
     }
-    r = 0;
+    if (helper_run(&f, args, -1, fd, NULL, err) < 0)
+        goto out;
+    if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || rename(tmp, target) < 0) {
+        moat_error_set_errno(err, errno, "%s", target);
+        goto out;
+    }
+    free(tmp);
+    tmp = NULL; /* renamed: nothing to remove */
+    r = fsync_dir_of(target, err);
 out:
-    if (fd >= 0 && !to_stdout)
+    if (fd >= 0)
         close(fd);
     if (tmp)
         unlink(tmp);
-    moat_strbuf_free(&errtext);
     json_decref(sb);
     return r;
 }
 
-static int copy_in(moat_cli *c, const char *src, const endpoint *dst, moat_error *err)
+/* in_fd (a pipe, stdin) into an unnamed temporary file, so that its size is known before
+ * it is sent: the helper then writes the file only if all of it arrived. Returns the file,
+ * at its start, or -1. */
+static int spool(int in_fd, const char *what, moat_error *err)
+{
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return moat_error_set_errno(err, errno, "a temporary file in %s for %s", dir, what);
+    static char buf[64 * 1024];
+    for (;;) {
+        ssize_t n = read(in_fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR && !cli_interrupted)
+            continue;
+        if (n < 0 || (n > 0 && write(fd, buf, (size_t)n) != n)) {
+            int e = errno;
+            close(fd);
+            return moat_error_set_errno(err, e, "spooling %s", what);
+        }
+        if (n == 0)
+            break;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        int e = errno;
+        close(fd);
+        return moat_error_set_errno(err, e, "spooling %s", what);
+    }
+    return fd;
+}
+
+static int copy_in(moat_cli *c, const char *src, const cli_file_arg *dst, moat_error *err)
 {
     json_t *sb = NULL;
-    sandbox_view v;
+    session_files f;
     struct stat st;
-    char size[32] = "", mode[16] = "";
+    char size[32], mode[16] = "";
     _cleanup_free_ char *target = NULL, *base_src = strdup(src);
-    moat_strbuf errtext = {.max = 64 * 1024};
-    int fd = -1, devnull = -1, code = -1, r = -1;
+    int fd = -1, devnull = -1, r = -1;
 
     if (!base_src)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     bool from_stdin = strcmp(src, "-") == 0;
+    size_t n = strlen(dst->path);
+    if (n && dst->path[n - 1] == '/') {
+        if (from_stdin)
+            return moat_error_set(err, MOAT_E_INVALID, "%s:%s: a file name is needed for stdin",
+                                  dst->name, dst->path);
+        if (asprintf(&target, "%s%s", dst->path, basename(base_src)) < 0)
+            return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    } else if (!(target = strdup(dst->path))) {
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    }
     if (from_stdin) {
-        fd = STDIN_FILENO;
+        if ((fd = spool(STDIN_FILENO, "stdin", err)) < 0)
+            return -1;
     } else {
         if ((fd = open(src, O_RDONLY | O_CLOEXEC)) < 0)
             return moat_error_set_errno(err, errno, "%s", src);
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-            r = S_ISDIR(st.st_mode)
-                    ? moat_error_set(err, MOAT_E_INVALID, "%s: a directory (cp copies files)", src)
-                    : moat_error_set_errno(err, errno ? errno : EINVAL, "%s", src);
-            close(fd);
-            return r;
+        if (fstat(fd, &st) < 0) {
+            r = moat_error_set_errno(err, errno, "%s", src);
+            goto out;
         }
-        snprintf(size, sizeof(size), "%lld", (long long)st.st_size);
+        if (S_ISDIR(st.st_mode)) {
+            r = moat_error_set(err, MOAT_E_INVALID, "%s: a directory (cp copies files)", src);
+            goto out;
+        }
         snprintf(mode, sizeof(mode), "%o", (unsigned)(st.st_mode & 07777));
+        if (!S_ISREG(st.st_mode)) { /* a pipe, a device: its size is known once read */
+            int spooled = spool(fd, src, err);
+            close(fd);
+            if ((fd = spooled) < 0)
+                return -1;
+        }
     }
-    size_t n = strlen(dst->path);
-    if (n && dst->path[n - 1] == '/') {
-        if (from_stdin) {
-            r = moat_error_set(err, MOAT_E_INVALID, "%s:%s: a file name is needed for stdin",
-                               dst->name, dst->path);
-            goto out;
-        }
-        if (asprintf(&target, "%s%s", dst->path, basename(base_src)) < 0) {
-            r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-            goto out;
-        }
-    } else if (!(target = strdup(dst->path))) {
-        r = moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    if (fstat(fd, &st) < 0) {
+        r = moat_error_set_errno(err, errno, "%s", src);
         goto out;
     }
-    if (sandbox_for_files(c, dst->name, &sb, err) < 0)
+    snprintf(size, sizeof(size), "%lld", (long long)st.st_size);
+    if (session_files_open(&f, c, dst->name, &sb, err) < 0)
         goto out;
-    sandbox_view_read(&v, sb);
-    /* --size: a copy cut short writes nothing; --mode: the local file's */
-    char *argv[] = {(char *)MOAT_HELPER_PATH,
-                    (char *)"write",
-                    target,
-                    (char *)"--size",
-                    size,
-                    (char *)"--mode",
-                    mode,
-                    NULL};
-    if (from_stdin)
-        argv[3] = NULL;
     if ((devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0) {
         moat_error_set_errno(err, errno, "/dev/null");
         goto out;
     }
-    wsexec_request req = {.ns = c->ns,
-                          .pod = v.pod,
-                          .argv = argv,
-                          .stdin_mode = WSEXEC_STDIN_RAW,
-                          .in_fd = fd,
-                          .out_fd = devnull,
-                          .err_buf = &errtext};
-    if (wsexec_run(c->cfg, &req, &code, err) < 0) {
-        moat_error_prefix(err, "cp to %s:%s", dst->name, target);
-        goto out;
-    }
-    if (code != 0) {
-        helper_failed(&errtext, dst->name, target, code, err);
-        goto out;
-    }
-    r = 0;
+    /* --size: a copy cut short writes nothing; --mode: the local file's */
+    char *args[] = {(char *)"write",
+                    target,
+                    (char *)"--size",
+                    size,
+                    *mode ? (char *)"--mode" : NULL,
+                    mode,
+                    NULL};
+    r = helper_run(&f, args, fd, devnull, NULL, err);
 out:
-    if (fd >= 0 && !from_stdin)
+    if (fd >= 0)
         close(fd);
     if (devnull >= 0)
         close(devnull);
-    moat_strbuf_free(&errtext);
     json_decref(sb);
     return r;
 }
@@ -262,17 +330,18 @@ int cmd_cp(moat_cli *c, int argc, char **argv, moat_error *err)
     }
     if (argc - optind != 2)
         return cli_usage(usage, true, "cp: SRC and DST, one of them NAME:/path");
-    endpoint src, dst;
-    endpoint_parse(&src, argv[optind]);
-    endpoint_parse(&dst, argv[optind + 1]);
+    cli_file_arg src, dst;
+    cli_file_arg_parse(&src, argv[optind]);
+    cli_file_arg_parse(&dst, argv[optind + 1]);
     if (!!src.name == !!dst.name)
         return cli_usage(usage, true, "cp: exactly one of SRC and DST must be NAME:/path");
-    const endpoint *remote = src.name ? &src : &dst;
+    const cli_file_arg *remote = src.name ? &src : &dst;
     if (remote->path[0] != '/')
         return cli_usage(usage, true, "cp: %s:%s: the path in the sandbox must be absolute",
                          remote->name, remote->path);
     if (cli_connect(c, err) < 0)
         return -1;
+    cli_catch_interrupt(); /* a temporary file is removed on the way out */
     return (src.name ? copy_out(c, &src, dst.path, err) : copy_in(c, src.path, &dst, err)) < 0 ? -1
                                                                                                : 0;
 }

@@ -53,6 +53,7 @@ int cmd_exec(moat_cli *c, int argc, char **argv, moat_error *err)
         o.interactive = true; /* a terminal is for typing into */
     if (cli_connect(c, err) < 0)
         return -1;
+    cli_catch_interrupt(); /* the loop ends and a terminal is restored before the exit */
     json_t *sb = NULL;
     if (cli_sandbox_get(c, name, &sb, err) < 0)
         return -1;

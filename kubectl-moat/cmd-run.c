@@ -259,7 +259,5 @@ int cmd_run(moat_cli *c, int argc, char **argv, moat_error *err)
                     derr.message);
         moat_error_clear(&derr);
     }
-    if (r < 0 && cli_interrupted)
-        return 128 + cli_interrupted;
-    return r < 0 ? -1 : code;
+    return r < 0 ? -1 : code; /* interrupted: main exits 128 + the signal */
 }

@@ -4,6 +4,8 @@
 
 #include "commands.h"
 #include "libmoat/kobj.h"
+#include "libmoat/macro.h"
+#include "libmoat/strbuf.h"
 #include "session.h"
 #include "view.h"
 
@@ -88,16 +90,27 @@ int cmd_delete(moat_cli *c, int argc, char **argv, moat_error *err)
         return cli_usage(delete_usage, true, "delete: which sandbox?");
     if (cli_connect(c, err) < 0)
         return -1;
+    /* as kubectl delete: every name is tried, and every failure said (in one error) */
+    moat_strbuf failures = {0};
+    moat_error_code code = MOAT_E_OK;
     for (int i = optind; i < argc; i++) {
-        if (kube_delete(c->kube, NULL, &KUBE_SANDBOXES, c->ns, argv[i], NULL, err) < 0) {
-            if (kube_error_is(err, KUBE_REASON_NOT_FOUND))
-                return moat_error_set(err, MOAT_E_NOTFOUND, "sandbox %s/%s not found", c->ns,
-                                      argv[i]);
-            return -1;
+        moat_error one = MOAT_ERROR_INIT;
+        if (kube_delete(c->kube, NULL, &KUBE_SANDBOXES, c->ns, argv[i], NULL, &one) == 0) {
+            printf("sandbox %s/%s deleted\n", c->ns, argv[i]);
+            continue;
         }
-        printf("sandbox %s/%s deleted\n", c->ns, argv[i]);
+        if (kube_error_is(&one, KUBE_REASON_NOT_FOUND))
+            moat_error_set(&one, MOAT_E_NOTFOUND, "sandbox %s/%s not found", c->ns, argv[i]);
+        moat_strbuf_appendf(&failures, "%s%s", code ? "; " : "", one.message);
+        code = one.code;
+        moat_error_clear(&one);
     }
-    return 0;
+    if (code) {
+        _cleanup_free_ char *text = moat_strbuf_take(&failures);
+        moat_error_set(err, code, "%s", text ? text : "delete failed");
+    }
+    moat_strbuf_free(&failures);
+    return code ? -1 : 0;
 }
 
 static const char logs_usage[] =

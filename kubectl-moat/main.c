@@ -1,6 +1,7 @@
 /* kubectl-moat: `kubectl moat`, Moat's kubectl plugin. Dispatches to the commands
  * (commands.h) and is the one place their errors are printed. */
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,9 +69,13 @@ int main(int argc, char **argv)
         if (strcmp(argv[first], commands[i].name) != 0)
             continue;
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        optind = 1;
+        /* a reader gone (| head) is an error to report, and run still deletes its Sandbox */
+        signal(SIGPIPE, SIG_IGN);
+        optind = 0; /* getopt starts over: not in the "+" mode of the flags above */
         int code = commands[i].run(&cli, argc - first, argv + first, &err);
-        if (code < 0) {
+        if (code < 0 && cli_interrupted) {
+            code = 128 + cli_interrupted; /* as a shell reports a command killed by it */
+        } else if (code < 0) {
             fprintf(stderr, "Error: %s\n", err.message ? err.message : "failed");
             code = commands[i].program ? CLI_EXIT_NO_PROGRAM : 1;
         }

@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,14 +70,21 @@ int session_exec(moat_cli *c, const json_t *sandbox, char *const *argv,
     return 0;
 }
 
+/* The log's pieces to stdout; stops on an interrupt or a failed write (its errno kept in
+ * *user for the message). */
 static int to_stdout(void *user, const char *data, size_t len)
 {
+    int *write_errno = user;
     if (cli_interrupted)
         return -1;
     while (len) {
         ssize_t n = write(STDOUT_FILENO, data, len);
-        if (n < 0)
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *write_errno = errno;
             return -1;
+        }
         data += n;
         len -= (size_t)n;
     }
@@ -94,8 +102,11 @@ int session_logs(moat_cli *c, const json_t *sandbox, bool follow, moat_error *er
     if (asprintf(&path, "/api/v1/namespaces/%s/pods/%s/log%s", c->ns, v.pod,
                  follow ? "?follow=true" : "") < 0)
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (kube_stream_get(c->kube, path, to_stdout, NULL, err) == 0)
+    int write_errno = 0;
+    if (kube_stream_get(c->kube, path, to_stdout, &write_errno, err) == 0)
         return 0;
+    if (err->code == MOAT_E_CANCELED && write_errno)
+        return moat_error_set_errno(err, write_errno, "writing the log of sandbox %s", v.name);
     if (err->code == MOAT_E_CANCELED && cli_interrupted) {
         moat_error_clear(err);
         return 0;

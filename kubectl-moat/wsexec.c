@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "request.h"
+#include "libmoat/kube.h"
 #include "libmoat/macro.h"
 #include "tty.h"
 
@@ -49,13 +51,20 @@ typedef struct {
 } wsexec;
 
 static volatile sig_atomic_t winch;
-static struct lws_context *winch_ctx;
+/* The context of the exec running now, for signal handlers to wake its loop. */
+static _Atomic(struct lws_context *) running;
+
+void wsexec_wake(void)
+{
+    struct lws_context *ctx = atomic_load(&running);
+    if (ctx)
+        lws_cancel_service(ctx); /* a write to lws's own pipe */
+}
 
 static void on_winch(int sig)
 {
     winch = 1;
-    if (winch_ctx)
-        lws_cancel_service(winch_ctx); /* a write to lws's own pipe */
+    wsexec_wake();
 }
 
 /* ---- stdin: the reader thread queues messages, the service loop sends them ---- */
@@ -197,9 +206,11 @@ static int on_output(void *user, int channel, const unsigned char *data, size_t 
                      moat_error *err)
 {
     const wsexec_request *req = user;
-    if (channel == CHANNEL_STDERR && req->err_buf)
-        return moat_strbuf_append(req->err_buf, data, len) < 0
-                   ? moat_error_set(err, MOAT_E_NOMEM, "the command's stderr is too long")
+    moat_strbuf *keep = channel == CHANNEL_STDERR ? req->err_buf : req->out_buf;
+    if (keep)
+        return moat_strbuf_append(keep, data, len) < 0
+                   ? moat_error_set(err, MOAT_E_NOMEM, "the command's %s is too long",
+                                    channel == CHANNEL_STDERR ? "stderr" : "stdout")
                    : 0;
     return write_all(channel == CHANNEL_STDERR ? req->err_fd : req->out_fd, data, len, err);
 }
@@ -215,7 +226,7 @@ static int send_next(wsexec *s, struct lws *wsi)
             resize[LWS_PRE] = CHANNEL_RESIZE;
             size_t n = channel_resize_message((char *)resize + LWS_PRE + 1,
                                               sizeof(resize) - LWS_PRE - 1, cols, rows);
-            if (lws_write(wsi, resize + LWS_PRE, n + 1, LWS_WRITE_BINARY) < (int)n + 1)
+            if (n && lws_write(wsi, resize + LWS_PRE, n + 1, LWS_WRITE_BINARY) < (int)n + 1)
                 return -1;
         }
         lws_callback_on_writable(wsi);
@@ -291,7 +302,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         s->http_status = wsi ? lws_http_client_http_response(wsi) : 0;
-        snprintf(s->connect_error, sizeof(s->connect_error), "%s",
+        snprintf(s->connect_error, sizeof(s->connect_error), "%.*s", in ? (int)len : 17,
                  in ? (const char *)in : "connection failed");
         s->done = true;
         s->wsi = NULL;
@@ -311,127 +322,75 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-/* ---- the request ---- */
-
-typedef struct {
-    char host[256];
-    int port;
-    bool tls;
-    char prefix[256]; /* a path the server URL carries, without its trailing slash */
-} server_address;
-
-static int parse_server(server_address *a, const char *url, moat_error *err)
-{
-    const char *p = url;
-    *a = (server_address){0};
-    if (strncmp(p, "https://", 8) == 0) {
-        a->tls = true;
-        p += 8;
-    } else if (strncmp(p, "http://", 7) == 0) {
-        p += 7;
-    } else {
-        return moat_error_set(err, MOAT_E_INVALID, "server %s: not an http(s) URL", url);
-    }
-    const char *host_end, *rest;
-    if (*p == '[') { /* an IPv6 address */
-        host_end = strchr(p, ']');
-        if (!host_end)
-            return moat_error_set(err, MOAT_E_INVALID, "server %s: unclosed [", url);
-        p++;
-        rest = host_end + 1;
-    } else {
-        host_end = p + strcspn(p, ":/");
-        rest = host_end;
-    }
-    if (host_end == p || (size_t)(host_end - p) >= sizeof(a->host))
-        return moat_error_set(err, MOAT_E_INVALID, "server %s: no host", url);
-    memcpy(a->host, p, (size_t)(host_end - p));
-    a->port = a->tls ? 443 : 80;
-    if (*rest == ':') {
-        char *end;
-        long port = strtol(rest + 1, &end, 10);
-        if (end == rest + 1 || port <= 0 || port > 65535 || (*end && *end != '/'))
-            return moat_error_set(err, MOAT_E_INVALID, "server %s: bad port", url);
-        a->port = (int)port;
-        rest = end;
-    }
-    snprintf(a->prefix, sizeof(a->prefix), "%s", rest);
-    size_t n = strlen(a->prefix);
-    while (n && a->prefix[n - 1] == '/')
-        a->prefix[--n] = '\0';
-    return 0;
-}
-
-static int query_add(moat_strbuf *q, const char *key, const char *value)
-{
-    char *v = curl_easy_escape(NULL, value, 0);
-    if (!v)
-        return -1;
-    moat_strbuf_appendf(q, "%s%s=%s", q->len ? "&" : "?", key, v);
-    curl_free(v);
-    return 0;
-}
-
-static char *exec_path(const server_address *a, const wsexec_request *req)
-{
-    moat_strbuf q = {0};
-    for (char *const *arg = req->argv; *arg; arg++)
-        if (query_add(&q, "command", *arg) < 0)
-            q.truncated = true;
-    if (req->container)
-        query_add(&q, "container", req->container);
-    moat_strbuf_appendf(&q, "&stdin=%s&stdout=true&stderr=%s&tty=%s",
-                        req->stdin_mode == WSEXEC_STDIN_NONE ? "false" : "true",
-                        req->tty ? "false" : "true", req->tty ? "true" : "false");
-    _cleanup_free_ char *query = moat_strbuf_take(&q);
-    char *path = NULL;
-    if (!query || asprintf(&path, "%s/api/v1/namespaces/%s/pods/%s/exec%s", a->prefix, req->ns,
-                           req->pod, query) < 0)
-        return NULL;
-    return path;
-}
-
+/* A refused upgrade: libwebsockets hands over its HTTP status but not its body, so the
+ * reason is the client library's from the status alone (kube_status_to_error, as for any
+ * answer that is not a Status), with what a person can do about it. */
 static int refused(wsexec *s, moat_error *err)
 {
     const wsexec_request *req = s->req;
-    const char *why;
+    _cleanup_free_ char *what = NULL;
+    if (asprintf(&what, "exec in pod %s/%s", req->ns, req->pod) < 0)
+        return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
+    kube_status_to_error(err, s->http_status, "", 0, what);
     switch (s->http_status) {
     case 401:
-        why = "Unauthorized: the server did not accept the kubeconfig's credentials";
-        break;
+        return moat_error_prefix(err, "the server did not accept the kubeconfig's credentials");
     case 403:
-        why = "forbidden: you may not create pods/exec in this namespace (kubectl auth can-i "
-              "create pods/exec)";
-        break;
+        return moat_error_prefix(err,
+                                 "forbidden: you may not create pods/exec in namespace %s "
+                                 "(kubectl auth can-i create pods/exec -n %s)",
+                                 req->ns, req->ns);
     case 404:
-        why = "not found: the pod is gone";
-        break;
+        return moat_error_prefix(err, "not found: the pod is gone");
     default:
-        why = "the server refused the exec";
-        break;
+        return -1;
     }
-    moat_error_set(err, MOAT_E_KUBE, "exec in pod %s/%s: %s (HTTP %u)", req->ns, req->pod, why,
-                   s->http_status);
-    err->http_status = s->http_status;
-    return -1;
+}
+
+/* Runs fn with every signal blocked in the thread it starts: they stay with the main thread,
+ * whose handlers wake the service loop. */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
+static bool interrupted(const wsexec_request *req)
+{
+    return req->interrupted && *req->interrupted;
 }
 
 int wsexec_run(kube_config *cfg, const wsexec_request *req, int *ret_exit, moat_error *err)
 {
-    server_address addr;
+    server_address addr = {0};
     wsexec s = {.req = req, .stop_fd = -1};
     struct lws_context_creation_info info = {0};
     struct lws_client_connect_info cc = {0};
     _cleanup_free_ char *path = NULL;
+    const exec_call call = {.ns = req->ns,
+                            .pod = req->pod,
+                            .container = req->container,
+                            .argv = req->argv,
+                            .with_stdin = req->stdin_mode != WSEXEC_STDIN_NONE,
+                            .tty = req->tty};
     size_t len;
     int r = -1;
+    bool loop_failed = false;
 
-    if (parse_server(&addr, kube_config_server(cfg), err) < 0)
+    if (server_address_parse(&addr, kube_config_server(cfg), err) < 0)
         return -1;
-    if (!(path = exec_path(&addr, req)))
+    if (!(path = exec_path_build(addr.prefix, &call))) {
+        server_address_clear(&addr);
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
-    if (kube_config_token(cfg, &s.token, err) < 0)
+    }
+    if (kube_config_token(cfg, &s.token, err) < 0) {
+        server_address_clear(&addr);
         return -1;
+    }
     channel_demux_init(&s.demux);
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.room, NULL);
@@ -453,6 +412,7 @@ int wsexec_run(kube_config *cfg, const wsexec_request *req, int *ret_exit, moat_
         moat_error_set(err, MOAT_E_NETWORK, "exec: cannot set up TLS from the kubeconfig");
         goto out;
     }
+    atomic_store(&running, s.ctx);
 
     cc.context = s.ctx;
     cc.address = addr.host;
@@ -473,7 +433,7 @@ int wsexec_run(kube_config *cfg, const wsexec_request *req, int *ret_exit, moat_
             moat_error_set_errno(err, errno, "eventfd");
             goto out;
         }
-        if (pthread_create(&s.reader, NULL, read_stdin, &s) != 0) {
+        if (start_thread(&s.reader, read_stdin, &s) != 0) {
             moat_error_set(err, MOAT_E_NOMEM, "cannot start the stdin reader");
             goto out;
         }
@@ -481,19 +441,22 @@ int wsexec_run(kube_config *cfg, const wsexec_request *req, int *ret_exit, moat_
     } else if (req->stdin_mode != WSEXEC_STDIN_NONE) {
         enqueue_end(&s); /* no input: the command reads its end at once */
     }
-    if (req->tty) {
-        winch_ctx = s.ctx;
+    if (req->tty)
         signal(SIGWINCH, on_winch);
-    }
     if (!lws_client_connect_via_info(&cc) && !s.done) {
         moat_error_set(err, MOAT_E_NETWORK, "exec: cannot connect to %s", kube_config_server(cfg));
         goto out;
     }
-    while (!s.done && !(req->interrupted && *req->interrupted))
-        if (lws_service(s.ctx, 0) < 0)
+    /* a signal's handler (cli.c's, on_winch) wakes lws_service through wsexec_wake() */
+    while (!s.done && !interrupted(req))
+        if (lws_service(s.ctx, 0) < 0) {
+            loop_failed = true;
             break;
+        }
 
-    if (!s.done) {
+    if (!s.done && loop_failed) {
+        moat_error_set(err, MOAT_E_NETWORK, "exec: the WebSocket's event loop failed");
+    } else if (!s.done) {
         moat_error_set(err, MOAT_E_CANCELED, "exec: interrupted");
     } else if (s.fail.code) {
         *err = s.fail;
@@ -513,11 +476,10 @@ int wsexec_run(kube_config *cfg, const wsexec_request *req, int *ret_exit, moat_
                        "output may be incomplete");
     }
 out:
-    if (req->tty) {
+    if (req->tty)
         signal(SIGWINCH, SIG_DFL);
-        winch_ctx = NULL;
-    }
     stop_reader(&s);
+    atomic_store(&running, NULL);
     if (s.ctx)
         lws_context_destroy(s.ctx);
     if (s.stop_fd >= 0)
@@ -530,5 +492,6 @@ out:
     channel_demux_clear(&s.demux);
     pthread_cond_destroy(&s.room);
     pthread_mutex_destroy(&s.lock);
+    server_address_clear(&addr);
     return r;
 }

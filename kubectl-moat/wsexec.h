@@ -26,7 +26,8 @@ typedef struct {
     bool tty;                         /* a remote terminal; stdout and stderr are one */
     wsexec_stdin stdin_mode;
     int in_fd;                          /* read to its end (or, with framed stdin, none: -1) */
-    int out_fd;                         /* stdout is written here */
+    int out_fd;                         /* stdout is written here, unless out_buf is set */
+    moat_strbuf *out_buf;               /* stdout kept here (a helper's JSON answer) */
     int err_fd;                         /* stderr is written here, unless err_buf is set */
     moat_strbuf *err_buf;               /* stderr kept here (a helper's JSON error line) */
     int resize_fd;                      /* with tty: the terminal whose size follows SIGWINCH */
@@ -41,5 +42,9 @@ typedef struct {
  * command's status (its output may be partial), MOAT_E_IO when the output could not be
  * written. */
 int wsexec_run(kube_config *cfg, const wsexec_request *req, int *ret_exit, moat_error *err);
+
+/* Wakes the loop of the exec running now (if any), so that it sees *interrupted: for
+ * signal handlers (async-signal-safe). */
+void wsexec_wake(void);
 
 #endif

@@ -24,7 +24,7 @@ static size_t on_piece(char *ptr, size_t size, size_t nmemb, void *user)
     if (s->status == 0)
         curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
     if (s->status < 200 || s->status > 299) {
-        moat_strbuf_append(&s->error, ptr, n); /* past its cap: the start is kept */
+        moat_strbuf_append(&s->error, ptr, n); /* past its cap: no body, the code alone */
         return n;
     }
     if (s->on_data(s->user, ptr, n) < 0) {

@@ -260,6 +260,77 @@ class Plugin(unittest.TestCase):
             self.assertIn(f"sandbox {self.ns}/logged not found".encode(), r.stderr, args)
             self.assertEqual(r.returncode, 125 if args[0] == "exec" else 1, args)
 
+    def test_flags_before_the_command_and_options_after_the_name(self):
+        # -n before the command, -i after the name: both read (getopt starts over)
+        r = subprocess.run([PLUGIN, "-n", self.ns, "exec", "box", "-i", "--", "cat"],
+                           input=b"through", capture_output=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, b"through"), r.stderr)
+        r = subprocess.run([PLUGIN, "-n", self.ns, "run", BUSYBOX, *SMALL, "--keep", "--name",
+                            "flagged", "--", "true"], capture_output=True, timeout=180)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(get_json("sandbox", "flagged", "-n", self.ns)["spec"]["command"],
+                         ["true"])
+        r = self.moat("delete", "flagged", "no-such-one", "also-missing")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"sandbox %s/flagged deleted" % self.ns.encode(), r.stdout)
+        self.assertIn(b"no-such-one not found", r.stderr)
+        self.assertIn(b"also-missing not found", r.stderr)  # every name tried
+
+    def test_a_reader_gone_still_deletes_the_run(self):
+        # `run ... | head -c 5`: the pipe closes early; the error is said, the Sandbox deleted
+        with subprocess.Popen([PLUGIN, "run", BUSYBOX, *SMALL, "--name", "piped", "-n",
+                               self.ns, "--", "sh", "-c", "while echo line; do :; done"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+            self.assertEqual(p.stdout.read(5), b"line\n")
+            p.stdout.close()
+            self.assertEqual(p.wait(120), 125)
+            self.assertIn(b"Broken pipe", p.stderr.read())
+        r = kubectl("get", "sandbox", "piped", "-n", self.ns, check=False)
+        self.assertNotEqual(r[0], 0, "the Sandbox of a run whose reader went away is still there")
+
+    def test_interrupting_a_session_run_and_an_exec(self):
+        # the exec's event loop is woken by the signal, whatever it waits for
+        for args, name in ((["run", "--session", BUSYBOX, *SMALL, "--name", "quiet"], "quiet"),
+                           (["exec", "box"], None)):
+            with subprocess.Popen([PLUGIN, *args, "-n", self.ns, "--", "sh", "-c",
+                                   "echo up; sleep 300"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL) as p:
+                self.assertEqual(p.stdout.readline(), b"up\n")
+                t0 = time.monotonic()
+                p.send_signal(signal.SIGINT)
+                self.assertEqual(p.wait(30), 130)
+                self.assertLess(time.monotonic() - t0, 10)
+            if name:
+                r = kubectl("get", "sandbox", name, "-n", self.ns, check=False)
+                self.assertNotEqual(r[0], 0)
+        # the exec's command went with it (its framed stdin ended)
+        wait_for(lambda: b"sleep 300" not in self.moat("exec", "box", "--", "ps").stdout, 20,
+                 what="the interrupted command gone")
+
+    def test_cp_modes_and_stdin(self):
+        tool = self.path("tool.sh")
+        with open(tool, "wb") as f:
+            f.write(b"#!/bin/sh\necho tool\n")
+        os.chmod(tool, 0o750)
+        r = self.moat("cp", tool, "box:/tmp/tool.sh")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.moat("exec", "box", "--", "/tmp/tool.sh").stdout, b"tool\n")
+        back = self.path("tool-back.sh")
+        r = self.moat("cp", "box:/tmp/tool.sh", back)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        umask = os.umask(0)
+        os.umask(umask)
+        self.assertEqual(os.stat(back).st_mode & 0o777, 0o750 & ~umask)  # +x kept
+        # from stdin: all or nothing too (its size known before it is sent)
+        data = os.urandom(2 * MIB + 3)
+        r = self.moat("cp", "-", "box:/tmp/from-stdin", stdin=data)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.moat("cp", "box:/tmp/from-stdin", "-")
+        self.assertEqual(r.stdout, data)
+        r = self.moat("cp", "box:/tmp", self.path("dir-out"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"a dir (cp copies files)", r.stderr)
+
     # ---- errors a person acts on ----
     def test_refused_spec_names_the_field(self):
         r = self.moat("run", BUSYBOX, "--isolation", "Bogus", "--", "true")
