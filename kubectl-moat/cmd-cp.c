@@ -219,7 +219,9 @@ out:
  * at its start, or -1. */
 static int spool(int in_fd, const char *what, moat_error *err)
 {
-    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir)
+        dir = "/tmp";
     int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0)
         return moat_error_set_errno(err, errno, "a temporary file in %s for %s", dir, what);
