@@ -26,13 +26,15 @@ import socket
 import ssl
 import statistics
 import struct
-import subprocess
 import sys
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from e2e_bench import Api, kubectl, pct  # noqa: E402
+from kube import get_json, wait_for  # noqa: E402
 
 IMAGE = os.environ.get("MOAT_E2E_IMAGE", "moat.local/busybox:1.35")
 HELPER = "/.moat/moat-init"
@@ -143,22 +145,6 @@ def exit_code(status):
     return -1
 
 
-def wait(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def get(kind, name, ns):
-    r = subprocess.run([os.environ.get("KUBECTL", "kubectl"), "get", kind, name, "-n", ns,
-                        "-o", "json"], capture_output=True, text=True)
-    return json.loads(r.stdout) if r.returncode == 0 else {}
-
-
 def ready(obj):
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in obj.get("status", {}).get("conditions", []))
@@ -207,9 +193,11 @@ def cold_start(ns, make, kind, n):
         t0 = time.monotonic()
         kubectl("create", "-n", ns, "-f", "-", stdin=json.dumps(obj))
         if kind == "sandbox":
-            wait(lambda: ready(get("sandbox", obj["metadata"]["name"], ns)), 120, "ready")
+            wait_for(lambda: ready(get_json("sandbox", obj["metadata"]["name"], "-n", ns)), 120,
+                     what="ready")
         else:
-            wait(lambda: ready(get("pod", obj["metadata"]["name"], ns)), 120, "ready")
+            wait_for(lambda: ready(get_json("pod", obj["metadata"]["name"], "-n", ns)), 120,
+                     what="ready")
         times.append(time.monotonic() - t0)
         kubectl("delete", kind, obj["metadata"]["name"], "-n", ns, "--wait=true")
     return times
@@ -225,8 +213,9 @@ def main():
         kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(
             {"apiVersion": "v1", "kind": "List",
              "items": [sandbox("sess", True), runc_pod("runc", "image")]}))
-        wait(lambda: ready(get("sandbox", "sess", ns)) and ready(get("pod", "runc", ns)),
-             180, "the session and the runc pod")
+        wait_for(lambda: ready(get_json("sandbox", "sess", "-n", ns))
+                 and ready(get_json("pod", "runc", "-n", ns)),
+                 180, what="the session and the runc pod")
         ex = Exec(api)
         cases = [("gVisor Session, helper", "sess", [HELPER, "exec", "--", "true"]),
                  ("gVisor Session, direct", "sess", ["true"]),

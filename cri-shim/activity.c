@@ -7,39 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "libmoat/activity.h"
 #include "libmoat/macro.h"
 
 struct shim_activity {
     int dir_fd; /* every file is opened relative to it: the directory is fixed at start */
     char *dir;
 };
-
-bool shim_activity_id_valid(const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > SHIM_ACTIVITY_ID_MAX || id[0] == '.')
-        return false;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_' || *p == '.'))
-            return false;
-    return true;
-}
-
-char *shim_activity_dir_for(const char *socket_path)
-{
-    const char *slash = strrchr(socket_path, '/');
-    size_t n = slash ? (size_t)(slash - socket_path) : 1;
-    const char *base = slash ? socket_path : ".";
-    if (slash == socket_path)
-        n = 0; /* a socket in / */
-    char *dir = malloc(n + sizeof("/" SHIM_ACTIVITY_DIR_NAME));
-    if (!dir)
-        return NULL;
-    memcpy(dir, base, n);
-    memcpy(dir + n, "/" SHIM_ACTIVITY_DIR_NAME, sizeof("/" SHIM_ACTIVITY_DIR_NAME));
-    return dir;
-}
 
 int shim_activity_new(shim_activity **out, const char *dir, moat_error *err)
 {
@@ -61,7 +35,7 @@ int shim_activity_new(shim_activity **out, const char *dir, moat_error *err)
 
 int shim_activity_touch(shim_activity *a, const char *id, moat_error *err)
 {
-    if (!shim_activity_id_valid(id))
+    if (!moat_activity_id_valid(id))
         return moat_error_set(err, MOAT_E_INVALID, "activity: \"%.64s\" is not an ID",
                               id ? id : "");
     int fd = openat(a->dir_fd, id, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
@@ -77,7 +51,7 @@ int shim_activity_touch(shim_activity *a, const char *id, moat_error *err)
 
 int shim_activity_forget(shim_activity *a, const char *id, moat_error *err)
 {
-    if (!shim_activity_id_valid(id))
+    if (!moat_activity_id_valid(id))
         return moat_error_set(err, MOAT_E_INVALID, "activity: \"%.64s\" is not an ID",
                               id ? id : "");
     if (unlinkat(a->dir_fd, id, 0) < 0 && errno != ENOENT)

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "decide.h"
 #include "intercept.h"
+#include "libmoat/activity.h"
 #include "libmoat/cri/cri.h"
 #include "libmoat/http.h"
 #include "libmoat/log.h"
@@ -284,7 +285,7 @@ int main(int argc, char **argv)
     if (shim_intercept_new(&icp, &handlers, &probe[0], wall, &net, &err) < 0)
         goto out_grpc;
     /* Sessions' activity beside the socket, where the node agent mounts it (activity.h). */
-    char *activity_dir = shim_activity_dir_for(cfg->listen);
+    char *activity_dir = moat_activity_dir_for(cfg->listen);
     int ar = activity_dir ? shim_activity_new(&activity, activity_dir, &err) : -1;
     free(activity_dir);
     if (ar < 0) {

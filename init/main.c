@@ -9,7 +9,6 @@
  * Every error is one JSON line on stderr; exit statuses are in init/error.h. */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,26 +88,13 @@ static const struct {
 };
 
 /* After a write failed before its input ended, that input is read to its end and dropped,
- * for up to this long: the exec's stream then closes with nothing of the client's unread
- * (closed with input unread, it is reset, and the client loses the error and the exit
- * status sent just before). */
-#define WRITE_DRAIN_NS (10 * 1000000000LL)
-
+ * for up to PROC_DRAIN_NS (why: init/proc.h). */
 static void drain_stdin(void)
 {
     static char buf[64 * 1024];
-    int64_t deadline = proc_now_ns() + WRITE_DRAIN_NS;
-    for (;;) {
-        int64_t now = proc_now_ns();
-        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
-        if (now >= deadline)
-            return;
-        int r = poll(&p, 1, proc_poll_timeout_ms(deadline, now));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0 || read(STDIN_FILENO, buf, sizeof(buf)) <= 0)
-            return;
-    }
+    int64_t deadline = proc_now_ns() + PROC_DRAIN_NS;
+    while (proc_wait_readable(STDIN_FILENO, deadline) && read(STDIN_FILENO, buf, sizeof(buf)) > 0)
+        ;
 }
 
 static int cmd_file(unsigned options, int argc, char **argv)

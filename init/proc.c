@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,4 +241,19 @@ int proc_poll_timeout_ms(int64_t deadline, int64_t now)
     int64_t left = deadline - now;
     int64_t ms = left / 1000000 + (left % 1000000 != 0);
     return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+bool proc_wait_readable(int fd, int64_t deadline)
+{
+    for (;;) {
+        int64_t now = proc_now_ns();
+        if (now >= deadline)
+            return false;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, proc_poll_timeout_ms(deadline, now));
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return false;
+    }
 }

@@ -65,4 +65,15 @@ int64_t proc_now_ns(void);
  * up so that poll does not wake before it. */
 int proc_poll_timeout_ms(int64_t deadline, int64_t now);
 
+/* How long a command's client input is still read, and dropped, after the command cannot
+ * take it any more (exec's framed stdin after the command is down, a write that failed):
+ * the exec's stream then closes with nothing of the client's unread. Closed with input
+ * unread, the connection is reset (TCP RST) and the client loses the exit status sent just
+ * before it. */
+#define PROC_DRAIN_NS (10 * 1000000000LL)
+
+/* Waits until fd is readable (or at its end); false once deadline (proc_now_ns's clock)
+ * passes or poll fails. */
+bool proc_wait_readable(int fd, int64_t deadline);
+
 #endif

@@ -113,29 +113,15 @@ static void framed_write(framed_stdin *f)
 }
 
 /* After the command is down, its input still coming is read to its end frame and dropped,
- * for up to this long: the exec's stream then closes with nothing of the client's unread.
- * Closed with unread input, the connection is reset (TCP RST), and a client loses the exit
- * status that was sent just before (the API server's Status of a command that exited
- * without reading all its input). */
-#define FRAMED_DRAIN_NS (10 * 1000000000LL)
-
+ * for up to PROC_DRAIN_NS (why: proc.h). */
 static void framed_drain(framed_stdin *f)
 {
-    int64_t deadline = proc_now_ns() + FRAMED_DRAIN_NS;
+    int64_t deadline = proc_now_ns() + PROC_DRAIN_NS;
     if (f->to_child >= 0)
         close(f->to_child);
     f->to_child = -1; /* framed_read drops the payload */
-    while (!f->ended && !f->gone) {
-        int64_t now = proc_now_ns();
-        if (now >= deadline)
-            return;
-        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
-        int r = poll(&p, 1, proc_poll_timeout_ms(deadline, now));
-        if (r < 0 && errno != EINTR)
-            return;
-        if (r > 0)
-            framed_read(f);
-    }
+    while (!f->ended && !f->gone && proc_wait_readable(STDIN_FILENO, deadline))
+        framed_read(f);
 }
 
 typedef struct {

@@ -142,6 +142,13 @@ void cli_file_arg_parse(cli_file_arg *a, char *arg)
     a->path = colon + 1;
 }
 
+char **cli_command_argv(int argc, char **argv, int first)
+{
+    if (first < argc && strcmp(argv[first], "--") == 0)
+        first++;
+    return first < argc ? argv + first : NULL;
+}
+
 char *cli_random_name(const char *prefix)
 {
     unsigned char b[4] = {0};

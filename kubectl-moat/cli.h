@@ -75,6 +75,9 @@ typedef struct {
  * letters, digits, '-' and '.') and arg does not start as a local path does ('/', '.'). */
 void cli_file_arg_parse(cli_file_arg *a, char *arg);
 
+/* The command to run, from argv[first] on, past a "--" there; NULL when there is none. */
+char **cli_command_argv(int argc, char **argv, int first);
+
 /* A fresh name: prefix and 8 random hex digits. Caller frees. */
 char *cli_random_name(const char *prefix);
 

@@ -44,10 +44,9 @@ int cmd_exec(moat_cli *c, int argc, char **argv, moat_error *err)
     }
     if (optind >= argc)
         return cli_usage(usage, true, "exec: which sandbox?");
-    const char *name = argv[optind++];
-    if (optind < argc && strcmp(argv[optind], "--") == 0)
-        optind++;
-    if (optind >= argc)
+    const char *name = argv[optind];
+    char **command = cli_command_argv(argc, argv, optind + 1);
+    if (!command)
         return cli_usage(usage, true, "exec: no command (kubectl moat exec %s -- COMMAND)", name);
     if (o.tty && !o.interactive)
         o.interactive = true; /* a terminal is for typing into */
@@ -64,7 +63,7 @@ int cmd_exec(moat_cli *c, int argc, char **argv, moat_error *err)
         if (cli_sandbox_wait(c, name, cli_ready_for_exec, 120, &sb, err) < 0)
             return -1;
     }
-    int r = session_exec(c, sb, argv + optind, &o, &code, err);
+    int r = session_exec(c, sb, command, &o, &code, err);
     json_decref(sb);
     return r < 0 ? -1 : code;
 }

@@ -215,12 +215,10 @@ int cmd_run(moat_cli *c, int argc, char **argv, moat_error *err)
     }
     if (optind >= argc)
         return cli_usage(usage, true, "run: which image?");
-    o.image = argv[optind++];
-    if (optind < argc && strcmp(argv[optind], "--") == 0)
-        optind++;
-    if (optind >= argc)
+    o.image = argv[optind];
+    o.argv = cli_command_argv(argc, argv, optind + 1);
+    if (!o.argv)
         return cli_usage(usage, true, "run: no command (kubectl moat run %s -- COMMAND)", o.image);
-    o.argv = argv + optind;
 
     _cleanup_free_ char *generated = o.name ? NULL : cli_random_name("run");
     const char *name = o.name ? o.name : generated;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "libmoat/fdio.h"
 #include "libmoat/macro.h"
 #include "libmoat/names.h"
 #include "tty.h"
@@ -77,16 +78,9 @@ static int to_stdout(void *user, const char *data, size_t len)
     int *write_errno = user;
     if (cli_interrupted)
         return -1;
-    while (len) {
-        ssize_t n = write(STDOUT_FILENO, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            *write_errno = errno;
-            return -1;
-        }
-        data += n;
-        len -= (size_t)n;
+    if (moat_write_all(STDOUT_FILENO, data, len) < 0) {
+        *write_errno = errno;
+        return -1;
     }
     return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "channel.h"
 #include "request.h"
+#include "libmoat/fdio.h"
 #include "libmoat/kube.h"
 #include "libmoat/macro.h"
 #include "tty.h"
@@ -188,20 +189,6 @@ static void stop_reader(wsexec *s)
 
 /* ---- the service loop's side ---- */
 
-static int write_all(int fd, const unsigned char *data, size_t len, moat_error *err)
-{
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return moat_error_set_errno(err, errno, "writing the command's output");
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int on_output(void *user, int channel, const unsigned char *data, size_t len,
                      moat_error *err)
 {
@@ -212,7 +199,9 @@ static int on_output(void *user, int channel, const unsigned char *data, size_t 
                    ? moat_error_set(err, MOAT_E_NOMEM, "the command's %s is too long",
                                     channel == CHANNEL_STDERR ? "stderr" : "stdout")
                    : 0;
-    return write_all(channel == CHANNEL_STDERR ? req->err_fd : req->out_fd, data, len, err);
+    if (moat_write_all(channel == CHANNEL_STDERR ? req->err_fd : req->out_fd, data, len) < 0)
+        return moat_error_set_errno(err, errno, "writing the command's output");
+    return 0;
 }
 
 /* Sends one waiting message (a resize first); asks to be called again while more wait. */

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdio.h"
+
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 static struct {
@@ -65,21 +67,6 @@ static char *record(moat_log_level level, const char *ts, const char *key, const
     return line;
 }
 
-/* All of buf, across short writes and interruptions; a failure loses the record (there
- * is nowhere left to say so). */
-static void write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
 void moat_log(moat_log_level level, const char *key, const char *fmt, ...)
 {
     if (level < logger.level || level > MOAT_LOG_ERROR)
@@ -111,7 +98,8 @@ void moat_log(moat_log_level level, const char *key, const char *fmt, ...)
         size_t len = strlen(line);
         if (len + 1 <= PIPE_BUF || keep == 0 || tries == 7) {
             line[len] = '\n'; /* json_dumps' terminator becomes the newline */
-            write_all(logger.fd, line, len + 1);
+            /* a failed write loses the record: there is nowhere left to say so */
+            (void)moat_write_all(logger.fd, line, len + 1);
             return;
         }
         /* as much of the message as the escaping seen so far leaves room for */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "libmoat/activity.h"
 #include "libmoat/kobj.h"
 #include "libmoat/log.h"
 #include "libmoat/names.h"
@@ -376,12 +377,12 @@ json_t *agent_activity_patch(const char *uid, int64_t when_s)
                      MOAT_ANNOTATION_LAST_ACTIVITY, when);
 }
 
-/* An activity file's time, or -1 (missing, or a name that is no file name). */
+/* An activity file's time, or -1 (missing, or an ID that is no activity file's name). */
 static int64_t activity_mtime(int dir_fd, const char *id)
 {
     struct stat st;
-    if (!*id || strchr(id, '/') || id[0] == '.' ||
-        fstatat(dir_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+    if (!moat_activity_id_valid(id) || fstatat(dir_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+        !S_ISREG(st.st_mode))
         return -1;
     return (int64_t)st.st_mtim.tv_sec;
 }

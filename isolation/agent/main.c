@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "isolation/agent/agent.h"
+#include "libmoat/activity.h"
 #include "libmoat/cri/cri.h"
 #include "libmoat/http.h"
 #include "libmoat/kube.h"
@@ -372,13 +373,9 @@ int main(int argc, char **argv)
                             : assume   ? (agent_facts_ops){assume_probe, &as}
                                        : agent_facts_host(&probe_cfg);
     agent_cri_ops cri_ops = agent_cri_client(cri);
-    /* moat-cri keeps Sessions' activity beside its socket (cri-shim/activity.h) */
-    if (!activity_dir && strncmp(endpoint, "unix://", 7) == 0) {
-        const char *path = endpoint + 7, *slash = strrchr(path, '/');
-        if (slash && asprintf(&beside, "%.*s/activity", (int)(slash - path), path) < 0)
-            beside = NULL;
-        activity_dir = beside;
-    }
+    /* moat-cri keeps Sessions' activity beside its socket (libmoat/activity.h) */
+    if (!activity_dir && strncmp(endpoint, "unix://", 7) == 0)
+        activity_dir = beside = moat_activity_dir_for(endpoint + 7);
     agent_options ao = {
         .activity_dir = activity_dir && *activity_dir ? activity_dir : NULL,
         .node_name = node,

@@ -37,6 +37,17 @@ static void test_file_args(void **state)
     assert_arg("-", NULL, "-");
 }
 
+static void test_command_argv(void **state)
+{
+    char *a[] = {"exec", "box", "--", "sh", "-c", "x", NULL};
+    assert_ptr_equal(cli_command_argv(6, a, 2), a + 3);
+    char *b[] = {"exec", "box", "ls", NULL};
+    assert_ptr_equal(cli_command_argv(3, b, 2), b + 2);
+    char *c[] = {"exec", "box", "--", NULL};
+    assert_null(cli_command_argv(3, c, 2));
+    assert_null(cli_command_argv(2, c, 2));
+}
+
 static void test_random_names(void **state)
 {
     char *a = cli_random_name("run"), *b = cli_random_name("run");
@@ -52,6 +63,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_args),
+        cmocka_unit_test(test_command_argv),
         cmocka_unit_test(test_random_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
