@@ -76,10 +76,13 @@ class Sessions(unittest.TestCase):
 
     @classmethod
     def wait_ready(cls, name, timeout=180):
+        # Ready, and the node's isolation report in (it follows Ready by up to the agent's
+        # 2 s pass: a test reading status.isolation at once raced it)
         return wait_for(lambda: (lambda st: st.get("phase") == "Running"
-                                 and condition(st, "Ready").get("status") == "True" and st)(
+                                 and condition(st, "Ready").get("status") == "True"
+                                 and condition(st, "Isolated").get("status") == "True" and st)(
                                      cls.status(name)),
-                        timeout, 0.5, what=f"session {name} ready")
+                        timeout, 0.5, what=f"session {name} ready and isolation reported")
 
     def exec(self, name, *argv, stdin=None, timeout=120, opts=()):
         """One command through pods/exec and the helper (its options opts): (exit code,
