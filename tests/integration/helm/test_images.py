@@ -163,6 +163,10 @@ class ImagesTest(unittest.TestCase):
                            ("ValidatingAdmissionPolicy", "moat-agent-own-node"),
                            ("ValidatingAdmissionPolicyBinding", "moat-agent-own-node")]:
             kubectl("delete", kind, name, "--ignore-not-found", "--wait=true")  # earlier tests' copies
+        node_labels = ["moat.dev/managed-", "moat.dev/hypervisor-", "moat.dev/gpu-mode-",
+                       "moat.dev/runtime.gvisor-", "moat.dev/runtime.kata-"]
+        # an earlier test's agent labelled the node too: the labels checked below are this one's
+        kubectl("label", "node", NODE, *node_labels, check=False)
         values = {"installer": {"enabled": False},
                   "host": {"containerdSocket": SOCK},
                   "agent": {"probeInterval": 5, "logLevel": "debug"},
@@ -178,9 +182,7 @@ class ImagesTest(unittest.TestCase):
         def cleanup():
             subprocess.run([HELM, "uninstall", "moat", "-n", ns, "--wait"], capture_output=True)
             kubectl("delete", "namespace", ns, "--wait=false", check=False)
-            kubectl("label", "node", NODE, "moat.dev/managed-", "moat.dev/hypervisor-",
-                    "moat.dev/gpu-mode-", "moat.dev/runtime.gvisor-", "moat.dev/runtime.kata-",
-                    check=False)
+            kubectl("label", "node", NODE, *node_labels, check=False)
         self.addCleanup(cleanup)
         if p.returncode != 0:
             pods = kubectl("get", "pods", "-n", ns, "-o", "wide", check=False)[1]
@@ -201,6 +203,15 @@ class ImagesTest(unittest.TestCase):
         self.assertEqual(info["Spec"]["process"]["user"]["uid"], 65532)
         self.assertTrue(info["Spec"]["root"].get("readonly"))
         self.assertEqual(info["Runtime"]["Name"], "io.containerd.runc.v2")
+
+        # helm --wait counts a DaemonSet of one node ready with none ready (maxUnavailable 1):
+        # the agent's own readiness (its probe) is waited for here
+        def agent_ready():
+            items = get_json("pods", "-n", ns, "-l", "app.kubernetes.io/name=moat-agent")["items"]
+            return items if items and all(
+                any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in q.get("status", {}).get("conditions", [])) for q in items) else None
+        wait_for(agent_ready, timeout=120, what="the node agent to be ready")
 
         def labelled():
             labels = get_json("node", NODE)["metadata"].get("labels", {})

@@ -32,6 +32,9 @@ class Proxy:
             for line in f:
                 if "server:" in line:
                     server = line.split("server:")[1].strip()
+        # Its log to a file: a pipe nobody reads fills (64 KiB), and then every thread of
+        # the proxy that logs blocks, the proxy with it.
+        self.log = open(os.path.join(self.dir, "log"), "w+")
         self.proc = subprocess.Popen(
             ["/usr/bin/python3", os.path.join(HERE, "fault_proxy.py"),
              "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--upstream", server,
@@ -40,7 +43,7 @@ class Proxy:
              "--client-key", os.path.join(PKI, "admin.key"),
              "--serve-cert", os.path.join(PKI, "apiserver.crt"),
              "--serve-key", os.path.join(PKI, "apiserver.key"), "--ready-file", ready],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 20
         while not os.path.exists(ready):
             if time.time() > deadline or self.proc.poll() is not None:
@@ -78,12 +81,18 @@ contexts:
     def stats(self):
         return self.call("GET", "/stats")
 
+    def logs(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
     def close(self):
         self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        self.log.close()
 
 
 class Driver:

@@ -112,11 +112,20 @@ class BurstTest(unittest.TestCase):
         self.proxy.fault({"type": "watch_error", "code": 410}, count=2, watch=True)
         self.proxy.call("POST", "/drop-all")
 
+        with_pods = []
+
         def all_have_pods():
             out = kubectl("get", "sbx", "-n", self.ns, "-o",
                           "jsonpath={range .items[*]}{.status.podName}{\"\\n\"}{end}")[1]
-            return sum(1 for line in out.splitlines() if line.strip()) == N
-        wait_for(all_have_pods, 180, interval=1, what="every sandbox to have its pod")
+            with_pods.append(sum(1 for line in out.splitlines() if line.strip()))
+            return with_pods[-1] == N
+        try:
+            wait_for(all_have_pods, 180, interval=1, what="every sandbox to have its pod")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: Sandboxes with a pod, every 10 s: {with_pods[::10]}; "
+                                 f"proxy: {self.proxy.stats()}; the operator's log ends:\n"
+                                 f"{self.operator.logs()[-6000:]}\nthe proxy's:\n"
+                                 f"{self.proxy.logs()[-3000:]}") from None
         pods = json.loads(kubectl("get", "pods", "-n", self.ns, "-o", "json")[1])["items"]
         self.assertEqual(len(pods), N)
         time.sleep(2)
