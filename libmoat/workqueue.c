@@ -513,6 +513,27 @@ int workqueue_add_rate_limited(workqueue *q, const char *key, moat_error *err)
     return r;
 }
 
+int workqueue_add_backoff(workqueue *q, const char *key, int64_t cap_ns, moat_error *err)
+{
+    if (check_key(key, err) < 0)
+        return -1;
+    if (cap_ns < 0)
+        return moat_error_set(err, MOAT_E_INVALID, "workqueue: negative backoff cap");
+    pthread_mutex_lock(&q->lock);
+    item *it;
+    int r = item_get(q, key, &it, err);
+    if (r == 0) {
+        int64_t cap = cap_ns > 0 && cap_ns < q->max_delay_ns ? cap_ns : q->max_delay_ns;
+        int64_t base = q->base_delay_ns < cap ? q->base_delay_ns : cap;
+        int64_t delay = moat_backoff_exponential(base, cap, it->failures);
+        if (it->failures < INT_MAX)
+            it->failures++;
+        add_after_locked(q, it, delay);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return r;
+}
+
 void workqueue_forget(workqueue *q, const char *key)
 {
     if (!key)

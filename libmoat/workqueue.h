@@ -74,6 +74,15 @@ int workqueue_add_after(workqueue *q, const char *key, int64_t delay_ns, moat_er
  * failure count is unchanged. */
 int workqueue_add_rate_limited(workqueue *q, const char *key, moat_error *err);
 
+/* Counts one more failure for key and adds it after its own exponential backoff alone
+ * (as workqueue_add_rate_limited(), capped at cap_ns where that is below the queue's
+ * maximum; 0: the maximum), taking nothing from the global bucket: for a key that waits on
+ * something that wakes it with workqueue_add() when it comes, so that the backoff is only
+ * a fallback, and a crowd of such keys does not push every other retry (nor its own
+ * wake-up) behind the bucket. Returns and fails as workqueue_add(), and MOAT_E_INVALID for
+ * a negative cap_ns. */
+int workqueue_add_backoff(workqueue *q, const char *key, int64_t cap_ns, moat_error *err);
+
 /* Resets key's failure count, so that its next rate-limited add waits the base delay.
  * Call it when a reconcile succeeds; otherwise the key stays remembered (and counts
  * against WORKQUEUE_MAX_KEYS) while it has failures. Unknown keys are ignored. */

@@ -66,6 +66,10 @@ struct operator_controller {
      * brought yet: for NETPOL_PENDING_NS it counts as there, a lagging cache being no reason
      * to apply again; after that it is missing (a watch that lost its events). */
     json_t *pending;
+    /* ns -> {"ns/name": true}: the Sandboxes waiting for ns's policies before their Pod
+     * (WAIT_POLICIES), queued at once when the watch brings one of them; their own backoff,
+     * capped at POLICY_WAIT_CAP_NS, is only the fallback. Under applied_lock. */
+    json_t *waiting;
 
     /* One counter per result of a reconcile: a result computed by subtracting counters
      * read one after another wraps when a worker counts between the reads. */
@@ -90,7 +94,8 @@ struct operator_controller {
 };
 
 /* What a reconcile asks of the worker: nothing more, a quick retry (a conflict), a retry
- * with backoff (a failure), or a short wait (its namespace's NetworkPolicies). */
+ * with backoff (a failure), or a wait for its namespace's NetworkPolicies (woken by their
+ * watch, netpol_sync_wait). */
 typedef enum { DONE, REQUEUE_NOW, FAILED, WAIT_POLICIES } outcome;
 
 /* Reconciles the Sandbox of key ("ns/name") once, from the caches: creates its Pod, writes
@@ -128,6 +133,19 @@ int netpol_sync_init(operator_controller *c, moat_error *err);
 /* Whether the cache shows every policy of ns as built; queues ns's key when one is not the
  * spec the operator applied. */
 bool netpol_sync_ready(operator_controller *c, const char *ns);
+
+/* Sandbox key waits for ns's policies: it is queued when the watch next brings one of
+ * them. Then whether the cache shows them all now (netpol_sync_ready again, so that one
+ * brought between the caller's look and the registration is not missed); the key may be
+ * woken once for nothing, which costs a reconcile. */
+bool netpol_sync_wait(operator_controller *c, const char *ns, const char *key);
+
+/* Sandbox key ("ns/name") no longer waits (it was deleted). */
+void netpol_sync_unwait(operator_controller *c, const char *key);
+
+/* The longest a Sandbox waiting for its namespace's policies goes without a look of its
+ * own, should no event wake it. */
+#define POLICY_WAIT_CAP_NS (10 * 1000000000LL)
 
 /* The NETPOL_KEY reconcile: every policy of a namespace that has Sandboxes, applied where
  * the cache lacks it or holds another spec (deleted or edited by hand). */

@@ -87,6 +87,9 @@ static void sandbox_updated(void *user, json_t *old, json_t *obj)
 static void sandbox_deleted(void *user, json_t *obj)
 {
     count(user, obj, -1);
+    _cleanup_free_ char *key = kobj_key(obj);
+    if (key)
+        netpol_sync_unwait(user, key);
     sandbox_changed(user, obj);
 }
 
@@ -355,7 +358,7 @@ outcome controller_reconcile(operator_controller *c, const char *key, int64_t *r
         goto out;
     if (plan.action == SANDBOX_ACTION_CREATE_POD) {
         /* No sandbox Pod before its namespace's policies are in place (the cache says so). */
-        if (!netpol_sync_ready(c, ns)) {
+        if (!netpol_sync_ready(c, ns) && !netpol_sync_wait(c, ns, key)) {
             char pkey[300];
             snprintf(pkey, sizeof(pkey), NETPOL_KEY "%s", ns);
             /* A key that failed waits out its backoff: queueing it now would skip that. */
@@ -491,10 +494,12 @@ static void *worker(void *arg)
             atomic_fetch_add(&c->requeues, 1);
             workqueue_add_after(c->queue, key, CONFLICT_RETRY, &qerr);
         } else if (o == WAIT_POLICIES) {
-            /* with the key's own backoff (5 ms doubling): a namespace whose policies never
-             * come costs less and less */
+            /* woken by the policies' watch; meanwhile the key's own backoff, outside the
+             * global bucket (a burst of Sandboxes in a new namespace would otherwise queue
+             * behind each other's waits): a namespace whose policies never come costs less
+             * and less */
             atomic_fetch_add(&c->requeues, 1);
-            workqueue_add_rate_limited(c->queue, key, &qerr);
+            workqueue_add_backoff(c->queue, key, POLICY_WAIT_CAP_NS, &qerr);
         } else {
             atomic_fetch_add(&c->reconcile_successes, 1);
             workqueue_forget(c->queue, key);
@@ -655,10 +660,12 @@ int controller_new(operator_controller **out, const controller_options *o, moat_
     c->leader_elect = o->leader_elect;
     c->applied = json_object();
     c->pending = json_object();
+    c->waiting = json_object();
     pthread_mutex_init(&c->applied_lock, NULL);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
-    if (!c->identity || !c->lease_namespace || !c->lease_name || !c->applied || !c->pending) {
+    if (!c->identity || !c->lease_namespace || !c->lease_name || !c->applied || !c->pending ||
+        !c->waiting) {
         controller_free(c);
         return moat_error_set(err, MOAT_E_NOMEM, "out of memory");
     }
@@ -821,6 +828,7 @@ void controller_free(operator_controller *c)
     sandbox_mark_key_free(c->mark_key);
     json_decref(c->applied);
     json_decref(c->pending);
+    json_decref(c->waiting);
     pthread_mutex_destroy(&c->applied_lock);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);

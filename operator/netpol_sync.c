@@ -2,6 +2,7 @@
  * informer on the operator's policies, and the hash of each policy's spec, carried in an
  * annotation and remembered from the API server's answer, to see that one is as built. */
 #include <openssl/sha.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,49 @@ bool netpol_sync_ready(operator_controller *c, const char *ns)
         controller_enqueue(c, key);
     }
     return ready;
+}
+
+bool netpol_sync_wait(operator_controller *c, const char *ns, const char *key)
+{
+    pthread_mutex_lock(&c->applied_lock);
+    json_t *keys = json_object_get(c->waiting, ns);
+    if (!keys && json_object_set_new(c->waiting, ns, keys = json_object()) < 0)
+        keys = NULL;
+    if (keys)
+        json_object_set_new(keys, key, json_true());
+    pthread_mutex_unlock(&c->applied_lock);
+    /* out of memory: not registered, the key's own backoff still brings it back */
+    return netpol_sync_ready(c, ns);
+}
+
+void netpol_sync_unwait(operator_controller *c, const char *key)
+{
+    const char *slash = strchr(key, '/');
+    char ns[300];
+    if (!slash || slash - key >= (ptrdiff_t)sizeof(ns))
+        return;
+    memcpy(ns, key, (size_t)(slash - key));
+    ns[slash - key] = '\0';
+    pthread_mutex_lock(&c->applied_lock);
+    json_t *keys = json_object_get(c->waiting, ns);
+    json_object_del(keys, key);
+    if (keys && json_object_size(keys) == 0)
+        json_object_del(c->waiting, ns);
+    pthread_mutex_unlock(&c->applied_lock);
+}
+
+/* The Sandboxes waiting for ns's policies, queued now (the watch brought one). */
+static void wake_waiting(operator_controller *c, const char *ns)
+{
+    pthread_mutex_lock(&c->applied_lock);
+    json_t *keys = json_incref(json_object_get(c->waiting, ns));
+    json_object_del(c->waiting, ns);
+    pthread_mutex_unlock(&c->applied_lock);
+    const char *key;
+    json_t *v;
+    json_object_foreach (keys, key, v)
+        controller_enqueue(c, key);
+    json_decref(keys);
 }
 
 /* Whether ns has a Sandbox that is not being deleted: a namespace going away (its
@@ -213,6 +257,9 @@ void netpol_sync_changed(void *user, json_t *policy)
 {
     forget_pending(user, policy, false);
     enqueue_namespace(user, policy);
+    const char *ns = kobj_namespace(policy);
+    if (ns)
+        wake_waiting(user, ns);
 }
 
 void netpol_sync_updated(void *user, json_t *old, json_t *policy)

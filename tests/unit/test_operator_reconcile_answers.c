@@ -25,6 +25,37 @@ static void test_waits_for_policies(void **state)
     assert_requests(f, 0);
 }
 
+/* A Sandbox waiting for its namespace's policies is queued when the watch brings one (not
+ * left to its backoff), and forgotten when it is deleted while it waits. */
+static void test_policies_wake_the_waiting(void **state)
+{
+    fixture *f = *state;
+    feed(f->c->sandboxes, "ADDED", sandbox("10", SPEC, NULL));
+    assert_queue(f, SB);
+    reconcile_expect(f, WAIT_POLICIES, 0);
+    assert_queue(f, NETPOL_Q);
+
+    moat_error err = MOAT_ERROR_INIT;
+    char path[256];
+    snprintf(path, sizeof(path), NETPOL_PATH, SANDBOX_NETPOL_EGRESS_NONE);
+    answer_with(f, 200, NULL);
+    answer_with(f, 200, NULL);
+    assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
+    json_t *none = json_deep_copy(assert_request(f, 0, "PATCH", path));
+    reset(f);
+    json_object_set_new(json_object_get(none, "metadata"), "resourceVersion", json_string("50"));
+    feed(f->c->netpols, "ADDED", none);
+    assert_queue(f, NETPOL_Q "," SB);
+    /* the other policy is not there yet: it waits again, registered again */
+    reconcile_expect(f, WAIT_POLICIES, 0);
+    assert_queue(f, NETPOL_Q);
+    assert_non_null(json_object_get(json_object_get(f->c->waiting, NS), SB));
+
+    json_t *sbx = kube_informer_get(f->c->sandboxes, SB);
+    feed(f->c->sandboxes, "DELETED", sbx);
+    assert_null(json_object_get(f->c->waiting, NS));
+}
+
 /* A policy just applied is not applied again while the watch has yet to bring it (a second
  * pass sends nothing, and looks again once the pending moment is over, on the queue's
  * clock); a deletion the watch reports is put back at once. */
@@ -306,6 +337,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_waits_for_policies),
+        T(test_policies_wake_the_waiting),
         T(test_policies_not_applied_twice_while_the_watch_lags),
         T(test_not_leading_writes_nothing),
         T(test_status_conflict_requeues),

@@ -306,6 +306,52 @@ static void test_rate_limited_cap(void **state)
     workqueue_free(q);
 }
 
+/* A key that waits to be woken: its own backoff, capped, and no token from the bucket. */
+static void test_backoff_without_bucket(void **state)
+{
+    moat_fake_clock clock;
+    moat_fake_clock_init(&clock, 0);
+    workqueue *q = new_queue(moat_fake_clock_get(&clock)); /* 10 qps, burst 100 */
+    moat_error err = MOAT_ERROR_INIT;
+    char key[32];
+
+    assert_int_equal(workqueue_add_backoff(q, "ns/a", -1, &err), -1);
+    assert_int_equal(err.code, MOAT_E_INVALID);
+    moat_error_clear(&err);
+    /* 300 waiting keys, three times each, cost the bucket nothing ... */
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(key, sizeof(key), "ns/w%d", i);
+            assert_int_equal(workqueue_add_backoff(q, key, 0, &err), 0);
+        }
+        moat_fake_clock_advance(&clock, (5 * MS) << round);
+        for (int i = 0; i < 300; i++) {
+            snprintf(key, sizeof(key), "ns/w%d", i);
+            expect_key(q, key);
+        }
+    }
+    /* ... so a failing key still has the whole burst: its own 5 ms, no more */
+    assert_int_equal(workqueue_add_rate_limited(q, "ns/fail", &err), 0);
+    expect_after(q, &clock, "ns/fail", 5 * MS);
+
+    /* the cap given, then the queue's own */
+    const int64_t want[] = {5 * MS, 10 * MS, 20 * MS, 30 * MS, 30 * MS};
+    for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+        assert_int_equal(workqueue_add_backoff(q, "ns/c", 30 * MS, &err), 0);
+        expect_after(q, &clock, "ns/c", want[i]);
+    }
+    assert_int_equal(workqueue_add_backoff(q, "ns/c", 0, &err), 0);
+    expect_after(q, &clock, "ns/c", 5 * MS << 5);
+    assert_int_equal(workqueue_num_requeues(q, "ns/c"), 6);
+
+    /* woken: an add makes a waiting key ready at once */
+    assert_int_equal(workqueue_add_backoff(q, "ns/c", 0, &err), 0);
+    expect_nothing(q);
+    add_ok(q, "ns/c");
+    expect_key(q, "ns/c");
+    workqueue_free(q);
+}
+
 static void test_global_rate_limit(void **state)
 {
     moat_fake_clock clock;
@@ -765,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_add_after_ordering),
         cmocka_unit_test(test_rate_limited_backoff),
         cmocka_unit_test(test_rate_limited_cap),
+        cmocka_unit_test(test_backoff_without_bucket),
         cmocka_unit_test(test_global_rate_limit),
         cmocka_unit_test(test_never_two_workers),
         cmocka_unit_test(test_never_two_workers_blocking),

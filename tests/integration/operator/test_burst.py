@@ -1,6 +1,7 @@
-"""200 Sandboxes created at once yield exactly 200 Pod creations, counted by an independent
-watch on Pods, while the operator is restarted twice, kube-apiserver once, and the fault
-proxy between the operator and the API server forces 410 Gone and drops its watches."""
+"""200 Sandboxes created in two bursts of 100 yield exactly 200 Pod creations, counted by an
+independent watch on Pods, while the operator is restarted twice, kube-apiserver once (each
+while Pods are being made), and the fault proxy between the operator and the API server
+forces 410 Gone and drops its watches."""
 import json
 import os
 import ssl
@@ -93,18 +94,26 @@ class BurstTest(unittest.TestCase):
     def test_200_sandboxes_make_exactly_200_pods_through_restarts_and_faults(self):
         counter = PodCreationCounter(self.ns)
         self.operator = Operator(kubeconfig=self.proxy.kubeconfig)
-        items = [{"apiVersion": "moat.dev/v1alpha1", "kind": "Sandbox",
-                  "metadata": {"name": f"b-{i:03d}"},
-                  "spec": {"image": "moat.local/busybox:1.35"}} for i in range(N)]
-        kubectl("create", "-n", self.ns, "-f", "-",
-                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-                timeout=120)
 
-        time.sleep(1)
+        def create(first, n):
+            items = [{"apiVersion": "moat.dev/v1alpha1", "kind": "Sandbox",
+                      "metadata": {"name": f"b-{i:03d}"},
+                      "spec": {"image": "moat.local/busybox:1.35"}}
+                     for i in range(first, first + n)]
+            kubectl("create", "-n", self.ns, "-f", "-",
+                    stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+                    timeout=120)
+
+        # Each restart comes while Pods are being made (the operator makes a couple of
+        # hundred in seconds): the first half, stopped once a few have Pods ...
+        create(0, N // 2)
+        wait_for(lambda: len(counter.uids) >= 10, 60, interval=0.05, what="the first Pods")
         self.operator.stop()  # restart 1: SIGTERM mid-burst
         self.operator = Operator(kubeconfig=self.proxy.kubeconfig)
         self.proxy.fault({"type": "status", "code": 410}, count=3, watch=True)
         self.proxy.call("POST", "/drop-all")
+        # ... the second half, then kube-apiserver gone under the operator at once
+        create(N // 2, N - N // 2)
         subprocess.run(["bash", os.path.join(ROOT, "e2e", "cluster", "control-plane.sh"),
                         "restart-apiserver"], check=True, timeout=180)
         self.operator.stop(kill=True)  # restart 2: a crash
