@@ -148,6 +148,48 @@ def test_an_ended_sandbox_raises_its_message(ns):
     s.delete()
 
 
+def test_a_deletion_ends_the_wait(ns):
+    # more CPU than the node has: Pending for ever, until deleted under the wait
+    s = Sandbox.create(image=BUSYBOX, namespace=ns, wait=0, cpu="8", memory="128Mi")
+    threading.Timer(1.0, s.delete).start()
+    t0 = time.monotonic()
+    with pytest.raises(SandboxError, match="was deleted"):
+        s.wait_ready(60)
+    assert time.monotonic() - t0 < 30  # told by the watch, not by the wait's end
+
+
+def test_a_user_who_may_not_watch_still_waits(ns):
+    """create() follows its Sandbox by a watch; a user allowed get but not watch gets the
+    same result by reading it again (a ServiceAccount's token, as an agent in a Pod has)."""
+    rbac, core = client.RbacAuthorizationV1Api(), client.CoreV1Api()
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "nowatch"}})
+    rbac.create_namespaced_role(ns, {
+        "metadata": {"name": "nowatch"},
+        "rules": [{"apiGroups": ["moat.dev"], "resources": ["sandboxes"],
+                   "verbs": ["get", "list", "create", "delete"]},
+                  {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+                  {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}]})
+    rbac.create_namespaced_role_binding(ns, {
+        "metadata": {"name": "nowatch"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "nowatch"},
+        "subjects": [{"kind": "ServiceAccount", "name": "nowatch", "namespace": ns}]})
+    token = core.create_namespaced_service_account_token(
+        "nowatch", ns, {"spec": {"audiences": []}}).status.token
+    cfg = client.Configuration()
+    config.load_kube_config(client_configuration=cfg)
+    cfg.cert_file = cfg.key_file = None
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    api = client.ApiClient(cfg)
+    with pytest.raises(client.ApiException) as e:  # the premise: watch is refused
+        client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "moat.dev", "v1alpha1", ns, "sandboxes", watch=True, timeout_seconds=1,
+            _preload_content=False)
+    assert e.value.status == 403
+    with Sandbox.create(image=BUSYBOX, namespace=ns, api=api, **SMALL) as s:
+        assert s.isolation.runtime == "gvisor"
+        assert s.exec(["echo", "polled"]).stdout == "polled\n"
+
+
 def test_many_sandboxes_from_threads(ns):
     results, errors = {}, []
 

@@ -17,7 +17,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Union
 
@@ -51,7 +51,7 @@ class Cancel:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ws = None
+        self._close: Callable[[], None] | None = None
         self.cancelled = False
 
     def check(self) -> None:
@@ -60,16 +60,20 @@ class Cancel:
             raise Cancelled("the call was cancelled")
 
     def attach(self, ws) -> None:
+        self.attach_closer(lambda: _shut(ws))
+
+    def attach_closer(self, close: Callable[[], None]) -> None:
+        """close() ends the connection the call now waits on (the latest one attached)."""
         with self._lock:
-            self._ws = ws
+            self._close = close
             if self.cancelled:
-                _shut(ws)
+                close()
 
     def __call__(self) -> None:
         with self._lock:
             self.cancelled = True
-            if self._ws is not None:
-                _shut(self._ws)
+            if self._close is not None:
+                self._close()
 
 
 CANCEL: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("moat_cancel",
@@ -81,6 +85,13 @@ def check() -> None:
     cancel = CANCEL.get()
     if cancel is not None:
         cancel.check()
+
+
+def attach_closer(close: Callable[[], None]) -> None:
+    """Lets a cancel of the call running in this context end its wait by close()."""
+    cancel = CANCEL.get()
+    if cancel is not None:
+        cancel.attach_closer(close)
 
 
 def pause(seconds: float) -> None:

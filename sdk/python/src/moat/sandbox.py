@@ -1,15 +1,17 @@
 """A Moat Sandbox from Python: create, exec, files, and what isolation really ran."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from . import _exec
 from .errors import SandboxError, SpecRejected, VMUnavailable
@@ -198,31 +200,98 @@ class Sandbox:
     def wait_ready(self, timeout: float = 120) -> "Sandbox":
         """Until Ready (a command can run) and its isolation reported. VMUnavailable,
         SandboxError as create()."""
-        end = time.monotonic() + timeout
-        while True:
-            self.refresh()
+        def ready() -> bool:
             # Ready, and the node has said what really runs it (Isolated True or False)
             if (self.phase == "Running" and self._condition("Ready").get("status") == "True"
                     and self._condition("Isolated").get("status") in ("True", "False")):
-                return self
+                return True
             self._raise_if_ended()
-            if time.monotonic() > end:
-                raise SandboxError(self.name, f"not ready after {timeout:g}s", self.phase)
-            _exec.pause(0.2)
+            return False
+        self._follow(ready, timeout, "not ready")
+        return self
 
     def wait(self, timeout: float = 300) -> dict[str, Any]:
         """Until a final phase; returns the status (VMUnavailable as create())."""
-        end = time.monotonic() + timeout
-        while True:
-            self.refresh()
+        def ended() -> bool:
             if self.phase in FINAL:
-                return self.status
+                return True
             sc = self._condition("Scheduled")
             if sc.get("reason") == "NoHypervisor":
                 raise VMUnavailable(self.name, sc.get("message", ""), self.phase, "NoHypervisor")
-            if time.monotonic() > end:
-                raise SandboxError(self.name, f"not finished after {timeout:g}s", self.phase)
-            _exec.pause(0.2)
+            return False
+        self._follow(ended, timeout, "not finished")
+        return self.status
+
+    def _follow(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        """Until done() holds for the Sandbox as the API server has it (done may raise to end
+        the wait), each change seen as it happens: a watch on this one object from the
+        resourceVersion last read, started again where it ends, read again after 410 Gone.
+        SandboxError "<what> after <timeout>s", or when the Sandbox is deleted meanwhile."""
+        end = time.monotonic() + timeout
+        rv: str | None = None
+        poll = False  # a user who may get Sandboxes but not watch them: every 0.2 s
+        while True:
+            if rv is None or poll:
+                try:
+                    self.refresh()
+                except ApiException as e:
+                    if e.status == 404:
+                        raise SandboxError(self.name, "was deleted", self.phase) from None
+                    raise
+                rv = self._obj.get("metadata", {}).get("resourceVersion")
+            if done():
+                return
+            left = end - time.monotonic()
+            if left <= 0:
+                raise SandboxError(self.name, f"{what} after {timeout:g}s", self.phase)
+            if poll:
+                _exec.pause(0.2)
+                continue
+            _exec.check()
+            try:
+                rv = self._watch(rv, done, left)
+            except ApiException as e:
+                if e.status != 403:
+                    raise
+                poll = True
+            except (OSError, HTTPError, ValueError):
+                _exec.check()  # cancelled: the wait's connection was shut
+                _exec.pause(0.2)  # the stream broke: read the object again
+                rv = None
+
+    def _watch(self, rv: str | None, done: Callable[[], bool], seconds: float) -> str | None:
+        """One watch request from rv, for at most `seconds`; returns the resourceVersion to
+        go on from (None: read the object again), or as soon as done()."""
+        resp = self._co.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, watch=True, resource_version=rv,
+            field_selector=f"metadata.name={self.name}", allow_watch_bookmarks=True,
+            timeout_seconds=max(1, min(int(seconds), 60)), _preload_content=False,
+            _request_timeout=(10, min(seconds, 60) + 15))
+        # a cancel shuts the response under a blocked read (urllib3 >= 2.3), else closes it
+        _exec.attach_closer(getattr(resp, "shutdown", resp.close))
+        try:
+            pending = b""
+            for chunk in resp.stream(64 * 1024, decode_content=True):
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    ev = json.loads(line)
+                    obj = ev.get("object") or {}
+                    if ev.get("type") == "ERROR":
+                        return None  # 410 Gone (or another end): read it again
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if ev.get("type") == "BOOKMARK":
+                        continue
+                    self._obj = obj
+                    if ev.get("type") == "DELETED":
+                        raise SandboxError(self.name, "was deleted", self.phase)
+                    if done():
+                        return rv
+            return rv
+        finally:
+            resp.release_conn()
 
     def logs(self) -> str:
         return self._core.read_namespaced_pod_log(self.pod_name, self.namespace)
