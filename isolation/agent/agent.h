@@ -162,13 +162,22 @@ typedef struct agent_cri_ops {
 /* The real CRI client (borrowed). */
 agent_cri_ops agent_cri_client(cri_client *c);
 
+/* A Sandbox is Ready once its Pod runs and its node has reported the isolation: the report
+ * lags the sandbox's start by up to this much (kubelet's own status lags by up to 1 s). */
+#define AGENT_PODS_INTERVAL_NS (500 * 1000000LL)
+/* How often Sessions' activity and CPU are looked at (with a listing at least this far from
+ * the last look): an interval under 1% of a CPU is an idle one (session.h). */
+#define AGENT_SESSIONS_INTERVAL_NS (2 * 1000000000LL)
+
 typedef struct {
     const char *node_name;       /* required */
     const char *default_runtime; /* NULL: "runc" */
     bool report_all;             /* report every pod on the node, not only Moat's */
     bool config_mode;            /* no moat-cri on the node (agent_report_json) */
     int64_t probe_interval_ns;   /* 0: 60 s; also how often every report is written again */
-    int64_t pods_interval_ns;    /* 0: 2 s; how often the runtime's sandboxes are listed */
+    /* 0: AGENT_PODS_INTERVAL_NS; how often the runtime's sandboxes are listed: the longest
+     * a new pod waits for its isolation report */
+    int64_t pods_interval_ns;
     /* moat-cri's record of Exec, Attach and PortForward starts (cri-shim/activity.h); NULL
      * or missing: a Session's activity is its CPU alone (config mode) */
     const char *activity_dir;

@@ -19,6 +19,7 @@
 #include "libmoat/kubeconfig.h"
 #include "libmoat/log.h"
 #include "libmoat/signals.h"
+#include "libmoat/units.h"
 
 #define VERSION MOAT_VERSION_STRING
 
@@ -50,6 +51,8 @@ static void usage(FILE *f)
             "  --mode MODE               shim (moat-cri decides each pod) or config (containerd\n"
             "                            maps the handlers; reports say what that drops)\n"
             "  --probe-interval SECONDS  probe again and recheck every pod (default 60)\n"
+            "  --pods-interval DURATION  list the runtime's pod sandboxes, to report new ones\n"
+            "                            (default 500ms; 100ms..1m)\n"
             "  --report moat|all         report pods asking for Moat, or every pod (default "
             "all)\n"
             "  --default-runtime NAME    containerd's default runtime (default runc)\n"
@@ -166,6 +169,7 @@ int main(int argc, char **argv)
     agent_facts base = {0};
     bool report_all = true;
     long interval_s = 60;
+    int64_t pods_interval_ns = AGENT_PODS_INTERVAL_NS;
     moat_log_level level = MOAT_LOG_INFO;
     /* The agent asks no libvirt daemon: the labels take only the direct probe's verdict. */
     iso_report_config probe_cfg = {.no_libvirt = true};
@@ -183,6 +187,7 @@ int main(int argc, char **argv)
         O_RUNTIMES,
         O_GPU,
         O_INTERVAL,
+        O_PODS_INTERVAL,
         O_REPORT,
         O_DEFAULT_RUNTIME,
         O_MODE,
@@ -200,6 +205,7 @@ int main(int argc, char **argv)
         {"runtimes", required_argument, NULL, O_RUNTIMES},
         {"gpu-mode", required_argument, NULL, O_GPU},
         {"probe-interval", required_argument, NULL, O_INTERVAL},
+        {"pods-interval", required_argument, NULL, O_PODS_INTERVAL},
         {"report", required_argument, NULL, O_REPORT},
         {"default-runtime", required_argument, NULL, O_DEFAULT_RUNTIME},
         {"mode", required_argument, NULL, O_MODE},
@@ -264,6 +270,16 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_PODS_INTERVAL: {
+            _cleanup_error_ moat_error e = MOAT_ERROR_INIT;
+            if (moat_duration_parse(&pods_interval_ns, optarg, &e) < 0 ||
+                pods_interval_ns < 100000000LL || pods_interval_ns > 60000000000LL) {
+                fprintf(stderr, "moat-agent: --pods-interval: %s\n",
+                        e.message ? e.message : "want 100ms..1m");
+                return 2;
+            }
+            break;
+        }
         case O_REPORT:
             if (strcmp(optarg, "all") == 0)
                 report_all = true;
@@ -383,6 +399,7 @@ int main(int argc, char **argv)
         .config_mode = config_mode,
         .report_all = report_all,
         .probe_interval_ns = interval_s * 1000000000LL,
+        .pods_interval_ns = pods_interval_ns,
     };
     if (agent_new(&a, kc, &ao, &facts, &cri_ops, &err) < 0) {
         log_error(NULL, "%s", err.message);
