@@ -485,7 +485,8 @@ int agent_new(agent **out, kube_client *client, const agent_options *opts,
     a->cri = cri;
     a->report_all = opts->report_all;
     a->interval_ns = opts->probe_interval_ns > 0 ? opts->probe_interval_ns : 60000000000LL;
-    a->pods_interval_ns = opts->pods_interval_ns > 0 ? opts->pods_interval_ns : AGENT_PODS_INTERVAL_NS;
+    a->pods_interval_ns =
+        opts->pods_interval_ns > 0 ? opts->pods_interval_ns : AGENT_PODS_INTERVAL_NS;
     a->reported = json_object();
     a->node_name = strdup(opts->node_name);
     a->default_runtime = strdup(opts->default_runtime ? opts->default_runtime : "runc");
