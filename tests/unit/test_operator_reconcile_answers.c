@@ -25,6 +25,22 @@ static void test_waits_for_policies(void **state)
     assert_requests(f, 0);
 }
 
+/* netpol_sync applies both policies (answered 200); returns a copy of the "none" policy as
+ * it was sent, for the test to feed as the watch would (the caller owns it). */
+static json_t *apply_policies(fixture *f)
+{
+    moat_error err = MOAT_ERROR_INIT;
+    char path[256];
+    snprintf(path, sizeof(path), NETPOL_PATH, SANDBOX_NETPOL_EGRESS_NONE);
+    answer_with(f, 200, NULL);
+    answer_with(f, 200, NULL);
+    assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
+    assert_requests(f, 2);
+    json_t *none = json_deep_copy(assert_request(f, 0, "PATCH", path));
+    reset(f);
+    return none;
+}
+
 /* A Sandbox waiting for its namespace's policies is queued when the watch brings one (not
  * left to its backoff), and forgotten when it is deleted while it waits. */
 static void test_policies_wake_the_waiting(void **state)
@@ -35,14 +51,7 @@ static void test_policies_wake_the_waiting(void **state)
     reconcile_expect(f, WAIT_POLICIES, 0);
     assert_queue(f, NETPOL_Q);
 
-    moat_error err = MOAT_ERROR_INIT;
-    char path[256];
-    snprintf(path, sizeof(path), NETPOL_PATH, SANDBOX_NETPOL_EGRESS_NONE);
-    answer_with(f, 200, NULL);
-    answer_with(f, 200, NULL);
-    assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
-    json_t *none = json_deep_copy(assert_request(f, 0, "PATCH", path));
-    reset(f);
+    json_t *none = apply_policies(f);
     json_object_set_new(json_object_get(none, "metadata"), "resourceVersion", json_string("50"));
     feed(f->c->netpols, "ADDED", none);
     assert_queue(f, NETPOL_Q "," SB);
@@ -65,15 +74,10 @@ static void test_policies_not_applied_twice_while_the_watch_lags(void **state)
     feed(f->c->sandboxes, "ADDED", sandbox("10", SPEC, NULL));
     char q[512];
     drain(f, q, sizeof(q));
+    json_t *none = apply_policies(f);
     moat_error err = MOAT_ERROR_INIT;
     char path[256];
     snprintf(path, sizeof(path), NETPOL_PATH, SANDBOX_NETPOL_EGRESS_NONE);
-    answer_with(f, 200, NULL);
-    answer_with(f, 200, NULL);
-    assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
-    assert_requests(f, 2);
-    json_t *none = json_deep_copy(assert_request(f, 0, "PATCH", path));
-    reset(f);
 
     /* The cache has neither yet: nothing sent; Pods wait until the watch shows them. */
     assert_int_equal(netpol_sync(f->c, NS, &err), DONE);
