@@ -1,9 +1,12 @@
 """The SDK against the real cluster in $KUBECONFIG with Moat installed (the local cluster:
 e2e/cluster/cluster.sh), every call and every exception provoked for real."""
+import contextlib
 import hashlib
 import io
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -14,7 +17,7 @@ from kubernetes import client, config
 from websocket import WebSocketException
 
 from moat import (CommandTimeout, ConnectionLost, FileError, Output, Sandbox, SandboxError,
-                  SpecRejected, VMUnavailable)
+                  SpecRejected, VMUnavailable, set_keepalive)
 
 BUSYBOX = "moat.local/busybox:1.35"
 PYTHON = "moat.local/python:3.11"
@@ -363,6 +366,58 @@ def test_cut_connection_mid_stream_raises_and_kills_the_command(sb, relayed):
             pass
     assert time.monotonic() - t0 < 5
     assert _is_socket_error(e.value.__cause__), repr(e.value.__cause__)
+    assert _gone(sb, marker), "the command outlived its client"
+
+
+@contextlib.contextmanager
+def _silenced(port: int):
+    """Every packet to or from the loopback port dropped (an nftables table of the test's
+    own, removed after): a path gone silent, with no FIN and no RST."""
+    table = f"moat_sdk_silence_{os.getpid()}"
+
+    def nft(script: str) -> None:
+        subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True,
+                       capture_output=True, timeout=30)
+    nft(f"add table inet {table}\n"
+        f"add chain inet {table} out {{ type filter hook output priority 0; }}\n"
+        f"add rule inet {table} out tcp dport {port} drop\n"
+        f"add rule inet {table} out tcp sport {port} drop\n")
+    try:
+        yield
+    finally:
+        nft(f"delete table inet {table}\n")
+
+
+def test_a_silent_connection_raises_by_its_keepalive(sb, relayed):
+    """A command that prints nothing, on a path that goes silent: ConnectionLost once the
+    keepalive's probes go unanswered (here 1 s idle, 2 probes 1 s apart), not a read for
+    ever; and the command is killed once the connection ends at the server's side."""
+    if os.geteuid() != 0 or not shutil.which("nft"):
+        pytest.skip("dropping a path's packets needs root and nft")
+    relay, via = relayed
+    marker = "sleep 3604"
+    caught: list[BaseException] = []
+    set_keepalive(1, 1, 2)
+    try:
+        def run():
+            try:
+                via.exec(["sh", "-c", marker])
+            except BaseException as e:  # noqa: BLE001 - asserted below
+                caught.append(e)
+        t = threading.Thread(target=run)
+        t.start()
+        end = time.monotonic() + 30
+        while not _running(sb, marker):
+            assert time.monotonic() < end, "the command did not start"
+            time.sleep(0.2)
+        with _silenced(relay.port):
+            t.join(30)
+            assert not t.is_alive(), "a silent connection went unnoticed for 30 s"
+    finally:
+        set_keepalive()
+    assert len(caught) == 1 and isinstance(caught[0], ConnectionLost), caught
+    assert _is_socket_error(caught[0].__cause__), repr(caught[0].__cause__)
+    relay.cut()  # the relay's side to the API server ends too
     assert _gone(sb, marker), "the command outlived its client"
 
 

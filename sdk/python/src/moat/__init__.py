@@ -5,7 +5,7 @@
         print(sb.isolation.runtime, sb.isolation.reason)
         print(sb.exec(["python3", "-c", "print(2 + 2)"]).stdout)
 """
-from ._exec import Output
+from ._exec import Keepalive, Output, set_keepalive
 from .errors import (CommandTimeout, ConnectionLost, FileError, MoatError, SandboxError,
                      SpecRejected, VMUnavailable)
 from .files import FileInfo, Files
@@ -13,5 +13,5 @@ from .sandbox import CommandResult, Isolation, Sandbox
 
 __all__ = ["Sandbox", "CommandResult", "Isolation", "Output", "Files", "FileInfo", "MoatError",
            "SandboxError", "SpecRejected", "VMUnavailable", "CommandTimeout", "ConnectionLost",
-           "FileError"]
+           "FileError", "Keepalive", "set_keepalive"]
 __version__ = "0.1.0"

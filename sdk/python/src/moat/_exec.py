@@ -33,6 +33,46 @@ FRAME = 256 * 1024
 TIMEOUT_EXIT = 124  # moat-init exec: --timeout ran out, the process group was killed
 
 Stdin = Union[bytes, str, IO[bytes], None]
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """TCP keepalive on each command's connection: after `idle` seconds without a byte from
+    the server, a probe every `interval` seconds; `count` unanswered ones end the connection
+    (and unacknowledged data sent, as long: TCP_USER_TIMEOUT). A path that went silent (no
+    FIN, no RST: a cable, a NAT's table, a dead node) raises ConnectionLost within
+    idle + interval * count seconds, while a command that prints nothing for hours still
+    lives: the server's kernel answers the probes."""
+    idle: float = 30
+    interval: float = 10
+    count: int = 3
+
+
+KEEPALIVE = Keepalive()
+
+
+def set_keepalive(idle: float = 30, interval: float = 10, count: int = 3) -> None:
+    """How soon a silent connection is given up (Keepalive), for the connections opened from
+    now on; at least 1 s and one probe."""
+    global KEEPALIVE
+    if idle < 1 or interval < 1 or count < 1:
+        raise ValueError("keepalive: idle and interval at least 1 s, count at least 1")
+    KEEPALIVE = Keepalive(idle, interval, int(count))
+
+
+def _keep_alive(ws) -> None:
+    """KEEPALIVE on the WebSocket's TCP socket (Linux's options; elsewhere, none)."""
+    sock = getattr(ws.sock, "sock", None)
+    if sock is None or not hasattr(socket, "TCP_KEEPIDLE"):
+        return
+    k = KEEPALIVE
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, int(k.idle))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, int(k.interval))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, k.count)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                        int((k.idle + k.interval * k.count) * 1000))
 # what a broken connection raises from the client's socket: websocket-client's own exceptions,
 # ssl.SSLError and the socket's OSError (ConnectionResetError, BrokenPipeError, ...)
 LOST = (WebSocketException, OSError)
@@ -163,6 +203,7 @@ def open_exec(core: client.CoreV1Api, namespace: str, pod: str, argv: list[str])
     # The client keeps every byte of output a second time for read_all() unless told not to,
     # and kubernetes 37's stream() does not pass capture_all through: its own no-op writer.
     ws._all = ws_client._IgnoredIO()
+    _keep_alive(ws)
     cancel = CANCEL.get()
     if cancel is not None:
         cancel.attach(ws)
