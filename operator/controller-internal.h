@@ -140,7 +140,8 @@ bool netpol_sync_ready(operator_controller *c, const char *ns);
  * woken once for nothing, which costs a reconcile. */
 bool netpol_sync_wait(operator_controller *c, const char *ns, const char *key);
 
-/* Sandbox key ("ns/name") no longer waits (it was deleted). */
+/* Sandbox key ("ns/name") no longer waits: its reconcile ended otherwise than WAIT_POLICIES
+ * (controller_reconcile calls it). */
 void netpol_sync_unwait(operator_controller *c, const char *key);
 
 /* The longest a Sandbox waiting for its namespace's policies goes without a look of its

@@ -87,9 +87,6 @@ static void sandbox_updated(void *user, json_t *old, json_t *obj)
 static void sandbox_deleted(void *user, json_t *obj)
 {
     count(user, obj, -1);
-    _cleanup_free_ char *key = kobj_key(obj);
-    if (key)
-        netpol_sync_unwait(user, key);
     sandbox_changed(user, obj);
 }
 
@@ -293,8 +290,8 @@ static void record_transitions(operator_controller *c, const json_t *sbx, const 
 
 /* ---- reconcile ----------------------------------------------------------------------- */
 
-outcome controller_reconcile(operator_controller *c, const char *key, int64_t *ret_after_s,
-                             moat_error *err)
+static outcome reconcile_sandbox(operator_controller *c, const char *key, int64_t *ret_after_s,
+                                 moat_error *err)
 {
     *ret_after_s = 0;
     json_t *sbx = kube_informer_get(c->sandboxes, key);
@@ -460,6 +457,17 @@ out:
     json_decref(pod);
     json_decref(sbx);
     return result;
+}
+
+outcome controller_reconcile(operator_controller *c, const char *key, int64_t *ret_after_s,
+                             moat_error *err)
+{
+    outcome o = reconcile_sandbox(c, key, ret_after_s, err);
+    /* waiting for its namespace's policies only while its last look ended so (a deleted
+     * Sandbox's key is looked at once more, and leaves then) */
+    if (o != WAIT_POLICIES)
+        netpol_sync_unwait(c, key);
+    return o;
 }
 
 static void observe_latency(operator_controller *c, double seconds)

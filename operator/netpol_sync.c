@@ -116,7 +116,8 @@ void netpol_sync_unwait(operator_controller *c, const char *key)
     pthread_mutex_unlock(&c->applied_lock);
 }
 
-/* The Sandboxes waiting for ns's policies, queued now (the watch brought one). */
+/* The Sandboxes waiting for ns's policies, queued now (the watch brought one), their count of
+ * waits forgotten: a failure after the wait backs off from the base delay. */
 static void wake_waiting(operator_controller *c, const char *ns)
 {
     pthread_mutex_lock(&c->applied_lock);
@@ -125,8 +126,10 @@ static void wake_waiting(operator_controller *c, const char *ns)
     pthread_mutex_unlock(&c->applied_lock);
     const char *key;
     json_t *v;
-    json_object_foreach (keys, key, v)
+    json_object_foreach (keys, key, v) {
+        workqueue_forget(c->queue, key);
         controller_enqueue(c, key);
+    }
     json_decref(keys);
 }
 

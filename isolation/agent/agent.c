@@ -859,8 +859,10 @@ static int report_pods(agent *a)
     int64_t now = moat_mono_ns();
     if (!a->sessions_at || now - a->sessions_at >= AGENT_SESSIONS_INTERVAL_NS) {
         a->sessions_at = now;
-        if (sessions_pass(a, &l) < 0)
+        if (sessions_pass(a, &l) < 0) {
+            a->sessions_at = 0; /* the retry's listing looks at them again */
             rc = -1;
+        }
     }
     cri_sandbox_list_clear(&l);
     pthread_mutex_lock(&a->lock);

@@ -42,7 +42,7 @@ static json_t *apply_policies(fixture *f)
 }
 
 /* A Sandbox waiting for its namespace's policies is queued when the watch brings one (not
- * left to its backoff), and forgotten when it is deleted while it waits. */
+ * left to its backoff), and forgotten once a look at it ends otherwise (here: deleted). */
 static void test_policies_wake_the_waiting(void **state)
 {
     fixture *f = *state;
@@ -50,11 +50,16 @@ static void test_policies_wake_the_waiting(void **state)
     assert_queue(f, SB);
     reconcile_expect(f, WAIT_POLICIES, 0);
     assert_queue(f, NETPOL_Q);
+    moat_error qerr = MOAT_ERROR_INIT; /* as the worker does after WAIT_POLICIES */
+    assert_int_equal(workqueue_add_backoff(f->c->queue, SB, POLICY_WAIT_CAP_NS, &qerr), 0);
+    assert_int_equal(workqueue_num_requeues(f->c->queue, SB), 1);
+    assert_queue(f, ""); /* its backoff not over on the queue's clock */
 
     json_t *none = apply_policies(f);
     json_object_set_new(json_object_get(none, "metadata"), "resourceVersion", json_string("50"));
     feed(f->c->netpols, "ADDED", none);
     assert_queue(f, NETPOL_Q "," SB);
+    assert_int_equal(workqueue_num_requeues(f->c->queue, SB), 0); /* the wait forgotten */
     /* the other policy is not there yet: it waits again, registered again */
     reconcile_expect(f, WAIT_POLICIES, 0);
     assert_queue(f, NETPOL_Q);
@@ -62,6 +67,8 @@ static void test_policies_wake_the_waiting(void **state)
 
     json_t *sbx = kube_informer_get(f->c->sandboxes, SB);
     feed(f->c->sandboxes, "DELETED", sbx);
+    assert_queue(f, SB);
+    reconcile_expect(f, DONE, 0);
     assert_null(json_object_get(f->c->waiting, NS));
 }
 
