@@ -38,11 +38,12 @@ Stdin = Union[bytes, str, IO[bytes], None]
 @dataclass(frozen=True)
 class Keepalive:
     """TCP keepalive on each command's connection: after `idle` seconds without a byte from
-    the server, a probe every `interval` seconds; `count` unanswered ones end the connection
-    (and unacknowledged data sent, as long: TCP_USER_TIMEOUT). A path that went silent (no
-    FIN, no RST: a cable, a NAT's table, a dead node) raises ConnectionLost within
-    idle + interval * count seconds, while a command that prints nothing for hours still
-    lives: the server's kernel answers the probes."""
+    the server, a probe every `interval` seconds; `count` unanswered ones end the connection.
+    A path that went silent (no FIN, no RST: a NAT's table, a dead node) raises
+    ConnectionLost within idle + interval * count seconds, while a command that prints
+    nothing for hours still lives: the server's kernel answers the probes. (No
+    TCP_USER_TIMEOUT: it would also end a live connection whose upload waits on a command
+    that does not read its stdin yet.)"""
     idle: float = 30
     interval: float = 10
     count: int = 3
@@ -61,18 +62,20 @@ def set_keepalive(idle: float = 30, interval: float = 10, count: int = 3) -> Non
 
 
 def _keep_alive(ws) -> None:
-    """KEEPALIVE on the WebSocket's TCP socket (Linux's options; elsewhere, none)."""
+    """KEEPALIVE on the WebSocket's TCP socket (Linux's options; elsewhere, none). The
+    WebSocket is closed and ConnectionLost raised if the socket refuses them."""
     sock = getattr(ws.sock, "sock", None)
     if sock is None or not hasattr(socket, "TCP_KEEPIDLE"):
         return
     k = KEEPALIVE
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, int(k.idle))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, int(k.interval))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, k.count)
-    if hasattr(socket, "TCP_USER_TIMEOUT"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
-                        int((k.idle + k.interval * k.count) * 1000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, int(k.idle))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, int(k.interval))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, k.count)
+    except OSError as e:
+        ws.close()
+        raise ConnectionLost(f"exec: its connection refused TCP keepalive ({e})") from e
 # what a broken connection raises from the client's socket: websocket-client's own exceptions,
 # ssl.SSLError and the socket's OSError (ConnectionResetError, BrokenPipeError, ...)
 LOST = (WebSocketException, OSError)
@@ -102,18 +105,29 @@ class Cancel:
     def attach(self, ws) -> None:
         self.attach_closer(lambda: _shut(ws))
 
-    def attach_closer(self, close: Callable[[], None]) -> None:
-        """close() ends the connection the call now waits on (the latest one attached)."""
+    def attach_closer(self, close: Callable[[], None] | None) -> None:
+        """close() ends the connection the call now waits on (the latest one attached);
+        None once it is done with it (before it goes back to a pool, where a late close()
+        would end another request's connection: under the lock, so a close() under way
+        finishes first)."""
         with self._lock:
             self._close = close
-            if self.cancelled:
-                close()
+            if self.cancelled and close is not None:
+                _quietly(close)
 
     def __call__(self) -> None:
         with self._lock:
             self.cancelled = True
             if self._close is not None:
-                self._close()
+                _quietly(self._close)
+
+
+def _quietly(close: Callable[[], None]) -> None:
+    """A cancel never raises: the connection it shuts may be closing already."""
+    try:
+        close()
+    except Exception:  # noqa: BLE001 - whatever the closed connection says, it is closed
+        pass
 
 
 CANCEL: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("moat_cancel",
@@ -127,8 +141,9 @@ def check() -> None:
         cancel.check()
 
 
-def attach_closer(close: Callable[[], None]) -> None:
-    """Lets a cancel of the call running in this context end its wait by close()."""
+def attach_closer(close: Callable[[], None] | None) -> None:
+    """Lets a cancel of the call running in this context end its wait by close() (None: the
+    wait is over, its connection no longer the call's to shut)."""
     cancel = CANCEL.get()
     if cancel is not None:
         cancel.attach_closer(close)

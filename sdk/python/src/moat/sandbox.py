@@ -251,9 +251,13 @@ class Sandbox:
             try:
                 rv = self._watch(rv, done, left)
             except ApiException as e:
-                if e.status != 403:
+                if e.status == 403:
+                    poll = True
+                elif e.status in (410, 429) or e.status >= 500:
+                    _exec.pause(0.2)  # the watch cache is behind or busy: read it again
+                    rv = None
+                else:
                     raise
-                poll = True
             except (OSError, HTTPError, ValueError):
                 _exec.check()  # cancelled: the wait's connection was shut
                 _exec.pause(0.2)  # the stream broke: read the object again
@@ -267,8 +271,8 @@ class Sandbox:
             field_selector=f"metadata.name={self.name}", allow_watch_bookmarks=True,
             timeout_seconds=max(1, min(int(seconds), 60)), _preload_content=False,
             _request_timeout=(10, min(seconds, 60) + 15))
-        # a cancel shuts the response under a blocked read (urllib3 >= 2.3), else closes it
-        _exec.attach_closer(getattr(resp, "shutdown", resp.close))
+        # a cancel shuts the response under a blocked read (urllib3 >= 2.3)
+        _exec.attach_closer(resp.shutdown)
         try:
             pending = b""
             for chunk in resp.stream(64 * 1024, decode_content=True):
@@ -280,7 +284,9 @@ class Sandbox:
                     ev = json.loads(line)
                     obj = ev.get("object") or {}
                     if ev.get("type") == "ERROR":
-                        return None  # 410 Gone (or another end): read it again
+                        if obj.get("code") != 410:  # not only expired: not at once again
+                            _exec.pause(0.2)
+                        return None  # read it again
                     rv = obj.get("metadata", {}).get("resourceVersion", rv)
                     if ev.get("type") == "BOOKMARK":
                         continue
@@ -291,6 +297,7 @@ class Sandbox:
                         return rv
             return rv
         finally:
+            _exec.attach_closer(None)  # before the connection goes back to the pool
             resp.release_conn()
 
     def logs(self) -> str:
