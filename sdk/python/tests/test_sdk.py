@@ -349,6 +349,26 @@ def _gone(sb, marker: str, within: float = 10) -> bool:
     return False
 
 
+def _exec_running(sb, via, marker: str, argv: list[str]):
+    """via.exec(argv) in a thread of its own, returned once `marker` runs in the sandbox:
+    (the thread, [its result], [what it raised])."""
+    got: list = []
+    caught: list[BaseException] = []
+
+    def run():
+        try:
+            got.append(via.exec(argv))
+        except BaseException as e:  # noqa: BLE001 - the caller asserts it
+            caught.append(e)
+    t = threading.Thread(target=run)
+    t.start()
+    end = time.monotonic() + 30
+    while not _running(sb, marker):
+        assert time.monotonic() < end, "the command never started"
+        time.sleep(0.2)
+    return t, got, caught
+
+
 def _is_socket_error(e: BaseException) -> bool:
     return isinstance(e, (WebSocketException, OSError))
 
@@ -396,20 +416,9 @@ def test_a_silent_connection_raises_by_its_keepalive(sb, relayed):
         pytest.skip("dropping a path's packets needs root and nft")
     relay, via = relayed
     marker = "sleep 3604"
-    caught: list[BaseException] = []
     set_keepalive(1, 1, 2)
     try:
-        def run():
-            try:
-                via.exec(["sh", "-c", marker])
-            except BaseException as e:  # noqa: BLE001 - asserted below
-                caught.append(e)
-        t = threading.Thread(target=run)
-        t.start()
-        end = time.monotonic() + 30
-        while not _running(sb, marker):
-            assert time.monotonic() < end, "the command did not start"
-            time.sleep(0.2)
+        t, _, caught = _exec_running(sb, via, marker, ["sh", "-c", marker])
         with _silenced(relay.port):
             t.join(30)
             assert not t.is_alive(), "a silent connection went unnoticed for 30 s"
@@ -424,20 +433,7 @@ def test_a_silent_connection_raises_by_its_keepalive(sb, relayed):
 def test_cut_connection_mid_exec_raises_and_kills_the_command(sb, relayed):
     relay, via = relayed
     marker = "sleep 3602"
-    caught: list[BaseException] = []
-    got: list = []
-
-    def run():
-        try:
-            got.append(via.exec(["sh", "-c", f"echo partial; {marker}"]))
-        except BaseException as e:  # noqa: BLE001 - asserted below
-            caught.append(e)
-    t = threading.Thread(target=run)
-    t.start()
-    end = time.monotonic() + 30
-    while not _running(sb, marker):
-        assert time.monotonic() < end, "the command never started"
-        time.sleep(0.2)
+    t, got, caught = _exec_running(sb, via, marker, ["sh", "-c", f"echo partial; {marker}"])
     relay.cut()
     t0 = time.monotonic()
     t.join(10)

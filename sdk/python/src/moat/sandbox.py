@@ -11,6 +11,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import HTTPError
 
 from . import _exec
@@ -274,27 +275,23 @@ class Sandbox:
         # a cancel shuts the response under a blocked read (urllib3 >= 2.3)
         _exec.attach_closer(resp.shutdown)
         try:
-            pending = b""
-            for chunk in resp.stream(64 * 1024, decode_content=True):
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    ev = json.loads(line)
-                    obj = ev.get("object") or {}
-                    if ev.get("type") == "ERROR":
-                        if obj.get("code") != 410:  # not only expired: not at once again
-                            _exec.pause(0.2)
-                        return None  # read it again
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if ev.get("type") == "BOOKMARK":
-                        continue
-                    self._obj = obj
-                    if ev.get("type") == "DELETED":
-                        raise SandboxError(self.name, "was deleted", self.phase)
-                    if done():
-                        return rv
+            for line in iter_resp_lines(resp):  # the client's own splitting of a watch
+                if not line.strip():
+                    continue
+                ev = json.loads(line)
+                obj = ev.get("object") or {}
+                if ev.get("type") == "ERROR":
+                    if obj.get("code") != 410:  # not only expired: not at once again
+                        _exec.pause(0.2)
+                    return None  # read it again
+                rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                if ev.get("type") == "BOOKMARK":
+                    continue
+                self._obj = obj
+                if ev.get("type") == "DELETED":
+                    raise SandboxError(self.name, "was deleted", self.phase)
+                if done():
+                    return rv
             return rv
         finally:
             _exec.attach_closer(None)  # before the connection goes back to the pool
