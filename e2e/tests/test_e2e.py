@@ -259,11 +259,20 @@ class E2E(unittest.TestCase):
             p = subprocess.run(["bash", CLUSTER_SH, "restart", svc], capture_output=True,
                                text=True, timeout=120)
             self.assertEqual(p.returncode, 0, p.stderr)
+        # `restart` returns once containerd is started, not serving: a Sandbox that ended
+        # before the restart is final at once, and kubelet's ContainerStatus (which its log
+        # read asks first) fails until containerd's CRI serves again and moat-cri's channel
+        # to it is back ("unable to retrieve container logs for containerd://...").
+        wait_for(lambda: ctr("version").returncode == 0, 60, what="containerd serving again")
         for n in names:
             st = self.wait_phase(n, FINAL, 180)
             self.assert_true_final(n, st)
             if st["phase"] == "Succeeded":
-                self.assertIn("done-", self.logs(st["podName"]))
+                out, deadline = self.logs(st["podName"]), time.monotonic() + 30
+                while "unable to retrieve container logs" in out and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    out = self.logs(st["podName"])
+                self.assertIn("done-", out)
 
 
 if __name__ == "__main__":
