@@ -113,7 +113,7 @@ class E2E(unittest.TestCase):
     # ---- cases ----
     def test_a_auto_runs_under_gvisor(self):
         self.apply(sandbox_yaml("hello", 'echo "hello from $(uname -sr)"; dmesg | head -n 3; '
-                                         'sleep 4; echo bye'))
+                                         'sleep 10; echo bye'))
         st = self.wait_phase("hello", ("Running",) + FINAL, 120)
         pod = st["podName"]
         if NODE_CHECKS and st["phase"] == "Running":
@@ -158,6 +158,11 @@ class E2E(unittest.TestCase):
         doc = json.loads(sandbox_yaml("steal", "echo $TOKEN"))
         doc["spec"]["env"] = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "db",
                                                                                "key": "k"}}}]
+        # the binding is in the API server's RBAC cache a moment later: refused by RBAC
+        # before that, which is not what this test is about
+        wait_for(lambda: kubectl("auth", "can-i", "create", "sandboxes.moat.dev", "-n", self.ns,
+                                 "--as", user, check=False)[1].strip() == "yes",
+                 30, 0.2, what="the user's binding in force")
         rc, _, err = kubectl("--as", user, "apply", "-n", self.ns, "-f", "-",
                              stdin=json.dumps(doc), check=False)
         self.assertNotEqual(rc, 0)
@@ -224,7 +229,9 @@ class E2E(unittest.TestCase):
         self.assertEqual(self.status("nonet")["isolation"]["handler"], "runsc-nonet")
 
     def test_e_timeout_expires_then_ttl(self):
-        self.apply(sandbox_yaml("slow", "echo started; sleep 300", timeout="5s", ttl="20s"))
+        # its clock runs from the pod's start: 15 s leave a loaded machine room to start
+        # gVisor and run the echo before the end
+        self.apply(sandbox_yaml("slow", "echo started; sleep 300", timeout="15s", ttl="20s"))
         st = self.wait_phase("slow", ("Expired",), 90)
         self.assertIn("started", self.logs(st["podName"]))  # readable until the TTL
         wait_for(lambda: kubectl("get", "sandbox", "slow", "-n", self.ns, check=False)[0] != 0,

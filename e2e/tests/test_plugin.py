@@ -184,9 +184,12 @@ class Plugin(unittest.TestCase):
         self.assertTrue(until(b"33 111"), seen)
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 122, 0, 0))
         os.kill(pid, signal.SIGWINCH)  # as the terminal does when it is resized
-        time.sleep(0.5)
-        os.write(fd, b"stty size\r")
-        self.assertTrue(until(b"44 122"), seen)
+        # the resize and the keystrokes take two channels: ask again until it has arrived
+        for _ in range(10):
+            os.write(fd, b"stty size\r")
+            if until(b"44 122", 2):
+                break
+        self.assertIn(b"44 122", seen)
         os.write(fd, b"exit 7\r")
         until(b"never", 2)
         _, status = os.waitpid(pid, 0)

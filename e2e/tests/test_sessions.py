@@ -250,20 +250,21 @@ class Sessions(unittest.TestCase):
         kubectl("apply", "-n", self.ns, "-f", "-", stdin="\n---\n".join([
             session("idle", idle="20s"),
             session("busy", idle="20s"),
-            session("hard", idle="1h", timeout="25s"),
+            session("hard", idle="1h", timeout="30s"),
         ]))
-        for name in ("idle", "busy", "hard"):
+        # Each busy one starts burning as soon as it is ready: their clocks run from their
+        # pods' start, so waiting for all three first could spend "busy"'s idle window.
+        burn = "while :; do :; done"
+        for name in ("busy", "hard"):
             self.wait_ready(name)
+            threading.Thread(target=self.exec, args=(name, "sh", "-c", burn),
+                             kwargs={"timeout": 120, "opts": ("--timeout", "70")},
+                             daemon=True).start()
+        self.wait_ready("idle")
         # an exec'd shell waiting for input: an exec start, then nothing
         shell = subprocess.Popen([KUBECTL, "exec", "-i", "-n", self.ns, "idle", "--", HELPER,
                                   "exec", "--", "sh"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        burn = "while :; do :; done"
-        busy = [threading.Thread(target=self.exec, args=(n, "sh", "-c", burn),
-                                 kwargs={"timeout": 120, "opts": ("--timeout", "70")},
-                                 daemon=True) for n in ("busy", "hard")]
-        for t in busy:
-            t.start()
         try:
             st = wait_for(lambda: (lambda s: s.get("phase") == "Expired" and s)(
                 self.status("idle")), 120, 1, what="the idle session ending")

@@ -61,13 +61,14 @@ def test_sandboxes_driven_concurrently(sandboxes):
     async def main():
         t0 = time.monotonic()
         cmds = [(s, f"{i}") for i, s in enumerate(sandboxes)] + [(sandboxes[0], "again")]
-        rs = await asyncio.gather(*(s.exec(["sh", "-c", f"sleep 2; echo {w}; exit {n}"])
+        rs = await asyncio.gather(*(s.exec(["sh", "-c", f"sleep 5; echo {w}; exit {n}"])
                                     for n, (s, w) in enumerate(cmds)))
         return rs, time.monotonic() - t0
     rs, took = asyncio.run(main())
     assert [(r.exit_code, r.stdout) for r in rs] == [(0, "0\n"), (1, "1\n"), (2, "2\n"),
                                                      (3, "again\n")]
-    assert took < 6, f"4 commands of 2 s took {took:.1f} s: not at once"  # one by one: 8+
+    # one by one: 20 s and more; at once: 5 s and each exec's own costs on a busy machine
+    assert took < 15, f"4 commands of 5 s took {took:.1f} s: not at once"
 
 
 def test_files_and_state(sandboxes):
@@ -92,7 +93,7 @@ def test_exec_stream_arrives_before_the_end(sandboxes):
     async def main():
         seen = []
         t0 = time.monotonic()
-        stream = sandboxes[2].exec_stream(["sh", "-c", "echo 1; sleep 2; echo 2 >&2; exit 5"])
+        stream = sandboxes[2].exec_stream(["sh", "-c", "echo 1; sleep 4; echo 2 >&2; exit 5"])
         async for ev in stream:
             seen.append((ev.stream, ev.data, time.monotonic() - t0))
         return seen, time.monotonic() - t0, stream.exit_code

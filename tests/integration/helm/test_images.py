@@ -191,8 +191,9 @@ class ImagesTest(unittest.TestCase):
                            "--tail=20", "--all-containers", check=False)[1]
             self.fail(f"helm install --wait: {p.stderr}\n{pods}\n{events[-3000:]}\n{logs}")
 
-        dep = get_json("deployment", "moat-operator", "-n", ns)
-        self.assertEqual(dep["status"].get("readyReplicas"), 2)
+        # helm waits on the ReplicaSet; the Deployment's own status follows it
+        wait_for(lambda: get_json("deployment", "moat-operator", "-n", ns)["status"].get(
+            "readyReplicas") == 2, 60, 0.5, what="the operator's 2 replicas ready")
         pods = get_json("pods", "-n", ns, "-l", "app.kubernetes.io/name=moat-operator")["items"]
         names = {q["metadata"]["name"] for q in pods}
         lease = wait_for(lambda: (kubectl("get", "lease", "moat-operator", "-n", ns, "-o", "json",

@@ -380,15 +380,16 @@ class Exec(Base):
 class Init(Base):
     def test_reaps_zombies_and_forwards_sigterm(self):
         # each ( sleep & ) leaves an orphan that moat-init, the subreaper, inherits and that
-        # exits 0.2 s later: a zombie of moat-init's unless it reaps it
+        # exits 2 s later (time for a loaded machine's test to see them come): a zombie of
+        # moat-init's unless it reaps it
         p = subprocess.Popen([MOAT_INIT, "init", "--", "sh", "-c",
-                              "for i in 1 2 3 4 5; do (sleep 0.2 &); done; echo ready; "
+                              "for i in 1 2 3 4 5; do (sleep 2 &); done; echo ready; "
                               "exec sleep 100"], stdout=subprocess.PIPE)
         self.addCleanup(finish, p)
         self.assertEqual(p.stdout.readline(), b"ready\n")
         self.assertTrue(wait_until(lambda: len(children(p.pid)) > 1, 2),
                         "the orphans never came to moat-init")
-        wait_until(lambda: len(children(p.pid)) == 1, 5)  # the orphans' 0.2 s, under load
+        wait_until(lambda: len(children(p.pid)) == 1, 10)  # the orphans' 2 s, under load
         kids = children(p.pid)
         self.assertEqual([st[0] for st in kids.values()].count("Z"), 0, f"zombies: {kids}")
         self.assertEqual(len(kids), 1, kids)  # only the command

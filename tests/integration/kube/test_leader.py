@@ -86,11 +86,12 @@ class LeaderElectionTest(unittest.TestCase):
         self.assertEqual(other.events("wrote"), [], "a follower did work")
         self.assertEqual(self.holder(), first.id)
 
-        # Kill the leader: the other leads within the lease duration (plus a retry period).
+        # Kill the leader: the other leads within the lease duration (plus a retry period,
+        # and its requests' time on a loaded machine).
         killed_at = time.time()
         first.proc.kill()
-        wait(other.leading, LEASE_DURATION + RETRY_PERIOD + 3, "the follower to take over")
-        self.assertLessEqual(time.time() - killed_at, LEASE_DURATION + RETRY_PERIOD + 3)
+        wait(other.leading, LEASE_DURATION + RETRY_PERIOD + 6, "the follower to take over")
+        self.assertLessEqual(time.time() - killed_at, LEASE_DURATION + RETRY_PERIOD + 6)
         wait(lambda: self.holder() == other.id, 5, "the new leader's work")
 
         # Pause the leader past its lease: a new candidate takes over; when the paused one

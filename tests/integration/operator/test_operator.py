@@ -224,10 +224,13 @@ class OperatorTest(unittest.TestCase):
         st = sandbox_status(self.ns, "bad")
         self.assertEqual(st["exitCode"], 3)
         self.assertIn("boom", st["message"])
-        events = kubectl("get", "events", "-n", self.ns, "--field-selector",
-                         "involvedObject.name=bad", "-o", "json")[1]
-        reasons = {e["reason"] for e in json.loads(events)["items"]}
-        self.assertTrue({"PodCreated", "Failed"} <= reasons, reasons)
+        # the recorder posts its events from a thread of its own, after the status write
+        def reasons():
+            events = kubectl("get", "events", "-n", self.ns, "--field-selector",
+                             "involvedObject.name=bad", "-o", "json")[1]
+            return {e["reason"] for e in json.loads(events)["items"]}
+        wait_for(lambda: {"PodCreated", "Failed"} <= reasons(), 30, 0.5,
+                 what="PodCreated and Failed events")
 
     def test_deadline_expires_and_ttl_deletes(self):
         self.create("short", timeout="30s", ttlAfterFinished="4s")

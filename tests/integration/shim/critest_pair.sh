@@ -3,7 +3,9 @@
 # critest (built by e2e/tools/build.sh from sigs.k8s.io/cri-tools) run twice against one
 # containerd of this test's own, straight to it and through moat-cri, with the same flags
 # and ginkgo seed; every spec must end the same way on both sides. A relay that dropped or
-# changed a field would turn some spec's outcome.
+# changed a field would turn some spec's outcome. Each side tries a failed spec once more
+# (ginkgo's flake attempts): a spec that failed on one side by the machine's load alone
+# would otherwise differ; one that a relay breaks fails both of its tries.
 #
 #   critest_pair.sh [HANDLER]     HANDLER: "" (the default runtime, runc) or runsc
 #
@@ -100,7 +102,7 @@ run() {
     local start=$SECONDS
     (cd "$work" && "$critest" --runtime-endpoint "unix://$2" --image-endpoint "unix://$2" \
         --registry-prefix "$registry" ${handler:+--runtime-handler "$handler"} \
-        --ginkgo.seed="$seed" --ginkgo.skip="$skip" --ginkgo.no-color \
+        --ginkgo.seed="$seed" --ginkgo.skip="$skip" --ginkgo.no-color --ginkgo.flake-attempts=2 \
         --ginkgo.json-report="$work/$1.json" >"$work/$1.log" 2>&1) || true
     [ -s "$work/$1.json" ] || { tail -30 "$work/$1.log" >&2; echo "critest_pair: $1: no report" >&2; exit 1; }
     echo "critest_pair: $1 side ran in $((SECONDS - start)) s"

@@ -287,9 +287,14 @@ class ShimTest(unittest.TestCase):
         self.assertEqual(out.stdout.decode().strip(), os.uname().release)
         cs = self.rt.ContainerStatus(api.ContainerStatusRequest(container_id=cid))
         self.assertEqual(cs.status.state, api.CONTAINER_RUNNING)
-        time.sleep(0.5)
-        with open(cs.status.log_path) as f:
-            self.assertIn("to-the-log", f.read())
+        deadline = time.time() + 10  # containerd's log writer follows the container
+        while True:
+            with open(cs.status.log_path) as f:
+                logged = f.read()
+            if "to-the-log" in logged or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertIn("to-the-log", logged)
         # Sessions' activity (cri-shim/activity.h): ExecSync (a probe) records nothing, an
         # Exec start and a PortForward do, beside the socket; removals take them away
         activity = os.path.join(os.path.dirname(SHIM_SOCK), "activity")
@@ -444,6 +449,18 @@ class ShimTest(unittest.TestCase):
 
     def decisions(self, annotations):
         return {k: v for k, v in annotations.items() if k.startswith("moat.dev/decision-")}
+
+    @staticmethod
+    def host_runs(cmdline):
+        """Whether a process on this machine has exactly cmdline (NUL-separated)."""
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read() == cmdline:
+                        return True
+            except OSError:
+                pass  # gone meanwhile
+        return False
 
     def wait_for(self, what, call, within):
         """call() until it answers, for at most `within` seconds; returns the answer and how
@@ -705,9 +722,10 @@ class ShimTest(unittest.TestCase):
             self.assertLess(time.time(), deadline, "the node's new address was never walled")
             time.sleep(1)
 
-        # A flushed table is put back within the bound (5 s), its walled pods with it.
+        # A flushed table is put back within the bound (5 s), its walled pods with it. (The
+        # count is read before the delete: the shim's look may come at once after it.)
+        self.assertIn("moat_cri_egress_wall_restores_total 0", self.shim.metrics())
         subprocess.run(["nft", "delete", "table", "inet", WALL_TABLE], check=True)
-        self.assertNotIn("moat_cri_egress_wall_restores_total 1", self.shim.metrics())
         deadline = time.time() + 8
         while subprocess.run(["nft", "list", "table", "inet", WALL_TABLE],
                              capture_output=True).returncode != 0:
@@ -899,7 +917,11 @@ class ShimTest(unittest.TestCase):
         t = threading.Thread(target=long_call)
         try:
             t.start()
-            time.sleep(0.5)
+            # in flight once its command runs (a runc container's processes are the host's)
+            deadline = time.time() + 10
+            while not self.host_runs(b"sleep\x003\x00"):
+                self.assertLess(time.time(), deadline, "the exec's command never ran")
+                time.sleep(0.05)
             self.shim.proc.send_signal(signal.SIGTERM)
             t.join(20)
             self.assertFalse(t.is_alive(), "the call in flight never ended")

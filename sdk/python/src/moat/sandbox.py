@@ -20,6 +20,8 @@ from .files import Files
 
 GROUP, VERSION, PLURAL = "moat.dev", "v1alpha1", "sandboxes"
 FINAL = ("Succeeded", "Failed", "Expired")
+# how long Sandbox.run waits, after the end, for the node's report of what ran it
+REPORT_WAIT_S = 10.0
 
 _config_lock = threading.Lock()
 
@@ -110,11 +112,19 @@ class Sandbox:
             timeout: float = 300, api: client.ApiClient | None = None,
             **spec: Any) -> tuple[CommandResult, Isolation]:
         """One Run-mode Sandbox to its end: its output (the pod's log), exit code and the
-        isolation it got; the Sandbox is deleted afterwards."""
+        isolation it got; the Sandbox is deleted afterwards. A program that ends at once can
+        end before the node has reported what ran it: the report is waited for up to
+        REPORT_WAIT_S more (Isolation.runtime "" when the node never said)."""
         body = {"image": image, "command": command, **spec}
         sb = cls._make(f"run-{uuid.uuid4().hex[:10]}", namespace, body, api)
         try:
+            start = time.monotonic()
             st = sb.wait(timeout)
+            try:
+                sb._follow(sb._reported, min(REPORT_WAIT_S, timeout - (time.monotonic() - start)),
+                           "no isolation report")
+            except SandboxError:
+                pass  # reported as it is: not verified, runtime "" (README: Limitations)
             log = sb.logs()
             code = int(st.get("exitCode", -1))
             return (CommandResult(code, log, "", log.encode(), b""), sb.isolation)
@@ -198,13 +208,17 @@ class Sandbox:
             raise SandboxError(self.name, self.status.get("message") or self.phase, self.phase,
                                fin.get("reason"))
 
+    def _reported(self) -> bool:
+        """The node has said what really runs it (Isolated True or False)."""
+        return self._condition("Isolated").get("status") in ("True", "False")
+
     def wait_ready(self, timeout: float = 120) -> "Sandbox":
         """Until Ready (a command can run) and its isolation reported. VMUnavailable,
         SandboxError as create()."""
         def ready() -> bool:
             # Ready, and the node has said what really runs it (Isolated True or False)
             if (self.phase == "Running" and self._condition("Ready").get("status") == "True"
-                    and self._condition("Isolated").get("status") in ("True", "False")):
+                    and self._reported()):
                 return True
             self._raise_if_ended()
             return False
