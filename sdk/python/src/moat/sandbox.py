@@ -124,7 +124,7 @@ class Sandbox:
                 sb._follow(sb._reported, min(REPORT_WAIT_S, timeout - (time.monotonic() - start)),
                            "no isolation report")
             except SandboxError:
-                pass  # reported as it is: not verified, runtime "" (README: Limitations)
+                pass  # returned as it is: not verified, runtime "" (sdk/python/README.md)
             log = sb.logs()
             code = int(st.get("exitCode", -1))
             return (CommandResult(code, log, "", log.encode(), b""), sb.isolation)
