@@ -74,10 +74,11 @@ def delete_namespace(name, wait_s=0):
         time.sleep(1)
 
 
-def raw_patch(path, body, user=None, extra=None):
+def raw_patch(path, body, user=None, extra=None, group=None):
     """A JSON merge patch straight to the API server, as the cluster's admin or as user
-    (impersonated, with extra {key: value}): `kubectl patch` and `annotate` read the object
-    first, which an identity that may only patch (the node agent) may not. Returns
+    (impersonated, with extra {key: value} and a group): `kubectl patch` and `annotate` read
+    the object first, which an identity that may only patch (the node agent, a kubelet
+    writing pods/status) may not. Returns
     (rc, stdout, stderr) as kubectl() does, the API server's answer in stderr on failure."""
     cfg = json.loads(kubectl("config", "view", "--raw", "--minify", "--flatten", "-o",
                              "json")[1])
@@ -85,6 +86,8 @@ def raw_patch(path, body, user=None, extra=None):
     headers = {"Content-Type": "application/merge-patch+json"}
     if user:
         headers["Impersonate-User"] = user
+    if group:
+        headers["Impersonate-Group"] = group
     for k, v in (extra or {}).items():
         headers["Impersonate-Extra-" + urllib.parse.quote(k, safe="")] = v
     if cred.get("token"):

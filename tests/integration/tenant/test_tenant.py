@@ -268,6 +268,17 @@ class TenantTest(unittest.TestCase):
         self.refused(patch({"spec": {"ephemeralContainers": [
             {"name": "debug", "image": "moat.local/busybox:1.35"}]}},
             "--subresource=ephemeralcontainers", kind="strategic"), "(ephemeralcontainers)")
+        # ... nor its status, whose phase, exit code and start time the operator takes: a
+        # forged "Succeeded", or a start in 2099 that would keep a session from going idle
+        self.refused(patch({"status": {"phase": "Succeeded", "startTime": "2099-01-01T00:00:00Z"}},
+                           "--subresource=status"),
+                     "status: Pod", "only its node's kubelet")
+        # the chart's exempt keys are not exempt on a Sandbox's Pod (they would break its mark)
+        self.refused(patch({"metadata": {"labels": {"moat.dev/node-pool": "x"}}}),
+                     'metadata.labels["moat.dev/node-pool"]')
+        # ... and still are on a Pod of the tenant's own
+        self.admitted(as_user(B, "create", "--dry-run=server", "-n", self.ns, "-f", "-",
+                              stdin=pod_manifest("plain", labels={"moat.dev/node-pool": "x"})))
         # a label of the tenant's own is its business
         self.admitted(patch({"metadata": {"labels": {"team": "a"}}}))
         # the node agent of the Pod's node may write its report, and then status says it
@@ -285,6 +296,13 @@ class TenantTest(unittest.TestCase):
                                {"metadata": {"annotations": {"moat.dev/network": "internet"}}},
                                user=AGENT_USER, extra=node_extra),
                      "moat.dev/")
+        # the kubelet of the Pod's node writes its status (straight away, as kubelet does:
+        # a node may not read pods/status)
+        self.admitted(raw_patch(f"/api/v1/namespaces/{self.ns}/pods/victim/status",
+                                {"status": {"message": "written by its node's kubelet"}},
+                                user=f"system:node:{self.node.name}", group="system:nodes"))
+        self.assertEqual(get_pod(self.ns, "victim")["status"].get("message"),
+                         "written by its node's kubelet")
 
     def test_3b_session_activity_is_the_agents_and_the_deadline_the_operators(self):
         """B would keep a Session alive (or end another's) by writing its activity, its idle
@@ -391,6 +409,17 @@ class TenantTest(unittest.TestCase):
         self.admitted(create())
         self.refused(create(volumes=[{"name": "host", "hostPath": {"path": "/"}}]),
                      "spec.volumes[host]", "moat-sandbox-pod-shape")
+        # Moat's own volume name is not enough: its kind (an image volume) and its mounts
+        # (read-only) too
+        helper = {"name": "moat-init", "image": {"reference": "moat.local/moat-node:0.1.0"}}
+        mounted = lambda ro: [{"name": "sandbox", "image": "moat.local/busybox:1.35",  # noqa: E731
+                               "securityContext": {"allowPrivilegeEscalation": False},
+                               "volumeMounts": [{"name": "moat-init", "mountPath": "/.moat",
+                                                 "readOnly": ro}]}]
+        self.admitted(create(volumes=[helper], containers=mounted(True)))
+        self.refused(create(volumes=[{"name": "moat-init", "hostPath": {"path": "/"}}]),
+                     "spec.volumes[moat-init]: a sandbox Pod's volumes are image volumes")
+        self.refused(create(volumes=[helper], containers=mounted(False)), "mounted read-only")
         self.refused(create(hostNetwork=True), "shares no host namespace")
         self.refused(create(hostPID=True), "shares no host namespace")
         self.refused(create(runtimeClassName=RUNC), f'spec.runtimeClassName: "{RUNC}"')
