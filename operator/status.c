@@ -389,9 +389,11 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
                   generation, now);
     }
 
+    /* A start far ahead of our clock is not trusted (kubelet's clock, or a status write the
+     * cluster's policy should have refused: moat-pod-guard): the clocks would never run. */
     int64_t pod_start = moat_rfc3339_parse(kobj_str(pod, "status.startTime"));
     if (!kobj_str(old, "startTime") && pod_start >= 0)
-        set_time(st, "startTime", pod_start);
+        set_time(st, "startTime", pod_start <= now + 60 ? pod_start : now);
     int64_t started = moat_rfc3339_parse(kobj_str(st, "startTime"));
 
     int64_t exit_code = 0;

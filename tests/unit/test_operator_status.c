@@ -312,6 +312,18 @@ static void test_start_time_kept_from_status(void **state)
     assert_int_equal(s->plan.requeue_after_s, 201);
 }
 
+/* A start time far ahead of the operator's clock is taken as now: the timeout (and a
+ * session's idle clock) still run. */
+static void test_start_time_far_ahead_is_now(void **state)
+{
+    scenario *s = *state;
+    set_pod(s, pod_new("{\"phase\": \"Running\", \"startTime\": \"2099-01-01T00:00:00Z\","
+                       " \"conditions\": [" SCHEDULED_TRUE ", " READY_TRUE "]}"));
+    const json_t *st = plan(s);
+    expect_str(st, "startTime", NOW_STR);
+    assert_int_equal(s->plan.requeue_after_s, 301);
+}
+
 /* A Pending Pod that kubelet has started (pulling the image) is on the clock too. */
 static void test_pending_pod_with_start_time_requeues(void **state)
 {
@@ -712,6 +724,7 @@ int main(void)
         T(test_pod_running_not_ready),
         T(test_running_clears_old_message),
         T(test_start_time_kept_from_status),
+        T(test_start_time_far_ahead_is_now),
         T(test_pending_pod_with_start_time_requeues),
         T(test_running_timeout_passed),
         T(test_timeout_boundary),
