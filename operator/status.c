@@ -12,6 +12,9 @@
 #include "libmoat/units.h"
 
 #define MAX_MESSAGE 4096 /* of a container's termination message kept in status */
+/* How far ahead of our clock a time the node writes (a Pod's start, a session's last
+ * activity) may be and still be trusted. */
+#define CLOCK_AHEAD_MAX_S 60
 
 /* Cuts buf back so it does not end inside a UTF-8 sequence: snprintf into a fixed buffer
  * may split a character, and jansson refuses invalid UTF-8 (the field would be lost). */
@@ -393,7 +396,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
      * cluster's policy should have refused: moat-pod-guard): the clocks would never run. */
     int64_t pod_start = moat_rfc3339_parse(kobj_str(pod, "status.startTime"));
     if (!kobj_str(old, "startTime") && pod_start >= 0)
-        set_time(st, "startTime", pod_start <= now + 60 ? pod_start : now);
+        set_time(st, "startTime", pod_start <= now + CLOCK_AHEAD_MAX_S ? pod_start : now);
     int64_t started = moat_rfc3339_parse(kobj_str(st, "startTime"));
 
     int64_t exit_code = 0;
@@ -412,7 +415,7 @@ void sandbox_plan_make(sandbox_plan *out, const sandbox_view *view, const cluste
         last_activity = started;
         int64_t reported = moat_rfc3339_parse(kobj_annotation(pod, MOAT_ANNOTATION_LAST_ACTIVITY));
         int64_t known = moat_rfc3339_parse(kobj_str(old, "lastActivityTime"));
-        if (reported > last_activity && reported <= now + 60) /* a clock far ahead: not trusted */
+        if (reported > last_activity && reported <= now + CLOCK_AHEAD_MAX_S)
             last_activity = reported;
         if (known > last_activity)
             last_activity = known;

@@ -120,11 +120,13 @@ class Sandbox:
         try:
             start = time.monotonic()
             st = sb.wait(timeout)
-            try:
-                sb._follow(sb._reported, min(REPORT_WAIT_S, timeout - (time.monotonic() - start)),
-                           "no isolation report")
-            except SandboxError:
-                pass  # returned as it is: not verified, runtime "" (sdk/python/README.md)
+            if not sb._reported():  # wait() read it last: no second look when it is in
+                try:
+                    sb._follow(sb._reported,
+                               min(REPORT_WAIT_S, timeout - (time.monotonic() - start)),
+                               "no isolation report")
+                except SandboxError:
+                    pass  # returned as it is: not verified, runtime "" (sdk/python/README.md)
             log = sb.logs()
             code = int(st.get("exitCode", -1))
             return (CommandResult(code, log, "", log.encode(), b""), sb.isolation)
