@@ -131,9 +131,17 @@ class BurstTest(unittest.TestCase):
         try:
             wait_for(all_have_pods, 180, interval=1, what="every sandbox to have its pod")
         except AssertionError as e:
+            # which ones, what their status says, and every line of the operator's about them
+            items = json.loads(kubectl("get", "sbx", "-n", self.ns, "-o", "json")[1])["items"]
+            lacking = {i["metadata"]["name"]: i.get("status", {}) for i in items
+                       if not i.get("status", {}).get("podName")}
+            log = self.operator.logs()
+            about = [line for line in log.splitlines()
+                     if any(f"/{name}\"" in line for name in lacking)]
             raise AssertionError(f"{e}: Sandboxes with a pod, every 10 s: {with_pods[::10]}; "
-                                 f"proxy: {self.proxy.stats()}; the operator's log ends:\n"
-                                 f"{self.operator.logs()[-6000:]}\nthe proxy's:\n"
+                                 f"without one: {json.dumps(lacking)[:3000]}; the operator "
+                                 f"on them: {about[-40:]}; proxy: {self.proxy.stats()}; "
+                                 f"the operator's log ends:\n{log[-6000:]}\nthe proxy's:\n"
                                  f"{self.proxy.logs()[-3000:]}") from None
         pods = json.loads(kubectl("get", "pods", "-n", self.ns, "-o", "json")[1])["items"]
         self.assertEqual(len(pods), N)
